@@ -1,0 +1,114 @@
+"""``deptcast.send`` and ``deptcast.history``: a thin WAMP adapter over ``messages`` and ``store``."""
+
+import time
+from typing import Any, Dict, Optional
+
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions, RegisterOptions
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks, returnValue
+
+from components import names
+from components.config import ConfigError, load_settings
+from components.errors import INVALID_FRAME, NOT_AUTHORIZED, RATE_LIMITED, Refused
+from components.messages import check_send
+from components.ratelimit import RateLimiter
+from components.store import ThreadedStore, open_store, parse_after
+from components.tokens import ROLES, Identity
+
+DEFAULT_HISTORY_PAGE = 100
+
+
+def _wamp_error(e: Refused) -> ApplicationError:
+    return ApplicationError(e.uri, e.detail)
+
+
+class ApiComponent(ApplicationSession):
+    """Registers the client procedures and publishes every accepted message."""
+
+    @inlineCallbacks
+    def onJoin(self, details):
+        try:
+            self._settings = load_settings()
+        except ConfigError as e:
+            self.log.error("deptcast api: cannot start: {error}", error=str(e))
+            self.leave("deptcast.error.config", str(e))
+            return
+        settings = self._settings
+        self._limiter = RateLimiter(settings.rate, settings.burst)
+        self._identities: Dict[int, Identity] = {}
+        self._store = ThreadedStore(open_store(settings.db), reactor,
+                                    threads_=4 if settings.db_is_postgres else 1)
+        version = yield self._store.migrate()
+        self.log.info("deptcast api: store ready ({kind}, schema version {version})",
+                      kind="postgresql" if settings.db_is_postgres else f"sqlite {settings.db}",
+                      version=version)
+        yield self.subscribe(self._forget_session, "wamp.session.on_leave")
+        opts = RegisterOptions(details_arg="details")
+        yield self.register(self.send, names.PROC_SEND, options=opts)
+        yield self.register(self.history, names.PROC_HISTORY, options=opts)
+        yield self.register(self.send_as, names.PROC_SEND_AS)
+        self.log.info("deptcast api: send and history ready on node {node}", node=settings.node_name)
+
+    def onLeave(self, details):
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()
+        super().onLeave(details)
+
+    def _forget_session(self, session_id, *args, **kwargs):
+        self._identities.pop(session_id, None)
+
+    @inlineCallbacks
+    def _caller(self, details) -> Identity:
+        """The identity of the calling session; its department comes from the session's authextra."""
+        session_id = details.caller
+        identity = self._identities.get(session_id)
+        if identity is None:
+            if session_id is None or details.caller_authrole not in ROLES:
+                raise ApplicationError(NOT_AUTHORIZED, "the caller has no deptcast identity")
+            info = yield self.call("wamp.session.get", session_id)
+            dept = (info.get("authextra") or {}).get("dept")
+            identity = Identity(user=info["authid"], dept=dept, role=info["authrole"])
+            self._identities[session_id] = identity
+        returnValue(identity)
+
+    @inlineCallbacks
+    def send(self, to=None, message=None, *args, details=None, **kwargs):
+        identity = yield self._caller(details)
+        envelope = yield self._send(identity, to, message)
+        returnValue(envelope)
+
+    @inlineCallbacks
+    def send_as(self, user: str, dept: str, role: str, to=None, message=None):
+        """The same path as ``send`` for the node's own bridges (legacy endpoint, HTTP API),
+        which authenticated the sender themselves."""
+        envelope = yield self._send(Identity(user=user, dept=dept, role=role), to, message)
+        returnValue(envelope)
+
+    @inlineCallbacks
+    def _send(self, identity: Identity, to: Any, message: Any) -> Dict[str, Any]:
+        try:
+            target = check_send(identity, to, message, self._settings.max_message_bytes)
+            if not self._limiter.allow(identity.user, time.monotonic()):
+                raise Refused(RATE_LIMITED, f"more than {self._settings.burst} messages in a burst; "
+                                            f"slow down to {self._settings.rate:g} per second")
+        except Refused as e:
+            self.log.info("deptcast api: refused a send by {user}: {uri}", user=identity.user, uri=e.uri)
+            raise _wamp_error(e)
+        envelope = yield self._store.append(target, identity, message, int(time.time() * 1000))
+        yield self.publish(target.topic, envelope, options=PublishOptions(acknowledge=True))
+        returnValue(envelope)
+
+    @inlineCallbacks
+    def history(self, after=None, limit=DEFAULT_HISTORY_PAGE, *args, details=None, **kwargs):
+        identity = yield self._caller(details)
+        try:
+            after_id = parse_after(after)
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise Refused(INVALID_FRAME, "'limit' must be a positive whole number")
+        except Refused as e:
+            raise _wamp_error(e)
+        rows = yield self._store.history(identity, after_id, min(limit, self._settings.history_limit))
+        returnValue(rows)

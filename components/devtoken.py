@@ -1,0 +1,60 @@
+"""``/dev/token``: the quick-start sign-in form's token minting, on only with ``DEPTCAST_DEV=1``.
+
+Mounted in the node's web transport as a Twisted resource. Outside quick-start mode it
+answers 404 to everything, so a production node mints no tokens.
+
+* ``GET /dev/token`` answers ``{"dev": true}`` (the page shows its sign-in form then);
+* ``POST /dev/token`` with ``{"user", "dept", "role"}`` answers ``{"token": ...}``.
+"""
+
+import json
+from typing import Any, Dict, Optional
+
+from twisted.logger import Logger
+from twisted.web import resource
+
+from components.config import ConfigError, Settings, load_settings
+from components.tokens import MEMBER, issue_token
+
+DEV_TOKEN_TTL = 8 * 3600
+
+
+class DevTokenResource(resource.Resource):
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, extra: Optional[Dict[str, Any]] = None, settings: Optional[Settings] = None) -> None:
+        super().__init__()
+        if settings is None:
+            try:
+                settings = load_settings()
+            except ConfigError as e:
+                self.log.error("deptcast dev token: off: {error}", error=str(e))
+        self._settings = settings if settings is not None and settings.dev else None
+        if self._settings is not None:
+            self.log.warn("deptcast dev token: quick-start sign-in is ON at /dev/token "
+                          "(anyone can mint tokens; never enable DEPTCAST_DEV in production)")
+
+    def _json(self, request, status: int, body: Dict[str, Any]) -> bytes:
+        request.setResponseCode(status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return json.dumps(body).encode()
+
+    def render_GET(self, request) -> bytes:
+        if self._settings is None:
+            return self._json(request, 404, {"dev": False})
+        return self._json(request, 200, {"dev": True})
+
+    def render_POST(self, request) -> bytes:
+        if self._settings is None:
+            return self._json(request, 404, {"error": "quick-start sign-in is off"})
+        try:
+            body = json.loads(request.content.read(4096) or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            token = issue_token(self._settings.jwt_secret, str(body.get("user", "")),
+                                str(body.get("dept", "")), str(body.get("role") or MEMBER), DEV_TOKEN_TTL)
+        except ValueError as e:
+            return self._json(request, 400, {"error": "deptcast.error.invalid_frame", "detail": str(e)})
+        return self._json(request, 200, {"token": token})

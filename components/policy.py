@@ -1,0 +1,68 @@
+"""Who may do what: the authorization table of the design as plain functions.
+
+The dynamic authorizer (``components.auth``) is a thin adapter over :func:`authorize`.
+"""
+
+from typing import TYPE_CHECKING
+
+from components import names
+from components.tokens import Identity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from components.messages import Target
+
+#: procedures a client may call
+CLIENT_PROCEDURES = frozenset({names.PROC_SEND, names.PROC_HISTORY, names.PROC_PRESENCE_ONLINE})
+
+
+def may_subscribe(identity: Identity, topic: str) -> bool:
+    """Whether ``identity`` may subscribe to ``topic`` (an exact topic, never a pattern).
+
+    :rtype: bool
+    """
+    if topic == names.TOPIC_ALL:
+        return True
+    for prefix in (names.TOPIC_DEPT, names.TOPIC_PRESENCE):
+        if topic.startswith(prefix):
+            dept = topic[len(prefix):]
+            return names.is_name(dept) and (identity.is_publisher or dept == identity.dept)
+    if topic.startswith(names.TOPIC_USER):
+        return topic[len(names.TOPIC_USER):] == identity.user
+    return False
+
+
+def may_call(identity: Identity, procedure: str) -> bool:
+    """Whether ``identity`` may call ``procedure``.
+
+    :rtype: bool
+    """
+    return procedure in CLIENT_PROCEDURES
+
+
+def may_send(identity: Identity, target: "Target") -> bool:
+    """Whether ``identity`` may send to ``target``.
+
+    A member: its own department and the users of its own department.
+    A publisher: any department, any user, and ``All``.
+
+    :rtype: bool
+    """
+    if identity.is_publisher:
+        return True
+    return target.dept is not None and target.dept == identity.dept
+
+
+def authorize(identity: Identity, uri: str, action: str, options: dict) -> bool:
+    """The decision of the dynamic authorizer for a client session.
+
+    Clients subscribe (exact match only) and call; they never publish or register.
+
+    :rtype: bool
+    """
+    if action == "subscribe":
+        if options.get("match", "exact") != "exact":
+            return False
+        return may_subscribe(identity, uri)
+    if action == "call":
+        return may_call(identity, uri)
+    return False
