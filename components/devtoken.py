@@ -1,7 +1,8 @@
 """``/dev/token``: the quick-start sign-in form's token minting, on only with ``DEPTCAST_DEV=1``.
 
 Mounted in the node's web transport as a Twisted resource. Outside quick-start mode it
-answers 404 to everything, so a production node mints no tokens.
+answers 404 to everything, so a production node mints no tokens; in quick-start mode it
+answers only clients on the loopback interface (403 for others).
 
 * ``GET /dev/token`` answers ``{"dev": true}`` (the page shows its sign-in form then);
 * ``POST /dev/token`` with ``{"user", "dept", "role"}`` answers ``{"token": ...}``.
@@ -17,6 +18,7 @@ from components.config import ConfigError, Settings, load_settings
 from components.tokens import MEMBER, issue_token
 
 DEV_TOKEN_TTL = 8 * 3600
+_LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
 
 class DevTokenResource(resource.Resource):
@@ -41,14 +43,20 @@ class DevTokenResource(resource.Resource):
         request.setHeader(b"cache-control", b"no-store")
         return json.dumps(body).encode()
 
-    def render_GET(self, request) -> bytes:
+    def _refusal(self, request) -> Optional[bytes]:
         if self._settings is None:
-            return self._json(request, 404, {"dev": False})
-        return self._json(request, 200, {"dev": True})
+            return self._json(request, 404, {"dev": False, "error": "quick-start sign-in is off"})
+        if request.getClientAddress().host not in _LOOPBACK:
+            return self._json(request, 403, {"dev": False, "error": "quick-start sign-in answers this machine only"})
+        return None
+
+    def render_GET(self, request) -> bytes:
+        return self._refusal(request) or self._json(request, 200, {"dev": True})
 
     def render_POST(self, request) -> bytes:
-        if self._settings is None:
-            return self._json(request, 404, {"error": "quick-start sign-in is off"})
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             body = json.loads(request.content.read(4096) or b"{}")
             if not isinstance(body, dict):

@@ -26,8 +26,10 @@ class JoinRefused(Exception):
 class Client(ApplicationSession):
     """A test session that records every event it receives, per topic."""
 
-    def __init__(self, config, token: Optional[str], authid: Optional[str], joined: defer.Deferred):
+    def __init__(self, config, token: Optional[str], authid: Optional[str], joined: defer.Deferred,
+                 authmethods=("ticket",)):
         super().__init__(config)
+        self._authmethods = list(authmethods)
         self._token = token
         self._authid = authid
         self._joined = joined
@@ -35,7 +37,7 @@ class Client(ApplicationSession):
         self.closed = defer.Deferred()
 
     def onConnect(self):
-        self.join(REALM, authmethods=["ticket"], authid=self._authid)
+        self.join(REALM, authmethods=self._authmethods, authid=self._authid)
 
     def onChallenge(self, challenge):
         return self._token
@@ -74,13 +76,13 @@ class Client(ApplicationSession):
 
 
 def connect(url: str, token: Optional[str], authid: Optional[str] = None,
-            serializers=None, timeout: float = 10.0) -> defer.Deferred:
+            serializers=None, timeout: float = 10.0, authmethods=("ticket",)) -> defer.Deferred:
     """Connect and join realm ``deptcast``; fires with the :class:`Client` or fails with
     :class:`JoinRefused`."""
     joined: defer.Deferred = defer.Deferred()
 
     def make():
-        return Client(ComponentConfig(realm=REALM), token, authid, joined)
+        return Client(ComponentConfig(realm=REALM), token, authid, joined, authmethods)
 
     factory = WampWebSocketClientFactory(make, url=url, serializers=serializers)
     _, host, port, _, _, _ = parse_url(url)
