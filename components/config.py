@@ -14,6 +14,10 @@ variable                         meaning                                     def
 ``DEPTCAST_NODE``                this node's name in logs                    the host name
 ``DEPTCAST_LEGACY_KEY_PATTERN``  legacy key pattern                          ``{dept}_{user}``
 ``DEPTCAST_LEGACY_OPEN``         ``1``: legacy clients need no token         off
+``DEPTCAST_PEERS``               the other nodes of a cluster (names,        none
+                                 comma-separated; set by ``cluster init``)
+``DEPTCAST_LINK_WAIT``           seconds a starting cluster node holds       30
+                                 sends until its peers' links are up
 ===============================  ==========================================  =====================
 """
 
@@ -22,7 +26,7 @@ import secrets
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 SECRET_FILE = "jwt.secret"
 SQLITE_FILE = "deptcast.sqlite3"
@@ -50,6 +54,8 @@ class Settings:
     node_name: str = "deptcast"
     legacy_key_pattern: str = "{dept}_{user}"
     legacy_open: bool = False
+    peers: Tuple[str, ...] = ()
+    link_wait: float = 30.0
 
     @property
     def db_is_postgres(self) -> bool:
@@ -126,6 +132,11 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
     pattern = env.get("DEPTCAST_LEGACY_KEY_PATTERN", "").strip() or "{dept}_{user}"
     if "{dept}" not in pattern or "{user}" not in pattern:
         raise ConfigError(f"DEPTCAST_LEGACY_KEY_PATTERN={pattern!r} must contain {{dept}} and {{user}}")
+    from components.legacyframes import KeyPattern  # imported here: legacyframes imports tokens, keep config a leaf
+    try:
+        KeyPattern(pattern)
+    except ValueError as e:
+        raise ConfigError(f"DEPTCAST_LEGACY_KEY_PATTERN: {e}") from None
     return Settings(
         node_dir=node_dir,
         jwt_secret=read_secret(node_dir, env, create=dev),
@@ -138,4 +149,6 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         node_name=env.get("DEPTCAST_NODE", "").strip() or socket.gethostname(),
         legacy_key_pattern=pattern,
         legacy_open=_flag(env, "DEPTCAST_LEGACY_OPEN"),
+        peers=tuple(p.strip() for p in env.get("DEPTCAST_PEERS", "").split(",") if p.strip()),
+        link_wait=_number(env, "DEPTCAST_LINK_WAIT", 30.0, kind=float),
     )

@@ -75,6 +75,12 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
         "dev": {"type": "path", "paths": {
             "token": {"type": "resource", "classname": "components.devtoken.DevTokenResource"},
         }},
+        # the old service's endpoint, /webSocket/<key> (a resource: the key is in the path)
+        "webSocket": {"type": "resource", "classname": "components.legacy.LegacyResource",
+                      "extra": {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS}},
+        "api": {"type": "path", "paths": {
+            "send": {"type": "resource", "classname": "components.httpapi.HttpSendResource"},
+        }},
     }
     paths.update(extra_paths or {})
     container_options: Dict[str, Any] = {"pythonpath": [base]}

@@ -1,0 +1,389 @@
+"""``/webSocket/<key>``: the old service's endpoint, a thin Twisted adapter over ``legacyframes``.
+
+Mounted in the node's web transport as a Twisted resource (``"type": "resource"``), so it
+runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's own
+``websocket-reverseproxy`` would drop the path and with it the key, hence a resource of ours.
+
+* Handshake: :func:`legacyframes.check_handshake` decides (bad key 400, missing/bad token 401,
+  a key that is not the token's 403); the socket opens only once its topics are subscribed,
+  so a client receives every message sent after its WebSocket opened.
+* In: ``ping`` is ignored; ``{"to", "message"}`` goes to ``deptcast.internal.send_as`` over
+  the worker's one bridge session (:mod:`components.bridge`): the same checks, error URIs,
+  rate limit, store and publish as ``deptcast.send``. A refusal is a JSON error frame and
+  the socket stays open. Binary frames and frames over :func:`legacyframes.frame_cap` are
+  discarded as they arrive (never buffered) and answered with an error frame.
+* Out: :class:`Fanout` holds one subscription per topic for all the worker's legacy sockets
+  (reference-counted) and frames each event once (``prepareMessage``), writing the same bytes
+  to every socket of the topic.
+* Liveness: WebSocket auto ping; a peer that does not answer in time is dropped, and the
+  last socket of a topic to go releases its subscription.
+"""
+
+from functools import partial
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import PreparedMessage
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from components import legacyframes
+from components.bridge import Bridge, get_bridge
+from components.config import ConfigError, Settings, load_settings
+from components.errors import Refused
+from components.legacyframes import HandshakeRefused, KeyPattern, LegacyClient
+from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS
+
+#: a frame this large closes the connection (1009) instead of being read and discarded: past
+#: this a client is not an old page with a long message but something to be cut off
+HARD_FRAME_LIMIT = 64 * 1024 * 1024
+#: seconds a client has to complete the opening handshake
+OPEN_HANDSHAKE_TIMEOUT = 10.0
+
+
+class _Topic:
+    """One topic's legacy sockets and its one subscription."""
+
+    __slots__ = ("sockets", "subscription", "pending", "waiters")
+
+    def __init__(self) -> None:
+        self.sockets: Set["LegacyServerProtocol"] = set()
+        self.subscription = None
+        self.pending = False
+        self.waiters: List[defer.Deferred] = []
+
+
+class Fanout:
+    """Reference-counted subscriptions shared by every legacy socket of the worker.
+
+    A topic is subscribed when its first socket joins and unsubscribed when its last one
+    leaves. Each event is framed once and the same bytes are written to every socket.
+
+    :param bridge: subscribes (``subscribe(handler, topic)``) and reports the session's
+        (re)joins and losses (``on_join``, ``on_lost``)
+    :param prepare: frames a text payload once (``WebSocketServerFactory.prepareMessage``)
+    """
+
+    log = Logger()
+
+    def __init__(self, bridge: Bridge, prepare: Callable[[bytes], PreparedMessage]) -> None:
+        self._bridge = bridge
+        self._prepare = prepare
+        self._topics: Dict[str, _Topic] = {}
+        # bumped when the session is lost: answers to the old session's requests are stale
+        self._generation = 0
+        bridge.on_join(self._rejoined)
+        bridge.on_lost(self._lost)
+
+    def stats(self) -> Dict[str, int]:
+        """How many topics are held and how many socket memberships they have.
+
+        :rtype: dict
+        """
+        return {"topics": len(self._topics),
+                "subscribed": sum(1 for t in self._topics.values() if t.subscription is not None),
+                "memberships": sum(len(t.sockets) for t in self._topics.values())}
+
+    def is_subscribed(self, topic: str) -> bool:
+        entry = self._topics.get(topic)
+        return entry is not None and entry.subscription is not None
+
+    def join(self, sock: "LegacyServerProtocol", topics: Iterable[str]) -> defer.Deferred:
+        """Add ``sock`` to ``topics``; fire once every one of them is subscribed.
+
+        :rtype: Deferred
+        """
+        waits = []
+        for topic in topics:
+            entry = self._topics.get(topic)
+            if entry is None:
+                entry = self._topics[topic] = _Topic()
+            entry.sockets.add(sock)
+            if entry.subscription is None and not entry.pending:
+                self._subscribe(topic, entry)
+            if entry.subscription is None:
+                d: defer.Deferred = defer.Deferred()
+                entry.waiters.append(d)
+                waits.append(d)
+        return defer.gatherResults(waits, consumeErrors=True)
+
+    def leave(self, sock: "LegacyServerProtocol", topics: Iterable[str]) -> None:
+        """Remove ``sock`` from ``topics``; unsubscribe the topics it was the last socket of."""
+        for topic in topics:
+            entry = self._topics.get(topic)
+            if entry is None:
+                continue
+            entry.sockets.discard(sock)
+            if entry.sockets or entry.pending:
+                continue  # a pending subscribe cleans up when it completes
+            self._drop(topic, entry)
+
+    def _drop(self, topic: str, entry: _Topic) -> None:
+        if self._topics.get(topic) is entry:
+            del self._topics[topic]
+        self._fire(entry, None)
+        if entry.subscription is not None and self._bridge.session is not None:
+            self.log.debug("deptcast legacy: no sockets left on {topic}; unsubscribing", topic=topic)
+            d = entry.subscription.unsubscribe()
+            d.addErrback(lambda f: self.log.info("deptcast legacy: unsubscribe {topic} failed: {e}",
+                                                 topic=topic, e=f.getErrorMessage()))
+        entry.subscription = None
+
+    @staticmethod
+    def _fire(entry: _Topic, failure) -> None:
+        waiters, entry.waiters = entry.waiters, []
+        for d in waiters:
+            if d.called:
+                continue  # cancelled by a handshake that timed out
+            if failure is None:
+                d.callback(None)
+            else:
+                d.errback(failure)
+
+    def _subscribe(self, topic: str, entry: _Topic) -> None:
+        if self._bridge.session is None:
+            return  # the waiters wait for the rejoin (the handshake has its own timeout)
+        entry.pending = True
+        generation = self._generation
+
+        def done(subscription):
+            if generation != self._generation:
+                return  # the session was lost meanwhile; _rejoined subscribes again
+            entry.pending = False
+            entry.subscription = subscription
+            if not entry.sockets:
+                self._drop(topic, entry)
+            else:
+                self._fire(entry, None)
+
+        def failed(failure):
+            if generation != self._generation:
+                return
+            entry.pending = False
+            self.log.warn("deptcast legacy: cannot subscribe {topic}: {e}", topic=topic,
+                          e=failure.getErrorMessage())
+            self._fire(entry, failure)
+            if not entry.sockets and self._topics.get(topic) is entry:
+                del self._topics[topic]
+
+        self._bridge.subscribe(partial(self._deliver, topic), topic).addCallbacks(done, failed)
+
+    def _rejoined(self, session) -> None:
+        for topic, entry in list(self._topics.items()):
+            if entry.sockets:
+                self._subscribe(topic, entry)
+            else:
+                del self._topics[topic]
+        if self._topics:
+            self.log.info("deptcast legacy: resubscribing {n} topics", n=len(self._topics))
+
+    def _lost(self) -> None:
+        self._generation += 1
+        for entry in self._topics.values():
+            entry.subscription = None
+            entry.pending = False
+
+    def _deliver(self, topic: str, envelope: Any = None, *args: Any, **kwargs: Any) -> None:
+        entry = self._topics.get(topic)
+        if entry is None or not entry.sockets:
+            return
+        payload = legacyframes.message_frame(envelope)
+        if payload is None:
+            self.log.warn("deptcast legacy: an event on {topic} has no message text; not forwarded", topic=topic)
+            return
+        prepared = self._prepare(payload)
+        # a copy: a write may fail and close a socket, which leaves the set
+        for sock in tuple(entry.sockets):
+            sock.deliver(prepared)
+
+
+class LegacyServerProtocol(WebSocketServerProtocol):
+    """One old-style client: a key, a sender identity, text frames in and out."""
+
+    log = Logger()
+
+    _client: Optional[LegacyClient] = None
+    _joined_topics: tuple = ()
+    _discarding = False
+    _incoming = 0
+
+    @defer.inlineCallbacks
+    def onConnect(self, request: ConnectionRequest):
+        factory: LegacyServerFactory = self.factory
+        try:
+            if factory.refusal is not None:
+                raise factory.refusal
+            client = legacyframes.check_handshake(request.path, request.params, factory.pattern,
+                                                  factory.settings.jwt_secret, factory.settings.legacy_open)
+        except HandshakeRefused as e:
+            self.log.info("deptcast legacy: refused {peer}: {status} {reason}",
+                          peer=request.peer, status=e.status, reason=e.reason)
+            raise ConnectionDeny(e.status, e.reason)
+        self._client = client
+        self._joined_topics = client.topics
+        try:
+            yield factory.fanout.join(self, client.topics).addTimeout(factory.ready_timeout, factory.reactor)
+        except Exception as e:
+            self.log.warn("deptcast legacy: {key}: subscriptions not ready: {e}", key=client.key, e=str(e))
+            raise ConnectionDeny(503, legacyframes.safe_reason(
+                f"{legacyframes.UNAVAILABLE}: the node's message service is not reachable yet; retry shortly"))
+        return None
+
+    def onOpen(self) -> None:
+        self.factory.opened += 1
+        self.log.debug("deptcast legacy: {key} connected ({mode})", key=self._client.key,
+                       mode="open mode" if self._client.open_mode else self._client.identity.role)
+
+    def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        if self._joined_topics:
+            self.factory.fanout.leave(self, self._joined_topics)
+            self._joined_topics = ()
+            if self._client is not None:
+                self.log.debug("deptcast legacy: {key} gone (clean={clean}, code={code})",
+                               key=self._client.key, clean=wasClean, code=code)
+
+    def deliver(self, prepared: PreparedMessage) -> None:
+        """Write one pre-framed message (the fan-out calls this for every socket of a topic)."""
+        if self.state == self.STATE_OPEN:
+            self.sendPreparedMessage(prepared)
+
+    # -- incoming frames, read through autobahn's frame hooks so that a binary or oversize
+    #    message is dropped as it arrives instead of being buffered whole
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        super().onMessageBegin(isBinary)
+        self._discarding = isBinary
+        self._incoming = 0
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        self._incoming += length
+        if not self._discarding and self._incoming > self.factory.frame_cap:
+            self._discarding = True
+            self.message_data = []  # free what earlier fragments kept
+        super().onMessageFrameBegin(length)
+
+    def onMessageFrameData(self, payload: bytes) -> None:
+        if not self._discarding:
+            super().onMessageFrameData(payload)
+
+    def onMessageFrameEnd(self) -> None:
+        if self._discarding:
+            self.frame_data = None
+            return
+        super().onMessageFrameEnd()
+
+    def onMessageEnd(self) -> None:
+        if not self._discarding:
+            super().onMessageEnd()  # -> onMessage
+            return
+        self.message_data = None
+        if self.message_is_binary:
+            refusal = Refused(legacyframes.INVALID_FRAME, "binary frames are not supported; send JSON text frames")
+        else:
+            refusal = legacyframes.oversize_refusal(self._incoming, self.factory.frame_cap)
+        self._refuse(refusal)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        try:
+            frame = legacyframes.parse_frame(payload, isBinary)
+        except Refused as e:
+            self._refuse(e)
+            return
+        if frame is None:
+            return  # the old heartbeat: it kept the connection busy, nothing to answer
+        d = self.factory.bridge.send_as(self._client.identity, frame.to, frame.message)
+        d.addErrback(self._send_failed)
+
+    def _send_failed(self, failure) -> None:
+        if failure.check(Refused):
+            self._refuse(failure.value)
+        else:
+            self.log.failure("deptcast legacy: send failed", failure)
+            self._refuse(Refused(legacyframes.UNAVAILABLE, "the message could not be sent; retry shortly"))
+
+    def _refuse(self, refusal: Refused) -> None:
+        self.log.debug("deptcast legacy: {key}: {uri}", key=self._client.key if self._client else "?",
+                       uri=refusal.uri)
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(legacyframes.error_frame(refusal.uri, refusal.detail), isBinary=False)
+
+
+class LegacyServerFactory(WebSocketServerFactory):
+    """The settings, the fan-out and the bridge all legacy sockets of the worker share.
+
+    :param settings: the node's settings (secret, key pattern, open mode, message limit)
+    :param bridge: the worker's bridge session
+    :param ping_interval: seconds between WebSocket pings (0: none)
+    :param ping_timeout: seconds a peer has to answer a ping before it is dropped
+    """
+
+    protocol = LegacyServerProtocol
+    log = Logger()
+
+    def __init__(self, settings: Optional[Settings], bridge: Bridge, ping_interval: float,
+                 ping_timeout: float, ready_timeout: float = 10.0, refusal: Optional[HandshakeRefused] = None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.bridge = bridge
+        self.refusal = refusal
+        self.pattern = KeyPattern(settings.legacy_key_pattern) if settings is not None else None
+        self.frame_cap = legacyframes.frame_cap(settings.max_message_bytes) if settings is not None else 0
+        self.ready_timeout = ready_timeout
+        self.opened = 0
+        self.fanout = Fanout(bridge, lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True))
+        self.setProtocolOptions(
+            autoPingInterval=ping_interval,
+            autoPingTimeout=ping_timeout,
+            # any frame from the peer (an old page's "ping" too) proves it is alive
+            autoPingRestartOnAnyTraffic=True,
+            openHandshakeTimeout=OPEN_HANDSHAKE_TIMEOUT,
+            closeHandshakeTimeout=5.0,
+            # frames between frame_cap and this are read and discarded; past it, close with 1009
+            maxMessagePayloadSize=HARD_FRAME_LIMIT,
+            maxFramePayloadSize=HARD_FRAME_LIMIT,
+            # a client behind a proxy may have no Origin the old server checked; tokens, not cookies
+            # authenticate, so any origin may connect
+            allowedOrigins=["*"],
+            # a plain GET gets a handshake error, not autobahn's HTML status page
+            webStatus=False,
+        )
+
+
+class LegacyResource(WebSocketResource):
+    """The Twisted resource Crossbar mounts at ``webSocket`` (``/webSocket/<key>``).
+
+    Every request below the mount reaches :meth:`render` (a leaf); the protocol reads the key
+    from the request path again during the handshake.
+
+    :param extra: the path's ``extra`` dict in the node config: ``auto_ping_interval`` and
+        ``auto_ping_timeout`` in milliseconds, as for Crossbar's own WebSocket transports
+    """
+
+    log = Logger()
+
+    def __init__(self, extra: Optional[Dict[str, Any]] = None, settings: Optional[Settings] = None,
+                 bridge: Optional[Bridge] = None) -> None:
+        extra = extra or {}
+        refusal = None
+        if settings is None:
+            try:
+                settings = load_settings()
+            except ConfigError as e:
+                self.log.error("deptcast legacy: endpoint off (every handshake gets 503): {error}", error=str(e))
+                refusal = HandshakeRefused(503, legacyframes.UNAVAILABLE, "the legacy endpoint is misconfigured")
+        bridge = bridge or get_bridge()
+        interval = float(extra.get("auto_ping_interval", PING_INTERVAL_MS)) / 1000.0
+        timeout = float(extra.get("auto_ping_timeout", PING_TIMEOUT_MS)) / 1000.0
+        factory = LegacyServerFactory(settings, bridge, interval, timeout, refusal=refusal)
+        super().__init__(factory)
+        self.factory = factory
+        if settings is not None:
+            if settings.legacy_open:
+                self.log.warn("deptcast legacy: OPEN MODE (DEPTCAST_LEGACY_OPEN=1): /webSocket/<key> accepts "
+                              "clients without a token as members of the key's department; anyone can "
+                              "connect as anyone. Turn it off once the old pages send tokens.")
+            self.log.info("deptcast legacy: /webSocket/<key> ready (key pattern {pattern}, ping every {interval}s, "
+                          "frames up to {cap} bytes)", pattern=settings.legacy_key_pattern,
+                          interval=interval, cap=factory.frame_cap)

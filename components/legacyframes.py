@@ -1,0 +1,320 @@
+"""The legacy ``/webSocket/<key>`` protocol as plain functions: keys, handshakes and frames.
+
+The old service (see the design) took ``ws://HOST/webSocket/<key>`` where the key joins a
+department and a user, ``"ping"`` heartbeats and ``{"to": ..., "message": ...}`` JSON frames,
+and sent every message out as a bare text frame. Everything here is pure: the Twisted adapter
+(:mod:`components.legacy`) only wires these functions to sockets and to the bridge session.
+
+What a frame *means* is not judged here: ``to`` and ``message`` go unchanged to
+``deptcast.internal.send_as``, which runs :func:`components.messages.check_send` exactly as
+``deptcast.send`` does. This module only decides whether a frame is a ping, a JSON object,
+or something that can never be a send request.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from urllib.parse import unquote
+
+from components import names
+from components.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
+                               TOO_LARGE, Refused)
+from components.tokens import MEMBER, Identity, verify_token
+
+#: the path segment the endpoint is mounted at (``/webSocket/<key>``)
+MOUNT = "webSocket"
+#: the old heartbeat frame; accepted silently, no reply
+PING = "ping"
+#: the node cannot reach its own api component right now (starting, restarting)
+UNAVAILABLE = "deptcast.error.unavailable"
+#: room a frame may use beyond the message limit for the JSON around the message
+#: (field names, quotes, a target, escapes of quotes and control characters)
+FRAME_OVERHEAD_BYTES = 4096
+
+_NAME = r"[A-Za-z0-9.\-]{1,64}"
+_NAME_CHARS = re.compile(r"[A-Za-z0-9.\-]*")
+_UNSAFE_REASON_CHARS = re.compile(r"[^\x20-\x7e]")
+
+
+class HandshakeRefused(Exception):
+    """A legacy client the endpoint refuses before the WebSocket opens.
+
+    :param status: the HTTP status of the refusal (400, 401, 403, 503)
+    :param uri: the contract's error URI
+    :param detail: a readable reason; it goes into the HTTP status line
+    """
+
+    def __init__(self, status: int, uri: str, detail: str) -> None:
+        super().__init__(status, uri, detail)
+        self.status = status
+        self.uri = uri
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        """The status-line reason: ``<uri>: <detail>``, printable ASCII only (the key in it
+        comes from the client, and a status line must not carry CR/LF)."""
+        return safe_reason(f"{self.uri}: {self.detail}")
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason}"
+
+
+def safe_reason(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters with everything but printable ASCII replaced by ``?``.
+
+    :rtype: str
+    """
+    return _UNSAFE_REASON_CHARS.sub("?", text[:limit])
+
+
+class KeyPattern:
+    """The configurable shape of a legacy key, e.g. ``{dept}_{user}`` (the default).
+
+    The text around the two placeholders is literal. The pattern must split every key in
+    exactly one way, so the text between the placeholders must contain a character that
+    department codes and user ids cannot hold (anything but letters, digits, ``.``, ``-``).
+
+    :param pattern: the pattern, with ``{dept}`` and ``{user}`` each exactly once
+    :raises ValueError: if the pattern lacks a placeholder or is ambiguous
+    """
+
+    def __init__(self, pattern: str) -> None:
+        if pattern.count("{dept}") != 1 or pattern.count("{user}") != 1:
+            raise ValueError(f"the legacy key pattern {pattern!r} must contain {{dept}} and {{user}} once each")
+        parts = re.split(r"(\{dept\}|\{user\})", pattern)
+        # parts: [prefix, first placeholder, middle, second placeholder, suffix]
+        middle = parts[2]
+        if _NAME_CHARS.fullmatch(middle):
+            raise ValueError(
+                f"the legacy key pattern {pattern!r} is ambiguous: the text between {{dept}} and {{user}} "
+                f"({middle!r}) must contain a character other than letters, digits, '.' and '-'")
+        regex = "".join(
+            f"(?P<{part[1:-1]}>{_NAME})" if part in ("{dept}", "{user}") else re.escape(part)
+            for part in parts)
+        self.pattern = pattern
+        self._regex = re.compile(regex)
+
+    def parse(self, key: str) -> Tuple[str, str]:
+        """Split ``key`` into ``(dept, user)``.
+
+        :raises HandshakeRefused: 400 ``invalid_frame`` if the key does not fit the pattern
+        :rtype: tuple
+        """
+        match = self._regex.fullmatch(key) if key else None
+        if match is None:
+            raise HandshakeRefused(400, INVALID_FRAME,
+                                   f"the key {key[:80]!r} does not fit the pattern {self.pattern}")
+        return match.group("dept"), match.group("user")
+
+    def format(self, dept: str, user: str) -> str:
+        """The key of ``user`` in ``dept``.
+
+        :rtype: str
+        """
+        return self.pattern.replace("{dept}", dept).replace("{user}", user)
+
+
+def key_from_path(path: str, mount: str = MOUNT) -> str:
+    """The key in a request path ``.../<mount>/<key>`` (percent-escapes decoded).
+
+    :raises HandshakeRefused: 400 if there is no key, or more than one segment after the mount
+    :rtype: str
+    """
+    segments = path.split("?", 1)[0].split("/")
+    try:
+        at = len(segments) - 1 - segments[::-1].index(mount)
+    except ValueError:
+        at = -1
+    rest = segments[at + 1:] if at >= 0 else []
+    if len(rest) == 2 and rest[1] == "":
+        rest = rest[:1]  # a trailing slash
+    if len(rest) != 1 or not rest[0]:
+        raise HandshakeRefused(400, INVALID_FRAME, f"use /{mount}/<key>; the path was {path[:120]!r}")
+    return unquote(rest[0])
+
+
+@dataclass(frozen=True)
+class LegacyClient:
+    """Who a legacy socket is and what it receives.
+
+    :ivar identity: the sender identity its frames are sent as
+    :ivar key: the key it connected with
+    :ivar open_mode: whether it came in without a token (compatibility mode)
+    """
+
+    identity: Identity
+    key: str
+    open_mode: bool = False
+
+    @property
+    def topics(self) -> Tuple[str, ...]:
+        """The topics whose messages this socket receives: its department, All, its own user."""
+        return legacy_topics(self.identity)
+
+
+def legacy_topics(identity: Identity) -> Tuple[str, ...]:
+    """Its department, ``All`` and its own direct messages: what the old page received.
+
+    :rtype: tuple
+    """
+    return (names.dept_topic(identity.dept), names.TOPIC_ALL, names.user_topic(identity.user))
+
+
+def _first(params: Mapping[str, Sequence[str]], name: str) -> Optional[str]:
+    values = params.get(name) or []
+    return values[0] if values else None
+
+
+def check_handshake(path: str, params: Mapping[str, Sequence[str]], pattern: KeyPattern,
+                    secret: str, open_mode: bool) -> LegacyClient:
+    """Decide whether a legacy client may connect, and as whom.
+
+    The key must fit ``pattern``. With ``?token=``, the token must verify and its ``sub`` and
+    ``dept`` must be the key's; the client gets the token's role. Without a token the client is
+    refused, unless ``open_mode`` is on: then it is a ``member`` of the key's department.
+
+    :param path: the request path, ``/webSocket/<key>``
+    :param params: the query parameters, each name to its list of values
+    :raises HandshakeRefused: 400 bad key, 401 missing/invalid/expired token, 403 key not the token's
+    :rtype: LegacyClient
+    """
+    key = key_from_path(path)
+    dept, user = pattern.parse(key)
+    token = _first(params, "token")
+    if not token:
+        if open_mode:
+            return LegacyClient(Identity(user=user, dept=dept, role=MEMBER), key, open_mode=True)
+        raise HandshakeRefused(401, INVALID_TOKEN, "add ?token=<JWT> to the URL (no token given)")
+    try:
+        identity = verify_token(secret, token)
+    except Refused as e:
+        raise HandshakeRefused(401, e.uri, e.detail) from None
+    if identity.dept != dept:
+        raise HandshakeRefused(403, NOT_AUTHORIZED,
+                               f"the key's department {dept!r} is not the token's ({identity.dept!r})")
+    if identity.user != user:
+        raise HandshakeRefused(403, NOT_AUTHORIZED,
+                               f"the key's user {user!r} is not the token's subject ({identity.user!r})")
+    return LegacyClient(identity, key)
+
+
+def frame_cap(max_message_bytes: int) -> int:
+    """The largest frame the endpoint reads: twice the message limit plus JSON overhead.
+
+    A JSON frame holding a message of ``max_message_bytes`` fits unless most of the message
+    must be escaped; larger frames are discarded as they arrive (never buffered) and answered
+    with ``too_large``.
+
+    :rtype: int
+    """
+    return 2 * max_message_bytes + FRAME_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    """A frame asking to send: ``to`` and ``message`` exactly as the client wrote them."""
+
+    to: Any
+    message: Any
+
+
+def parse_frame(payload: bytes, is_binary: bool = False) -> Optional[SendFrame]:
+    """Read one incoming legacy frame.
+
+    :param payload: the frame's bytes (UTF-8 for a text frame)
+    :returns: ``None`` for a ``ping`` heartbeat, else the send request; the fields are not
+        judged here (``check_send`` does that, once, for every way of sending)
+    :raises Refused: ``invalid_frame`` for a binary frame, malformed JSON, or JSON that is not
+        an object
+    :rtype: SendFrame or None
+    """
+    if is_binary:
+        raise Refused(INVALID_FRAME, "binary frames are not supported; send JSON text frames")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refused(INVALID_FRAME, "the frame is not valid UTF-8") from None
+    if text.strip() == PING:
+        return None
+    try:
+        body = json.loads(text)
+    except ValueError as e:
+        raise Refused(INVALID_FRAME, f"the frame is not JSON ({e.msg} at position {e.pos})") from None
+    if not isinstance(body, dict):
+        raise Refused(INVALID_FRAME, 'the frame must be a JSON object {"to": ..., "message": ...}')
+    return SendFrame(to=body.get("to"), message=body.get("message"))
+
+
+def oversize_refusal(size: int, cap: int) -> Refused:
+    """The refusal of a frame larger than :func:`frame_cap`.
+
+    :rtype: Refused
+    """
+    return Refused(TOO_LARGE, f"the frame has at least {size} bytes; frames may have at most {cap}")
+
+
+def error_frame(uri: str, detail: str) -> bytes:
+    """The JSON error frame ``{"error": <uri>, "detail": <text>}``, UTF-8 encoded.
+
+    :rtype: bytes
+    """
+    return json.dumps({"error": uri, "detail": detail}, ensure_ascii=False).encode("utf-8")
+
+
+def message_frame(envelope: Any) -> Optional[bytes]:
+    """The outgoing text of an event: exactly the message text, as the old service sent it.
+
+    :returns: ``None`` if the event carries no envelope with a text message
+    :rtype: bytes or None
+    """
+    if isinstance(envelope, dict):
+        message = envelope.get("message")
+        if isinstance(message, str):
+            return message.encode("utf-8")
+    return None
+
+
+#: HTTP status of each refusal, for the HTTP send API
+HTTP_STATUS: Dict[str, int] = {
+    INVALID_FRAME: 400,
+    INVALID_TOKEN: 401,
+    TOKEN_EXPIRED: 401,
+    NOT_AUTHORIZED: 403,
+    TOO_LARGE: 413,
+    RATE_LIMITED: 429,
+    UNAVAILABLE: 503,
+}
+
+
+def bearer_token(authorization: Optional[str]) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header.
+
+    :raises Refused: ``invalid_token`` if the header is missing or not a bearer token
+    :rtype: str
+    """
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refused(INVALID_TOKEN, "send the header 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def parse_send_body(body: bytes) -> SendFrame:
+    """Read the JSON body ``{"to": ..., "message": ...}`` of an HTTP send request.
+
+    :raises Refused: ``invalid_frame`` if it is not a JSON object
+    :rtype: SendFrame
+    """
+    frame = parse_frame(body)
+    if frame is None:
+        raise Refused(INVALID_FRAME, 'the body must be a JSON object {"to": ..., "message": ...}')
+    return frame
+
+
+def http_status(uri: str) -> int:
+    """The HTTP status of an error URI (500 for one this table does not know).
+
+    :rtype: int
+    """
+    return HTTP_STATUS.get(uri, 500)
