@@ -1,0 +1,229 @@
+"""Unit tests of the legacy protocol's pure logic: keys, handshakes, frames, HTTP mapping."""
+
+import json
+import time
+
+import pytest
+
+from components import legacyframes as lf
+from components.config import ConfigError, load_settings
+from components.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
+                               TOO_LARGE, Refused)
+from components.tokens import Identity, issue_token
+
+SECRET = "unit-secret-" + "s" * 40
+DEFAULT = lf.KeyPattern("{dept}_{user}")
+
+
+def tok(user="ann", dept="sales", role="member", **kw):
+    return issue_token(SECRET, user, dept, role, **kw)
+
+
+# -- key patterns
+
+
+def test_default_pattern_splits_dept_and_user():
+    assert DEFAULT.parse("sales_ann") == ("sales", "ann")
+    assert DEFAULT.parse("R.and-D_j.doe-2") == ("R.and-D", "j.doe-2")
+    assert DEFAULT.format("sales", "ann") == "sales_ann"
+
+
+@pytest.mark.parametrize("key", ["", "sales", "_ann", "sales_", "a_b_c", "sales ann", "sales_an n",
+                                 "sal/es_ann", "x" * 65 + "_ann", "sales_" + "u" * 65])
+def test_default_pattern_refuses_keys_that_do_not_parse(key):
+    with pytest.raises(lf.HandshakeRefused) as info:
+        DEFAULT.parse(key)
+    assert (info.value.status, info.value.uri) == (400, INVALID_FRAME)
+    assert "{dept}_{user}" in info.value.detail
+
+
+def test_custom_pattern_with_literals_and_reversed_order():
+    pattern = lf.KeyPattern("u:{user}@{dept}")
+    assert pattern.parse("u:ann@sales") == ("sales", "ann")
+    assert pattern.format("sales", "ann") == "u:ann@sales"
+    with pytest.raises(lf.HandshakeRefused):
+        pattern.parse("ann@sales")  # the literal prefix is part of the pattern
+    # regex characters in the pattern are literal
+    assert lf.KeyPattern("{dept}+{user}").parse("sales+ann") == ("sales", "ann")
+    with pytest.raises(lf.HandshakeRefused):
+        lf.KeyPattern("{dept}+{user}").parse("salesann")
+
+
+@pytest.mark.parametrize("pattern", ["{dept}{user}", "{dept}-{user}", "{dept}.{user}", "{dept}x{user}"])
+def test_ambiguous_patterns_are_refused(pattern):
+    with pytest.raises(ValueError, match="ambiguous"):
+        lf.KeyPattern(pattern)
+
+
+@pytest.mark.parametrize("pattern", ["{dept}", "{user}_{user}", "{dept}_{dept}_{user}"])
+def test_patterns_need_each_placeholder_once(pattern):
+    with pytest.raises(ValueError, match="once each"):
+        lf.KeyPattern(pattern)
+
+
+def test_an_ambiguous_pattern_fails_at_start(tmp_path):
+    env = {"DEPTCAST_JWT_SECRET": SECRET, "DEPTCAST_LEGACY_KEY_PATTERN": "{dept}-{user}"}
+    with pytest.raises(ConfigError, match="DEPTCAST_LEGACY_KEY_PATTERN.*ambiguous"):
+        load_settings(tmp_path, env)
+
+
+# -- the key in the path
+
+
+@pytest.mark.parametrize("path, key", [
+    ("/webSocket/sales_ann", "sales_ann"),
+    ("/webSocket/sales_ann/", "sales_ann"),
+    ("/webSocket/sales_ann?token=x", "sales_ann"),
+    ("/prefix/webSocket/sales_ann", "sales_ann"),
+    ("/webSocket/sales%5Fann", "sales_ann"),
+])
+def test_key_from_path(path, key):
+    assert lf.key_from_path(path) == key
+
+
+@pytest.mark.parametrize("path", ["/webSocket", "/webSocket/", "/webSocket/a/b", "/other/sales_ann", "/"])
+def test_paths_without_exactly_one_key_are_refused(path):
+    with pytest.raises(lf.HandshakeRefused) as info:
+        lf.key_from_path(path)
+    assert info.value.status == 400
+
+
+# -- handshakes
+
+
+def handshake(path="/webSocket/sales_ann", token=None, open_mode=False, pattern=DEFAULT):
+    params = {"token": [token]} if token is not None else {}
+    return lf.check_handshake(path, params, pattern, SECRET, open_mode)
+
+
+def test_handshake_with_matching_token_gets_the_tokens_identity():
+    client = handshake(token=tok("ann", "sales", "publisher"))
+    assert client.identity == Identity("ann", "sales", "publisher")
+    assert (client.key, client.open_mode) == ("sales_ann", False)
+    assert client.topics == ("deptcast.dept.sales", "deptcast.all", "deptcast.user.ann")
+
+
+def test_handshake_with_a_custom_pattern():
+    client = handshake("/webSocket/ann@sales", tok(), pattern=lf.KeyPattern("{user}@{dept}"))
+    assert client.identity == Identity("ann", "sales")
+
+
+@pytest.mark.parametrize("path, token, status, uri", [
+    ("/webSocket/sales_ann", None, 401, INVALID_TOKEN),
+    ("/webSocket/sales_ann", "", 401, INVALID_TOKEN),
+    ("/webSocket/sales_ann", "garbage", 401, INVALID_TOKEN),
+    ("/webSocket/sales_ann", issue_token("another-secret-" + "z" * 40, "ann", "sales"), 401, INVALID_TOKEN),
+    ("/webSocket/sales_ann", tok(ttl=60, now=time.time() - 3600), 401, TOKEN_EXPIRED),
+    ("/webSocket/hr_ann", tok("ann", "sales"), 403, NOT_AUTHORIZED),
+    ("/webSocket/sales_bob", tok("ann", "sales"), 403, NOT_AUTHORIZED),
+    ("/webSocket/salesann", tok(), 400, INVALID_FRAME),
+])
+def test_handshake_refusals(path, token, status, uri):
+    with pytest.raises(lf.HandshakeRefused) as info:
+        handshake(path, token)
+    assert (info.value.status, info.value.uri) == (status, uri)
+    assert info.value.reason.startswith(uri + ": ")
+
+
+def test_open_mode_admits_tokenless_clients_as_members_of_the_keys_department():
+    client = handshake("/webSocket/hr_zed", None, open_mode=True)
+    assert client.identity == Identity("zed", "hr", "member")
+    assert client.open_mode is True
+
+
+def test_open_mode_still_checks_a_token_that_is_given():
+    with pytest.raises(lf.HandshakeRefused) as info:
+        handshake("/webSocket/hr_zed", "garbage", open_mode=True)
+    assert info.value.status == 401
+    with pytest.raises(lf.HandshakeRefused) as info:
+        handshake("/webSocket/hr_zed", tok("zed", "sales"), open_mode=True)
+    assert info.value.status == 403
+    assert handshake("/webSocket/hr_zed", tok("zed", "hr", "publisher"), open_mode=True).identity.role == "publisher"
+
+
+def test_refusal_reasons_are_safe_for_a_status_line():
+    with pytest.raises(lf.HandshakeRefused) as info:
+        handshake("/webSocket/bad%0d%0aSet-Cookie:%20x")
+    assert "\r" not in info.value.reason and "\n" not in info.value.reason
+    assert all(0x20 <= ord(c) < 0x7f for c in info.value.reason)
+    assert lf.safe_reason("ä\x00b" + "c" * 500) == "??b" + "c" * 197
+
+
+# -- incoming frames
+
+
+def test_ping_is_a_heartbeat():
+    assert lf.parse_frame(b"ping") is None
+    assert lf.parse_frame(b" ping\n") is None
+
+
+def test_a_send_frame_passes_its_fields_unjudged():
+    assert lf.parse_frame(b'{"to": "All", "message": "hi"}') == lf.SendFrame("All", "hi")
+    # field rules are check_send's: missing or odd fields go through as they are
+    assert lf.parse_frame(b'{"message": "hi"}') == lf.SendFrame(None, "hi")
+    assert lf.parse_frame(b'{"to": 1, "message": [2], "extra": 3}') == lf.SendFrame(1, [2])
+    assert lf.parse_frame('{"to": "x", "message": "通知"}'.encode()) == lf.SendFrame("x", "通知")
+
+
+@pytest.mark.parametrize("payload, binary", [
+    (b"{not json", False), (b"", False), (b"[1, 2]", False), (b'"text"', False), (b"null", False),
+    (b"\xff\xfe", False), (b'{"to": "x", "message": "y"}', True),
+])
+def test_frames_that_can_never_be_a_send_request(payload, binary):
+    with pytest.raises(Refused) as info:
+        lf.parse_frame(payload, binary)
+    assert info.value.uri == INVALID_FRAME
+
+
+def test_frame_cap_leaves_room_for_json_around_a_full_message():
+    cap = lf.frame_cap(64 * 1024)
+    assert cap == 2 * 64 * 1024 + 4096
+    full = json.dumps({"to": "x" * 64, "message": "m" * 64 * 1024}).encode()
+    assert len(full) < cap
+    refusal = lf.oversize_refusal(cap + 1, cap)
+    assert refusal.uri == TOO_LARGE and str(cap) in refusal.detail
+
+
+# -- outgoing frames
+
+
+def test_error_frame():
+    frame = lf.error_frame(INVALID_FRAME, "the field 'to' is missing")
+    assert json.loads(frame) == {"error": INVALID_FRAME, "detail": "the field 'to' is missing"}
+
+
+def test_message_frame_is_exactly_the_message_text():
+    envelope = {"id": "1", "scope": "dept", "target": "x", "sender": "a", "sender_dept": "x",
+                "message": '{"json": "stays text"} ✓', "ts": 1}
+    assert lf.message_frame(envelope) == '{"json": "stays text"} ✓'.encode()
+    assert lf.message_frame({"message": 3}) is None
+    assert lf.message_frame("not an envelope") is None
+
+
+# -- the HTTP API's pure parts
+
+
+@pytest.mark.parametrize("header, token", [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("BEARER x.y.z", "x.y.z")])
+def test_bearer_token(header, token):
+    assert lf.bearer_token(header) == token
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic abc", "abc"])
+def test_bearer_token_refusals(header):
+    with pytest.raises(Refused) as info:
+        lf.bearer_token(header)
+    assert info.value.uri == INVALID_TOKEN
+
+
+def test_send_body():
+    assert lf.parse_send_body(b'{"to": "x", "message": "y"}') == lf.SendFrame("x", "y")
+    for body in (b"ping", b"[]", b"{", b""):
+        with pytest.raises(Refused) as info:
+            lf.parse_send_body(body)
+        assert info.value.uri == INVALID_FRAME
+
+
+def test_http_status_of_each_error():
+    assert [lf.http_status(u) for u in (INVALID_FRAME, INVALID_TOKEN, TOKEN_EXPIRED, NOT_AUTHORIZED,
+                                        TOO_LARGE, RATE_LIMITED, lf.UNAVAILABLE, "x.unknown")] == \
+        [400, 401, 401, 403, 413, 429, 503, 500]
