@@ -20,7 +20,9 @@ from autobahn.wamp.serializer import MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
-from twisted.web.client import Agent, FileBodyProducer, readBody
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.web.client import Agent, FileBodyProducer, ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from components.names import REALM
@@ -163,8 +165,30 @@ def http_request(method: str, url: str, body: Optional[bytes] = None,
     h = Headers({k: [v] for k, v in (headers or {}).items()})
     producer = FileBodyProducer(BytesIO(body)) if body is not None else None
     response = yield Agent(reactor).request(method.encode(), url.encode(), h, producer)
-    data = yield readBody(response)
+    data = yield _read_body(response)
     return response.code, response.headers, data
+
+
+class _BodyCollector(Protocol):
+    def __init__(self, done: defer.Deferred) -> None:
+        self._done = done
+        self._chunks: List[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def connectionLost(self, reason=connectionDone) -> None:
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._done.callback(b"".join(self._chunks))
+        else:
+            self._done.errback(reason)
+
+
+def _read_body(response) -> defer.Deferred:
+    # readBody warns about the transport twisted's own Agent gives it; collect the body plainly
+    done: defer.Deferred = defer.Deferred()
+    response.deliverBody(_BodyCollector(done))
+    return done
 
 
 def post_send(port: int, body: Any, token: Optional[str] = None, raw: Optional[bytes] = None,
