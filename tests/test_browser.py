@@ -1,0 +1,421 @@
+"""The browser client (``web/``) in a real headless chromium against a real node.
+
+One node for the module (restarted once, in the restart test) and a second one in
+quick-start mode for the dev sign-in form. Every test signs in users of its own, but
+messages to ``All`` reach every user: :class:`AllLog` keeps those, so a test expects exactly
+its own messages plus the ``All`` messages sent before it.
+
+Screenshots of the main states go to ``test-artifacts/screenshots/``.
+"""
+
+import re
+from typing import List
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.browser_support import host_app, launch_chromium, screenshot, send_via_wamp
+from tests.conftest import token
+from tests.nodes import Node
+
+#: generous: two cores, and other test modules run beside this one
+TIMEOUT_MS = 30_000
+RECONNECT_TIMEOUT_MS = 60_000
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+class AllLog:
+    """The messages sent to ``All`` so far in this module, oldest first."""
+
+    def __init__(self) -> None:
+        self.messages: List[str] = []
+
+    def newest_first(self) -> List[str]:
+        return list(reversed(self.messages))
+
+
+@pytest.fixture(scope="module")
+def all_log() -> AllLog:
+    return AllLog()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = launch_chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def dev_node(tmp_path_factory):
+    """A node in quick-start mode: only the dev sign-in form test uses it."""
+    n = Node(tmp_path_factory.mktemp("devnode"), name="dev")
+    # Node drops DEPTCAST_DEV from its environment (even when passed in ``env``): add it back
+    n.env["DEPTCAST_DEV"] = "1"
+    n.start()
+    yield n
+    n.stop()
+
+
+def base_url(node: Node) -> str:
+    return f"http://127.0.0.1:{node.port}/"
+
+
+@pytest.fixture
+def open_page(browser):
+    """``open_page(url, viewport=None)``: a page in a browser context of its own (its own
+    storage: one user each); console errors are printed for the failure report."""
+    contexts = []
+
+    def open_(url: str, viewport=None) -> Page:
+        context = browser.new_context(viewport=viewport or {"width": 1200, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda m: m.type in ("error", "warning") and print(f"[console {m.type}] {m.text}"))
+        page.on("pageerror", lambda e: print(f"[page error] {e}"))
+        page.goto(url)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def connection(page: Page):
+    return page.locator("#conn")
+
+
+def wait_connected(page: Page, timeout: int = TIMEOUT_MS) -> None:
+    expect(connection(page)).to_have_attribute("data-state", "connected", timeout=timeout)
+
+
+def texts(page: Page):
+    return page.locator("#timeline .msg .text")
+
+
+def send(page: Page, scope: str, message: str, dept: str = None, user: str = None,
+         keyboard: bool = False) -> None:
+    """Send through the page's send box and wait for its confirmation."""
+    page.check(f'#send-form input[name="to"][value="{scope}"]')
+    if dept is not None:
+        page.fill("#to-dept", dept)
+    if user is not None:
+        page.fill("#to-user", user)
+    page.fill("#message", message)
+    if keyboard:
+        page.press("#message", "Control+Enter")
+    else:
+        page.click("#send")
+    expect(page.locator("#send-status")).to_have_text(re.compile(r"^Sent to "))
+    expect(page.locator("#send-error")).to_have_text("")
+    expect(page.locator("#message")).to_have_value("")
+
+
+def expect_timeline(page: Page, newest_first: List[str], scopes: List[str] = None) -> None:
+    """The timeline shows exactly these messages, newest first, each once."""
+    expect(texts(page)).to_have_text(newest_first)
+    if scopes is not None:
+        assert [li.get_attribute("data-scope") for li in page.locator("#timeline .msg").all()] == scopes
+    ids = [li.get_attribute("data-id") for li in page.locator("#timeline .msg").all()]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids), ids
+
+
+# ---- sign-in ----------------------------------------------------------------------------------
+
+def test_dev_form_is_off_without_quick_start(node, open_page):
+    page = open_page(base_url(node))
+    expect(page.locator("#signin-wait")).to_be_visible()
+    expect(connection(page)).to_have_attribute("data-state", "offline")
+    expect(connection(page)).to_have_text("Not signed in")
+    # the page asked the node; the node said no (404), so the form stays hidden
+    answer = page.request.get(base_url(node) + "dev/token")
+    assert answer.status == 404
+    expect(page.locator("#dev-form")).to_be_hidden()
+    expect(page.locator("#app")).to_be_hidden()
+    screenshot(page, "signin-waiting-for-host")
+
+
+def test_dev_form_signs_in_in_quick_start(dev_node, open_page):
+    page = open_page(base_url(dev_node))
+    form = page.locator("#dev-form")
+    expect(form).to_be_visible()
+    expect(page.locator("#dev-user")).to_be_focused()
+    # a malformed name is caught before anything is asked
+    page.fill("#dev-user", "not a name!")
+    page.fill("#dev-dept", "hq")
+    page.click("#dev-form button")
+    expect(page.locator("#signin-error")).to_contain_text("User id: use letters")
+    expect(page.locator("#dev-user")).to_have_attribute("aria-invalid", "true")
+    page.fill("#dev-user", "zoe")
+    page.select_option("#dev-role", "publisher")
+    screenshot(page, "signin-dev-form")
+    page.press("#dev-dept", "Enter")  # keyboard only
+    wait_connected(page)
+    expect(page.locator("#who")).to_have_text("zoe · hq · publisher")
+    expect(page.locator("#to-all-choice")).to_be_visible()
+    expect(page.locator("#signin")).to_be_hidden()
+    # sign out: back to the form, offline
+    page.click("#signout")
+    expect(form).to_be_visible()
+    expect(connection(page)).to_have_attribute("data-state", "offline")
+
+
+def test_host_token_by_post_message_only_from_allowed_origins(node, browser, all_log):
+    """A host application on another origin embeds the page and posts the token: ignored
+    unless index.html's meta tag lists that origin (the operator's setting)."""
+    page_url = base_url(node)
+    host_html = f"""<!doctype html><title>host</title>
+      <iframe id="deptcast" src="{page_url}" width="900" height="600" title="deptcast"></iframe>
+      <script>
+        addEventListener("message", (e) => {{
+          if (e.origin !== "{page_url.rstrip('/')}") return;
+          document.title = "host got " + e.data.type;
+          if (e.data.type === "deptcast.ready")
+            e.source.postMessage({{type: "deptcast.token", token: "{token('hank', 'host-dept')}"}}, e.origin);
+        }});
+      </script>"""
+    expected = all_log.newest_first()
+    with host_app(host_html) as host:
+        def allow_host(route):
+            # the operator's edit of index.html: list the host application's origin
+            answer = route.fetch()
+            body = answer.text().replace('name="deptcast-token-origins" content=""',
+                                         f'name="deptcast-token-origins" content="{host}"')
+            assert host in body
+            route.fulfill(response=answer, body=body)
+
+        for allowed in (False, True):
+            # the edited index.html comes from Playwright, not from a loopback address:
+            # chromium then wants the user's leave for the page to reach the node
+            context = browser.new_context(permissions=["local-network-access"] if allowed else [])
+            try:
+                if allowed:
+                    context.route(page_url, allow_host)
+                page = context.new_page()
+                page.on("console", lambda m: m.type == "error" and print(f"[console {m.type}] {m.text}"))
+                page.goto(f"{host}/host.html")
+                frame = page.frame_locator("#deptcast")
+                if not allowed:
+                    # the page says it is ready to allowed origins only, so this host never heard
+                    expect(frame.locator("#signin-wait")).to_be_visible()
+                    with page.expect_console_message(lambda m: "ignored a token posted by" in m.text) as seen:
+                        page.evaluate("t => document.getElementById('deptcast').contentWindow"
+                                      ".postMessage({type: 'deptcast.token', token: t}, '*')",
+                                      token("hank", "host-dept"))
+                    assert seen.value.text == f"deptcast: ignored a token posted by {host}: not an allowed origin"
+                    expect(page).to_have_title("host")
+                    expect(frame.locator("#signin-wait")).to_be_visible()
+                    expect(frame.locator("#conn")).to_have_text("Not signed in")
+                else:
+                    expect(page).to_have_title("host got deptcast.ready")
+                    expect(frame.locator("#conn")).to_have_attribute("data-state", "connected")
+                    expect(frame.locator("#who")).to_have_text("hank · host-dept · member")
+                    expect(frame.locator("#timeline .msg .text")).to_have_text(expected)
+                    screenshot(page, "embedded-in-host")
+            finally:
+                context.close()
+
+
+# ---- the timeline: who sees what --------------------------------------------------------------
+
+def test_each_user_sees_exactly_their_messages(node, open_page, all_log):
+    base = base_url(node)
+    before = all_log.newest_first()
+    alice = open_page(base + "#token=" + token("alice", "cardio"))
+    bob = open_page(base + "#token=" + token("bob", "radio"))
+    # the publisher's host posts the token from the page's own origin
+    pat = open_page(base)
+    expect(pat.locator("#signin-wait")).to_be_visible()
+    pat.evaluate("t => window.postMessage({type: 'deptcast.token', token: t}, location.origin)",
+                 token("pat", "hq", "publisher"))
+    for page in (alice, bob, pat):
+        wait_connected(page)
+        # the fragment never stays in the address bar
+        assert "token" not in page.url
+    expect(alice.locator("#who")).to_have_text("alice · cardio · member")
+
+    # the send box offers only what the role may do
+    expect(alice.locator("#to-all-choice")).to_be_hidden()
+    expect(alice.locator("#to-dept")).to_have_js_property("readOnly", True)
+    expect(alice.locator("#to-dept")).to_have_value("cardio")
+    expect(alice.locator("#to-user-label")).to_have_text("One person in cardio")
+    expect(pat.locator("#to-all-choice")).to_be_visible()
+    expect(pat.locator("#to-dept")).to_have_js_property("readOnly", False)
+
+    send(pat, "dept", "pat to cardio", dept="cardio")
+    send(pat, "dept", "pat to radio", dept="radio")
+    send(pat, "all", "pat to all")
+    all_log.messages.append("pat to all")
+    send(pat, "user", "pat to alice", dept="cardio", user="alice")
+    send(pat, "user", "pat to bob", dept="radio", user="bob")
+    send(alice, "dept", "alice to cardio", keyboard=True)
+    send(alice, "user", "alice to carol", user="carol")  # nobody here is carol
+    send(bob, "dept", "bob to radio")
+    send(bob, "user", "bob to dan", user="dan")
+    # a last message to everyone: once each page shows it, nothing else is on its way
+    send(pat, "all", "final marker")
+    all_log.messages.append("final marker")
+
+    expect_timeline(alice, ["final marker", "alice to cardio", "pat to alice", "pat to all",
+                            "pat to cardio"] + before,
+                    ["all", "dept", "user", "all", "dept"] + ["all"] * len(before))
+    expect_timeline(bob, ["final marker", "bob to radio", "pat to bob", "pat to all",
+                          "pat to radio"] + before)
+    expect_timeline(pat, ["final marker", "pat to all"] + before)
+    first = alice.locator("#timeline .msg").nth(1)
+    expect(first.locator(".scope")).to_have_text("Dept cardio")
+    expect(first.locator(".from")).to_have_text("from alice (cardio)")
+    expect(alice.locator("#timeline .msg").nth(2).locator(".scope")).to_have_text("Direct to you")
+    expect(alice.locator("#timeline .msg").nth(2).locator(".from")).to_have_text("from pat (hq)")
+    screenshot(alice, "timeline-member")
+    screenshot(pat, "timeline-publisher")
+
+    # the same page on a phone-sized screen
+    phone = open_page(base + "#token=" + token("alice", "cardio"), viewport={"width": 390, "height": 844})
+    wait_connected(phone)
+    expect_timeline(phone, ["final marker", "alice to cardio", "pat to alice", "pat to all",
+                            "pat to cardio"] + before)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(phone, "timeline-phone")
+
+
+def test_refused_send_shows_error(node, open_page, all_log):
+    page = open_page(base_url(node) + "#token=" + token("erin", "surgery"))
+    wait_connected(page)
+    before = all_log.newest_first()
+    expect_timeline(page, before)
+
+    # over the node's limit (64 KiB by default)
+    page.fill("#message", "x" * (64 * 1024 + 1))
+    page.click("#send")
+    expect(page.locator("#send-error")).to_contain_text("deptcast.error.too_large")
+    expect(page.locator("#send-error")).to_contain_text("Not sent")
+    expect(page.locator("#message")).to_have_value("x" * (64 * 1024 + 1))  # kept, to shorten
+
+    # a member's send box cannot address another department; a tampered one is refused
+    page.evaluate("document.getElementById('to-dept').readOnly = false")
+    page.fill("#to-dept", "radio")
+    page.fill("#message", "to a department not mine")
+    page.click("#send")
+    expect(page.locator("#send-error")).to_have_text(
+        "Not sent: a member may only send to its own department (surgery) (deptcast.error.not_authorized)")
+    screenshot(page, "send-refused")
+
+    # a malformed user id never leaves the page
+    page.check('#send-form input[name="to"][value="user"]')
+    page.fill("#to-user", "no spaces")
+    page.fill("#message", "hello")
+    page.click("#send")
+    expect(page.locator("#send-error")).to_contain_text("User id: use letters")
+    expect(page.locator("#to-user")).to_be_focused()
+
+    send(page, "dept", "accepted after all", dept="surgery")
+    expect_timeline(page, ["accepted after all"] + before)
+
+
+# ---- reconnect and reload without gaps -------------------------------------------------------
+
+def test_node_restart_shows_reconnecting_then_catches_up(node, open_page, all_log):
+    base = base_url(node)
+    before = all_log.newest_first()
+    ivy = open_page(base + "#token=" + token("ivy", "icu"))
+    olga = open_page(base + "#token=" + token("olga", "ops", "publisher"))
+    for page in (ivy, olga):
+        wait_connected(page)
+    send(olga, "dept", "before the restart", dept="icu")
+    expect_timeline(ivy, ["before the restart"] + before)
+
+    node.stop()
+    for page in (ivy, olga):
+        expect(connection(page)).to_have_attribute("data-state", "reconnecting")
+        expect(connection(page)).to_contain_text("reconnecting")
+    screenshot(ivy, "reconnecting")
+    # keep the pages away until the node has the messages, so they can only come from history
+    for page in (ivy, olga):
+        page.context.set_offline(True)
+        expect(connection(page)).to_have_attribute("data-state", "offline")
+    screenshot(ivy, "offline")
+    node.start()
+    meanwhile = send_via_wamp(node.url, token("sam", "ops", "publisher"), [
+        ("icu", "meanwhile to icu 1"),
+        ("All", "meanwhile to all"),
+        ("icu_ivy", "meanwhile to ivy"),
+        ("lab", "meanwhile to lab"),
+        ("ops", "meanwhile to ops"),
+        ("icu", "meanwhile to icu 2"),
+    ])
+    all_log.messages.append("meanwhile to all")
+    assert [e["message"] for e in meanwhile][0] == "meanwhile to icu 1"
+    expect(connection(ivy)).to_have_attribute("data-state", "offline")
+    expect_timeline(ivy, ["before the restart"] + before)
+
+    for page in (ivy, olga):
+        page.context.set_offline(False)
+    for page in (ivy, olga):
+        wait_connected(page, RECONNECT_TIMEOUT_MS)
+    expect_timeline(ivy, ["meanwhile to icu 2", "meanwhile to ivy", "meanwhile to all",
+                          "meanwhile to icu 1", "before the restart"] + before)
+    expect_timeline(olga, ["meanwhile to ops", "meanwhile to all"] + before)
+    screenshot(ivy, "caught-up-after-restart")
+
+    # and live delivery works again on the new session: the last message shows once
+    send(olga, "dept", "after the restart", dept="icu")
+    expect_timeline(ivy, ["after the restart", "meanwhile to icu 2", "meanwhile to ivy",
+                          "meanwhile to all", "meanwhile to icu 1", "before the restart"] + before)
+
+
+def test_reload_catches_up(node, open_page, all_log):
+    base = base_url(node)
+    before = all_log.newest_first()
+    page = open_page(base + "#token=" + token("walt", "ward"))
+    wait_connected(page)
+    send(page, "dept", "seen before leaving")
+    expect_timeline(page, ["seen before leaving"] + before)
+
+    page.goto("about:blank")
+    send_via_wamp(node.url, token("sam", "ops", "publisher"), [
+        ("ward", "while away 1"), ("ward_walt", "while away 2"), ("icu", "not for the ward")])
+    # come back with the network off: the cached timeline shows at once, without a server
+    page.context.set_offline(True)
+    page.goto(base)
+    expect(connection(page)).to_have_attribute("data-state", "offline")
+    expect_timeline(page, ["seen before leaving"] + before)
+    expect(page.locator("#who")).to_have_text("walt · ward · member")  # the tab's token
+    page.context.set_offline(False)
+    wait_connected(page, RECONNECT_TIMEOUT_MS)
+    expect_timeline(page, ["while away 2", "while away 1", "seen before leaving"] + before)
+
+    last = page.evaluate("JSON.parse(localStorage.getItem('deptcast:v1:timeline:ward_walt')).lastId")
+    assert last == page.locator("#timeline .msg").first.get_attribute("data-id")
+
+
+# ---- the timeline's merge rules, run in the browser as the page runs them -------------------
+
+def test_timeline_merge_keeps_each_id_once_sorted(node, open_page):
+    page = open_page(base_url(node))
+    result = page.evaluate("""async () => {
+        const { Timeline } = await import('./timeline.js');
+        const env = (id) => ({ id, scope: 'dept', target: 'd', sender: 's', sender_dept: 'd',
+                               message: 'm' + id, ts: 0, seq: 7 });
+        const t = new Timeline(4);
+        const a = t.merge([env('0000000000000003'), env('0000000000000001')]);
+        const b = t.merge([env('0000000000000002'), env('0000000000000003'), {id: 5}]);
+        const c = t.merge([env('0000000000000004'), env('0000000000000005')]);
+        return { a: a.added.map(e => e.id), b: b.added.map(e => e.id), c: c.added.map(e => e.id),
+                 dropped: c.dropped, ids: t.ids, last: t.lastId,
+                 after: t.catchUpAfter(2), afterShort: new Timeline().catchUpAfter(2),
+                 next: t.nextId('0000000000000003') };
+    }""")
+    assert result == {
+        "a": ["0000000000000001", "0000000000000003"],
+        "b": ["0000000000000002"],
+        "c": ["0000000000000004", "0000000000000005"],
+        "dropped": ["0000000000000001"],
+        "ids": ["0000000000000002", "0000000000000003", "0000000000000004", "0000000000000005"],
+        "last": "0000000000000005",
+        "after": "0000000000000003",
+        "afterShort": None,
+        "next": "0000000000000004",
+    }

@@ -1,0 +1,174 @@
+// The page's WAMP connection: autobahn-js does all of WAMP; this only decides when to
+// (re)connect and reports one of four states to the page.
+//
+// autobahn's own auto-reconnect is switched off (max_retries: 0) and every attempt uses a
+// fresh autobahn.Connection, because autobahn stops retrying for good when the router says
+// GOODBYE (as Crossbar does when it shuts down), and because the page wants to retry at
+// once when the browser comes back online.
+
+/* global autobahn */
+
+export const CONNECTING = "connecting";
+export const CONNECTED = "connected";
+export const RECONNECTING = "reconnecting";
+export const OFFLINE = "offline";
+
+/** Refusals that the same token would meet again: stop and ask for a new sign-in. */
+export const REFUSALS = new Set([
+  "deptcast.error.invalid_token",
+  "deptcast.error.token_expired",
+  "wamp.error.not_authorized",
+  "wamp.error.authentication_failed",
+  "wamp.error.authorization_failed",
+  "wamp.error.no_auth_method",
+  "wamp.error.no_such_realm",
+  "wamp.error.cannot_authenticate",
+]);
+
+/** The WebSocket URL of the node that served this page: ``ws`` beside the page, so a proxy
+ * may serve both under a path prefix. */
+export function nodeUrl(href = window.location.href) {
+  const url = new URL("ws", href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.hash = "";
+  url.search = "";
+  return url.href;
+}
+
+/** The delay before retry number ``attempt`` (0-based), in seconds, with jitter so that
+ * a whole department does not reconnect in the same instant after a node restart. */
+export function retryDelay(attempt, { initial = 1, growth = 1.6, max = 20, jitter = 0.25 } = {}) {
+  const base = Math.min(max, initial * growth ** attempt);
+  return Math.max(0.2, base * (1 + jitter * (2 * Math.random() - 1)));
+}
+
+export class Link {
+  /**
+   * @param {object} options
+   * @param {string} options.url WebSocket URL of the node
+   * @param {string} options.realm
+   * @param {() => string} options.token the current token (asked at every challenge)
+   * @param {(session, details) => Promise} options.onJoin subscribe and catch up; the state
+   *   becomes "connected" when it resolves; if it fails, the link reconnects
+   * @param {(state, info) => void} options.onState
+   */
+  constructor({ url, realm, token, onJoin, onState, retry = {} }) {
+    this.url = url;
+    this.realm = realm;
+    this.token = token;
+    this.onJoin = onJoin;
+    this.onState = onState;
+    this.retry = retry;
+    this.conn = null;
+    this.session = null;
+    this.timer = null;
+    this.attempt = 0;
+    this.stopped = true;
+    this.everJoined = false;
+    this.state = OFFLINE;
+  }
+
+  _set(state, info = {}) {
+    this.state = state;
+    this.onState(state, info);
+  }
+
+  /** Connect now (again); a no-op while connected. */
+  start() {
+    this.stopped = false;
+    if (this.conn) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this._set(this.everJoined ? RECONNECTING : CONNECTING, { retryIn: 0 });
+    this._open();
+  }
+
+  /** While waiting to retry, retry at once (e.g. the browser is back online). */
+  retryNow() {
+    if (!this.stopped && !this.conn) {
+      this.attempt = 0;
+      this.start();
+    }
+  }
+
+  /** Disconnect and stay offline. */
+  stop(reason = "signed out") {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = null;
+    const conn = this.conn;
+    this.conn = null;
+    this.session = null;
+    if (conn) {
+      try {
+        conn.close("wamp.close.normal", reason);
+      } catch (e) {
+        // already closing
+      }
+    }
+    this._set(OFFLINE, { reason });
+  }
+
+  _open() {
+    const conn = new autobahn.Connection({
+      url: this.url,
+      realm: this.realm,
+      authmethods: ["ticket"],
+      onchallenge: (session, method) => {
+        if (method !== "ticket") throw new Error(`unexpected authentication method ${method}`);
+        return this.token();
+      },
+      max_retries: 0,
+      retry_if_unreachable: false,
+    });
+    this.conn = conn;
+
+    conn.onopen = (session, details) => {
+      if (conn !== this.conn) return;
+      this.session = session;
+      Promise.resolve()
+        .then(() => this.onJoin(session, details))
+        .then(() => {
+          if (conn !== this.conn || !session.isOpen) return;
+          this.attempt = 0;
+          this.everJoined = true;
+          this._set(CONNECTED, {});
+        })
+        .catch((err) => {
+          if (conn !== this.conn) return;
+          // e.g. the node's components are still starting: drop this session, try again
+          this.lastError = err;
+          try {
+            conn.close("wamp.close.normal", "catch-up failed");
+          } catch (e) {
+            // already closed
+          }
+        });
+    };
+
+    conn.onclose = (reason, details) => {
+      if (conn !== this.conn) return true; // an old connection: ignore
+      this.conn = null;
+      this.session = null;
+      if (this.stopped) return true;
+      const refusal = details && details.reason;
+      if (refusal && REFUSALS.has(refusal)) {
+        this.stopped = true;
+        this._set(OFFLINE, { refusal, message: details.message || "" });
+        return true;
+      }
+      const delay = retryDelay(this.attempt, this.retry);
+      this.attempt += 1;
+      this._set(this.everJoined ? RECONNECTING : CONNECTING,
+        { retryIn: delay, lost: reason, error: this.lastError });
+      this.lastError = null;
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        if (!this.stopped && !this.conn) this._open();
+      }, delay * 1000);
+      return true; // autobahn must not retry on its own
+    };
+
+    conn.open();
+  }
+}
