@@ -9,14 +9,16 @@ Screenshots of the main states go to ``test-artifacts/screenshots/``.
 """
 
 import re
+import time
 from typing import List
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.browser_support import host_app, launch_chromium, screenshot, send_via_wamp
+from components.tokens import issue_token
 from tests.conftest import token
-from tests.nodes import Node
+from tests.nodes import TEST_SECRET, Node
 
 #: generous: two cores, and other test modules run beside this one
 TIMEOUT_MS = 30_000
@@ -216,6 +218,19 @@ def test_host_token_by_post_message_only_from_allowed_origins(node, browser, all
                     screenshot(page, "embedded-in-host")
             finally:
                 context.close()
+
+
+def test_expired_token_goes_offline_until_the_host_sends_a_new_one(node, open_page, all_log):
+    expired = issue_token(TEST_SECRET, "exa", "exp-dept", "member", ttl=60, now=time.time() - 3600)
+    page = open_page(base_url(node) + "#token=" + expired)
+    expect(connection(page)).to_have_attribute("data-state", "offline")
+    expect(connection(page)).to_have_text("Offline: your sign-in has expired")
+    expect(page.locator("#who")).to_have_text("exa · exp-dept · member")
+    # the host renews the token: the page connects with it, no reload
+    page.evaluate("t => window.postMessage({type: 'deptcast.token', token: t}, location.origin)",
+                  token("exa", "exp-dept"))
+    wait_connected(page)
+    expect_timeline(page, all_log.newest_first())
 
 
 # ---- the timeline: who sees what --------------------------------------------------------------
