@@ -12,6 +12,7 @@ from twisted.internet.defer import inlineCallbacks, returnValue
 from components import names
 from components.config import ConfigError, load_settings
 from components.errors import INVALID_FRAME, NOT_AUTHORIZED, RATE_LIMITED, Refused
+from components.linkgate import LinkGate
 from components.messages import check_send
 from components.ratelimit import RateLimiter
 from components.store import ThreadedStore, open_store, parse_after
@@ -45,6 +46,9 @@ class ApiComponent(ApplicationSession):
                       kind="postgresql" if settings.db_is_postgres else f"sqlite {settings.db}",
                       version=version)
         yield self.subscribe(self._forget_session, "wamp.session.on_leave")
+        # a cluster node holds sends until its peers' links to it are up (see components.linkgate)
+        self._gate = LinkGate(self, settings.node_name, settings.peers, settings.link_wait, reactor)
+        yield self._gate.start()
         opts = RegisterOptions(details_arg="details")
         yield self.register(self.send, names.PROC_SEND, options=opts)
         yield self.register(self.history, names.PROC_HISTORY, options=opts)
@@ -97,6 +101,8 @@ class ApiComponent(ApplicationSession):
         except Refused as e:
             self.log.info("deptcast api: refused a send by {user}: {uri}", user=identity.user, uri=e.uri)
             raise _wamp_error(e)
+        if not self._gate.is_open:
+            yield self._gate.wait()
         envelope = yield self._store.append(target, identity, message, int(time.time() * 1000))
         yield self.publish(target.topic, envelope, options=PublishOptions(acknowledge=True))
         returnValue(envelope)
@@ -110,5 +116,7 @@ class ApiComponent(ApplicationSession):
                 raise Refused(INVALID_FRAME, "'limit' must be a positive whole number")
         except Refused as e:
             raise _wamp_error(e)
+        if not self._gate.is_open:
+            yield self._gate.wait()
         rows = yield self._store.history(identity, after_id, min(limit, self._settings.history_limit))
         returnValue(rows)

@@ -2,6 +2,8 @@
 
     deptcast token --user U --dept D [--role publisher] [--ttl SECONDS]
     deptcast node-config [--port N] [--output FILE]
+    deptcast cluster init --node n1=HOST:PORT --node n2=HOST:PORT ... --db postgresql://... --out DIR
+    deptcast cluster demo --db postgresql://... [--out DIR]
 """
 
 import argparse
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from components.cluster import add_cli as add_cluster_cli
 from components.config import DEFAULT_NODE_DIR, ConfigError, read_secret
 from components.nodeconfig import DEFAULT_PORT, node_config, render
 from components.tokens import ROLES, issue_token
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--root", help="the checkout, when the node directory is not <checkout>/.crossbar")
     cfg.add_argument("--output", "-o", help="write to this file instead of standard output")
     cfg.set_defaults(func=_cmd_node_config)
+    add_cluster_cli(sub)
     return parser
 
 
