@@ -406,6 +406,24 @@ def test_reload_catches_up(node, open_page, all_log):
     assert last == page.locator("#timeline .msg").first.get_attribute("data-id")
 
 
+def test_messages_missing_inside_the_timeline_are_filled_in_order(node, open_page, all_log):
+    """A previous visit kept m1 and m4 but missed m2 and m3 (as an event relayed late by
+    another cluster node can be): the catch-up puts them in their place, each once."""
+    base = base_url(node)
+    before = all_log.newest_first()
+    sent = send_via_wamp(node.url, token("sam", "ops", "publisher"),
+                         [("gap", f"m{i}") for i in range(1, 5)])
+    page = open_page(base)
+    expect(page.locator("#signin-wait")).to_be_visible()
+    page.evaluate("c => localStorage.setItem('deptcast:v1:timeline:gap_gus', JSON.stringify(c))",
+                  {"lastId": sent[3]["id"], "envelopes": [sent[0], sent[3]]})
+    # the host puts the token into the fragment of the page already open
+    page.evaluate("t => { location.hash = 'token=' + t; }", token("gus", "gap"))
+    wait_connected(page)
+    assert "token" not in page.url
+    expect_timeline(page, ["m4", "m3", "m2", "m1"] + before)
+
+
 # ---- the timeline's merge rules, run in the browser as the page runs them -------------------
 
 def test_timeline_merge_keeps_each_id_once_sorted(node, open_page):

@@ -206,11 +206,17 @@ async function onJoin(session, details) {
   await Promise.all([`deptcast.dept.${me.dept}`, "deptcast.all", `deptcast.user.${me.user}`]
     .map((topic) => session.subscribe(topic, onEvent)));
   let after = page.timeline.catchUpAfter();
-  for (;;) {
-    const rows = await session.call("deptcast.history", [], { after, limit: HISTORY_PAGE });
-    if (!Array.isArray(rows) || rows.length === 0) break;
-    receive(rows);
-    after = rows[rows.length - 1].id;
+  const list = $("timeline");
+  list.setAttribute("aria-busy", "true"); // one announcement for a catch-up, not one per message
+  try {
+    for (;;) {
+      const rows = await session.call("deptcast.history", [], { after, limit: HISTORY_PAGE });
+      if (!Array.isArray(rows) || rows.length === 0) break;
+      receive(rows);
+      after = rows[rows.length - 1].id;
+    }
+  } finally {
+    list.setAttribute("aria-busy", "false");
   }
   saveNow();
   refreshPresence(session);
@@ -241,7 +247,9 @@ function render({ added, dropped }) {
     if (li) li.remove();
     page.items.delete(id);
   }
-  for (const env of added) {
+  // newest first: each one's newer neighbour is then already in the list
+  for (let i = added.length - 1; i >= 0; i -= 1) {
+    const env = added[i];
     const li = messageItem(env);
     page.items.set(env.id, li);
     const newer = page.timeline.nextId(env.id);
@@ -419,6 +427,10 @@ function start() {
     if (page.link && page.link.state !== CONNECTED) showConnection(page.link.state, {});
   });
   window.addEventListener("pagehide", saveNow);
+  window.addEventListener("hashchange", () => {
+    const token = takeFragmentToken();
+    if (token) signIn(token);
+  });
 
   const token = takeFragmentToken() || savedToken();
   if (token) signIn(token);
