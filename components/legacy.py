@@ -229,6 +229,10 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             self.log.warn("deptcast legacy: {key}: subscriptions not ready: {e}", key=client.key, e=str(e))
             raise ConnectionDeny(503, legacyframes.safe_reason(
                 f"{legacyframes.UNAVAILABLE}: the node's message service is not reachable yet; retry shortly"))
+        if self.state == self.STATE_CLOSED:
+            # the peer went while we subscribed (onClose has released its topics): do not
+            # let autobahn open, and start pinging, a socket that is already gone
+            raise ConnectionDeny(400, "the connection closed during the handshake")
         return None
 
     def onOpen(self) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from autobahn.twisted.rawsocket import WampRawSocketClientFactory
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
 from twisted.internet import defer, reactor
@@ -243,5 +244,10 @@ def subscriber_count(backend: ApplicationSession, topic: str):
     sub_id = yield backend.call("wamp.subscription.lookup", topic)
     if sub_id is None:
         return 0
-    count = yield backend.call("wamp.subscription.count_subscribers", sub_id)
+    try:
+        count = yield backend.call("wamp.subscription.count_subscribers", sub_id)
+    except ApplicationError as e:
+        if e.error != "wamp.error.no_such_subscription":
+            raise
+        return 0  # the last subscriber left between the two calls
     return count

@@ -411,6 +411,22 @@ def test_open_mode_accepts_tokenless_clients_as_members(open_node):
             yield c.close()
 
 
+@pytest_twisted.inlineCallbacks
+def test_tokens_never_reach_the_log(node):
+    good = token("tok", "tddept")
+    bad = good[:-4] + "AAAA"
+    sock = yield connect_legacy(node.port, "tddept_tok", good)
+    with pytest.raises(HandshakeRefused):
+        yield connect_legacy(node.port, "tddept_tok", bad)
+    with pytest.raises(HandshakeRefused):
+        yield connect_legacy(node.port, "tdother_tok", good)
+    yield sock.close()
+    log = node.log_text()
+    assert "deptcast legacy: refused" in log  # refusals are logged, at info...
+    signature = good.rsplit(".", 1)[1]
+    assert signature not in log and "AAAA" not in log  # ...without the token
+
+
 def test_default_node_logs_no_open_mode_warning(node):
     assert "OPEN MODE" not in node.log_text()
     assert "deptcast legacy: /webSocket/<key> ready" in node.log_text()
