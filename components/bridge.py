@@ -10,12 +10,11 @@ The socket's transport starts after the web transport and the api component join
 still, so the session connects in the background and reconnects whenever it is lost.
 """
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, List, Optional
 
 from autobahn.twisted.rawsocket import WampRawSocketClientFactory
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.request import Subscription
 from autobahn.wamp.serializer import MsgPackSerializer
 from autobahn.wamp.types import ComponentConfig
 from twisted.application.internet import ClientService, backoffPolicy
@@ -156,7 +155,7 @@ class Bridge:
     def subscribe(self, handler: Callable[..., None], topic: str) -> defer.Deferred:
         """Subscribe ``handler`` to ``topic`` on the current session.
 
-        :rtype: Deferred firing with a :class:`Subscription`
+        :rtype: Deferred firing with an autobahn ``Subscription``
         """
         if self._session is None:
             return defer.fail(Refused(UNAVAILABLE, "the bridge session is not joined"))
@@ -177,5 +176,3 @@ def get_bridge() -> Bridge:
         _bridge.start()
     return _bridge
 
-
-__all__ = ["Bridge", "Subscription", "get_bridge"]

@@ -6,7 +6,6 @@ Each refusal is followed by a marker send, so "nothing was published" is proved,
 import json
 import time
 
-import pytest
 import pytest_twisted
 from twisted.internet import defer
 
