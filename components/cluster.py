@@ -234,7 +234,10 @@ events {{
 }}
 
 http {{
-    access_log logs/access.log;
+    # $uri, not $request: a legacy client's query string holds its token
+    log_format deptcast '$remote_addr [$time_local] "$request_method $uri" $status '
+                        'upstream=$upstream_addr time=$request_time';
+    access_log logs/access.log deptcast;
     client_body_temp_path tmp/client_body;
     proxy_temp_path tmp/proxy;
     fastcgi_temp_path tmp/fastcgi;
@@ -407,8 +410,9 @@ def run_demo(db: str, out: Path, base_port: int = 8081, lb_port: int = DEFAULT_L
             time.sleep(0.2)
         return 0
     finally:
-        for proc in reversed(procs):
-            _stop(proc, signal.SIGQUIT if proc is procs[-1] and len(procs) > len(nodes) else signal.SIGTERM)
+        # nginx first (SIGQUIT: graceful), then the nodes (SIGTERM: crossbar's clean shutdown)
+        for i, proc in reversed(list(enumerate(procs))):
+            _stop(proc, signal.SIGQUIT if i >= len(nodes) else signal.SIGTERM)
         for s, handler in previous.items():
             signal.signal(s, handler)
         print("stopped", flush=True)

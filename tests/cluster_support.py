@@ -106,6 +106,10 @@ class Cluster:
         if errors:
             self.stop()
             raise errors[0]
+        # fully meshed: every node's api has seen its peers' links up (and opened its send hold)
+        for node in self.nodes.values():
+            wait_until(lambda: "are up after" in node.log_since_start(), timeout,
+                       f"the links of {node.name}'s peers", interval=0.1)
         self.start_seconds = time.monotonic() - started
         self.nginx.start()
         return self

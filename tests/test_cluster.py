@@ -11,6 +11,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ from components.cluster import (PROXY_TIMEOUT_S, RLINK_PATH, RLINK_ROLE, NodeSpe
 from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS
 from tests.cluster_support import NGINX, Cluster, Subscriber
 from tests.conftest import token
+from tests.legacyclient import connect_legacy
 from tests.pgschema import pg_schema
+from tests.nodes import free_port
 from tests.wampclient import connect, wait_for
 
 DB = "postgresql://deptcast@db.example:5432/deptcast"
@@ -192,6 +195,18 @@ def _publishers(cluster):
 
 
 @defer.inlineCallbacks
+def _dept_history(client, dept: str):
+    """The whole stored history of department ``dept``, page by page."""
+    out, after = [], None
+    while True:
+        page = yield client.call(names.PROC_HISTORY, after, 1000)
+        out.extend(e for e in page if e["scope"] == "dept" and e["target"] == dept)
+        if len(page) < 1000:
+            return out
+        after = page[-1]["id"]
+
+
+@defer.inlineCallbacks
 def _close(clients):
     yield defer.gatherResults([c.close() for c in clients], consumeErrors=True)
 
@@ -303,6 +318,64 @@ def test_history_is_the_same_on_every_node(cluster):
         yield _close(list(pubs.values()) + list(readers.values()))
 
 
+@pytest_twisted.inlineCallbacks
+def test_legacy_sockets_behave_the_same_through_nginx(cluster):
+    """Old-style pages on /webSocket/<key> through nginx, spread over the nodes: department
+    messages, All and direct messages reach exactly their audience once, whichever node the
+    sender and the receiver are on, in both directions between legacy sockets and WAMP."""
+    dept, other = _unique("leg"), _unique("oth")
+    users = [f"u{i}" for i in range(12)]
+    sockets = yield defer.gatherResults(
+        [connect_legacy(cluster.lb_port, names.user_key(dept, u), token(u, dept)) for u in users], consumeErrors=True)
+    outsider = yield connect_legacy(cluster.lb_port, names.user_key(other, "zed"), token("zed", other))
+    pubs = yield _publishers(cluster)
+    wamp_members = {}
+    try:
+        for name, node in cluster.nodes.items():
+            wamp_members[name] = yield connect(node.url, token(f"w-{name}", dept))
+            yield wamp_members[name].listen(names.dept_topic(dept))
+        yield task.deferLater(reactor, 1.0, lambda: None)  # subscriptions propagate over the links
+        texts = []
+        for via, pub in sorted(pubs.items()):
+            yield pub.call(names.PROC_SEND, dept, f"wamp via {via}")
+            texts.append(f"wamp via {via}")
+        for u, sock in zip(users[:3], sockets[:3]):
+            sock.heartbeat()
+            sock.send_json(dept, f"legacy from {u}")
+            texts.append(f"legacy from {u}")
+        sockets[4].send_json(names.user_key(dept, users[7]), "dm to u7")
+        yield pubs["n2"].call(names.PROC_SEND, names.ALL, f"all {dept}")
+        for via, pub in sorted(pubs.items()):
+            yield pub.call(names.PROC_SEND, dept, f"marker via {via}")
+            texts.append(f"marker via {via}")
+        markers = [t for t in texts if t.startswith("marker")]
+        yield wait_for(lambda: all(set(markers) <= set(s.messages()) for s in sockets)
+                       and all(set(markers) <= set(m.messages(names.dept_topic(dept))) for m in wamp_members.values()),
+                       30, "every legacy socket and WAMP member to receive the markers")
+        yield task.deferLater(reactor, 0.5, lambda: None)
+        for u, sock in zip(users, sockets):
+            expected = sorted(texts + [f"all {dept}"] + (["dm to u7"] if u == users[7] else []))
+            assert sorted(sock.messages()) == expected, u
+            assert sock.errors() == []
+        for name, m in wamp_members.items():
+            assert sorted(m.messages(names.dept_topic(dept))) == sorted(texts), name
+        assert outsider.messages() == [f"all {dept}"]
+    finally:
+        for c in list(sockets) + [outsider] + list(pubs.values()) + list(wamp_members.values()):
+            yield c.close()
+    # nginx's access log names the node of each legacy socket (logged when it closes)
+    ports = {str(n.port): name for name, n in cluster.nodes.items()}
+    log = cluster.nginx.prefix / "logs" / "access.log"
+
+    def spread():
+        lines = [ln for ln in log.read_text().splitlines() if f"/webSocket/{dept}_" in ln]
+        return len(lines) == len(users) and {ports[ln.split("upstream=")[1].split()[0].rsplit(":", 1)[1]]
+                                             for ln in lines}
+    yield wait_for(spread, 10, "nginx to log the legacy sockets")
+    assert spread() == set(cluster.nodes)
+    assert "token=" not in log.read_text()
+
+
 # ----------------------------------------------------------------------------- restarts
 
 #: how long a stopped node stays down before it starts again (its start adds 5-10 s here)
@@ -402,8 +475,8 @@ def test_restart_loses_and_duplicates_nothing(cluster, victim, sig):
 
     accepted = [e for s in senders.values() for e in s.accepted] + markers
     accepted_ids = {e["id"] for e in accepted}
-    stored = yield subs[0].client.call(names.PROC_HISTORY, None, 5000)
-    stored_ids = {e["id"] for e in stored if e["scope"] == "dept" and e["target"] == dept}
+    stored = yield _dept_history(subs[0].client, dept)
+    stored_ids = {e["id"] for e in stored}
     assert accepted_ids <= stored_ids
     after_restart = [e for t, e in zip((t for t, _ in senders[victim].latencies), senders[victim].accepted)
                      if t >= ready_at]
@@ -443,7 +516,60 @@ def test_restart_loses_and_duplicates_nothing(cluster, victim, sig):
         readers.append((yield connect(n.url, token(f"reader-{name}", dept))))
     pages = []
     for r in readers:
-        pages.append((yield r.call(names.PROC_HISTORY, None, 5000)))
-    assert all([e for e in p if e["target"] == dept] == [e for e in pages[0] if e["target"] == dept] for p in pages)
+        pages.append((yield _dept_history(r, dept)))
+    assert pages[0] == stored and pages[1] == stored and pages[2] == stored
     yield _close(readers + [s.client for s in senders.values() if s.client] + [])
     yield defer.gatherResults([s.close() for s in subs], consumeErrors=True)
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    from tests.cluster_support import port_open
+    for _ in range(50):
+        base = free_port()
+        if base + count < 65536 and not any(port_open(base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+@pytest_twisted.inlineCallbacks
+def test_demo_starts_three_nodes_and_nginx_and_stops_on_ctrl_c(tmp_path):
+    from components.tokens import issue_token
+    from tests.cluster_support import port_open
+
+    base, lb = _free_port_run(3), free_port()
+    out = tmp_path / "demo"
+    with pg_schema("deptcast_demo") as db:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("deptcast")), "cluster", "demo", "--db", db,
+                                 "--out", str(out), "--base-port", str(base), "--lb-port", str(lb)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
+        lines = []
+
+        def read_until_connect():
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("connect to"):
+                    return True
+            return False
+        try:
+            ready = yield threads.deferToThread(read_until_connect)
+            assert ready, "".join(lines)
+            yield wait_for(lambda: port_open(lb), 30, "nginx to listen")
+            secret = (out / "jwt.secret").read_text().strip()
+            alice = yield connect(f"ws://127.0.0.1:{lb}/ws", issue_token(secret, "alice", "demo"), timeout=30)
+            yield alice.listen(names.dept_topic("demo"))
+            env = yield alice.call(names.PROC_SEND, "demo", "hello cluster")
+            yield wait_for(lambda: alice.messages(names.dept_topic("demo")) == ["hello cluster"], 10, "the echo")
+            assert env["message"] == "hello cluster"
+            yield alice.close()
+        finally:
+            proc.send_signal(signal.SIGINT)
+            rest = yield threads.deferToThread(proc.communicate, None, 60)
+        assert proc.returncode == 0, "".join(lines) + rest[0]
+        assert "stopped" in rest[0]
+        for port in (lb, base, base + 1, base + 2):
+            assert not port_open(port)
