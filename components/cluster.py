@@ -208,7 +208,7 @@ def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT)) 
     ``/webSocket/`` (WebSocket upgrade, idle timeouts longer than the ping interval).
 
     Paths (pid, logs, temp files) are relative, so ``nginx -p DIR -c FILE`` keeps them in
-    ``DIR``; ``/rlink`` is not proxied: peers connect to each other directly.
+    ``DIR``; ``/rlink`` is not proxied (404): peers connect to each other directly.
 
     :param listen: nginx's ``listen`` argument, e.g. ``8000`` or ``127.0.0.1:8000``
     :rtype: str
@@ -263,6 +263,11 @@ http {{
 
         location /webSocket/ {{
 {websocket}
+        }}
+
+        # router links connect node to node, never through the balancer
+        location /{RLINK_PATH} {{
+            return 404;
         }}
 
         location / {{

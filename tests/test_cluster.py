@@ -134,7 +134,8 @@ def test_nginx_config_balances_and_upgrades():
     assert f"proxy_read_timeout {PROXY_TIMEOUT_S}s;" in text
     assert PROXY_TIMEOUT_S * 1000 > PING_INTERVAL_MS + PING_TIMEOUT_MS
     assert "least_conn" not in text and "ip_hash" not in text  # round robin
-    assert RLINK_PATH not in text  # links connect node to node, never through the balancer
+    # links connect node to node, never through the balancer
+    assert f"location /{RLINK_PATH} {{\n            return 404;" in text
 
 
 @pytest.mark.skipif(not shutil.which("nginx") and not Path(NGINX).exists(), reason="nginx is not installed")
