@@ -16,7 +16,8 @@ runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's
   (reference-counted) and frames each event once (``prepareMessage``), writing the same bytes
   to every socket of the topic.
 * Liveness: WebSocket auto ping; a peer that does not answer in time is dropped, and the
-  last socket of a topic to go releases its subscription.
+  last socket of a topic to go releases its subscription. A peer that stops reading is
+  dropped once it is :data:`MAX_SEND_BACKLOG` bytes behind, before the ping notices.
 """
 
 from functools import partial
@@ -27,7 +28,9 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from components import legacyframes
 from components.bridge import Bridge, get_bridge
@@ -41,6 +44,29 @@ from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS
 HARD_FRAME_LIMIT = 64 * 1024 * 1024
 #: seconds a client has to complete the opening handshake
 OPEN_HANDSHAKE_TIMEOUT = 10.0
+#: bytes of messages a socket may fall behind by (beyond the kernel's and Twisted's own send
+#: buffers) before it is dropped: a page that stops reading must not make the router hold
+#: every message for it until the ping timeout notices
+MAX_SEND_BACKLOG = 2 * 1024 * 1024
+
+
+@implementer(IPushProducer)
+class _SendBacklog:
+    """Twisted pauses this when the socket's send buffer is full and resumes it once drained;
+    the protocol counts what it queues in between."""
+
+    def __init__(self, protocol: "LegacyServerProtocol") -> None:
+        self._protocol = protocol
+
+    def pauseProducing(self) -> None:
+        self._protocol._write_paused = True
+
+    def resumeProducing(self) -> None:
+        self._protocol._write_paused = False
+        self._protocol._backlog = 0
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class _Topic:
@@ -208,6 +234,8 @@ class LegacyServerProtocol(WebSocketServerProtocol):
     _joined_topics: tuple = ()
     _discarding = False
     _incoming = 0
+    _write_paused = False
+    _backlog = 0
 
     @defer.inlineCallbacks
     def onConnect(self, request: ConnectionRequest):
@@ -236,7 +264,13 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         return None
 
     def onOpen(self) -> None:
-        self.factory.opened += 1
+        # The HTTP channel that served the upgrade is still the transport's producer; put ours
+        # in its place to learn when this peer stops draining its socket.
+        try:
+            self.transport.unregisterProducer()
+            self.transport.registerProducer(_SendBacklog(self), True)
+        except Exception as e:  # a transport without producer support: no backlog limit
+            self.log.debug("deptcast legacy: no send backlog tracking: {e}", e=str(e))
         self.log.debug("deptcast legacy: {key} connected ({mode})", key=self._client.key,
                        mode="open mode" if self._client.open_mode else self._client.identity.role)
 
@@ -250,8 +284,17 @@ class LegacyServerProtocol(WebSocketServerProtocol):
 
     def deliver(self, prepared: PreparedMessage) -> None:
         """Write one pre-framed message (the fan-out calls this for every socket of a topic)."""
-        if self.state == self.STATE_OPEN:
-            self.sendPreparedMessage(prepared)
+        if self.state != self.STATE_OPEN:
+            return
+        if self._write_paused:
+            self._backlog += len(prepared.payloadHybi)
+            if self._backlog > self.factory.max_send_backlog:
+                self.log.warn("deptcast legacy: {key} is not reading; dropped {n} bytes behind",
+                              key=self._client.key, n=self._backlog)
+                self._write_paused = False
+                self.dropConnection(abort=True)
+                return
+        self.sendPreparedMessage(prepared)
 
     # -- incoming frames, read through autobahn's frame hooks so that a binary or oversize
     #    message is dropped as it arrives instead of being buffered whole
@@ -321,21 +364,23 @@ class LegacyServerFactory(WebSocketServerFactory):
     :param bridge: the worker's bridge session
     :param ping_interval: seconds between WebSocket pings (0: none)
     :param ping_timeout: seconds a peer has to answer a ping before it is dropped
+    :param max_send_backlog: bytes a socket may fall behind by before it is dropped
     """
 
     protocol = LegacyServerProtocol
     log = Logger()
 
     def __init__(self, settings: Optional[Settings], bridge: Bridge, ping_interval: float,
-                 ping_timeout: float, ready_timeout: float = 10.0, refusal: Optional[HandshakeRefused] = None) -> None:
+                 ping_timeout: float, ready_timeout: float = 10.0, refusal: Optional[HandshakeRefused] = None,
+                 max_send_backlog: int = MAX_SEND_BACKLOG) -> None:
         super().__init__()
         self.settings = settings
+        self.max_send_backlog = max_send_backlog
         self.bridge = bridge
         self.refusal = refusal
         self.pattern = KeyPattern(settings.legacy_key_pattern) if settings is not None else None
         self.frame_cap = legacyframes.frame_cap(settings.max_message_bytes) if settings is not None else 0
         self.ready_timeout = ready_timeout
-        self.opened = 0
         self.fanout = Fanout(bridge, lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True))
         self.setProtocolOptions(
             autoPingInterval=ping_interval,
@@ -362,7 +407,8 @@ class LegacyResource(WebSocketResource):
     from the request path again during the handshake.
 
     :param extra: the path's ``extra`` dict in the node config: ``auto_ping_interval`` and
-        ``auto_ping_timeout`` in milliseconds, as for Crossbar's own WebSocket transports
+        ``auto_ping_timeout`` in milliseconds, as for Crossbar's own WebSocket transports, and
+        ``max_send_backlog`` in bytes
     """
 
     log = Logger()
@@ -380,7 +426,8 @@ class LegacyResource(WebSocketResource):
         bridge = bridge or get_bridge()
         interval = float(extra.get("auto_ping_interval", PING_INTERVAL_MS)) / 1000.0
         timeout = float(extra.get("auto_ping_timeout", PING_TIMEOUT_MS)) / 1000.0
-        factory = LegacyServerFactory(settings, bridge, interval, timeout, refusal=refusal)
+        factory = LegacyServerFactory(settings, bridge, interval, timeout, refusal=refusal,
+                                      max_send_backlog=int(extra.get("max_send_backlog", MAX_SEND_BACKLOG)))
         super().__init__(factory)
         self.factory = factory
         if settings is not None:

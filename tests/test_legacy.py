@@ -52,6 +52,20 @@ def fast_ping_node(tmp_path_factory):
     n.stop()
 
 
+@pytest.fixture(scope="module")
+def backlog_node(tmp_path_factory):
+    """A node without a send rate limit whose legacy sockets may fall 256 KiB behind."""
+    port = free_port()
+    config = node_config(port=port, root=REPO, interface="127.0.0.1", extra_paths={
+        "webSocket": {"type": "resource", "classname": "components.legacy.LegacyResource",
+                      "extra": {"max_send_backlog": 256 * 1024}}})
+    n = Node(tmp_path_factory.mktemp("legacy-backlog"), port=port, config=config, name="backlog",
+             env={"DEPTCAST_RATE": "0"})
+    n.start()
+    yield n
+    n.stop()
+
+
 @defer.inlineCallbacks
 def _marker(sender, to: str, sockets: List[LegacySocket], text: str = "marker"):
     """Send ``text`` to ``to`` over WAMP and wait until every socket has it."""
@@ -374,6 +388,35 @@ def test_text_heartbeat_keeps_a_connection_alive(fast_ping_node):
     finally:
         beat.stop()
         yield sock.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_peer_that_stops_reading_is_dropped_and_others_are_unaffected(backlog_node):
+    node = backlog_node
+    backend = yield connect_backend(node.node_dir)
+    slow = yield connect_legacy(node.port, "tedept_slowpoke", token("slowpoke", "tedept"))
+    fast = yield connect_legacy(node.port, "tedept_quick", token("quick", "tedept"))
+    boss = yield connect(node.url, token("boss", "tehq", "publisher"))
+    try:
+        slow.transport.pauseProducing()  # the page hangs: it reads nothing more
+        chunk = "b" * (60 * 1024)
+        sent = 0
+        # the kernel buffers a few MB on loopback before the router's own backlog grows
+        while "tedept_slowpoke is not reading" not in node.log_since_start():
+            assert sent < 2000, "the slow socket was never dropped"
+            yield boss.call("deptcast.send", "tedept", f"{sent:05d}{chunk}")
+            sent += 1
+        yield _wait_subscribers(backend, "deptcast.user.slowpoke", 0)
+        yield _marker(boss, "tedept", [fast])
+        # the reading peer got everything, once, in order
+        assert fast.texts == [f"{i:05d}{chunk}" for i in range(sent)] + ["marker"]
+        slow.transport.resumeProducing()
+        yield wait_for(lambda: slow.close_info is not None, what="the slow socket to see its end")
+        assert len(slow.texts) < sent
+    finally:
+        for c in (slow, fast, boss):
+            yield c.close()
+        backend.leave()
 
 
 # -- open (compatibility) mode
