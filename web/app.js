@@ -56,7 +56,8 @@ function sameUser(a, b) {
 function signIn(token) {
   const claims = claimsOf(token);
   if (!claims) {
-    showSignIn("That sign-in is not a deptcast token.");
+    if (page.link) console.warn("deptcast: ignored a sign-in that is not a deptcast token");
+    else showSignIn("That sign-in is not a deptcast token.");
     return;
   }
   const me = { user: claims.sub, dept: claims.dept, role: claims.role };
@@ -219,9 +220,16 @@ async function onJoin(session, details) {
     list.setAttribute("aria-busy", "false");
   }
   saveNow();
-  refreshPresence(session);
   clearInterval(page.presenceTimer);
-  page.presenceTimer = setInterval(() => refreshPresence(session), PRESENCE_REFRESH_MS);
+  page.presenceTimer = null;
+  // poll only where the node offers presence; a refusal ends it for this session
+  refreshPresence(session).then((offered) => {
+    if (offered && session.isOpen && page.link && page.link.session === session) {
+      page.presenceTimer = setInterval(() => {
+        refreshPresence(session).then((ok) => ok || clearInterval(page.presenceTimer));
+      }, PRESENCE_REFRESH_MS);
+    }
+  });
 }
 
 // ---- timeline -----------------------------------------------------------------------------
@@ -389,16 +397,20 @@ async function onSend(event) {
 
 // ---- presence (the procedure may not exist yet: then the note stays) ----------------------
 
+/** Show who is online in the department; false if the node does not answer. */
 async function refreshPresence(session) {
-  if (!page.me || !session.isOpen) return;
+  if (!page.me || !session.isOpen) return false;
   try {
     const online = await session.call("deptcast.presence.online", [page.me.dept]);
     const users = Array.isArray(online && online.users) ? online.users : [];
-    $("online-note").textContent = `${users.length} online in ${page.me.dept}`;
+    const count = Number.isInteger(online && online.count) ? online.count : users.length;
+    $("online-note").textContent = `${count} online in ${page.me.dept}`;
     $("online-list").replaceChildren(...users.map((u) => el("li", "", String(u))));
+    return true;
   } catch (err) {
     $("online-note").textContent = "Who is online will show here once this node offers it.";
     $("online-list").replaceChildren();
+    return false;
   }
 }
 
