@@ -71,6 +71,7 @@ class LinkGate:
         self._timeout = timeout
         self._reactor = reactor
         self._answers: Dict[str, Dict[str, Any]] = {}
+        self._answering: Set[str] = set()
         self._waiters: List[defer.Deferred] = []
         self._open = not self._peers
         self.opened_after: Optional[float] = 0.0 if self._open else None
@@ -142,14 +143,19 @@ class LinkGate:
         self._open_gate()
 
     @defer.inlineCallbacks
-    def _link_topics(self):
-        """Peer name to the exact topics its link sessions are subscribed to on this node."""
+    def _link_topics(self, only: Optional[str] = None):
+        """Peer name to the exact topics its link sessions are subscribed to on this node.
+
+        :param only: just this peer's link sessions
+        """
         call = self._session.call
         result: Dict[str, Set[str]] = {}
         session_ids = yield call("wamp.session.list", [RLINK_ROLE])
         for sid in session_ids:
             try:
                 info = yield call("wamp.session.get", sid)
+                if only is not None and info["authid"] != only:
+                    continue
                 subs = yield call("wamp.subscription.list", sid)
             except ApplicationError:
                 continue  # left in the meantime
@@ -170,12 +176,20 @@ class LinkGate:
         peer = msg["from"]
         if msg.get("kind") == "topics":
             self._answers[peer] = {"topics": list(msg.get("topics") or []), "complete": bool(msg.get("complete"))}
-        elif msg.get("kind") == "probe":
-            topics = yield self._local_topics()
-            link_topics = yield self._link_topics()
-            complete = not missing_topics(list(msg.get("topics") or []), link_topics.get(peer, set()))
-            yield self._session.publish(sync_topic(peer), {"kind": "topics", "from": self._node,
-                                                           "topics": topics, "complete": complete})
+        elif msg.get("kind") == "probe" and peer not in self._answering:
+            # one answer per peer at a time: the peer probes again until it is satisfied
+            self._answering.add(peer)
+            try:
+                topics = yield self._local_topics()
+                link_topics = yield self._link_topics(only=peer)
+                complete = not missing_topics(list(msg.get("topics") or []), link_topics.get(peer, set()))
+                yield self._session.publish(sync_topic(peer), {"kind": "topics", "from": self._node,
+                                                               "topics": topics, "complete": complete})
+            except Exception as e:
+                self._session.log.warn("deptcast api: could not answer the link probe of {peer}: {error}",
+                                       peer=peer, error=str(e))
+            finally:
+                self._answering.discard(peer)
 
     @defer.inlineCallbacks
     def _local_topics(self):

@@ -27,7 +27,7 @@ from tests.cluster_support import NGINX, Cluster, Subscriber
 from tests.conftest import token
 from tests.legacyclient import connect_legacy
 from tests.pgschema import pg_schema
-from tests.nodes import free_port
+from tests.nodes import Node, free_port
 from tests.wampclient import connect, wait_for
 
 DB = "postgresql://deptcast@db.example:5432/deptcast"
@@ -521,6 +521,30 @@ def test_restart_loses_and_duplicates_nothing(cluster, victim, sig):
     assert pages[0] == stored and pages[1] == stored and pages[2] == stored
     yield _close(readers + [s.client for s in senders.values() if s.client] + [])
     yield defer.gatherResults([s.close() for s in subs], consumeErrors=True)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_whose_peer_is_down_holds_sends_then_accepts_them(tmp_path):
+    """A dead peer cannot stop the cluster: after DEPTCAST_LINK_WAIT the node accepts the
+    held sends and says in its log which peer's link it did not see."""
+    with pg_schema("deptcast_lonely") as db:
+        specs = [NodeSpec("n1", "127.0.0.1", free_port()), NodeSpec("n2", "127.0.0.1", free_port())]
+        layout = init_cluster(specs, db, tmp_path)
+        node = Node(layout.node_dirs["n1"], port=specs[0].port, config=None, name="n1",
+                    env={"DEPTCAST_LINK_WAIT": "3"})
+        yield threads.deferToThread(node.start, 90.0)
+        try:
+            assert "links from all peers" not in node.log_since_start()
+            alice = yield connect(node.url, token("alice", "solo"))
+            yield alice.listen(names.dept_topic("solo"))
+            env = yield alice.call(names.PROC_SEND, "solo", "held, then sent")
+            assert env["message"] == "held, then sent"
+            yield wait_for(lambda: alice.messages(names.dept_topic("solo")) == ["held, then sent"], 10, "the event")
+            yield wait_for(lambda: "no working link from n2 after 3 s; accepting sends anyway"
+                           in node.log_since_start(), 10, "the warning")
+            yield alice.close()
+        finally:
+            yield threads.deferToThread(node.stop)
 
 
 # ----------------------------------------------------------------------------- demo
