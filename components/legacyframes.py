@@ -8,7 +8,8 @@ and sent every message out as a bare text frame. Everything here is pure: the Tw
 What a frame *means* is not judged here: ``to`` and ``message`` go unchanged to
 ``deptcast.internal.send_as``, which runs :func:`components.messages.check_send` exactly as
 ``deptcast.send`` does. This module only decides whether a frame is a ping, a JSON object,
-or something that can never be a send request.
+or something that can never be a send request. The HTTP send API (:mod:`components.httpapi`)
+shares the body parsing and has its bearer-token and status mapping here too.
 """
 
 import json
