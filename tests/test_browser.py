@@ -128,13 +128,14 @@ def expect_timeline(page: Page, newest_first: List[str], scopes: List[str] = Non
 
 def test_dev_form_is_off_without_quick_start(node, open_page):
     page = open_page(base_url(node))
-    expect(page.locator("#signin-wait")).to_be_visible()
-    expect(connection(page)).to_have_attribute("data-state", "offline")
-    expect(connection(page)).to_have_text("Not signed in")
-    # the page asked the node; the node said no (404), so the form stays hidden
+    # the page asked the node, the node said no (404): the page waits for its host
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "host")
     answer = page.request.get(base_url(node) + "dev/token")
     assert answer.status == 404
+    expect(page.locator("#signin-wait")).to_be_visible()
     expect(page.locator("#dev-form")).to_be_hidden()
+    expect(connection(page)).to_have_attribute("data-state", "offline")
+    expect(connection(page)).to_have_text("Not signed in")
     expect(page.locator("#app")).to_be_hidden()
     screenshot(page, "signin-waiting-for-host")
 
@@ -142,7 +143,9 @@ def test_dev_form_is_off_without_quick_start(node, open_page):
 def test_dev_form_signs_in_in_quick_start(dev_node, open_page):
     page = open_page(base_url(dev_node))
     form = page.locator("#dev-form")
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "dev-form")
     expect(form).to_be_visible()
+    expect(page.locator("#signin-wait")).to_be_hidden()
     expect(page.locator("#dev-user")).to_be_focused()
     # a malformed name is caught before anything is asked
     page.fill("#dev-user", "not a name!")
@@ -392,14 +395,13 @@ def test_reload_catches_up(node, open_page, all_log):
     page.goto("about:blank")
     send_via_wamp(node.url, token("sam", "ops", "publisher"), [
         ("ward", "while away 1"), ("ward_walt", "while away 2"), ("icu", "not for the ward")])
-    # come back with the network off: the cached timeline shows at once, without a server
-    page.context.set_offline(True)
-    page.goto(base)
-    expect(connection(page)).to_have_attribute("data-state", "offline")
-    expect_timeline(page, ["seen before leaving"] + before)
-    expect(page.locator("#who")).to_have_text("walt · ward · member")  # the tab's token
-    page.context.set_offline(False)
-    wait_connected(page, RECONNECT_TIMEOUT_MS)
+    page.go_back()  # the tab keeps its token: no new sign-in
+    assert page.url == base
+    wait_connected(page)
+    expect(page.locator("#who")).to_have_text("walt · ward · member")
+    expect_timeline(page, ["while away 2", "while away 1", "seen before leaving"] + before)
+    page.reload()
+    wait_connected(page)
     expect_timeline(page, ["while away 2", "while away 1", "seen before leaving"] + before)
 
     last = page.evaluate("JSON.parse(localStorage.getItem('deptcast:v1:timeline:ward_walt')).lastId")

@@ -121,6 +121,7 @@ async function offerSignIn() {
   if (page.link) return; // signed in meanwhile (e.g. by the host)
   $("dev-form").hidden = !dev;
   $("signin-wait").hidden = dev;
+  $("signin").dataset.offer = dev ? "dev-form" : "host"; // decided: the form, or the host
   if (dev) $("dev-user").focus();
   else tellHost({ type: "deptcast.ready" }, page.origins);
 }
