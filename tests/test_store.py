@@ -67,7 +67,7 @@ def test_migrate_is_idempotent(db):
 def test_append_returns_the_envelope(store):
     env = store.append(HR, ALICE, "hello hr", 1700000000123)
     assert env == {"id": env["id"], "scope": "dept", "target": "hr", "sender": "alice",
-                   "sender_dept": "hr", "message": "hello hr", "ts": 1700000000123}
+                   "sender_dept": "hr", "message": "hello hr", "ts": 1700000000123, "seq": 1}
     assert len(env["id"]) == ID_WIDTH and env["id"].isdigit()
 
 
@@ -75,6 +75,41 @@ def test_ids_are_unique_and_sort_in_send_order(store):
     ids = [store.append(HR, ALICE, f"m{i}", i)["id"] for i in range(20)]
     assert ids == sorted(ids)
     assert len(set(ids)) == 20
+
+
+def test_seq_counts_per_topic(store):
+    seqs = [(t.topic, store.append(t, BOSS, "x", 1)["seq"])
+            for t in [HR, HR, IT, ALL, HR, TO_BOB, ALL, TO_BOB, TO_CAROL]]
+    assert seqs == [("deptcast.dept.hr", 1), ("deptcast.dept.hr", 2), ("deptcast.dept.it", 1),
+                    ("deptcast.all", 1), ("deptcast.dept.hr", 3), ("deptcast.user.bob", 1),
+                    ("deptcast.all", 2), ("deptcast.user.bob", 2), ("deptcast.user.carol", 1)]
+    # history carries the same numbers
+    assert [(e["target"], e["seq"]) for e in store.history(BOB, 0, 100)] == [
+        ("hr", 1), ("hr", 2), ("All", 1), ("hr", 3), ("hr_bob", 1), ("All", 2), ("hr_bob", 2)]
+
+
+def test_upgrade_from_schema_1_keeps_old_messages(db, monkeypatch):
+    module = pg_module if db.startswith("postgresql://") else sqlite_module
+    full = list(module.MIGRATIONS)
+    monkeypatch.setattr(module, "MIGRATIONS", full[:1])
+    s = open_store(db)
+    assert s.migrate() == 1
+    old_row = ("INSERT INTO messages (scope, target, target_dept, sender, sender_dept, message, ts)"
+               " VALUES ('dept', 'hr', 'hr', 'alice', 'hr', 'old', 1)")
+    if module is sqlite_module:
+        s._db.execute(old_row)
+    else:
+        s._conn().execute(old_row)
+    s.close()
+    monkeypatch.setattr(module, "MIGRATIONS", full)
+    s = open_store(db)
+    try:
+        assert s.migrate() == len(full)
+        [old] = s.history(BOB, 0, 10)
+        assert old["message"] == "old" and "seq" not in old
+        assert s.append(HR, ALICE, "new", 2)["seq"] == 1
+    finally:
+        s.close()
 
 
 def test_history_shows_each_reader_only_what_it_may_see(store):
@@ -113,6 +148,7 @@ def test_messages_persist_across_reopen(db):
         assert s.history(CAROL, 0, 10) == [env]
         later = s.append(ALL, BOSS, "later", 43)
         assert later["id"] > env["id"]
+        assert (env["seq"], later["seq"]) == (1, 2)
     finally:
         s.close()
 
@@ -148,6 +184,8 @@ def test_concurrent_appends_from_several_threads(db):
         assert len(set(ids)) == 100
         history = s.history(BOB, 0, 1000)
         assert sorted(ids) == [e["id"] for e in history]
+        # one topic: seq 1..100 without gaps, in the order of the ids
+        assert [e["seq"] for e in history] == list(range(1, 101))
     finally:
         s.close()
 
@@ -177,6 +215,8 @@ def test_postgres_migration_is_safe_when_nodes_start_at_once():
             assert versions == [len(pg_module.MIGRATIONS)] * len(stores)
             env = stores[0].append(HR, ALICE, "after", 1)
             assert stores[1].history(BOB, 0, 10) == [env]
+            # several nodes sending to one topic share its counter
+            assert [st.append(HR, ALICE, "more", 2)["seq"] for st in stores] == [2, 3, 4, 5]
         finally:
             for s in stores:
                 s.close()

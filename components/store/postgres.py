@@ -1,7 +1,8 @@
 """The PostgreSQL store: one database shared by every node of a cluster.
 
 Message ids come from one sequence, so they are unique and sort in send order across all
-nodes. The schema is created and migrated on start; several nodes starting at once take a
+nodes. Each topic has its own counter too (``seq`` in the envelope: 1, 2, 3, ... per topic),
+so a subscriber can tell that it missed a message and fetch it from history. The schema is created and migrated on start; several nodes starting at once take a
 transaction-level advisory lock, so exactly one of them applies each migration.
 
 Each thread of the :class:`~components.store.ThreadedStore` pool gets its own connection
@@ -35,18 +36,27 @@ MIGRATIONS = [
     CREATE INDEX messages_user ON messages (target_user, id) WHERE scope = 'user';
     CREATE INDEX messages_all ON messages (id) WHERE scope = 'all';
     """,
+    # per-topic sequence numbers: a subscriber that sees seq jump knows it missed a message
+    """
+    ALTER TABLE messages ADD COLUMN seq BIGINT;
+    CREATE TABLE topic_seq (
+        topic TEXT PRIMARY KEY,
+        seq   BIGINT NOT NULL
+    );
+    """,
 ]
 
-_COLUMNS = "id, scope, target, target_dept, target_user, sender, sender_dept, message, ts"
+_COLUMNS = "id, scope, target, target_dept, target_user, sender, sender_dept, message, ts, seq"
 
 #: advisory lock namespace for migrations; the second key is the schema's hash
 _MIGRATION_LOCK = 0x64637374  # "dcst"
 
 
 def _row_to_envelope(row) -> Dict[str, Any]:
-    msg_id, scope, target, dept, user, sender, sender_dept, message, ts = row
+    msg_id, scope, target, dept, user, sender, sender_dept, message, ts, seq = row
+    extra = {"seq": seq} if seq is not None else {}
     return make_envelope(format_id(msg_id), Target(scope, target, dept, user),
-                         Identity(sender, sender_dept), message, ts)
+                         Identity(sender, sender_dept), message, ts, **extra)
 
 
 class PostgresStore:
@@ -90,12 +100,20 @@ class PostgresStore:
         return version
 
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> Dict[str, Any]:
-        row = self._conn().execute(
-            "INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (target.scope, target.target, target.dept, target.user, sender.user, sender.dept, message, ts),
-        ).fetchone()
-        return make_envelope(format_id(row[0]), target, sender, message, ts)
+        conn = self._conn()
+        with conn.transaction():
+            # the topic's row stays locked until commit: sends to one topic take their seq and
+            # their id in the same order, on every node
+            seq = conn.execute(
+                "INSERT INTO topic_seq (topic, seq) VALUES (%s, 1)"
+                " ON CONFLICT (topic) DO UPDATE SET seq = topic_seq.seq + 1 RETURNING seq",
+                (target.topic,)).fetchone()[0]
+            msg_id = conn.execute(
+                "INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts, seq)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (target.scope, target.target, target.dept, target.user, sender.user, sender.dept, message, ts, seq),
+            ).fetchone()[0]
+        return make_envelope(format_id(msg_id), target, sender, message, ts, seq=seq)
 
     def history(self, reader: Identity, after: int, limit: int) -> List[Dict[str, Any]]:
         rows = self._conn().execute(

@@ -26,15 +26,24 @@ MIGRATIONS = [
     CREATE INDEX messages_user ON messages (target_user, id) WHERE scope = 'user';
     CREATE INDEX messages_all ON messages (id) WHERE scope = 'all';
     """,
+    # per-topic sequence numbers: a subscriber that sees seq jump knows it missed a message
+    """
+    ALTER TABLE messages ADD COLUMN seq INTEGER;
+    CREATE TABLE topic_seq (
+        topic TEXT PRIMARY KEY,
+        seq   INTEGER NOT NULL
+    );
+    """,
 ]
 
-_COLUMNS = "id, scope, target, target_dept, target_user, sender, sender_dept, message, ts"
+_COLUMNS = "id, scope, target, target_dept, target_user, sender, sender_dept, message, ts, seq"
 
 
 def row_to_envelope(row) -> Dict[str, Any]:
-    msg_id, scope, target, dept, user, sender, sender_dept, message, ts = row
+    msg_id, scope, target, dept, user, sender, sender_dept, message, ts, seq = row
+    extra = {"seq": seq} if seq is not None else {}
     return make_envelope(format_id(msg_id), Target(scope, target, dept, user),
-                         Identity(sender, sender_dept), message, ts)
+                         Identity(sender, sender_dept), message, ts, **extra)
 
 
 class SqliteStore:
@@ -67,11 +76,21 @@ class SqliteStore:
         return version
 
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> Dict[str, Any]:
-        cur = self._db.execute(
-            "INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (target.scope, target.target, target.dept, target.user, sender.user, sender.dept, message, ts))
-        return make_envelope(format_id(cur.lastrowid), target, sender, message, ts)
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            seq = db.execute(
+                "INSERT INTO topic_seq (topic, seq) VALUES (?, 1)"
+                " ON CONFLICT (topic) DO UPDATE SET seq = seq + 1 RETURNING seq", (target.topic,)).fetchone()[0]
+            cur = db.execute(
+                "INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (target.scope, target.target, target.dept, target.user, sender.user, sender.dept, message, ts, seq))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return make_envelope(format_id(cur.lastrowid), target, sender, message, ts, seq=seq)
 
     def history(self, reader: Identity, after: int, limit: int) -> List[Dict[str, Any]]:
         rows = self._db.execute(
