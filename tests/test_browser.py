@@ -15,8 +15,8 @@ from typing import List
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.browser_support import host_app, launch_chromium, screenshot, send_via_wamp
 from components.tokens import issue_token
+from tests.browser_support import host_app, launch_chromium, screenshot, send_via_wamp
 from tests.conftest import token
 from tests.nodes import TEST_SECRET, Node
 
@@ -454,3 +454,27 @@ def test_timeline_merge_keeps_each_id_once_sorted(node, open_page):
         "afterShort": None,
         "next": "0000000000000004",
     }
+
+
+def test_page_helpers(node, open_page):
+    """Token claims, the WebSocket URL beside the page, the retry delays."""
+    page = open_page(base_url(node))
+    result = page.evaluate("""async (tok) => {
+        const { claimsOf } = await import('./signin.js');
+        const { nodeUrl, retryDelay } = await import('./link.js');
+        const delays = Array.from({ length: 12 }, (_, i) => retryDelay(i));
+        return {
+            claims: claimsOf(tok), bad: [claimsOf('x.y'), claimsOf('a.b.c'), claimsOf(null)],
+            urls: [nodeUrl('http://127.0.0.1:8080/'), nodeUrl('https://host.example/deptcast/index.html#x'),
+                   nodeUrl('http://h:1/?q=1')],
+            first: delays[0], last: delays[11],
+            growing: delays.slice(0, 6).every((d, i) => i === 0 || d > delays[i - 1] * 0.9),
+        };
+    }""", token("u.1", "d-2", "publisher"))
+    claims = result["claims"]
+    assert (claims["sub"], claims["dept"], claims["role"]) == ("u.1", "d-2", "publisher")
+    assert result["bad"] == [None, None, None]
+    assert result["urls"] == ["ws://127.0.0.1:8080/ws", "wss://host.example/deptcast/ws", "ws://h:1/ws"]
+    assert 0.75 <= result["first"] <= 1.25  # 1 s, jittered by a quarter
+    assert result["growing"]
+    assert 15 <= result["last"] <= 25  # capped at 20 s, jittered
