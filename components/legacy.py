@@ -340,7 +340,8 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             return
         if frame is None:
             return  # the old heartbeat: it kept the connection busy, nothing to answer
-        d = self.factory.bridge.send_as(self._client.identity, frame.to, frame.message)
+        to = legacyframes.contract_target(frame.to, self.factory.pattern)
+        d = self.factory.bridge.send_as(self._client.identity, to, frame.message)
         d.addErrback(self._send_failed)
 
     def _send_failed(self, failure) -> None:

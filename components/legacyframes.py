@@ -109,6 +109,14 @@ class KeyPattern:
                                    f"the key {key[:80]!r} does not fit the pattern {self.pattern}")
         return match.group("dept"), match.group("user")
 
+    def match(self, key: object) -> Optional[Tuple[str, str]]:
+        """``(dept, user)`` if ``key`` fits the pattern, else ``None``.
+
+        :rtype: tuple or None
+        """
+        found = self._regex.fullmatch(key) if isinstance(key, str) and key else None
+        return (found.group("dept"), found.group("user")) if found else None
+
     def format(self, dept: str, user: str) -> str:
         """The key of ``user`` in ``dept``.
 
@@ -246,6 +254,18 @@ def parse_frame(payload: bytes, is_binary: bool = False) -> Optional[SendFrame]:
     if not isinstance(body, dict):
         raise Refused(INVALID_FRAME, 'the frame must be a JSON object {"to": ..., "message": ...}')
     return SendFrame(to=body.get("to"), message=body.get("message"))
+
+
+def contract_target(to: Any, pattern: KeyPattern) -> Any:
+    """The ``to`` of a legacy frame in the contract's form.
+
+    Old pages address a user by the same key they connect with; under a configured pattern
+    (say ``{user}@{dept}``) that key becomes the contract's ``<dept>_<user>``. Anything else --
+    a department code, ``All``, a contract user key, garbage -- passes unchanged, to be judged
+    by ``check_send``.
+    """
+    parsed = pattern.match(to)
+    return names.user_key(*parsed) if parsed is not None else to
 
 
 def oversize_refusal(size: int, cap: int) -> Refused:

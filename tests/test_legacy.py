@@ -419,6 +419,42 @@ def test_a_peer_that_stops_reading_is_dropped_and_others_are_unaffected(backlog_
         backend.leave()
 
 
+# -- a configured key pattern
+
+
+@pytest.fixture(scope="module")
+def pattern_node(tmp_path_factory):
+    """A node whose legacy keys are ``<user>@<dept>``."""
+    n = Node(tmp_path_factory.mktemp("legacy-pattern"), name="pattern",
+             env={"DEPTCAST_LEGACY_KEY_PATTERN": "{user}@{dept}"})
+    n.start()
+    yield n
+    n.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_configured_key_pattern(pattern_node):
+    node = pattern_node
+    ann = yield connect_legacy(node.port, "ann@pdept", token("ann", "pdept"))
+    try:
+        with pytest.raises(HandshakeRefused) as info:
+            yield connect_legacy(node.port, "pdept_ann", token("ann", "pdept"))
+        assert info.value.status == 400 and "{user}@{dept}" in info.value.reason
+        with pytest.raises(HandshakeRefused) as info:
+            yield connect_legacy(node.port, "ann@other", token("ann", "pdept"))
+        assert info.value.status == 403
+        # an old page addresses users by their keys, in the configured form; the contract's
+        # <dept>_<user> works as well
+        ann.send_json("ann@pdept", "by legacy key")
+        ann.send_json("pdept_ann", "by contract key")
+        ann.send_json("bob@other", "not my department")
+        yield wait_for(lambda: len(ann.texts) == 3, what="two messages and a refusal")
+        assert ann.messages() == ["by legacy key", "by contract key"]
+        assert [e["error"] for e in ann.errors()] == [NOT_AUTHORIZED]
+    finally:
+        yield ann.close()
+
+
 # -- open (compatibility) mode
 
 

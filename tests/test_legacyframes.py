@@ -67,6 +67,21 @@ def test_an_ambiguous_pattern_fails_at_start(tmp_path):
         load_settings(tmp_path, env)
 
 
+def test_match_does_not_raise():
+    assert DEFAULT.match("sales_ann") == ("sales", "ann")
+    assert DEFAULT.match("sales") is None and DEFAULT.match(None) is None and DEFAULT.match(3) is None
+
+
+def test_legacy_targets_become_contract_targets():
+    pattern = lf.KeyPattern("{user}@{dept}")
+    assert lf.contract_target("ann@sales", pattern) == "sales_ann"
+    for unchanged in ("sales", "All", "sales_ann", "bad target!", None, 42, ""):
+        assert lf.contract_target(unchanged, pattern) == unchanged
+    # the default pattern is the contract's own form
+    assert lf.contract_target("sales_ann", DEFAULT) == "sales_ann"
+    assert lf.contract_target("All", DEFAULT) == "All"
+
+
 # -- the key in the path
 
 
