@@ -51,9 +51,8 @@ class Node:
         self.node_dir = Path(node_dir)
         self.port = port or free_port()
         self.name = name
-        self.env = {**os.environ, "DEPTCAST_JWT_SECRET": TEST_SECRET,
-                    "DEPTCAST_NODE": name, **(env or {})}
-        self.env.pop("DEPTCAST_DEV", None)
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DEPTCAST_")}
+        self.env = {**inherited, "DEPTCAST_JWT_SECRET": TEST_SECRET, "DEPTCAST_NODE": name, **(env or {})}
         if config is None and not (self.node_dir / "config.json").exists():
             config = node_config(port=self.port, root=REPO, interface="127.0.0.1")
         if config is not None:

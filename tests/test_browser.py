@@ -53,9 +53,7 @@ def browser():
 @pytest.fixture(scope="module")
 def dev_node(tmp_path_factory):
     """A node in quick-start mode: only the dev sign-in form test uses it."""
-    n = Node(tmp_path_factory.mktemp("devnode"), name="dev")
-    # Node drops DEPTCAST_DEV from its environment (even when passed in ``env``): add it back
-    n.env["DEPTCAST_DEV"] = "1"
+    n = Node(tmp_path_factory.mktemp("devnode"), name="dev", env={"DEPTCAST_DEV": "1"})
     n.start()
     yield n
     n.stop()
