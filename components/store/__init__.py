@@ -41,7 +41,8 @@ class Store(Protocol):
         """Create or upgrade the schema; return the schema version now in force."""
 
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> Dict[str, Any]:
-        """Store one message and return its envelope, with a fresh id."""
+        """Store one message and return its envelope, with a fresh id and the next ``seq``
+        of its topic (1, 2, 3, ... per topic, taken in the same transaction)."""
 
     def history(self, reader: Identity, after: int, limit: int) -> List[Dict[str, Any]]:
         """The envelopes ``reader`` may see (own department, All, own direct messages)
