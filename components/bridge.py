@@ -23,8 +23,7 @@ from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.logger import Logger
 
 from components import names
-from components.errors import Refused
-from components.legacyframes import UNAVAILABLE
+from components.errors import UNAVAILABLE, Refused
 from components.nodeconfig import BACKEND_SOCKET
 from components.tokens import Identity
 

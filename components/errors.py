@@ -10,6 +10,8 @@ INVALID_FRAME = "deptcast.error.invalid_frame"
 NOT_AUTHORIZED = "deptcast.error.not_authorized"
 TOO_LARGE = "deptcast.error.too_large"
 RATE_LIMITED = "deptcast.error.rate_limited"
+#: the node cannot reach its own api component right now (starting, restarting); retry shortly
+UNAVAILABLE = "deptcast.error.unavailable"
 
 
 class Refused(Exception):

@@ -25,7 +25,7 @@ from twisted.web import resource, server
 from components import legacyframes
 from components.bridge import Bridge, get_bridge
 from components.config import ConfigError, Settings, load_settings
-from components.errors import Refused
+from components.errors import UNAVAILABLE, Refused
 from components.tokens import verify_token
 
 
@@ -68,7 +68,7 @@ class HttpSendResource(resource.Resource):
 
     def render_POST(self, request) -> Any:
         if self._settings is None:
-            return _error(request, Refused(legacyframes.UNAVAILABLE, "the HTTP API is misconfigured"))
+            return _error(request, Refused(UNAVAILABLE, "the HTTP API is misconfigured"))
         try:
             token = legacyframes.bearer_token(_header(request, b"authorization"))
             # never log the token: it is a bearer credential
@@ -97,7 +97,7 @@ class HttpSendResource(resource.Resource):
                               user=identity.user, uri=refusal.uri)
             else:
                 self.log.failure("deptcast http api: send failed", failure)
-                refusal = Refused(legacyframes.UNAVAILABLE, "the message could not be sent; retry shortly")
+                refusal = Refused(UNAVAILABLE, "the message could not be sent; retry shortly")
             if not finished["gone"]:
                 request.write(_error(request, refusal))
                 request.finish()

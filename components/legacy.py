@@ -35,7 +35,7 @@ from zope.interface import implementer
 from components import legacyframes
 from components.bridge import Bridge, get_bridge
 from components.config import ConfigError, Settings, load_settings
-from components.errors import Refused
+from components.errors import UNAVAILABLE, Refused
 from components.legacyframes import HandshakeRefused, KeyPattern, LegacyClient
 from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS
 
@@ -256,7 +256,7 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         except Exception as e:
             self.log.warn("deptcast legacy: {key}: subscriptions not ready: {e}", key=client.key, e=str(e))
             raise ConnectionDeny(503, legacyframes.safe_reason(
-                f"{legacyframes.UNAVAILABLE}: the node's message service is not reachable yet; retry shortly"))
+                f"{UNAVAILABLE}: the node's message service is not reachable yet; retry shortly"))
         if self.state == self.STATE_CLOSED:
             # the peer went while we subscribed (onClose has released its topics): do not
             # let autobahn open, and start pinging, a socket that is already gone
@@ -349,7 +349,7 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             self._refuse(failure.value)
         else:
             self.log.failure("deptcast legacy: send failed", failure)
-            self._refuse(Refused(legacyframes.UNAVAILABLE, "the message could not be sent; retry shortly"))
+            self._refuse(Refused(UNAVAILABLE, "the message could not be sent; retry shortly"))
 
     def _refuse(self, refusal: Refused) -> None:
         self.log.debug("deptcast legacy: {key}: {uri}", key=self._client.key if self._client else "?",
@@ -423,7 +423,7 @@ class LegacyResource(WebSocketResource):
                 settings = load_settings()
             except ConfigError as e:
                 self.log.error("deptcast legacy: endpoint off (every handshake gets 503): {error}", error=str(e))
-                refusal = HandshakeRefused(503, legacyframes.UNAVAILABLE, "the legacy endpoint is misconfigured")
+                refusal = HandshakeRefused(503, UNAVAILABLE, "the legacy endpoint is misconfigured")
         bridge = bridge or get_bridge()
         interval = float(extra.get("auto_ping_interval", PING_INTERVAL_MS)) / 1000.0
         timeout = float(extra.get("auto_ping_timeout", PING_TIMEOUT_MS)) / 1000.0

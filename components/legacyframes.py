@@ -20,15 +20,13 @@ from urllib.parse import unquote
 
 from components import names
 from components.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
-                               TOO_LARGE, Refused)
+                               TOO_LARGE, UNAVAILABLE, Refused)
 from components.tokens import MEMBER, Identity, verify_token
 
 #: the path segment the endpoint is mounted at (``/webSocket/<key>``)
 MOUNT = "webSocket"
 #: the old heartbeat frame; accepted silently, no reply
 PING = "ping"
-#: the node cannot reach its own api component right now (starting, restarting)
-UNAVAILABLE = "deptcast.error.unavailable"
 #: room a frame may use beyond the message limit for the JSON around the message
 #: (field names, quotes, a target, escapes of quotes and control characters)
 FRAME_OVERHEAD_BYTES = 4096

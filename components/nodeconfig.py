@@ -17,6 +17,10 @@ DEFAULT_PORT = 8080
 #: WebSocket ping interval and timeout (ms) on client transports; proxies must allow longer idles
 PING_INTERVAL_MS = 20_000
 PING_TIMEOUT_MS = 10_000
+#: pending connections the web transport queues (Crossbar's default of 50 stalls mass reconnects)
+LISTEN_BACKLOG = 1024
+#: how long browsers may cache the page's files: short, so an upgrade reaches them soon
+STATIC_CACHE_SECONDS = 60
 
 COMPONENT_CLASSES = ("components.auth.AuthComponent", "components.api.ApiComponent")
 
@@ -43,7 +47,8 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
     :rtype: dict
     """
     base = str(root) if root is not None else ".."
-    endpoint: Dict[str, Any] = {"type": "tcp", "port": port}
+    # a restarted node takes every reconnecting page at once: Crossbar's default backlog is 50
+    endpoint: Dict[str, Any] = {"type": "tcp", "port": port, "backlog": LISTEN_BACKLOG}
     if interface:
         endpoint["interface"] = interface
     realm: Dict[str, Any] = {
@@ -65,7 +70,8 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
     if rlinks:
         realm["rlinks"] = rlinks
     paths: Dict[str, Any] = {
-        "/": {"type": "static", "directory": f"{base}/web", "options": {"enable_directory_listing": False}},
+        "/": {"type": "static", "directory": f"{base}/web",
+              "options": {"enable_directory_listing": False, "cache_timeout": STATIC_CACHE_SECONDS}},
         "ws": {
             "type": "websocket",
             "serializers": ["json", "msgpack", "cbor"],

@@ -8,7 +8,7 @@ import pytest
 from components import legacyframes as lf
 from components.config import ConfigError, load_settings
 from components.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
-                               TOO_LARGE, Refused)
+                               TOO_LARGE, UNAVAILABLE, Refused)
 from components.tokens import Identity, issue_token
 
 SECRET = "unit-secret-" + "s" * 40
@@ -240,5 +240,5 @@ def test_send_body():
 
 def test_http_status_of_each_error():
     assert [lf.http_status(u) for u in (INVALID_FRAME, INVALID_TOKEN, TOKEN_EXPIRED, NOT_AUTHORIZED,
-                                        TOO_LARGE, RATE_LIMITED, lf.UNAVAILABLE, "x.unknown")] == \
+                                        TOO_LARGE, RATE_LIMITED, UNAVAILABLE, "x.unknown")] == \
         [400, 401, 401, 403, 413, 429, 503, 500]

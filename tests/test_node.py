@@ -346,3 +346,9 @@ def test_dev_sign_in_is_off_outside_quick_start_mode(node):
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=10)
         assert info.value.code == 404
+
+
+def test_static_files_are_cached_briefly(node):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/index.html", timeout=10) as r:
+        assert r.headers["cache-control"] == "max-age=60, public"

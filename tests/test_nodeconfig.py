@@ -29,6 +29,6 @@ def test_client_roles_use_the_authorizer_and_backend_only_on_unix_socket():
 def test_port_interface_and_root(tmp_path):
     config = node_config(port=9123, root=tmp_path, interface="127.0.0.1")
     web = config["workers"][0]["transports"][0]
-    assert web["endpoint"] == {"type": "tcp", "port": 9123, "interface": "127.0.0.1"}
+    assert web["endpoint"] == {"type": "tcp", "port": 9123, "interface": "127.0.0.1", "backlog": 1024}
     assert web["paths"]["/"]["directory"] == f"{tmp_path}/web"
     assert json.loads(render(config)) == config
