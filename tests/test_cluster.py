@@ -419,7 +419,7 @@ class Sender:
                 continue
             self.accepted.append(env)
             self.latencies.append((began, reactor.seconds() - began))
-            yield task.deferLater(reactor, 0.03, lambda: None)
+            yield task.deferLater(reactor, 0.05, lambda: None)  # under the 20/s rate limit per user
 
 
 @pytest.mark.parametrize("victim,sig", [("n2", signal.SIGTERM), ("n3", signal.SIGKILL)],
@@ -496,9 +496,11 @@ def _restart_scenario(cluster, victim, sig, hold: bool):
 
     # the last message via each node is a marker; once every subscriber has them all, nothing is in flight
     markers = []
-    for name in sorted(cluster.nodes):
-        env = yield senders[name].client.call(names.PROC_SEND, dept, f"marker via {name}")
+    for name, n in sorted(cluster.nodes.items()):
+        marker_client = yield connect(n.url, token(f"marker-{name}", "ops", "publisher"))
+        env = yield marker_client.call(names.PROC_SEND, dept, f"marker via {name}")
         markers.append(env)
+        yield marker_client.close()
     yield wait_for(lambda: all({m["id"] for m in markers} <= s.seen_ids for s in subs), 30,
                    "every subscriber to receive the markers")
     yield wait_for(lambda: not any(s.gaps() for s in subs), 30, "every subscriber to fill its seq gaps")
