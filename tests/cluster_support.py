@@ -277,3 +277,58 @@ class Subscriber:
         if self._gap_check is not None and self._gap_check.active():
             self._gap_check.cancel()
         return self.client.close() if self.client else defer.succeed(None)
+
+
+@defer.inlineCallbacks
+def _subscribers(backend, topic: str):
+    """(authrole, authid) of every session subscribed to ``topic`` on the backend's node."""
+    from autobahn.wamp.exception import ApplicationError
+    sub_id = yield backend.call("wamp.subscription.lookup", topic)
+    if sub_id is None:
+        return []
+    try:
+        sessions = yield backend.call("wamp.subscription.list_subscribers", sub_id)
+    except ApplicationError:
+        return []
+    out = []
+    for sid in sessions:
+        try:
+            info = yield backend.call("wamp.session.get", sid)
+        except ApplicationError:
+            continue
+        out.append((info["authrole"], info["authid"]))
+    return out
+
+
+@defer.inlineCallbacks
+def wait_links_carry(cluster: "Cluster", topics: List[str], timeout: float = 30.0):
+    """Wait until the links carry ``topics`` everywhere: for each topic and each node Y
+    where a client (any session but a peer's link) is subscribed to it, every other node X
+    has Y's link session subscribed to it. Asked of each router's meta API."""
+    from components.cluster import RLINK_ROLE
+    from tests.legacyclient import connect_backend
+    backends = {}
+    for name, node in cluster.nodes.items():
+        backends[name] = yield connect_backend(node.node_dir)
+    try:
+        deadline = reactor.seconds() + timeout
+        while True:
+            missing = []
+            for topic in topics:
+                subs = {}
+                for name, backend in backends.items():
+                    subs[name] = yield _subscribers(backend, topic)
+                wanted_by = [y for y, s in subs.items() if any(role != RLINK_ROLE for role, _ in s)]
+                for y in wanted_by:
+                    for x in backends:
+                        if x != y and (RLINK_ROLE, y) not in subs[x]:
+                            missing.append((topic, y, x))
+            if not missing:
+                return
+            if reactor.seconds() > deadline:
+                raise AssertionError(f"links do not carry {len(missing)} topic(s) after {timeout}s, "
+                                     f"e.g. {missing[:3]} (topic, wanted on, not pulled from)")
+            yield task.deferLater(reactor, 0.1, lambda: None)
+    finally:
+        for backend in backends.values():
+            backend.leave()

@@ -23,7 +23,7 @@ from components.cli import main as cli_main
 from components.cluster import (PROXY_TIMEOUT_S, RLINK_PATH, RLINK_ROLE, NodeSpec, check_cluster,
                                 init_cluster, nginx_config, parse_node_spec)
 from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS
-from tests.cluster_support import NGINX, Cluster, Subscriber
+from tests.cluster_support import NGINX, Cluster, Subscriber, wait_links_carry
 from tests.conftest import token
 from tests.legacyclient import connect_legacy
 from tests.pgschema import pg_schema
@@ -242,7 +242,8 @@ def test_messages_reach_exactly_their_audience_on_every_node(cluster):
             yield c.listen(names.TOPIC_ALL)
             yield c.listen(names.user_topic(user))
         # a subscription reaches the other nodes over the links a moment after it is made
-        yield task.deferLater(reactor, 1.0, lambda: None)
+        yield wait_links_carry(cluster, sorted({names.dept_topic(d) for d in depts} | {names.TOPIC_ALL}
+                                               | {names.user_topic(u) for u, _, _ in users}))
 
         sent = {"dept": {d: [] for d in depts}, "all": [], "user": {}}
         for via, pub in sorted(pubs.items()):
@@ -336,7 +337,9 @@ def test_legacy_sockets_behave_the_same_through_nginx(cluster):
         for name, node in cluster.nodes.items():
             wamp_members[name] = yield connect(node.url, token(f"w-{name}", dept))
             yield wamp_members[name].listen(names.dept_topic(dept))
-        yield task.deferLater(reactor, 1.0, lambda: None)  # subscriptions propagate over the links
+        # subscriptions propagate over the links (the legacy sockets' too: their bridge subscribes)
+        yield wait_links_carry(cluster, [names.dept_topic(dept), names.dept_topic(other), names.TOPIC_ALL]
+                               + [names.user_topic(u) for u in users])
         texts = []
         for via, pub in sorted(pubs.items()):
             yield pub.call(names.PROC_SEND, dept, f"wamp via {via}")
@@ -467,7 +470,7 @@ def _restart_scenario(cluster, victim, sig, hold: bool):
     on_victim = [s for s in subs if s.nodes[0] == victim]
     staying = [s for s in subs if s.nodes[0] != victim]
     assert on_victim and staying
-    yield task.deferLater(reactor, 1.0, lambda: None)  # subscriptions propagate over the links
+    yield wait_links_carry(cluster, [names.dept_topic(dept)] + [names.user_topic(f"s{i}") for i in range(30)])
 
     senders = {name: Sender(cluster, name, dept) for name in cluster.nodes}
     runs = [s.run() for s in senders.values()]
