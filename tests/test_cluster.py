@@ -160,6 +160,13 @@ def test_cli_cluster_init(tmp_path, capsys):
     assert cli_main(["cluster", "init", "--node", "n1=127.0.0.1:9001", "--db", DB, "--out", str(out)]) == 2
 
 
+def test_cli_cluster_demo_needs_a_database(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DEPTCAST_DB", raising=False)
+    assert cli_main(["cluster", "demo", "--out", str(tmp_path / "demo")]) == 2
+    assert "--db" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
+
+
 # ----------------------------------------------------------------------------- real cluster
 
 
