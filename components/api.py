@@ -108,15 +108,19 @@ class ApiComponent(ApplicationSession):
         returnValue(envelope)
 
     @inlineCallbacks
-    def history(self, after=None, limit=DEFAULT_HISTORY_PAGE, *args, details=None, **kwargs):
+    def history(self, after=None, limit=DEFAULT_HISTORY_PAGE, latest=False, *args, details=None, **kwargs):
+        """What the caller may see after ``after``, oldest first; ``latest=True`` asks for the
+        newest ``limit`` of those instead of the oldest (a client with nothing cached)."""
         identity = yield self._caller(details)
         try:
             after_id = parse_after(after)
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 raise Refused(INVALID_FRAME, "'limit' must be a positive whole number")
+            if not isinstance(latest, bool):
+                raise Refused(INVALID_FRAME, "'latest' must be true or false")
         except Refused as e:
             raise _wamp_error(e)
         if not self._gate.is_open:
             yield self._gate.wait()
-        rows = yield self._store.history(identity, after_id, min(limit, self._settings.history_limit))
+        rows = yield self._store.history(identity, after_id, min(limit, self._settings.history_limit), latest)
         returnValue(rows)

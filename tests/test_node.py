@@ -307,6 +307,11 @@ def test_history_is_filtered_per_caller_ordered_and_paged(node):
     page1 = yield a.call("deptcast.history", after, 2)
     page2 = yield a.call("deptcast.history", page1[-1]["id"], 2)
     assert [r["message"] for r in page1 + page2] == ["a1", "all1", "dm-a", "a2"]
+    # a client with nothing cached asks for the newest instead
+    newest = yield a.call("deptcast.history", after, 2, latest=True)
+    assert [r["message"] for r in newest] == ["dm-a", "a2"]
+    e = yield call_error(a.call("deptcast.history", after, 2, latest="yes"))
+    assert e.error == "deptcast.error.invalid_frame"
     for c in (a, b, pat):
         yield c.close()
 

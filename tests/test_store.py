@@ -137,6 +137,14 @@ def test_history_after_and_limit(store):
     assert store.history(BOB, 0, 100) == envs
 
 
+def test_history_latest_gives_the_newest_oldest_first(store):
+    envs = [store.append(HR, ALICE, f"m{i}", i) for i in range(10)]
+    store.append(IT, CAROL, "not for bob", 10)
+    assert store.history(BOB, 0, 3, latest=True) == envs[7:]
+    assert store.history(BOB, int(envs[5]["id"]), 100, latest=True) == envs[6:]
+    assert store.history(BOB, int(envs[-1]["id"]), 3, latest=True) == []
+
+
 def test_messages_persist_across_reopen(db):
     s = open_store(db)
     s.migrate()

@@ -44,9 +44,10 @@ class Store(Protocol):
         """Store one message and return its envelope, with a fresh id and the next ``seq``
         of its topic (1, 2, 3, ... per topic, taken in the same transaction)."""
 
-    def history(self, reader: Identity, after: int, limit: int) -> List[Dict[str, Any]]:
+    def history(self, reader: Identity, after: int, limit: int, latest: bool = False) -> List[Dict[str, Any]]:
         """The envelopes ``reader`` may see (own department, All, own direct messages)
-        with id above ``after``, oldest first, at most ``limit``."""
+        with id above ``after``, oldest first, at most ``limit``: the oldest such, or with
+        ``latest`` the newest."""
 
     def close(self) -> None:
         """Release connections."""
@@ -85,8 +86,8 @@ class ThreadedStore:
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> defer.Deferred:
         return self._run(self.store.append, target, sender, message, ts)
 
-    def history(self, reader: Identity, after: int, limit: int) -> defer.Deferred:
-        return self._run(self.store.history, reader, after, limit)
+    def history(self, reader: Identity, after: int, limit: int, latest: bool = False) -> defer.Deferred:
+        return self._run(self.store.history, reader, after, limit, latest)
 
     @defer.inlineCallbacks
     def close(self):

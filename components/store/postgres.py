@@ -16,6 +16,7 @@ import psycopg
 
 from components.messages import Target, make_envelope
 from components.store import format_id
+from components.store._rows import history_query, row_to_envelope
 from components.tokens import Identity
 
 #: schema migrations, applied in order; the index + 1 is the schema version
@@ -46,17 +47,10 @@ MIGRATIONS = [
     """,
 ]
 
-_COLUMNS = "id, scope, target, target_dept, target_user, sender, sender_dept, message, ts, seq"
+_HISTORY = {latest: history_query("%s", latest) for latest in (False, True)}
 
 #: advisory lock namespace for migrations; the second key is the schema's hash
 _MIGRATION_LOCK = 0x64637374  # "dcst"
-
-
-def _row_to_envelope(row) -> Dict[str, Any]:
-    msg_id, scope, target, dept, user, sender, sender_dept, message, ts, seq = row
-    extra = {"seq": seq} if seq is not None else {}
-    return make_envelope(format_id(msg_id), Target(scope, target, dept, user),
-                         Identity(sender, sender_dept), message, ts, **extra)
 
 
 class PostgresStore:
@@ -115,13 +109,9 @@ class PostgresStore:
             ).fetchone()[0]
         return make_envelope(format_id(msg_id), target, sender, message, ts, seq=seq)
 
-    def history(self, reader: Identity, after: int, limit: int) -> List[Dict[str, Any]]:
-        rows = self._conn().execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE id > %s AND ("
-            " (scope = 'dept' AND target_dept = %s) OR scope = 'all' OR (scope = 'user' AND target_user = %s))"
-            " ORDER BY id LIMIT %s",
-            (after, reader.dept, reader.user, limit)).fetchall()
-        return [_row_to_envelope(r) for r in rows]
+    def history(self, reader: Identity, after: int, limit: int, latest: bool = False) -> List[Dict[str, Any]]:
+        rows = self._conn().execute(_HISTORY[latest], (after, reader.dept, reader.user, limit)).fetchall()
+        return [row_to_envelope(r) for r in rows]
 
     def close(self) -> None:
         with self._lock:

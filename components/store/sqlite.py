@@ -6,6 +6,7 @@ from typing import Any, Dict, List
 
 from components.messages import Target, make_envelope
 from components.store import format_id
+from components.store._rows import history_query, row_to_envelope
 from components.tokens import Identity
 
 #: schema migrations, applied in order; the index + 1 is the schema version
@@ -36,14 +37,7 @@ MIGRATIONS = [
     """,
 ]
 
-_COLUMNS = "id, scope, target, target_dept, target_user, sender, sender_dept, message, ts, seq"
-
-
-def row_to_envelope(row) -> Dict[str, Any]:
-    msg_id, scope, target, dept, user, sender, sender_dept, message, ts, seq = row
-    extra = {"seq": seq} if seq is not None else {}
-    return make_envelope(format_id(msg_id), Target(scope, target, dept, user),
-                         Identity(sender, sender_dept), message, ts, **extra)
+_HISTORY = {latest: history_query("?", latest) for latest in (False, True)}
 
 
 class SqliteStore:
@@ -92,12 +86,8 @@ class SqliteStore:
             raise
         return make_envelope(format_id(cur.lastrowid), target, sender, message, ts, seq=seq)
 
-    def history(self, reader: Identity, after: int, limit: int) -> List[Dict[str, Any]]:
-        rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE id > ? AND ("
-            " (scope = 'dept' AND target_dept = ?) OR scope = 'all' OR (scope = 'user' AND target_user = ?))"
-            " ORDER BY id LIMIT ?",
-            (after, reader.dept, reader.user, limit)).fetchall()
+    def history(self, reader: Identity, after: int, limit: int, latest: bool = False) -> List[Dict[str, Any]]:
+        rows = self._db.execute(_HISTORY[latest], (after, reader.dept, reader.user, limit)).fetchall()
         return [row_to_envelope(r) for r in rows]
 
     def close(self) -> None:
