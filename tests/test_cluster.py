@@ -137,6 +137,8 @@ def test_nginx_config_balances_and_upgrades():
     assert "least_conn" not in text and "ip_hash" not in text  # round robin
     # links connect node to node, never through the balancer
     assert f"location /{RLINK_PATH} {{\n            return 404;" in text
+    assert "gzip on;" in text and "application/javascript" in text
+    assert "client_max_body_size 256k;" in text
 
 
 @pytest.mark.skipif(not shutil.which("nginx") and not Path(NGINX).exists(), reason="nginx is not installed")
@@ -326,6 +328,16 @@ def test_history_is_the_same_on_every_node(cluster):
         assert pages["n1"] == pages["n2"] == pages["n3"] == sent[4:6]
     finally:
         yield _close(list(pubs.values()) + list(readers.values()))
+
+
+def test_balancer_compresses_the_page_scripts(cluster):
+    import gzip
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{cluster.lb_port}/app.js", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.headers["content-encoding"] == "gzip"
+        body = gzip.decompress(r.read())
+    assert body == (Path(__file__).resolve().parent.parent / "web" / "app.js").read_bytes()
 
 
 @pytest_twisted.inlineCallbacks
