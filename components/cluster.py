@@ -20,7 +20,6 @@ import argparse
 import ipaddress
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from components import names
-from components.config import SECRET_FILE
+from components.config import SECRET_FILE, read_secret
 from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS, node_config, render
 
 #: the role peers' links join with; it may subscribe (to pull events) and publish, nothing else
@@ -113,17 +112,11 @@ def ensure_node_key(node_dir: Path) -> str:
     return _read_node_key(str(node_dir), private=False)["hex"]
 
 
-def ensure_secret(path: Path) -> str:
-    """The JWT secret in ``path``, made (48 random bytes, mode 0600) if missing.
-
-    :rtype: str
-    """
-    path = Path(path)
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48) + "\n")
-    return path.read_text().strip()
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (keys, secrets, database URLs)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def rlink_role() -> Dict[str, Any]:
@@ -310,20 +303,16 @@ def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[P
     out.mkdir(parents=True, exist_ok=True)
     root = Path(root).resolve() if root else Path(__file__).resolve().parent.parent
     secret_file = out / SECRET_FILE
-    secret = ensure_secret(secret_file)
+    # the cluster's one secret, made once (the same code as a quick-start node's)
+    secret = read_secret(out, {}, create=True)
     node_dirs = {n.name: out / n.name for n in nodes}
     pubkeys = {n.name: ensure_node_key(node_dirs[n.name]) for n in nodes}
     for n in nodes:
         node_secret = node_dirs[n.name] / SECRET_FILE
         if not node_secret.exists() or node_secret.read_text().strip() != secret:
-            fd = os.open(node_secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secret + "\n")
-        config = node_dirs[n.name] / "config.json"
+            _write_private(node_secret, secret + "\n")
         # the config holds the database URL, which may hold a password
-        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(render(cluster_node_config(n, nodes, pubkeys, db, root)))
+        _write_private(node_dirs[n.name] / "config.json", render(cluster_node_config(n, nodes, pubkeys, db, root)))
     nginx_conf = out / "nginx.conf"
     nginx_conf.write_text(nginx_config(nodes, lb_listen))
     for sub in ("logs", "tmp"):
