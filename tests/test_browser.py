@@ -8,6 +8,7 @@ its own messages plus the ``All`` messages sent before it.
 Screenshots of the main states go to ``test-artifacts/screenshots/``.
 """
 
+import json
 import re
 import time
 from typing import List
@@ -65,16 +66,19 @@ def base_url(node: Node) -> str:
 
 @pytest.fixture
 def open_page(browser):
-    """``open_page(url, viewport=None)``: a page in a browser context of its own (its own
-    storage: one user each); console errors are printed for the failure report."""
+    """``open_page(url, viewport=None, setup=None)``: a page in a browser context of its own
+    (its own storage: one user each); ``setup(page)`` runs before it loads (e.g. to route its
+    WebSocket); console errors are printed for the failure report."""
     contexts = []
 
-    def open_(url: str, viewport=None) -> Page:
+    def open_(url: str, viewport=None, setup=None) -> Page:
         context = browser.new_context(viewport=viewport or {"width": 1200, "height": 800})
         contexts.append(context)
         page = context.new_page()
         page.on("console", lambda m: m.type in ("error", "warning") and print(f"[console {m.type}] {m.text}"))
         page.on("pageerror", lambda e: print(f"[page error] {e}"))
+        if setup is not None:
+            setup(page)
         page.goto(url)
         return page
 
@@ -424,6 +428,71 @@ def test_messages_missing_inside_the_timeline_are_filled_in_order(node, open_pag
     expect_timeline(page, ["m4", "m3", "m2", "m1"] + before)
 
 
+def test_first_visit_shows_the_newest_page(node, open_page):
+    """Nothing cached on this browser: the page asks once for the newest page of history
+    (``latest``) instead of paging through it all from the start."""
+    page = open_page(base_url(node))
+    expect(page.locator("#signin-wait")).to_be_visible()
+    page_size = page.evaluate("async () => (await import('./timeline.js')).HISTORY_PAGE")
+    messages = [f"deep {i}" for i in range(1, page_size + 6)]
+    per_sender = 40  # under the node's burst (50 per sender): no waiting on the rate limit
+    for k, start in enumerate(range(0, len(messages), per_sender)):
+        send_via_wamp(node.url, token(f"filler{k}", "deep"),
+                      [("deep", m) for m in messages[start:start + per_sender]])
+    page.evaluate("t => { location.hash = 'token=' + t; }", token("fay", "deep"))
+    wait_connected(page)
+    # exactly the newest page: not the 5 oldest, nor the older messages to All
+    expect_timeline(page, list(reversed(messages[-page_size:])))
+
+
+def test_a_missed_event_is_read_from_history_without_reconnecting(node, open_page, all_log):
+    """One event frame from the node to the page is dropped on the way (as a cluster link
+    that drops can lose one): the next event's seq jumps, and the page reads the missed
+    message from history, once, on the same connection."""
+    before = all_log.newest_first()
+    lost = "lost on the way"
+    sockets, history_calls, dropped = [], [], []
+
+    def route(ws):
+        sockets.append(ws.url)
+        server = ws.connect_to_server()
+
+        def from_page(message):
+            frame = json.loads(message)  # autobahn-js speaks WAMP over JSON here
+            if frame[0] == 48 and frame[3] == "deptcast.history":  # CALL
+                history_calls.append(frame[5] if len(frame) > 5 else {})
+            server.send(message)
+
+        def from_server(message):
+            frame = json.loads(message)
+            if frame[0] == 36 and len(frame) > 4 and frame[4][0].get("message") == lost:  # EVENT
+                dropped.append(frame[4][0])
+                return
+            ws.send(message)
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    page = open_page(base_url(node) + "#token=" + token("gil", "gapless"),
+                     setup=lambda p: p.route_web_socket(re.compile(r"/ws$"), route))
+    wait_connected(page)
+    expect_timeline(page, before)
+    assert history_calls[0] == {"limit": history_calls[0]["limit"], "latest": True}, history_calls
+
+    sam = token("sam", "ops", "publisher")
+    [first] = send_via_wamp(node.url, sam, [("gapless", "before the loss")])
+    expect_timeline(page, ["before the loss"] + before)
+    missed, after = send_via_wamp(node.url, sam, [("gapless", lost), ("gapless", "after the loss")])
+    assert (missed["seq"], after["seq"]) == (first["seq"] + 1, first["seq"] + 2)
+
+    expect_timeline(page, ["after the loss", lost, "before the loss"] + before)
+    assert [e["id"] for e in dropped] == [missed["id"]]
+    # read from the newest message of the topic before the gap, on the one connection
+    assert {"after": first["id"], "limit": history_calls[0]["limit"]} in history_calls, history_calls
+    assert len(sockets) == 1
+    expect(connection(page)).to_have_attribute("data-state", "connected")
+
+
 # ---- the timeline's merge rules, run in the browser as the page runs them -------------------
 
 def test_timeline_merge_keeps_each_id_once_sorted(node, open_page):
@@ -452,6 +521,54 @@ def test_timeline_merge_keeps_each_id_once_sorted(node, open_page):
         "afterShort": None,
         "next": "0000000000000004",
     }
+
+
+def test_seq_gaps_are_noticed_per_topic(node, open_page):
+    """The pure gap logic: a topic's seq jumping opens a gap, a late event closes it, other
+    topics and envelopes without seq are ignored."""
+    page = open_page(base_url(node))
+    result = page.evaluate("""async () => {
+        const { SeqTracker, seqGap, topicOf } = await import('./timeline.js');
+        const id = (n) => String(n).padStart(16, '0');
+        const env = (n, scope, target, seq) => ({ id: id(n), scope, target, sender: 's',
+            sender_dept: 'd', message: 'm' + n, ts: 0, ...(seq === undefined ? {} : { seq }) });
+        const d = (n, seq) => env(n, 'dept', 'd', seq);
+        const all = (n, seq) => env(n, 'all', 'All', seq);
+        const t = new SeqTracker(['deptcast.dept.d', 'deptcast.all', 'deptcast.user.u']);
+        const steps = [];
+        const step = (envs) => steps.push({ opened: t.observe(envs), gaps: t.gaps(), after: t.gapAfter() });
+        step([d(1, 1), all(2, 7)]);          // first seen: nothing known to be missing
+        step([d(3, 2), env(4, 'user', 'd_u', 1)]);
+        step([d(6, 5)]);                     // 3 and 4 missing
+        step([d(4, 3)]);                     // late: closes 3
+        step([all(8, 9)]);                   // 8 missing on All too
+        step([d(5, 4), env(9, 'dept', 'x', 50), all(10), env(11, 'user', 'd_v', 9)]);
+        const highs = t.highs();
+        step([all(13, 12)]);                 // 10, 11 missing; opened after the snapshot
+        t.settle(highs);                     // history read from before: 8 will not come
+        return {
+            steps, afterSettle: t.gaps(), hasGaps: t.hasGaps,
+            topics: [topicOf(d(1)), topicOf(all(1)), topicOf(env(1, 'user', 'cardio_alice')),
+                     topicOf(env(1, 'user', 'nounderscore')), topicOf({ id: 5 })],
+            seqGap: [seqGap(3, d(1, 4)), seqGap(3, d(1, 6)), seqGap(null, d(1, 9)), seqGap(3, d(1)),
+                     seqGap(5, d(1, 2)), seqGap(3, d(1, 1.5))],
+        };
+    }""")
+    none = {}
+    assert result["steps"] == [
+        {"opened": False, "gaps": none, "after": None},
+        {"opened": False, "gaps": none, "after": None},
+        {"opened": True, "gaps": {"deptcast.dept.d": [[3, 4]]}, "after": "0000000000000003"},
+        {"opened": False, "gaps": {"deptcast.dept.d": [[4, 4]]}, "after": "0000000000000003"},
+        {"opened": True, "gaps": {"deptcast.dept.d": [[4, 4]], "deptcast.all": [[8, 8]]},
+         "after": "0000000000000002"},
+        {"opened": False, "gaps": {"deptcast.all": [[8, 8]]}, "after": "0000000000000002"},
+        {"opened": True, "gaps": {"deptcast.all": [[8, 8], [10, 11]]}, "after": "0000000000000002"},
+    ]
+    assert result["afterSettle"] == {"deptcast.all": [[10, 11]]}
+    assert result["hasGaps"] is True
+    assert result["topics"] == ["deptcast.dept.d", "deptcast.all", "deptcast.user.alice", None, None]
+    assert result["seqGap"] == [None, {"from": 4, "to": 5}, None, None, None, None]
 
 
 def test_page_helpers(node, open_page):

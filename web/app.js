@@ -3,11 +3,20 @@
 //
 // Gap-free catch-up: on every join the page first subscribes to its three topics, then asks
 // deptcast.history for everything after the newest id it holds (a little before, see
-// timeline.js), page by page. Events that arrive meanwhile are merged too; the timeline
-// keeps each id once, sorted. It is cached per user in localStorage, so a reload shows what
-// was seen and asks only for what came after.
+// timeline.js), page by page; with nothing cached (a first visit on this browser) it asks
+// once for the newest page instead (``latest: true``) and pages forward from there. Events
+// that arrive meanwhile are merged too; the timeline keeps each id once, sorted. It is cached
+// per user in localStorage, so a reload shows what was seen and asks only for what came after.
+//
+// While connected, each topic's ``seq`` must grow by one: a jump means an event was missed
+// (in a cluster, a link between two nodes that dropped while both stayed up). If the gap is
+// still open after a short grace period (events relayed by different nodes may arrive out of
+// order), the page reads history from the newest message it had before the gap.
 
-import { Timeline, cacheKey, loadCache, saveCache, dropCache } from "./timeline.js";
+import {
+  Timeline, SeqTracker, HISTORY_PAGE, GAP_GRACE_MS, compareIds,
+  cacheKey, loadCache, saveCache, dropCache,
+} from "./timeline.js";
 import { Link, nodeUrl, CONNECTED, CONNECTING, RECONNECTING, OFFLINE } from "./link.js";
 import {
   claimsOf, takeFragmentToken, savedToken, saveToken, tokenOrigins, tellHost,
@@ -15,7 +24,6 @@ import {
 } from "./signin.js";
 
 const REALM = "deptcast";
-const HISTORY_PAGE = 200;
 const PRESENCE_REFRESH_MS = 30_000;
 const $ = (id) => document.getElementById(id);
 
@@ -24,6 +32,9 @@ const page = {
   me: null, // {user, dept, role}
   link: null,
   timeline: new Timeline(),
+  seqs: new SeqTracker(), // per topic: the highest seq seen, and what is missing below it
+  gapTimer: null,
+  reading: null, // the history read under way (one at a time), or null
   items: new Map(), // id -> <li>
   cacheKey: null,
   saveTimer: null,
@@ -89,6 +100,9 @@ function signOut({ keepCache = false, quiet = false } = {}) {
   clearInterval(page.presenceTimer);
   if (!keepCache && page.cacheKey) dropCache(window.localStorage, page.cacheKey);
   clearTimeout(page.saveTimer);
+  clearTimeout(page.gapTimer);
+  page.gapTimer = null;
+  page.seqs.clear();
   page.cacheKey = null;
   page.token = null;
   page.me = null;
@@ -113,7 +127,18 @@ function setIdentity(me) {
   page.timeline.clear();
   page.items.clear();
   $("timeline").replaceChildren();
-  render(page.timeline.merge(loadCache(window.localStorage, page.cacheKey)));
+  clearTimeout(page.gapTimer);
+  page.gapTimer = null;
+  page.seqs = new SeqTracker(topicsOf(me));
+  const cached = loadCache(window.localStorage, page.cacheKey);
+  // a hole in the cache is a message missed on an earlier visit: the first catch-up fills it
+  page.seqs.observe(cached);
+  render(page.timeline.merge(cached));
+}
+
+/** The topics the page subscribes to for ``me``. */
+function topicsOf(me) {
+  return [`deptcast.dept.${me.dept}`, "deptcast.all", `deptcast.user.${me.user}`];
 }
 
 async function offerSignIn() {
@@ -203,24 +228,18 @@ async function onJoin(session, details) {
     role: details.authrole || page.me.role,
   };
   if (!sameUser(me, page.me) || me.role !== page.me.role) setIdentity(me);
+  const firstVisit = page.timeline.size === 0; // nothing cached, nothing seen yet
   const onEvent = (args) => receive(args && args.length ? [args[0]] : []);
   // subscribe first, then catch up: nothing can fall between the two
-  await Promise.all([`deptcast.dept.${me.dept}`, "deptcast.all", `deptcast.user.${me.user}`]
-    .map((topic) => session.subscribe(topic, onEvent)));
-  let after = page.timeline.catchUpAfter();
-  const list = $("timeline");
-  list.setAttribute("aria-busy", "true"); // one announcement for a catch-up, not one per message
-  try {
-    for (;;) {
-      const rows = await session.call("deptcast.history", [], { after, limit: HISTORY_PAGE });
-      if (!Array.isArray(rows) || rows.length === 0) break;
-      receive(rows);
-      after = rows[rows.length - 1].id;
-    }
-  } finally {
-    list.setAttribute("aria-busy", "false");
+  await Promise.all(topicsOf(me).map((topic) => session.subscribe(topic, onEvent)));
+  if (firstVisit) {
+    await oneReadAtATime(() => readHistory(session, { latest: true }));
+  } else {
+    let after = page.timeline.catchUpAfter();
+    const gapAfter = page.seqs.gapAfter(); // a gap not filled before the connection was lost
+    if (after !== null && gapAfter !== null && compareIds(gapAfter, after) < 0) after = gapAfter;
+    await oneReadAtATime(() => readHistory(session, { after }));
   }
-  saveNow();
   clearInterval(page.presenceTimer);
   page.presenceTimer = null;
   // poll only where the node offers presence; a refusal ends it for this session
@@ -233,9 +252,71 @@ async function onJoin(session, details) {
   });
 }
 
+/**
+ * Read deptcast.history page by page until an empty page, merging what comes: after id
+ * ``after`` (null: from the start), or first the newest page (``latest``: nothing cached).
+ * Gaps open before the read are closed by it: history holds every message.
+ */
+async function readHistory(session, { after = null, latest = false } = {}) {
+  const highs = latest ? new Map() : page.seqs.highs();
+  const list = $("timeline");
+  list.setAttribute("aria-busy", "true"); // one announcement for a catch-up, not one per message
+  try {
+    let kwargs = latest ? { limit: HISTORY_PAGE, latest: true } : { after, limit: HISTORY_PAGE };
+    for (;;) {
+      const rows = await session.call("deptcast.history", [], kwargs);
+      if (!Array.isArray(rows) || rows.length === 0) break;
+      receive(rows);
+      kwargs = { after: rows[rows.length - 1].id, limit: HISTORY_PAGE };
+    }
+  } finally {
+    list.setAttribute("aria-busy", "false");
+  }
+  page.seqs.settle(highs);
+  saveNow();
+}
+
+/** Run ``read`` after the history read under way, if any: one read at a time. */
+function oneReadAtATime(read) {
+  const run = (page.reading || Promise.resolve()).catch(() => {}).then(read);
+  page.reading = run;
+  const done = () => {
+    if (page.reading === run) page.reading = null;
+  };
+  run.then(done, done);
+  return run;
+}
+
+function scheduleGapFill(delay = GAP_GRACE_MS) {
+  if (page.gapTimer) return;
+  page.gapTimer = setTimeout(fillGaps, delay);
+}
+
+/** The grace period is over: read history for the gaps still open. */
+async function fillGaps() {
+  page.gapTimer = null;
+  if (page.reading) await page.reading.catch(() => {}); // a catch-up under way may close them
+  if (page.gapTimer || !page.seqs.hasGaps) return;
+  const session = page.link && page.link.session;
+  // not connected: the next join reads from before the gap
+  if (!session || !session.isOpen) return;
+  const gaps = page.seqs.gaps();
+  console.info(`deptcast: missed events (seq ${JSON.stringify(gaps)}): reading them from history`);
+  try {
+    await oneReadAtATime(() => {
+      const after = page.seqs.gapAfter(); // null: closed while another read went on
+      return after === null ? undefined : readHistory(session, { after });
+    });
+  } catch (err) {
+    console.warn(`deptcast: reading missed events failed: ${err && err.error ? err.error : err}`);
+    if (page.seqs.hasGaps && session.isOpen) scheduleGapFill(5 * GAP_GRACE_MS);
+  }
+}
+
 // ---- timeline -----------------------------------------------------------------------------
 
 function receive(envelopes) {
+  if (page.seqs.observe(envelopes)) scheduleGapFill();
   const change = page.timeline.merge(envelopes);
   if (!change.added.length) return;
   render(change);

@@ -13,6 +13,10 @@ export const KEEP = 500;
  */
 export const CATCH_UP_OVERLAP = 20;
 
+/** How many envelopes one deptcast.history call asks for; a first visit (nothing cached)
+ * shows the newest page of them (``latest: true``). */
+export const HISTORY_PAGE = 200;
+
 /** Whether ``value`` looks like an envelope this page can show. Unknown fields are ignored. */
 export function isEnvelope(value) {
   return value !== null && typeof value === "object"
@@ -109,6 +113,145 @@ export class Timeline {
   clear() {
     this.byId.clear();
     this.ids = [];
+  }
+}
+
+// ---- per-topic sequence numbers: noticing a missed event -----------------------------------
+//
+// The store numbers every topic's messages 1, 2, 3, ... (``seq``, taken in the same
+// transaction as the id, so within a topic seq and id grow together). In a cluster a link
+// between two nodes can drop while both stay up, and a subscriber then misses events without
+// noticing; a jump in a topic's seq tells. Envelopes stored before seq existed have none and
+// are ignored here.
+
+/** How long a gap may stay open before the page asks history for it: events relayed by
+ * different nodes can arrive slightly out of order, and most gaps close on their own. */
+export const GAP_GRACE_MS = 1000;
+
+/** The topic an envelope was published to, as the page subscribes to it, or null. */
+export function topicOf(env) {
+  if (!isEnvelope(env)) return null;
+  if (env.scope === "all") return "deptcast.all";
+  if (typeof env.target !== "string" || env.target === "") return null;
+  if (env.scope === "dept") return `deptcast.dept.${env.target}`;
+  if (env.scope === "user") {
+    // the user key <dept>_<user>: neither part may hold "_"
+    const cut = env.target.indexOf("_");
+    return cut > 0 && cut < env.target.length - 1 ? `deptcast.user.${env.target.slice(cut + 1)}` : null;
+  }
+  return null;
+}
+
+/** The envelope's sequence number, or null if it has none (stored before seq existed). */
+export function seqOf(env) {
+  const seq = env && env.seq;
+  return Number.isSafeInteger(seq) && seq > 0 ? seq : null;
+}
+
+/**
+ * Whether ``env`` reveals a gap in its topic, given ``last``, the highest seq seen for that
+ * topic (null or undefined: none seen yet, so nothing can be missing). Returns the missing
+ * seqs as ``{from, to}`` (inclusive), or null when there is no gap.
+ */
+export function seqGap(last, env) {
+  const seq = seqOf(env);
+  if (seq === null || !Number.isSafeInteger(last)) return null;
+  return seq > last + 1 ? { from: last + 1, to: seq - 1 } : null;
+}
+
+/**
+ * Per topic: the highest seq seen (and its envelope's id) and the seqs still missing below
+ * it. Feed it every envelope the page gets (cache, history, events) with ``observe``.
+ */
+export class SeqTracker {
+  /** @param {Iterable<string>} topics the topics the page subscribes to; others are ignored */
+  constructor(topics = []) {
+    this.topics = new Set(topics);
+    this.high = new Map(); // topic -> {seq, id}
+    this.missing = new Map(); // topic -> [{from, to, after}] ascending; after: the id to read history after
+  }
+
+  /** Look at envelopes (any order); true if a new gap opened. */
+  observe(envelopes) {
+    let opened = false;
+    for (const env of envelopes) {
+      const topic = topicOf(env);
+      const seq = seqOf(env);
+      if (topic === null || seq === null || !this.topics.has(topic)) continue;
+      const high = this.high.get(topic);
+      if (!high) {
+        this.high.set(topic, { seq, id: env.id });
+        continue;
+      }
+      const gap = seqGap(high.seq, env);
+      if (gap) {
+        // the missing ones were sent after the newest one seen before the jump
+        const list = this.missing.get(topic) || [];
+        list.push({ from: gap.from, to: gap.to, after: high.id });
+        this.missing.set(topic, list);
+        opened = true;
+      }
+      if (seq > high.seq) this.high.set(topic, { seq, id: env.id });
+      else if (seq < high.seq) this._fill(topic, seq);
+    }
+    return opened;
+  }
+
+  _fill(topic, seq) {
+    const list = this.missing.get(topic);
+    if (!list) return;
+    const i = list.findIndex((r) => r.from <= seq && seq <= r.to);
+    if (i < 0) return;
+    const r = list[i];
+    const parts = [];
+    if (r.from < seq) parts.push({ from: r.from, to: seq - 1, after: r.after });
+    if (seq < r.to) parts.push({ from: seq + 1, to: r.to, after: r.after });
+    list.splice(i, 1, ...parts);
+    if (!list.length) this.missing.delete(topic);
+  }
+
+  /** Whether any seq is still missing. */
+  get hasGaps() {
+    return this.missing.size > 0;
+  }
+
+  /** The missing seqs: ``{topic: [[from, to], ...]}``. */
+  gaps() {
+    const out = {};
+    for (const [topic, list] of this.missing) out[topic] = list.map((r) => [r.from, r.to]);
+    return out;
+  }
+
+  /** The id to read history after so that every open gap is covered, or null if none is open. */
+  gapAfter() {
+    let after = null;
+    for (const list of this.missing.values()) {
+      for (const r of list) if (after === null || compareIds(r.after, after) < 0) after = r.after;
+    }
+    return after;
+  }
+
+  /** The highest seq per topic now: pass it to ``settle`` after reading history. */
+  highs() {
+    return new Map([...this.high].map(([topic, h]) => [topic, h.seq]));
+  }
+
+  /** Stop waiting for the seqs up to ``highs`` (from before a history read that should have
+   * brought them): history is complete, so what it did not bring will not come. */
+  settle(highs) {
+    for (const [topic, upTo] of highs) {
+      const list = this.missing.get(topic);
+      if (!list) continue;
+      const rest = [];
+      for (const r of list) if (r.to > upTo) rest.push({ ...r, from: Math.max(r.from, upTo + 1) });
+      if (rest.length) this.missing.set(topic, rest);
+      else this.missing.delete(topic);
+    }
+  }
+
+  clear() {
+    this.high.clear();
+    this.missing.clear();
   }
 }
 
