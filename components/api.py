@@ -10,13 +10,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks, returnValue
 
 from components import names
+from components.callers import Callers
 from components.config import ConfigError, load_settings
-from components.errors import INVALID_FRAME, NOT_AUTHORIZED, RATE_LIMITED, Refused
+from components.errors import INVALID_FRAME, RATE_LIMITED, Refused
 from components.linkgate import LinkGate
 from components.messages import check_send
 from components.ratelimit import RateLimiter
 from components.store import ThreadedStore, open_store, parse_after
-from components.tokens import ROLES, Identity
+from components.tokens import Identity
 
 DEFAULT_HISTORY_PAGE = 100
 
@@ -38,14 +39,14 @@ class ApiComponent(ApplicationSession):
             return
         settings = self._settings
         self._limiter = RateLimiter(settings.rate, settings.burst)
-        self._identities: Dict[int, Identity] = {}
+        self._callers = Callers(self)
         self._store = ThreadedStore(open_store(settings.db), reactor,
                                     threads_=4 if settings.db_is_postgres else 1)
         version = yield self._store.migrate()
         self.log.info("deptcast api: store ready ({kind}, schema version {version})",
                       kind="postgresql" if settings.db_is_postgres else f"sqlite {settings.db}",
                       version=version)
-        yield self.subscribe(self._forget_session, "wamp.session.on_leave")
+        yield self.subscribe(self._callers.forget, "wamp.session.on_leave")
         # a cluster node holds sends until its peers' links to it are up (see components.linkgate)
         self._gate = LinkGate(self, settings.node_name, settings.peers, settings.link_wait, reactor)
         yield self._gate.start()
@@ -61,22 +62,9 @@ class ApiComponent(ApplicationSession):
             store.close()
         super().onLeave(details)
 
-    def _forget_session(self, session_id, *args, **kwargs):
-        self._identities.pop(session_id, None)
-
-    @inlineCallbacks
-    def _caller(self, details) -> Identity:
-        """The identity of the calling session; its department comes from the session's authextra."""
-        session_id = details.caller
-        identity = self._identities.get(session_id)
-        if identity is None:
-            if session_id is None or details.caller_authrole not in ROLES:
-                raise ApplicationError(NOT_AUTHORIZED, "the caller has no deptcast identity")
-            info = yield self.call("wamp.session.get", session_id)
-            dept = (info.get("authextra") or {}).get("dept")
-            identity = Identity(user=info["authid"], dept=dept, role=info["authrole"])
-            self._identities[session_id] = identity
-        returnValue(identity)
+    def _caller(self, details):
+        """The identity of the calling session (a Deferred; see :class:`components.callers.Callers`)."""
+        return self._callers.identity(details)
 
     @inlineCallbacks
     def send(self, to=None, message=None, *args, details=None, **kwargs):

@@ -324,7 +324,8 @@ def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[P
 
 #: log lines of a node's components once it serves (see components.auth / components.api)
 READY_LINES = ("deptcast auth: authenticator and authorizer ready",
-               "deptcast api: send and history ready")
+               "deptcast api: send and history ready",
+               "deptcast presence: online and presence events ready")
 
 
 def _cmd_init(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ LISTEN_BACKLOG = 1024
 #: how long browsers may cache the page's files: short, so an upgrade reaches them soon
 STATIC_CACHE_SECONDS = 60
 
-COMPONENT_CLASSES = ("components.auth.AuthComponent", "components.api.ApiComponent")
+COMPONENT_CLASSES = ("components.auth.AuthComponent", "components.api.ApiComponent",
+                     "components.presenceservice.PresenceComponent")
 
 
 def _backend_transport() -> Dict[str, Any]:

@@ -75,6 +75,10 @@ class PresenceBook:
     def has_session(self, session: int) -> bool:
         return session in self._sessions
 
+    def key_of(self, session: int) -> Optional[Key]:
+        """``(dept, user)`` of a local session, or ``None`` if it is not in the book."""
+        return self._sessions.get(session)
+
     def snapshot(self, node: Optional[str] = None) -> List[List[Any]]:
         """``[[dept, user, sessions], ...]`` of ``node`` (default: this one), sorted.
 

@@ -18,7 +18,8 @@ CROSSBAR = str(Path(sys.executable).with_name("crossbar"))
 TEST_SECRET = "test-secret-" + "x" * 40
 #: lines the components log once they serve; a node is ready when all have appeared
 READY_LINES = ("deptcast auth: authenticator and authorizer ready",
-               "deptcast api: send and history ready")
+               "deptcast api: send and history ready",
+               "deptcast presence: online and presence events ready")
 
 
 def free_port() -> int:

@@ -102,7 +102,8 @@ def test_init_writes_a_full_mesh_of_cryptosign_links(tmp_path):
         assert env == {"DEPTCAST_DB": DB, "DEPTCAST_NODE": me.name,
                        "DEPTCAST_PEERS": ",".join(p.name for p in peers)}
         assert [c["classname"] for c in container["components"]] == [
-            "components.auth.AuthComponent", "components.api.ApiComponent"]
+            "components.auth.AuthComponent", "components.api.ApiComponent",
+            "components.presenceservice.PresenceComponent"]
         assert (tmp_path / me.name / "jwt.secret").read_text() == layout.secret_file.read_text()
         assert (tmp_path / me.name / "key.priv").stat().st_mode & 0o777 == 0o600
         assert (tmp_path / me.name / "config.json").stat().st_mode & 0o777 == 0o600
