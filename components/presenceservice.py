@@ -35,7 +35,7 @@ from components.tokens import ROLES
 
 #: seconds before the first repeat of a snapshot request, and the most between two
 REQUEST_FIRST = 0.2
-REQUEST_MAX = 5.0
+REQUEST_MAX = 2.0
 
 
 class PresenceComponent(ApplicationSession):

@@ -301,6 +301,44 @@ def test_each_user_sees_exactly_their_messages(node, open_page, all_log):
     screenshot(phone, "timeline-phone")
 
 
+def test_online_panel_shows_exactly_the_users_online(node, open_page):
+    """The Online panel lists the department's users from deptcast.presence.online, then
+    follows the deptcast.presence.<dept> events (well within the page's 30 s refresh)."""
+    base, dept = base_url(node), "presb"
+    soon = 10_000  # the events, not the periodic refresh
+
+    def panel(page: Page):
+        return page.get_by_role("complementary", name="Online")
+
+    alice = open_page(base + "#token=" + token("alice-p", dept))
+    wait_connected(alice)
+    expect(panel(alice).get_by_role("listitem")).to_have_text(["alice-p"])
+    expect(alice.locator("#online-note")).to_have_text(f"1 online in {dept}")
+    # bob on two pages counts once; dan of another department is not listed
+    bob1 = open_page(base + "#token=" + token("bob-p", dept))
+    bob2 = open_page(base + "#token=" + token("bob-p", dept))
+    dan = open_page(base + "#token=" + token("dan-p", "presc"))
+    for page in (bob1, bob2, dan):
+        wait_connected(page)
+    expect(panel(alice).get_by_role("listitem")).to_have_text(["alice-p", "bob-p"], timeout=soon)
+    expect(alice.locator("#online-note")).to_have_text(f"2 online in {dept}")
+    expect(panel(bob2).get_by_role("listitem")).to_have_text(["alice-p", "bob-p"])
+    expect(panel(dan).get_by_role("listitem")).to_have_text(["dan-p"])
+    screenshot(alice, "online-panel")
+    # bob closes one page: still online; carol comes, dan goes
+    bob1.close()
+    carol = open_page(base + "#token=" + token("carol-p", dept))
+    wait_connected(carol)
+    dan.close()
+    expect(panel(alice).get_by_role("listitem")).to_have_text(["alice-p", "bob-p", "carol-p"], timeout=soon)
+    expect(panel(carol).get_by_role("listitem")).to_have_text(["alice-p", "bob-p", "carol-p"])
+    # bob's last page goes: bob is offline, on every page of the department
+    bob2.close()
+    for page in (alice, carol):
+        expect(panel(page).get_by_role("listitem")).to_have_text(["alice-p", "carol-p"], timeout=soon)
+        expect(page.locator("#online-note")).to_have_text(f"2 online in {dept}")
+
+
 def test_refused_send_shows_error(node, open_page, all_log):
     page = open_page(base_url(node) + "#token=" + token("erin", "surgery"))
     wait_connected(page)

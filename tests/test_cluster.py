@@ -401,6 +401,77 @@ def test_legacy_sockets_behave_the_same_through_nginx(cluster):
     assert "token=" not in log.read_text()
 
 
+@defer.inlineCallbacks
+def _online_on_every_node(askers, dept: str, users, what: str, timeout: float = 30.0):
+    """Wait until ``deptcast.presence.online(dept)`` lists exactly ``users`` on every asker's node."""
+    expected = {"dept": dept, "count": len(set(users)), "users": sorted(set(users))}
+    answers = {}
+    deadline = reactor.seconds() + timeout
+    while True:
+        for name, asker in askers.items():
+            answers[name] = yield asker.call(names.PROC_PRESENCE_ONLINE, dept)
+        if all(a == expected for a in answers.values()):
+            return answers
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"{what}: after {timeout}s the nodes answer {answers}, expected {expected}")
+        yield task.deferLater(reactor, 0.1, lambda: None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_presence_is_the_same_on_every_node_and_follows_a_killed_node(cluster):
+    """Users on all three nodes (alice on two): every node lists the same users. SIGKILL one
+    node: its users vanish from the others' answers (alice stays: she is on another node
+    too), each with one offline event; they come back once they reconnect to the
+    restarted node, which then answers the same as the others."""
+    dept = _unique("pres")
+    victim = "n3"
+    placed = {"n1": ["a1", "a2", "alice"], "n2": ["b1", "b2"], "n3": ["c1", "c2", "c3", "alice"]}
+    askers = {}
+    clients = {}
+    watcher = None
+    try:
+        for name, node in cluster.nodes.items():
+            askers[name] = yield connect(node.url, token(f"ask-{name}", "ops", "publisher"))
+        watcher = yield connect(cluster.nodes["n1"].url, token("watch", dept))
+        topic = names.presence_topic(dept)
+        yield watcher.listen(topic)
+        for name, users in placed.items():
+            clients[name] = yield _connect_all(cluster.nodes[name].url, [(u, dept, "member") for u in users])
+        everyone = ["watch"] + [u for users in placed.values() for u in users]
+        yield _online_on_every_node(askers, dept, everyone, "all users on every node")
+        assert len(set(everyone)) == 9
+        # one online event per user, whatever node it joined (alice's second session: none)
+        yield wait_for(lambda: len(watcher.events[topic]) == 8, 30, "8 online events on n1")
+        assert sorted(e["user"] for e in watcher.events[topic]) == sorted(set(everyone) - {"watch"})
+        assert all(e["online"] is True and e["dept"] == dept for e in watcher.events[topic])
+        assert [e["count"] for e in watcher.events[topic]] == list(range(2, 10))
+
+        yield threads.deferToThread(cluster.nodes[victim].stop, signal.SIGKILL)
+        del askers[victim]
+        staying = ["watch", "a1", "a2", "alice", "b1", "b2"]
+        yield _online_on_every_node(askers, dept, staying, f"{victim}'s users gone from the others")
+        yield wait_for(lambda: len(watcher.events[topic]) == 11, 10, "3 offline events on n1")
+        offline = watcher.events[topic][8:]
+        assert sorted(e["user"] for e in offline) == ["c1", "c2", "c3"]
+        assert all(e["online"] is False for e in offline) and offline[-1]["count"] == 6
+
+        yield threads.deferToThread(cluster.nodes[victim].start, 90.0)
+        askers[victim] = yield connect(cluster.nodes[victim].url, token(f"ask-{victim}", "ops", "publisher"))
+        # nobody is on the restarted node yet: it learns the others' users from their snapshots
+        yield _online_on_every_node(askers, dept, staying, "the restarted node in step")
+        clients[victim] = yield _connect_all(cluster.nodes[victim].url, [(u, dept, "member") for u in placed[victim]])
+        yield _online_on_every_node(askers, dept, everyone, f"{victim}'s users back on every node")
+        yield wait_for(lambda: len(watcher.events[topic]) == 14, 10, "3 online events on n1")
+        yield task.deferLater(reactor, 0.3, lambda: None)  # room for a duplicate event to show
+        back = watcher.events[topic][11:]
+        assert len(watcher.events[topic]) == 14
+        assert sorted(e["user"] for e in back) == ["c1", "c2", "c3"] and all(e["online"] for e in back)
+        assert back[-1]["count"] == 9
+    finally:
+        rest = [c for cs in clients.values() for c in cs] + list(askers.values()) + [watcher]
+        yield _close([c for c in rest if c is not None and c.is_connected()])
+
+
 # ----------------------------------------------------------------------------- restarts
 
 #: how long a stopped node stays down before it starts again (its start adds 5-10 s here)

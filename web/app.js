@@ -39,6 +39,7 @@ const page = {
   cacheKey: null,
   saveTimer: null,
   presenceTimer: null,
+  online: null, // the users online in the department (a Set), once the node has answered
   origins: tokenOrigins(),
 };
 
@@ -98,6 +99,7 @@ function signOut({ keepCache = false, quiet = false } = {}) {
   if (page.link) page.link.stop("signed out");
   page.link = null;
   clearInterval(page.presenceTimer);
+  page.online = null;
   if (!keepCache && page.cacheKey) dropCache(window.localStorage, page.cacheKey);
   clearTimeout(page.saveTimer);
   clearTimeout(page.gapTimer);
@@ -242,6 +244,8 @@ async function onJoin(session, details) {
   }
   clearInterval(page.presenceTimer);
   page.presenceTimer = null;
+  // events first, then the list: a change made while the list is on its way is not lost
+  await session.subscribe(`deptcast.presence.${me.dept}`, onPresence).catch(() => {});
   // poll only where the node offers presence; a refusal ends it for this session
   refreshPresence(session).then((offered) => {
     if (offered && session.isOpen && page.link && page.link.session === session) {
@@ -485,15 +489,31 @@ async function refreshPresence(session) {
   try {
     const online = await session.call("deptcast.presence.online", [page.me.dept]);
     const users = Array.isArray(online && online.users) ? online.users : [];
-    const count = Number.isInteger(online && online.count) ? online.count : users.length;
-    $("online-note").textContent = `${count} online in ${page.me.dept}`;
-    $("online-list").replaceChildren(...users.map((u) => el("li", "", String(u))));
+    page.online = new Set(users.map(String));
+    showOnline();
     return true;
   } catch (err) {
+    page.online = null;
     $("online-note").textContent = "Who is online will show here once this node offers it.";
     $("online-list").replaceChildren();
     return false;
   }
+}
+
+/** A deptcast.presence.<dept> event: {dept, user, online, count}. */
+function onPresence(args) {
+  const event = args && args[0];
+  if (!page.online || !page.me || !event || event.dept !== page.me.dept || typeof event.user !== "string") return;
+  if (event.online === true) page.online.add(event.user);
+  else if (event.online === false) page.online.delete(event.user);
+  else return;
+  showOnline();
+}
+
+function showOnline() {
+  const users = [...page.online].sort();
+  $("online-note").textContent = `${users.length} online in ${page.me.dept}`;
+  $("online-list").replaceChildren(...users.map((u) => el("li", "", u)));
 }
 
 // ---- start ----------------------------------------------------------------------------------
