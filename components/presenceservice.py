@@ -17,7 +17,7 @@ excluded): every node publishes the changes it sees, so a client hears each chan
 from its own node.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
@@ -55,8 +55,8 @@ class PresenceComponent(ApplicationSession):
         self._callers = Callers(self)
         self._links: Dict[int, str] = {}            # a peer's link session on this node -> peer
         self._asking: Dict[str, Any] = {}           # peer -> [delay, pending DelayedCall]
-        self._synced: set = set()
-        self._scan_left: Optional[set] = set()      # sessions that left while the start scan ran
+        self._synced: Set[str] = set()              # peers whose snapshot we hold
+        self._scan_left: Optional[Set[int]] = set()  # sessions that left while the start scan ran
         yield self.subscribe(self._on_session_join, "wamp.session.on_join")
         yield self.subscribe(self._on_session_leave, "wamp.session.on_leave")
         if self._peers:
