@@ -1,21 +1,12 @@
-"""``deptcast.presence.online`` and the ``deptcast.presence.<dept>`` events on a real node."""
+"""``deptcast.presence.online`` and the ``deptcast.presence.<dept>`` events on a real node
+(the module's ``node`` fixture from conftest)."""
 
-import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from components import names
 from tests.conftest import token
-from tests.nodes import Node
 from tests.wampclient import call_error, connect, wait_for
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    n = Node(tmp_path_factory.mktemp("presence"), name="solo")
-    n.start()
-    yield n
-    n.stop()
 
 
 def _online(client, dept):
