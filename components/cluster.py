@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from components import names
 from components.config import SECRET_FILE, read_secret
-from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS, node_config, render
+from components.nodeconfig import PING_INTERVAL_MS, PING_TIMEOUT_MS, node_config, render, static_role
 
 #: the role peers' links join with; it may subscribe (to pull events) and publish, nothing else
 RLINK_ROLE = "deptcast-rlink"
@@ -121,15 +121,8 @@ def _write_private(path: Path, text: str) -> None:
 
 def rlink_role() -> Dict[str, Any]:
     """The role of peers' link sessions: static permissions, subscribe and publish only."""
-    return {
-        "name": RLINK_ROLE,
-        "permissions": [{
-            "uri": "", "match": "prefix",
-            "allow": {"call": False, "register": False, "publish": True, "subscribe": True},
-            "disclose": {"caller": False, "publisher": True},
-            "cache": True,
-        }],
-    }
+    return static_role(RLINK_ROLE, call=False, register=False, publish=True, subscribe=True,
+                       disclose_caller=False)
 
 
 def rlink_path(peers: Sequence[NodeSpec], pubkeys: Dict[str, str]) -> Dict[str, Any]:

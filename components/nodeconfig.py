@@ -26,6 +26,24 @@ COMPONENT_CLASSES = ("components.auth.AuthComponent", "components.api.ApiCompone
                      "components.presenceservice.PresenceComponent")
 
 
+def static_role(name: str, call: bool, register: bool, publish: bool, subscribe: bool,
+                disclose_caller: bool) -> Dict[str, Any]:
+    """A role with static permissions on every URI of the realm (the node's own sessions only:
+    clients get the dynamic authorizer).
+
+    :rtype: dict
+    """
+    return {
+        "name": name,
+        "permissions": [{
+            "uri": "", "match": "prefix",
+            "allow": {"call": call, "register": register, "publish": publish, "subscribe": subscribe},
+            "disclose": {"caller": disclose_caller, "publisher": True},
+            "cache": True,
+        }],
+    }
+
+
 def _backend_transport() -> Dict[str, Any]:
     return {"type": "rawsocket", "endpoint": {"type": "unix", "path": BACKEND_SOCKET},
             "serializer": "msgpack"}
@@ -55,15 +73,8 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
     realm: Dict[str, Any] = {
         "name": names.REALM,
         "roles": [
-            {
-                "name": BACKEND_ROLE,
-                "permissions": [{
-                    "uri": "", "match": "prefix",
-                    "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
-                    "disclose": {"caller": True, "publisher": True},
-                    "cache": True,
-                }],
-            },
+            static_role(BACKEND_ROLE, call=True, register=True, publish=True, subscribe=True,
+                        disclose_caller=True),
             {"name": "member", "authorizer": names.PROC_AUTHORIZE},
             {"name": "publisher", "authorizer": names.PROC_AUTHORIZE},
         ] + list(extra_roles or []),
