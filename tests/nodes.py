@@ -84,7 +84,12 @@ class Node:
             stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=str(self.node_dir),
             start_new_session=True)
         log.close()
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            # a fixture whose start fails never reaches its teardown: leave no node behind
+            self.stop(signal.SIGKILL)
+            raise
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
