@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.internet import defer, reactor, task  # noqa: E402
 
-from components.tokens import issue_token  # noqa: E402
-from tests.legacyclient import connect_legacy  # noqa: E402
-from tests.nodes import TEST_SECRET, Node  # noqa: E402
-from tests.wampclient import connect  # noqa: E402
+from components.core.tokens import issue_token  # noqa: E402
+from tests.support.legacy import connect_legacy  # noqa: E402
+from tests.support.nodes import TEST_SECRET, Node  # noqa: E402
+from tests.support.wamp import connect  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twisted.internet import defer, reactor, task  # noqa: E402
 
-from components.tokens import issue_token  # noqa: E402
-from tests.nodes import TEST_SECRET, Node  # noqa: E402
-from tests.wampclient import connect, wait_for  # noqa: E402
+from components.core.tokens import issue_token  # noqa: E402
+from tests.support.nodes import TEST_SECRET, Node  # noqa: E402
+from tests.support.wamp import connect, wait_for  # noqa: E402
 
 
 @defer.inlineCallbacks

@@ -1,9 +1,9 @@
-"""Shared fixtures: one real node per test module that asks for it."""
+"""Fixtures the test layers share (helpers live in :mod:`tests.support`): one real node per
+test module that asks for it."""
 
 import pytest
 
-from components.tokens import issue_token
-from tests.nodes import TEST_SECRET, Node
+from tests.support.nodes import Node
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,3 @@ def node(tmp_path_factory):
     n.start()
     yield n
     n.stop()
-
-
-def token(user: str, dept: str, role: str = "member", ttl: int = 3600) -> str:
-    return issue_token(TEST_SECRET, user, dept, role, ttl)

@@ -1,0 +1,106 @@
+"""Every name of the deptcast contract, defined once: realm, roles, topics, procedures.
+
+Department codes and user ids are 1-64 characters of letters, digits, ``.`` and ``-``.
+Neither may contain ``_``, so a user key ``<dept>_<user>`` splits unambiguously.
+The error URIs live in :mod:`components.core.errors`.
+"""
+
+import re
+from typing import Optional, Tuple
+
+REALM = "deptcast"
+
+# -- roles
+MEMBER = "member"
+PUBLISHER = "publisher"
+#: the roles a token may carry (client sessions)
+CLIENT_ROLES = (MEMBER, PUBLISHER)
+#: the role of the node's own components (router components, never a client)
+BACKEND_ROLE = "deptcast-backend"
+#: the role peers' router links join with
+RLINK_ROLE = "deptcast-rlink"
+
+# -- topics clients subscribe to (exact match only)
+TOPIC_DEPT = "deptcast.dept."
+TOPIC_ALL = "deptcast.all"
+TOPIC_USER = "deptcast.user."
+TOPIC_PRESENCE = "deptcast.presence."
+
+# -- topics only the nodes use (clients may never subscribe to them)
+INTERNAL_PREFIX = "deptcast.internal."
+#: each node's api answers link probes on ``SYNC_TOPIC + <node>``
+SYNC_TOPIC = INTERNAL_PREFIX + "sync."
+#: nodes' presence components exchange deltas and snapshots here
+PRESENCE_INTERNAL_TOPIC = INTERNAL_PREFIX + "presence"
+
+# -- procedures
+PROC_SEND = "deptcast.send"
+PROC_HISTORY = "deptcast.history"
+PROC_PRESENCE_ONLINE = "deptcast.presence.online"
+#: procedures clients may call
+CLIENT_PROCEDURES = frozenset({PROC_SEND, PROC_HISTORY, PROC_PRESENCE_ONLINE})
+#: the dynamic authorizer, registered by the node's own auth component
+PROC_AUTHORIZE = INTERNAL_PREFIX + "authorize"
+
+#: the ``to`` value that addresses every user
+ALL = "All"
+
+#: the characters a name may hold, as a regex fragment (also used to build legacy key patterns)
+NAME_PATTERN = r"[A-Za-z0-9.\-]{1,64}"
+#: text of the naming rule, for error messages
+NAME_RULE = "1-64 letters, digits, '.' or '-'"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def is_name(value: object) -> bool:
+    """Whether ``value`` is a valid department code or user id.
+
+    :rtype: bool
+    """
+    return isinstance(value, str) and _NAME_RE.fullmatch(value) is not None
+
+
+def user_key(dept: str, user: str) -> str:
+    """The key ``<dept>_<user>`` that addresses one user.
+
+    :rtype: str
+    """
+    return f"{dept}_{user}"
+
+
+def parse_user_key(key: str) -> Optional[Tuple[str, str]]:
+    """Split ``<dept>_<user>`` into ``(dept, user)``, or ``None`` if it is not a user key.
+
+    :rtype: tuple or None
+    """
+    if not isinstance(key, str) or key.count("_") != 1:
+        return None
+    dept, user = key.split("_")
+    if is_name(dept) and is_name(user):
+        return dept, user
+    return None
+
+
+def dept_topic(dept: str) -> str:
+    return TOPIC_DEPT + dept
+
+
+def user_topic(user: str) -> str:
+    return TOPIC_USER + user
+
+
+def presence_topic(dept: str) -> str:
+    return TOPIC_PRESENCE + dept
+
+
+def sync_topic(node: str) -> str:
+    """The topic node ``node``'s api answers link probes on."""
+    return SYNC_TOPIC + node
+
+
+def client_topics(dept: str, user: str) -> Tuple[str, str, str]:
+    """The message topics a member receives: its department, ``All``, its own direct messages.
+
+    :rtype: tuple
+    """
+    return (dept_topic(dept), TOPIC_ALL, user_topic(user))

@@ -1,0 +1,61 @@
+"""Who may do what: the contract's authorization table as plain functions.
+
+The dynamic authorizer (``components.wamp.auth``) is a thin adapter over :func:`authorize`.
+"""
+
+from components.core import names
+from components.core.targets import Target
+from components.core.tokens import Identity
+
+
+def may_subscribe(identity: Identity, topic: str) -> bool:
+    """Whether ``identity`` may subscribe to ``topic`` (an exact topic, never a pattern).
+
+    :rtype: bool
+    """
+    if topic == names.TOPIC_ALL:
+        return True
+    for prefix in (names.TOPIC_DEPT, names.TOPIC_PRESENCE):
+        if topic.startswith(prefix):
+            dept = topic[len(prefix):]
+            return names.is_name(dept) and (identity.is_publisher or dept == identity.dept)
+    if topic.startswith(names.TOPIC_USER):
+        return topic[len(names.TOPIC_USER):] == identity.user
+    return False
+
+
+def may_call(identity: Identity, procedure: str) -> bool:
+    """Whether ``identity`` may call ``procedure``.
+
+    :rtype: bool
+    """
+    return procedure in names.CLIENT_PROCEDURES
+
+
+def may_send(identity: Identity, target: Target) -> bool:
+    """Whether ``identity`` may send to ``target``.
+
+    A member: its own department and the users of its own department.
+    A publisher: any department, any user, and ``All``.
+
+    :rtype: bool
+    """
+    if identity.is_publisher:
+        return True
+    return target.dept is not None and target.dept == identity.dept
+
+
+def authorize(identity: Identity, uri: str, action: str, options: dict) -> bool:
+    """The decision of the dynamic authorizer for a client session.
+
+    Clients subscribe (exact match only) and call; they never publish or register.
+
+    :rtype: bool
+    """
+    if action == "subscribe":
+        if options.get("match", "exact") != "exact":
+            return False
+        return may_subscribe(identity, uri)
+    if action == "call":
+        return may_call(identity, uri)
+    return False

@@ -1,0 +1,87 @@
+"""``POST /api/send``: the send API for backends that cannot speak WAMP.
+
+Mounted in the node's web transport as a Twisted resource. The caller authenticates with a
+deptcast token (``Authorization: Bearer <token>``, any role: a ``publisher`` token for a
+backend that notifies any department, a ``member`` token for one acting as a user); the body
+is ``{"to": ..., "message": ...}``. The request goes through the node's
+:class:`~components.service.messaging.MessageService`, in this process, so the rules, error
+URIs, rate limit, store and publish are exactly those of ``deptcast.send``.
+
+Answers: 200 with the envelope; else ``{"error": <uri>, "detail": <text>}`` with 400
+``invalid_frame``, 401 ``invalid_token``/``token_expired``, 403 ``not_authorized``,
+413 ``too_large``, 429 ``rate_limited``, 503 ``unavailable``.
+
+Crossbar's HTTP bridge ``publisher`` service is not used: it publishes straight to a topic,
+past validation, authorization and the store.
+"""
+
+from typing import Any, Dict, Optional
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from components.core import frames
+from components.core.errors import UNAVAILABLE, Refused
+from components.core.tokens import verify_token
+from components.edge.http import bearer_token, error_body, header, json_body, peer_host
+from components.service.runtime import Runtime, runtime
+
+#: seconds a request waits for a starting node's message service
+READY_TIMEOUT = 10.0
+
+
+class HttpSendResource(resource.Resource):
+    """``/api/send``: one POST, one message."""
+
+    isLeaf = True
+    log = Logger()
+
+    def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
+        super().__init__()
+        self._runtime = rt or runtime()
+        self._settings = self._runtime.settings_or_log(self.log, "http api")
+        if self._settings is not None:
+            # the body is a JSON frame like a legacy one: the same bound applies
+            self._body_cap = frames.frame_cap(self._settings.max_message_bytes)
+            self.log.info("deptcast http api: POST /api/send ready")
+
+    def render_POST(self, request) -> Any:
+        if self._settings is None:
+            return error_body(request, Refused(UNAVAILABLE, "the HTTP API is misconfigured"))
+        try:
+            token = bearer_token(header(request, b"authorization"))
+            # never log the token: it is a bearer credential
+            identity = verify_token(self._settings.jwt_secret, token)
+            body = request.content.read(self._body_cap + 1)
+            if len(body) > self._body_cap:
+                raise frames.oversize_refusal(len(body), self._body_cap)
+            frame = frames.parse_send_body(body)
+        except Refused as e:
+            self.log.info("deptcast http api: refused a request from {peer}: {uri}", peer=peer_host(request), uri=e.uri)
+            return error_body(request, e)
+
+        finished = {"gone": False}
+        request.notifyFinish().addErrback(lambda _: finished.update(gone=True))
+
+        def answer(envelope: Dict[str, Any]) -> None:
+            if not finished["gone"]:
+                request.write(json_body(request, 200, envelope))
+                request.finish()
+
+        def refuse(failure: Failure) -> None:
+            if failure.check(Refused):
+                refusal = failure.value
+                self.log.info("deptcast http api: refused a send by {user}: {uri}",
+                              user=identity.user, uri=refusal.uri)
+            else:
+                self.log.failure("deptcast http api: send failed", failure)
+                refusal = Refused(UNAVAILABLE, "the message could not be sent; retry shortly")
+            if not finished["gone"]:
+                request.write(error_body(request, refusal))
+                request.finish()
+
+        d = self._runtime.messages.get(READY_TIMEOUT)
+        d.addCallback(lambda service: service.send(identity, frame.to, frame.message))
+        d.addCallbacks(answer, refuse)
+        return server.NOT_DONE_YET

@@ -1,0 +1,1 @@
+"""Running deptcast: node and cluster configuration, node processes, the ``deptcast`` command. Nothing imports this layer."""

@@ -1,0 +1,143 @@
+"""The Crossbar node configuration deptcast runs with, generated from a few parameters.
+
+``.crossbar/config.json`` in the checkout is :func:`node_config` with its defaults
+(a unit test keeps the two equal); ``deptcast node-config``, the cluster generator and the
+tests render variants of it.
+
+The node is one router worker. Its realm's components (authorizer, api, presence, the web
+transport's bridge session) run inside it as router components, joined in-process before the
+transports open; nothing else may join with their role.
+"""
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from components.core import names
+from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS
+
+#: the tree holding ``components/`` and ``web/`` (this checkout, or the installed tree)
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PORT = 8080
+#: pending connections the web transport queues (Crossbar's default of 50 stalls mass reconnects)
+LISTEN_BACKLOG = 1024
+#: how long browsers may cache the page's files: short, so an upgrade reaches them soon
+STATIC_CACHE_SECONDS = 60
+
+#: the node's own components, run in the router worker (in-process, no network hop)
+COMPONENT_CLASSES = ("components.wamp.auth.AuthorizerComponent", "components.wamp.api.ApiComponent",
+                     "components.wamp.presence.PresenceComponent", "components.wamp.bridge.BridgeComponent")
+#: Crossbar's factory of the ticket authenticator, a function in the router worker
+AUTHENTICATOR_FACTORY = "components.wamp.auth.create_authenticator"
+
+
+def permission(uri: str, call: bool = False, register: bool = False, publish: bool = False,
+               subscribe: bool = False, disclose_caller: bool = False) -> Dict[str, Any]:
+    """One static permission on the URIs starting with ``uri``.
+
+    :rtype: dict
+    """
+    return {
+        "uri": uri, "match": "prefix",
+        "allow": {"call": call, "register": register, "publish": publish, "subscribe": subscribe},
+        "disclose": {"caller": disclose_caller, "publisher": True},
+        "cache": True,
+    }
+
+
+def backend_role() -> Dict[str, Any]:
+    """The role of the node's own components: deptcast's URIs, and the parts of the meta API
+    they read (who joined and left, who subscribed to what). Nothing else.
+
+    :rtype: dict
+    """
+    return {"name": names.BACKEND_ROLE, "permissions": [
+        permission("deptcast.", register=True, publish=True, subscribe=True, disclose_caller=True),
+        permission("wamp.session.", call=True, subscribe=True),
+        permission("wamp.subscription.", call=True),
+    ]}
+
+
+def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
+                interface: Optional[str] = None,
+                extra_roles: Optional[List[Dict[str, Any]]] = None,
+                extra_paths: Optional[Dict[str, Any]] = None,
+                rlinks: Optional[List[Dict[str, Any]]] = None,
+                env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """The node configuration as a dict.
+
+    :param port: the TCP port of the web transport (``/``, ``/ws``)
+    :param root: the checkout, if the node directory is not ``<root>/.crossbar``;
+        ``None`` writes paths relative to ``.crossbar``
+    :param interface: the address to listen on; ``None`` listens on all
+    :param rlinks: router-to-router links of the realm (cluster nodes)
+    :param env: environment variables for the router worker (e.g. ``DEPTCAST_DB``)
+    :rtype: dict
+    """
+    base = str(root) if root is not None else ".."
+    # a restarted node takes every reconnecting page at once: Crossbar's default backlog is 50
+    endpoint: Dict[str, Any] = {"type": "tcp", "port": port, "backlog": LISTEN_BACKLOG}
+    if interface:
+        endpoint["interface"] = interface
+    realm: Dict[str, Any] = {
+        "name": names.REALM,
+        "roles": [backend_role()] + [{"name": role, "authorizer": names.PROC_AUTHORIZE}
+                                     for role in names.CLIENT_ROLES] + list(extra_roles or []),
+    }
+    if rlinks:
+        realm["rlinks"] = rlinks
+    paths: Dict[str, Any] = {
+        "/": {"type": "static", "directory": f"{base}/web",
+              "options": {"enable_directory_listing": False, "cache_timeout": STATIC_CACHE_SECONDS}},
+        "ws": {
+            "type": "websocket",
+            "serializers": ["json", "msgpack", "cbor"],
+            "auth": {"ticket": {"type": "function", "create": AUTHENTICATOR_FACTORY}},
+            "options": {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS},
+        },
+        "dev": {"type": "path", "paths": {
+            "token": {"type": "resource", "classname": "components.edge.devtoken.DevTokenResource"},
+        }},
+        # the old service's endpoint, /webSocket/<key> (a resource: the key is in the path)
+        "webSocket": {"type": "resource", "classname": "components.edge.legacy.LegacyResource",
+                      "extra": {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS}},
+        "api": {"type": "path", "paths": {
+            "send": {"type": "resource", "classname": "components.edge.httpapi.HttpSendResource"},
+        }},
+    }
+    paths.update(extra_paths or {})
+    router_options: Dict[str, Any] = {"pythonpath": [base]}
+    if env:
+        router_options["env"] = {"inherit": True, "vars": dict(env)}
+    return {
+        "version": 2,
+        "controller": {},
+        "workers": [
+            {
+                "type": "router",
+                "options": router_options,
+                "realms": [realm],
+                "components": [
+                    {"type": "class", "classname": cls, "realm": names.REALM, "role": names.BACKEND_ROLE}
+                    for cls in COMPONENT_CLASSES
+                ],
+                "transports": [{"type": "web", "endpoint": endpoint, "paths": paths}],
+            },
+        ],
+    }
+
+
+def render(config: Dict[str, Any]) -> str:
+    return json.dumps(config, indent=2) + "\n"
+
+
+def write_node_dir(node_dir: Path, config: Dict[str, Any]) -> Path:
+    """Write ``config.json`` into ``node_dir`` (made if missing); return its path.
+
+    :rtype: Path
+    """
+    node_dir = Path(node_dir)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    path = node_dir / "config.json"
+    path.write_text(render(config))
+    return path

@@ -1,0 +1,135 @@
+"""A Crossbar node run as a child process: start it, know when it serves, stop it and every
+worker it started. Used by ``deptcast cluster demo`` and by the tests."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+#: lines a node logs once it serves, all of them: its components are ready, then Crossbar has
+#: opened the transports (router components start before the transports)
+READY_LINES = ("deptcast auth: authorizer ready",
+               "deptcast api: send and history ready",
+               "deptcast presence: online and presence events ready",
+               "deptcast bridge: the web transport's session is ready",
+               "local node configuration ran successfully")
+#: the ``crossbar`` executable beside this Python's
+CROSSBAR = str(Path(sys.executable).with_name("crossbar"))
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
+    """Block until ``predicate()`` is true and return its value; fail with ``what`` after
+    ``timeout`` seconds.
+
+    :raises TimeoutError: naming ``what``
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class NodeProcess:
+    """``crossbar start --cbdir <node_dir>`` in its own process group, logging to ``node.log``.
+
+    :param node_dir: the node directory (holds ``config.json``)
+    :param env: the process environment
+    :param name: the node's name in messages
+    :param args: further ``crossbar start`` arguments (e.g. ``["--loglevel", "info"]``)
+    """
+
+    def __init__(self, node_dir: Path, env: Optional[Dict[str, str]] = None, name: str = "node",
+                 args: Sequence[str] = ()) -> None:
+        self.node_dir = Path(node_dir)
+        self.env = dict(env if env is not None else os.environ)
+        self.name = name
+        self.args: List[str] = list(args)
+        self.log_path = self.node_dir / "node.log"
+        self.proc: Optional[subprocess.Popen] = None
+        self._log_offset = 0
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_since_start(self) -> str:
+        """What the node logged since its last :meth:`start`."""
+        return self.log_text()[self._log_offset:]
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 60.0, wait: bool = True) -> "NodeProcess":
+        """Start the node; with ``wait``, return once it serves (and kill it if it does not).
+
+        :raises RuntimeError: if it exits; ``TimeoutError`` if it is not ready in time
+        """
+        assert not self.running, f"node {self.name} already running"
+        self._log_offset = len(self.log_text())
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen([CROSSBAR, "start", "--cbdir", str(self.node_dir), *self.args],
+                                         stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                         cwd=str(self.node_dir), start_new_session=True)
+        if wait:
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                # a caller whose start fails never stops the node: leave no process behind
+                self.stop(signal.SIGKILL)
+                raise
+        return self
+
+    def is_ready(self) -> bool:
+        """Whether every component has said it serves since the last start.
+
+        :raises RuntimeError: if the node has exited
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            code = self.proc.returncode if self.proc else None
+            raise RuntimeError(f"node {self.name} exited with {code}:\n" + self.log_since_start()[-4000:])
+        text = self.log_since_start()
+        return all(line in text for line in READY_LINES)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        try:
+            wait_until(self.is_ready, timeout, f"node {self.name} to be ready", interval=0.1)
+        except TimeoutError:
+            raise TimeoutError(f"node {self.name} not ready in {timeout}s:\n"
+                               + self.log_since_start()[-4000:]) from None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Stop the node with ``sig``, then make sure no process of its group outlives it.
+
+        :returns: the node's exit code
+        """
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            if sig == signal.SIGKILL:
+                self._kill_group()
+            else:
+                self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._kill_group()
+                self.proc.wait(timeout)
+        # the node's workers share its process group
+        self._kill_group()
+        return self.proc.returncode
+
+    def _kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,104 @@
+"""The one path every message takes, whichever way it arrives (``deptcast.send``, a legacy
+frame, ``POST /api/send``): validate, authorize, rate-limit, hold while the links come up,
+store, publish. And ``deptcast.history`` on the same store.
+
+The WAMP procedures (:mod:`components.wamp.api`) and the web transport's resources
+(:mod:`components.edge`) are thin adapters over :class:`MessageService`; all of them run in
+the router worker, so a legacy frame reaches the store and the router without leaving the
+process.
+"""
+
+import time
+from typing import Any, Callable, Dict, List, Optional, Protocol
+
+from twisted.internet import defer
+
+from components.core.errors import RATE_LIMITED, Refused
+from components.core.history import parse_after, parse_latest, parse_limit
+from components.core.messages import check_send
+from components.core.ratelimit import RateLimiter
+from components.core.settings import Settings
+from components.core.tokens import Identity
+from components.store.threaded import ThreadedStore
+
+
+class Gate(Protocol):
+    """Holds sends while a starting cluster node's links come up (see :mod:`components.wamp.linkgate`)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def wait(self) -> defer.Deferred: ...
+
+
+class OpenGate:
+    """The gate of a node without peers: always open."""
+
+    is_open = True
+
+    def wait(self) -> defer.Deferred:
+        return defer.succeed(None)
+
+
+#: publishes ``envelope`` on ``topic``; the Deferred fires once the router has taken it
+Publish = Callable[[str, Dict[str, Any]], defer.Deferred]
+
+
+class MessageService:
+    """Send and history for one node.
+
+    :param settings: limits (message size, history page cap, rate and burst)
+    :param store: the node's store
+    :param publish: how an accepted envelope reaches the router
+    :param gate: the link hold of a cluster node
+    :param now: wall-clock seconds (envelope timestamps); ``monotonic``: the rate limiter's clock
+    """
+
+    def __init__(self, settings: Settings, store: ThreadedStore, publish: Publish, gate: Optional[Gate] = None,
+                 now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._settings = settings
+        self._store = store
+        self._publish = publish
+        self._gate: Gate = gate or OpenGate()
+        self._now = now
+        self._monotonic = monotonic
+        self._limiter = RateLimiter(settings.rate, settings.burst)
+
+    def check(self, identity: Identity, to: Any, message: Any):
+        """Validate, authorize and rate-limit one send request.
+
+        :raises Refused: with the contract's URI
+        :rtype: Target
+        """
+        target = check_send(identity, to, message, self._settings.max_message_bytes)
+        if not self._limiter.allow(identity.user, self._monotonic()):
+            raise Refused(RATE_LIMITED, f"more than {self._settings.burst} messages in a burst; "
+                                        f"slow down to {self._settings.rate:g} per second")
+        return target
+
+    @defer.inlineCallbacks
+    def send(self, identity: Identity, to: Any, message: Any):
+        """Send ``message`` to ``to`` as ``identity``; fire with the envelope.
+
+        :raises Refused: with the contract's URI; nothing refused is stored or published
+        """
+        target = self.check(identity, to, message)
+        if not self._gate.is_open:
+            yield self._gate.wait()
+        envelope = yield self._store.append(target, identity, message, int(self._now() * 1000))
+        yield self._publish(target.topic, envelope)
+        return envelope
+
+    @defer.inlineCallbacks
+    def history(self, identity: Identity, after: Any = None, limit: Any = 100, latest: Any = False):
+        """What ``identity`` may see after ``after``, oldest first (see ``deptcast.history``).
+
+        :raises Refused: ``invalid_frame`` for malformed arguments
+        """
+        after_id = parse_after(after)
+        page = parse_limit(limit, self._settings.history_limit)
+        newest = parse_latest(latest)
+        if not self._gate.is_open:
+            yield self._gate.wait()
+        rows: List[Dict[str, Any]] = yield self._store.history(identity, after_id, page, newest)
+        return rows

@@ -1,0 +1,84 @@
+"""The ticket authenticator and the dynamic authorizer: thin adapters over ``tokens`` and ``policy``.
+
+The authenticator is a function Crossbar calls in the router worker (``"type": "function"``,
+no round trip); the authorizer is the procedure ``deptcast.internal.authorize`` registered by
+:class:`AuthorizerComponent`, a router component of the node (clients can never call it: the
+authorizer refuses every procedure outside :data:`names.CLIENT_PROCEDURES`).
+"""
+
+from typing import Any, Callable, Dict
+
+from autobahn.wamp.exception import ApplicationError
+from twisted.logger import Logger
+
+from components.core import names, policy
+from components.core.errors import INVALID_TOKEN, Refused
+from components.core.settings import Settings
+from components.core.tokens import Identity, verify_token
+from components.service.runtime import runtime
+from components.wamp.base import NodeComponent
+
+log = Logger()
+
+
+def identity_of(session: Dict[str, Any]) -> Identity:
+    """The identity of a session as the router describes it to the authorizer.
+
+    :raises KeyError: if the session carries no department (not a token session)
+    :rtype: Identity
+    """
+    extra = session.get("authextra") or {}
+    return Identity(user=session["authid"], dept=extra["dept"], role=session["authrole"])
+
+
+def authenticator(secret: str) -> Callable[[str, str, Dict[str, Any]], Dict[str, Any]]:
+    """The WAMP-Ticket authenticator for tokens signed with ``secret``.
+
+    :rtype: callable ``(realm, authid, details) -> principal``
+    """
+    def authenticate(realm: str, authid: str, details: Dict[str, Any]) -> Dict[str, Any]:
+        if realm != names.REALM:
+            raise ApplicationError(INVALID_TOKEN, f"unknown realm {realm!r}")
+        try:
+            identity = verify_token(secret, details.get("ticket"), authid)
+        except Refused as e:
+            # never log the ticket itself: it is a bearer credential
+            log.debug("deptcast auth: refused a session (authid={authid}): {reason}", authid=authid, reason=e.detail)
+            raise ApplicationError(e.uri, e.detail)
+        return {"authid": identity.user, "role": identity.role, "extra": {"dept": identity.dept}}
+    return authenticate
+
+
+def create_authenticator(config: Dict[str, Any], controller: Any = None):
+    """Crossbar's factory for the ``function`` ticket authenticator of ``/ws``.
+
+    :raises ConfigError: if the settings are bad (the node's log says which)
+    """
+    return authenticator(runtime().settings().jwt_secret)
+
+
+class AuthorizerComponent(NodeComponent):
+    """Registers the authorizer of the ``member`` and ``publisher`` roles."""
+
+    who = "auth"
+
+    async def start(self, settings: Settings) -> None:
+        if settings.dev:
+            self.log.warn("deptcast auth: quick-start mode (DEPTCAST_DEV=1): the JWT secret is read from "
+                          "{path}; do not use this mode in production", path=str(settings.node_dir / "jwt.secret"))
+        await self.register(self.authorize, names.PROC_AUTHORIZE)
+        self.log.info("deptcast auth: authorizer ready on node {node}", node=settings.node_name)
+
+    def authorize(self, session: Dict[str, Any], uri: str, action: str, options: Dict[str, Any]):
+        if session.get("authrole") not in names.CLIENT_ROLES:
+            return False
+        try:
+            identity = identity_of(session)
+        except KeyError:
+            return False
+        allow = policy.authorize(identity, uri, action, options or {})
+        if action == "subscribe":
+            # Crossbar caches per (realm, role, uri, action), not per session: a subscribe
+            # decision depends on the session's department or user, so it must not be cached.
+            return {"allow": allow, "cache": False}
+        return {"allow": allow, "disclose": allow, "cache": True}

@@ -1,0 +1,60 @@
+"""What every deptcast router component shares: the settings at join, and errors that never
+leak internals to a client."""
+
+import functools
+from typing import Any, Callable
+
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import defer
+
+from components.core.errors import CONFIG, UNAVAILABLE, Refused
+from components.core.settings import Settings
+from components.service.runtime import runtime
+
+
+class NodeComponent(ApplicationSession):
+    """A router component of the node: reads the settings when it joins, and leaves with
+    ``deptcast.error.config`` (which stops the node's start) when they are bad.
+
+    Subclasses implement :meth:`start`.
+    """
+
+    #: how the component calls itself in log lines
+    who = "component"
+
+    @defer.inlineCallbacks
+    def onJoin(self, details):
+        settings = runtime().settings_or_log(self.log, self.who)
+        if settings is None:
+            yield self.leave(CONFIG, "a setting is missing or malformed; see the node's log")
+            return
+        self.settings = settings
+        yield defer.maybeDeferred(self.start, settings)
+
+    def start(self, settings: Settings) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def client_errors(log_prefix: str) -> Callable:
+    """Decorate a procedure so that a client only ever sees the contract's errors.
+
+    :class:`Refused` becomes an ``ApplicationError`` with its URI and reason; any other
+    failure is logged here and answered ``deptcast.error.unavailable`` (never
+    ``wamp.error.runtime_error``, whose text would carry internals).
+    """
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(self, *args, **kwargs):
+            d = defer.maybeDeferred(fn, self, *args, **kwargs)
+
+            def translate(failure):
+                if failure.check(ApplicationError):
+                    return failure
+                if failure.check(Refused):
+                    raise ApplicationError(failure.value.uri, failure.value.detail)
+                self.log.failure(f"{log_prefix}: {fn.__name__} failed", failure=failure)
+                raise ApplicationError(UNAVAILABLE, "the node cannot answer right now; retry shortly")
+            return d.addErrback(translate)
+        return wrapper
+    return decorate

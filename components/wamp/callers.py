@@ -1,0 +1,49 @@
+"""Who is calling: the deptcast identity of a calling client session, for the components'
+procedures (registered with caller disclosure).
+
+The router discloses the caller's session id, authid and authrole, but not its authextra,
+where the department is; :class:`Callers` asks the meta API once per session and keeps the
+answer until the session leaves.
+"""
+
+from typing import Any, Dict
+
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet.defer import inlineCallbacks, returnValue
+
+from components.core.errors import NOT_AUTHORIZED
+from components.core.names import CLIENT_ROLES
+from components.core.tokens import Identity
+
+
+class Callers:
+    """Identities of calling sessions, cached per session id.
+
+    :param session: the component's session (backend role: may call ``wamp.session.get``);
+        subscribe :meth:`forget` to ``wamp.session.on_leave``
+    """
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self._identities: Dict[int, Identity] = {}
+
+    def forget(self, session_id: int, *args, **kwargs) -> None:
+        self._identities.pop(session_id, None)
+
+    @inlineCallbacks
+    def identity(self, details) -> Identity:
+        """The identity of the calling session; its department comes from the session's authextra.
+
+        :param details: the call's ``CallDetails``
+        :raises ApplicationError: ``not_authorized`` for a caller that is not a client
+        """
+        session_id = details.caller
+        identity = self._identities.get(session_id)
+        if identity is None:
+            if session_id is None or details.caller_authrole not in CLIENT_ROLES:
+                raise ApplicationError(NOT_AUTHORIZED, "the caller has no deptcast identity")
+            info = yield self._session.call("wamp.session.get", session_id)
+            dept = (info.get("authextra") or {}).get("dept")
+            identity = Identity(user=info["authid"], dept=dept, role=info["authrole"])
+            self._identities[session_id] = identity
+        returnValue(identity)

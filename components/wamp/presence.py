@@ -1,0 +1,206 @@
+"""``deptcast.presence.online`` and the ``deptcast.presence.<dept>`` events: a thin WAMP
+adapter over :mod:`components.core.presence`.
+
+This node's client sessions come from the router's meta API (``wamp.session.on_join`` /
+``on_leave``, and ``wamp.session.list`` at start). Calls are not forwarded over router
+links, so every node answers from its own book, which it keeps in step with its peers
+over the exact topic :data:`~components.core.names.PRESENCE_INTERNAL_TOPIC` (events on exact topics
+do cross the links):
+
+- each node publishes a *delta* when one of its users' local session count changes;
+- a node asks each peer for a *snapshot* of its sessions when it starts and whenever that
+  peer's link session joins it, repeating (with back-off) until the snapshot arrives;
+- when a peer's link session leaves, the node forgets that peer's sessions.
+
+Client events are published to this node's own subscribers only (the links' sessions are
+excluded): every node publishes the changes it sees, so a client hears each change once,
+from its own node.
+"""
+
+from typing import Any, Dict, List, Optional, Set
+
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions, RegisterOptions
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+
+from components.core import names
+from components.core.errors import NOT_AUTHORIZED, Refused
+from components.core.names import CLIENT_ROLES, PRESENCE_INTERNAL_TOPIC, RLINK_ROLE
+from components.core.presence import Change, PresenceBook, check_dept, online_answer, parse_internal
+from components.core.settings import Settings
+from components.wamp.base import NodeComponent, client_errors
+from components.wamp.callers import Callers
+
+#: seconds before the first repeat of a snapshot request, and the most between two
+REQUEST_FIRST = 0.2
+REQUEST_MAX = 2.0
+
+
+class PresenceComponent(NodeComponent):
+    """Keeps the presence book of this node and answers ``deptcast.presence.online``."""
+
+    who = "presence"
+
+    @inlineCallbacks
+    def start(self, settings: Settings):
+        self._node = settings.node_name
+        self._peers = list(settings.peers)
+        self._book = PresenceBook(self._node)
+        self._callers = Callers(self)
+        self._links: Dict[int, str] = {}            # a peer's link session on this node -> peer
+        self._asking: Dict[str, Any] = {}           # peer -> [delay, pending DelayedCall]
+        self._synced: Set[str] = set()              # peers whose snapshot we hold
+        self._scan_left: Optional[Set[int]] = set()  # sessions that left while the start scan ran
+        yield self.subscribe(self._on_session_join, "wamp.session.on_join")
+        yield self.subscribe(self._on_session_leave, "wamp.session.on_leave")
+        if self._peers:
+            yield self.subscribe(self._on_internal, PRESENCE_INTERNAL_TOPIC)
+        yield self._scan()
+        yield self.register(self.online, names.PROC_PRESENCE_ONLINE,
+                            options=RegisterOptions(details_arg="details"))
+        for peer in self._peers:
+            self._ask(peer)
+        self.log.info("deptcast presence: online and presence events ready on node {node} "
+                      "({users} local users; peers: {peers})", node=self._node,
+                      users=len(self._book.snapshot()), peers=", ".join(self._peers) or "none")
+
+    def onLeave(self, details):
+        for entry in getattr(self, "_asking", {}).values():
+            if entry[1] is not None and entry[1].active():
+                entry[1].cancel()
+        super().onLeave(details)
+
+    # ------------------------------------------------------------------ the procedure
+
+    @client_errors("deptcast presence")
+    async def online(self, dept=None, *args, details=None, **kwargs):
+        """``{"dept", "count", "users"}``: who is online in ``dept`` on any node of the cluster."""
+        identity = await self._callers.identity(details)
+        check_dept(dept)
+        if not identity.is_publisher and dept != identity.dept:
+            raise Refused(NOT_AUTHORIZED, "a member may only ask about its own department")
+        return online_answer(self._book, dept)
+
+    # ------------------------------------------------------------------ local sessions
+
+    @inlineCallbacks
+    def _scan(self):
+        """Take in the client and link sessions that joined before this component."""
+        ids = yield self.call("wamp.session.list", list(CLIENT_ROLES) + [RLINK_ROLE])
+        for sid in ids:
+            if sid in self._scan_left or self._book.has_session(sid) or sid in self._links:
+                continue
+            try:
+                info = yield self.call("wamp.session.get", sid)
+            except ApplicationError:
+                continue  # left in the meantime
+            if sid not in self._scan_left:
+                self._on_session_join(info, announce_links=False)
+        self._scan_left = None
+
+    def _on_session_join(self, info: Dict[str, Any], *args, announce_links: bool = True, **kwargs) -> None:
+        if not isinstance(info, dict):
+            return
+        sid, role, authid = info.get("session"), info.get("authrole"), info.get("authid")
+        if role == RLINK_ROLE and authid in self._peers:
+            self._links[sid] = authid
+            if announce_links:
+                # the peer (re)started or its link came back: it may hold sessions we do not know
+                self.log.info("deptcast presence: link from {peer} joined; asking for its sessions", peer=authid)
+                self._ask(authid, fresh=True)
+            return
+        dept = (info.get("authextra") or {}).get("dept")
+        if role not in CLIENT_ROLES or not names.is_name(dept) or not names.is_name(authid):
+            return
+        changes = self._book.join(sid, dept, authid)
+        self._local_changed(dept, authid, changes)
+
+    def _on_session_leave(self, session_id, *args, **kwargs) -> None:
+        self._callers.forget(session_id)
+        if self._scan_left is not None:
+            self._scan_left.add(session_id)
+        peer = self._links.pop(session_id, None)
+        if peer is not None:
+            if peer in self._links.values():
+                return  # another link session of the same peer is still here
+            changes = self._book.drop(peer)
+            self._synced.discard(peer)
+            self.log.info("deptcast presence: link from {peer} left; forgot its sessions "
+                          "({n} users went offline)", peer=peer, n=len(changes))
+            self._announce(changes)
+            return
+        key = self._book.key_of(session_id)
+        if key is not None:
+            self._local_changed(key[0], key[1], self._book.leave(session_id))
+
+    def _local_changed(self, dept: str, user: str, changes: List[Change]) -> None:
+        """A local session count changed: tell the peers, and local subscribers if the user flipped."""
+        if self._peers:
+            self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "delta", "from": self._node, "dept": dept, "user": user,
+                                           "sessions": self._book.local_sessions(dept, user)})
+        self._announce(changes)
+
+    # ------------------------------------------------------------------ peers
+
+    def _on_internal(self, msg: Any, *args, **kwargs) -> None:
+        msg = parse_internal(msg, self._node, self._peers)
+        if msg is None:
+            return
+        peer = msg["from"]
+        if msg["kind"] == "delta":
+            self._announce(self._book.set_remote(peer, msg["dept"], msg["user"], msg["sessions"]))
+        elif msg["kind"] == "request":
+            self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "snapshot", "from": self._node, "to": peer,
+                                           "entries": self._book.snapshot()})
+        elif msg["kind"] == "snapshot":
+            changes = self._book.replace(peer, msg["entries"])
+            if peer not in self._synced:
+                self._synced.add(peer)
+                self.log.info("deptcast presence: in step with {peer} ({n} of its users online)",
+                              peer=peer, n=len({(d, u) for d, u, _ in msg["entries"]}))
+            self._stop_asking(peer)
+            self._announce(changes)
+
+    def _ask(self, peer: str, fresh: bool = False) -> None:
+        """Ask ``peer`` for its snapshot until it arrives (the request crosses a link only once
+        the peer's link is subscribed here, the answer once ours is subscribed there)."""
+        if fresh:
+            self._synced.discard(peer)
+            self._stop_asking(peer)
+        if peer in self._synced or peer in self._asking:
+            return
+        self._asking[peer] = [REQUEST_FIRST, None]
+        self._ask_again(peer)
+
+    def _ask_again(self, peer: str) -> None:
+        entry = self._asking.get(peer)
+        if entry is None or peer in self._synced or not self.is_attached():
+            self._asking.pop(peer, None)
+            return
+        self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "request", "from": self._node, "to": peer})
+        delay = entry[0]
+        entry[0] = min(delay * 1.5, REQUEST_MAX)
+        entry[1] = reactor.callLater(delay, self._ask_again, peer)
+
+    def _stop_asking(self, peer: str) -> None:
+        entry = self._asking.pop(peer, None)
+        if entry is not None and entry[1] is not None and entry[1].active():
+            entry[1].cancel()
+
+    # ------------------------------------------------------------------ publishing
+
+    def _announce(self, changes: List[Change]) -> None:
+        # to this node's subscribers only: each node announces what it sees, so a change
+        # forwarded over a link as well would reach the peer's subscribers twice
+        for change in changes:
+            self._publish(names.presence_topic(change.dept), change.event(),
+                          PublishOptions(exclude_authrole=[RLINK_ROLE]))
+
+    def _publish(self, topic: str, payload: Dict[str, Any], options: Optional[PublishOptions] = None) -> None:
+        if not self.is_attached():
+            return
+        try:
+            self.publish(topic, payload, options=options)
+        except Exception as e:  # the session is going away; the next start takes it from the meta API
+            self.log.warn("deptcast presence: could not publish on {topic}: {error}", topic=topic, error=str(e))

@@ -1,0 +1,39 @@
+"""The ``deptcast`` command line, run as a user runs it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from components.core.tokens import verify_token
+
+DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
+SECRET = "c" * 40
+
+
+def run(*args, env=None, cwd=None):
+    return subprocess.run([DEPTCAST, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60)
+
+
+def test_token_with_environment_secret(tmp_path):
+    out = run("token", "--user", "alice", "--dept", "cardio", "--role", "publisher", "--ttl", "60",
+              env={"DEPTCAST_JWT_SECRET": SECRET, "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    identity = verify_token(SECRET, out.stdout.strip())
+    assert (identity.user, identity.dept, identity.role) == ("alice", "cardio", "publisher")
+
+
+def test_token_with_node_directory_secret(tmp_path):
+    (tmp_path / "jwt.secret").write_text("d" * 40 + "\n")
+    out = run("token", "--user", "bob", "--dept", "ortho", "--cbdir", str(tmp_path), env={"PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert verify_token("d" * 40, out.stdout.strip()).role == "member"
+
+
+def test_token_without_secret_explains(tmp_path):
+    out = run("token", "--user", "bob", "--dept", "ortho", "--cbdir", str(tmp_path), env={"PATH": ""})
+    assert out.returncode == 2 and "DEPTCAST_JWT_SECRET" in out.stderr and not out.stdout
+
+
+def test_token_bad_department(tmp_path):
+    out = run("token", "--user", "bob", "--dept", "or_tho", env={"DEPTCAST_JWT_SECRET": SECRET, "PATH": ""})
+    assert out.returncode == 2 and "department code" in out.stderr
