@@ -140,7 +140,7 @@ function setIdentity(me) {
 
 /** The topics the page subscribes to for ``me``. */
 function topicsOf(me) {
-  return [`deptcast.dept.${me.dept}`, "deptcast.all", `deptcast.user.${me.user}`];
+  return [`deptcast.dept.${me.dept}`, "deptcast.all", `deptcast.user.${me.dept}_${me.user}`];
 }
 
 async function offerSignIn() {

@@ -135,9 +135,11 @@ export function topicOf(env) {
   if (typeof env.target !== "string" || env.target === "") return null;
   if (env.scope === "dept") return `deptcast.dept.${env.target}`;
   if (env.scope === "user") {
-    // the user key <dept>_<user>: neither part may hold "_"
+    // the user key <dept>_<user> (neither part may hold "_") names the topic: a user is the
+    // pair (department, user id)
     const cut = env.target.indexOf("_");
-    return cut > 0 && cut < env.target.length - 1 ? `deptcast.user.${env.target.slice(cut + 1)}` : null;
+    const ok = cut > 0 && cut < env.target.length - 1 && cut === env.target.lastIndexOf("_");
+    return ok ? `deptcast.user.${env.target}` : null;
   }
   return null;
 }

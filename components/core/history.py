@@ -1,8 +1,9 @@
 """Message ids and the arguments of ``deptcast.history``, as plain functions."""
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-from components.core.errors import INVALID_FRAME, Refused
+from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED, Refused
 
 #: width of a message id: zero-padded decimal, so ids sort as strings in send order
 ID_WIDTH = 16
@@ -51,3 +52,69 @@ def parse_latest(latest: Any) -> bool:
     if not isinstance(latest, bool):
         raise Refused(INVALID_FRAME, "'latest' must be true or false")
     return latest
+
+
+#: most bytes of messages one history answer carries (the caller pages on); well under the
+#: WAMP message limit, so an answer always fits in one message
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    """One ``deptcast.history`` call, checked.
+
+    :ivar topics: the reader's topics (its department, ``All``, its own direct messages)
+    :ivar after: the id after which to read (``after`` mode)
+    :ivar positions: topic to the last ``seq`` the reader has (``positions`` mode), or ``None``
+    :ivar limit: most envelopes in the answer
+    :ivar latest: the newest ``limit`` rather than the oldest (``after`` mode only)
+    :ivar max_bytes: most bytes of messages in the answer (at least one envelope is returned)
+    """
+
+    topics: Tuple[str, ...]
+    after: int = 0
+    positions: Optional[Dict[str, int]] = None
+    limit: int = DEFAULT_PAGE
+    latest: bool = False
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+def parse_positions(positions: Any, topics: Sequence[str]) -> Optional[Dict[str, int]]:
+    """Read the ``positions`` argument: ``None``, or ``{topic: last seq the client has}`` for
+    some of the reader's ``topics``.
+
+    :raises Refused: ``invalid_frame`` if malformed, ``not_authorized`` for a topic the
+        reader may not read
+    :rtype: dict or None
+    """
+    if positions is None:
+        return None
+    if not isinstance(positions, dict) or not positions:
+        raise Refused(INVALID_FRAME, "'positions' must be an object {topic: last seq you have}")
+    checked: Dict[str, int] = {}
+    for topic, seq in positions.items():
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise Refused(INVALID_FRAME, "each position must be a whole number, 0 or more (the last seq you have)")
+        if topic not in topics:
+            shown = topic[:80] if isinstance(topic, str) else repr(topic)[:80]
+            raise Refused(NOT_AUTHORIZED, f"history covers your department, All and your own direct "
+                                          f"messages; not {shown!r}")
+        checked[topic] = seq
+    return checked
+
+
+def history_request(topics: Sequence[str], after: Any = None, limit: Any = DEFAULT_PAGE, latest: Any = False,
+                    positions: Any = None, cap: int = 1000, max_bytes: int = DEFAULT_MAX_BYTES) -> HistoryRequest:
+    """Check the arguments of ``deptcast.history`` for a reader of ``topics``.
+
+    :param cap: the largest ``limit`` the node allows
+    :raises Refused: ``invalid_frame`` or ``not_authorized``
+    :rtype: HistoryRequest
+    """
+    after_id = parse_after(after)
+    page = parse_limit(limit, cap)
+    newest = parse_latest(latest)
+    wanted = parse_positions(positions, topics)
+    if wanted is not None and (after_id or newest):
+        raise Refused(INVALID_FRAME, "give 'positions', or 'after'/'latest', not both")
+    return HistoryRequest(tuple(topics), after_id, wanted, page, newest, max_bytes)

@@ -17,7 +17,7 @@ from components.core.tokens import Identity, verify_token
 
 #: the path segment the endpoint is mounted at (``/webSocket/<key>``)
 MOUNT = "webSocket"
-_NAME_CHARS = re.compile(r"[A-Za-z0-9.\-]*")
+_NAME_CHARS = re.compile(names.NAME_CHARS + "*")
 _UNSAFE_REASON_CHARS = re.compile(r"[^\x20-\x7e]")
 
 
@@ -86,11 +86,11 @@ class KeyPattern:
         :raises HandshakeRefused: 400 ``invalid_frame`` if the key does not fit the pattern
         :rtype: tuple
         """
-        match = self._regex.fullmatch(key) if key else None
-        if match is None:
+        found = self.match(key)
+        if found is None:
             raise HandshakeRefused(400, INVALID_FRAME,
                                    f"the key {key[:80]!r} does not fit the pattern {self.pattern}")
-        return match.group("dept"), match.group("user")
+        return found
 
     def match(self, key: object) -> Optional[Tuple[str, str]]:
         """``(dept, user)`` if ``key`` fits the pattern, else ``None``.
@@ -98,7 +98,9 @@ class KeyPattern:
         :rtype: tuple or None
         """
         found = self._regex.fullmatch(key) if isinstance(key, str) and key else None
-        return (found.group("dept"), found.group("user")) if found else None
+        if found is None or not (names.is_name(found.group("dept")) and names.is_name(found.group("user"))):
+            return None  # the regex checks the characters; is_name the length too
+        return found.group("dept"), found.group("user")
 
     def format(self, dept: str, user: str) -> str:
         """The key of ``user`` in ``dept``.

@@ -1,7 +1,10 @@
 """Every name of the deptcast contract, defined once: realm, roles, topics, procedures.
 
-Department codes and user ids are 1-64 characters of letters, digits, ``.`` and ``-``.
-Neither may contain ``_``, so a user key ``<dept>_<user>`` splits unambiguously.
+Department codes and user ids are 1-64 characters of letters, digits, ``-`` and ``.``, where
+``.`` is never the first or last character and never doubled: every name is a sequence of
+valid WAMP URI components, so every topic built from names can be published. Neither may
+contain ``_``, so a user key ``<dept>_<user>`` splits unambiguously, and a user is the pair
+(department, user id).
 The error URIs live in :mod:`components.core.errors`.
 """
 
@@ -45,10 +48,13 @@ PROC_AUTHORIZE = INTERNAL_PREFIX + "authorize"
 #: the ``to`` value that addresses every user
 ALL = "All"
 
-#: the characters a name may hold, as a regex fragment (also used to build legacy key patterns)
-NAME_PATTERN = r"[A-Za-z0-9.\-]{1,64}"
+#: a name as a regex fragment (also used to build legacy key patterns); the length is checked apart
+NAME_PATTERN = r"[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*"
+#: the characters a name may hold at all
+NAME_CHARS = r"[A-Za-z0-9.\-]"
+NAME_MAX = 64
 #: text of the naming rule, for error messages
-NAME_RULE = "1-64 letters, digits, '.' or '-'"
+NAME_RULE = "1-64 letters, digits, '-' or '.' ('.' neither first, last nor doubled)"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -57,7 +63,8 @@ def is_name(value: object) -> bool:
 
     :rtype: bool
     """
-    return isinstance(value, str) and _NAME_RE.fullmatch(value) is not None
+    return (isinstance(value, str) and len(value) <= NAME_MAX
+            and _NAME_RE.fullmatch(value) is not None)
 
 
 def user_key(dept: str, user: str) -> str:
@@ -85,8 +92,9 @@ def dept_topic(dept: str) -> str:
     return TOPIC_DEPT + dept
 
 
-def user_topic(user: str) -> str:
-    return TOPIC_USER + user
+def user_topic(dept: str, user: str) -> str:
+    """The direct-message topic of user ``user`` of department ``dept``."""
+    return TOPIC_USER + user_key(dept, user)
 
 
 def presence_topic(dept: str) -> str:
@@ -103,4 +111,4 @@ def client_topics(dept: str, user: str) -> Tuple[str, str, str]:
 
     :rtype: tuple
     """
-    return (dept_topic(dept), TOPIC_ALL, user_topic(user))
+    return (dept_topic(dept), TOPIC_ALL, user_topic(dept, user))

@@ -20,7 +20,8 @@ def may_subscribe(identity: Identity, topic: str) -> bool:
             dept = topic[len(prefix):]
             return names.is_name(dept) and (identity.is_publisher or dept == identity.dept)
     if topic.startswith(names.TOPIC_USER):
-        return topic[len(names.TOPIC_USER):] == identity.user
+        # a user is the pair (department, user id): cardio_bob is not onco_bob
+        return topic == names.user_topic(identity.dept, identity.user)
     return False
 
 

@@ -31,7 +31,7 @@ class Target:
         if self.scope == SCOPE_ALL:
             return names.TOPIC_ALL
         if self.scope == SCOPE_USER:
-            return names.user_topic(self.user)
+            return names.user_topic(self.dept, self.user)
         return names.dept_topic(self.dept)
 
 

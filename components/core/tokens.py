@@ -11,7 +11,7 @@ from typing import Optional
 import jwt
 
 from components.core.errors import INVALID_TOKEN, TOKEN_EXPIRED, Refused
-from components.core.names import CLIENT_ROLES, MEMBER, PUBLISHER, NAME_RULE, is_name
+from components.core.names import CLIENT_ROLES, MEMBER, NAME_RULE, PUBLISHER, is_name, user_key
 
 ALGORITHM = "HS256"
 
@@ -27,6 +27,11 @@ class Identity:
     @property
     def is_publisher(self) -> bool:
         return self.role == PUBLISHER
+
+    @property
+    def key(self) -> str:
+        """The user key ``<dept>_<user>``: a user is the pair (department, user id)."""
+        return user_key(self.dept, self.user)
 
 
 def issue_token(secret: str, user: str, dept: str, role: str = MEMBER, ttl: int = 3600,

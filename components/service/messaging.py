@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Protocol
 from twisted.internet import defer
 
 from components.core.errors import RATE_LIMITED, Refused
-from components.core.history import parse_after, parse_latest, parse_limit
+from components.core import names
+from components.core.history import DEFAULT_PAGE, history_request
 from components.core.messages import check_send
 from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
@@ -71,7 +72,7 @@ class MessageService:
         :rtype: Target
         """
         target = check_send(identity, to, message, self._settings.max_message_bytes)
-        if not self._limiter.allow(identity.user, self._monotonic()):
+        if not self._limiter.allow(identity.key, self._monotonic()):
             raise Refused(RATE_LIMITED, f"more than {self._settings.burst} messages in a burst; "
                                         f"slow down to {self._settings.rate:g} per second")
         return target
@@ -90,15 +91,17 @@ class MessageService:
         return envelope
 
     @defer.inlineCallbacks
-    def history(self, identity: Identity, after: Any = None, limit: Any = 100, latest: Any = False):
-        """What ``identity`` may see after ``after``, oldest first (see ``deptcast.history``).
+    def history(self, identity: Identity, after: Any = None, limit: Any = DEFAULT_PAGE, latest: Any = False,
+                positions: Any = None):
+        """What ``identity`` may see, oldest first (see ``deptcast.history``): after the id
+        ``after``, or past the ``positions`` ``{topic: last seq}``.
 
-        :raises Refused: ``invalid_frame`` for malformed arguments
+        :raises Refused: ``invalid_frame`` for malformed arguments, ``not_authorized`` for a
+            position on a topic the caller may not read
         """
-        after_id = parse_after(after)
-        page = parse_limit(limit, self._settings.history_limit)
-        newest = parse_latest(latest)
+        request = history_request(names.client_topics(identity.dept, identity.user), after, limit, latest,
+                                  positions, cap=self._settings.history_limit)
         if not self._gate.is_open:
             yield self._gate.wait()
-        rows: List[Dict[str, Any]] = yield self._store.history(identity, after_id, page, newest)
+        rows: List[Dict[str, Any]] = yield self._store.history(request)
         return rows

@@ -7,6 +7,7 @@ Deferreds to the adapters.
 
 from typing import Any, Dict, List, Protocol
 
+from components.core.history import HistoryRequest
 from components.core.settings import is_postgres_url
 from components.core.targets import Target
 from components.core.tokens import Identity
@@ -22,10 +23,11 @@ class Store(Protocol):
         """Store one message and return its envelope, with a fresh id and the next ``seq``
         of its topic (1, 2, 3, ... per topic, taken in the same transaction)."""
 
-    def history(self, reader: Identity, after: int, limit: int, latest: bool = False) -> List[Dict[str, Any]]:
-        """The envelopes ``reader`` may see (own department, All, own direct messages)
-        with id above ``after``, oldest first, at most ``limit``: the oldest such, or with
-        ``latest`` the newest."""
+    def history(self, request: HistoryRequest) -> List[Dict[str, Any]]:
+        """The envelopes on the request's topics (a reader's department, All and own direct
+        messages), oldest first: those with an id above ``after`` (the oldest such, or with
+        ``latest`` the newest), or, with ``positions``, those with a ``seq`` above each
+        topic's position; at most ``limit`` of them and about ``max_bytes`` of messages."""
 
     def close(self) -> None:
         """Release connections."""

@@ -15,8 +15,9 @@ import psycopg
 
 from components.store.sql import POSTGRES, SqlStore
 
-#: advisory lock namespace for migrations; the second key is the schema's hash
+#: advisory lock namespaces (the second key is the schema's hash): migrations, and appends
 _MIGRATION_LOCK = 0x64637374  # "dcst"
+_APPEND_LOCK = 0x64637361  # "dcsa"
 
 
 class PostgresStore(SqlStore):
@@ -57,6 +58,12 @@ class PostgresStore(SqlStore):
 
     def _migration_lock(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_MIGRATION_LOCK,))
+
+    def _append_lock(self, conn: Any) -> None:
+        # ids come from a sequence when the row is inserted, but transactions commit in their
+        # own order: one append at a time per schema makes id order the commit order, so a
+        # reader that has seen an id has seen every smaller one (history after=<id> skips nothing)
+        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_APPEND_LOCK,))
 
     def close(self) -> None:
         with self._lock:

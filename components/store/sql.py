@@ -8,9 +8,9 @@ interface on a DB-API connection; the back ends only say how to connect and how 
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
-from components.core.history import format_id
+from components.core.history import HistoryRequest, format_id
 from components.core.messages import make_envelope
 from components.core.targets import Target
 from components.core.tokens import Identity
@@ -64,6 +64,29 @@ def migrations(d: Dialect) -> List[str]:
             seq   {d.bigint} NOT NULL
         );
         """,
+        # each row knows its topic, and a user is the pair (department, user): a direct
+        # message's topic is deptcast.user.<dept>_<user> (it was deptcast.user.<user>, one
+        # inbox for every department's bob). Direct messages are renumbered per new topic;
+        # history reads only the reader's topics, through (topic, id) and (topic, seq).
+        """
+        ALTER TABLE messages ADD COLUMN topic TEXT;
+        UPDATE messages SET topic = CASE scope
+            WHEN 'all' THEN 'deptcast.all'
+            WHEN 'dept' THEN 'deptcast.dept.' || target_dept
+            ELSE 'deptcast.user.' || target_dept || '_' || target_user END;
+        UPDATE messages SET seq = renumbered.n FROM (
+            SELECT id, row_number() OVER (PARTITION BY topic ORDER BY id) AS n
+            FROM messages WHERE scope = 'user' AND seq IS NOT NULL) AS renumbered
+            WHERE messages.id = renumbered.id;
+        DELETE FROM topic_seq WHERE topic LIKE 'deptcast.user.%';
+        INSERT INTO topic_seq (topic, seq)
+            SELECT topic, max(seq) FROM messages WHERE scope = 'user' AND seq IS NOT NULL GROUP BY topic;
+        DROP INDEX messages_dept;
+        DROP INDEX messages_user;
+        DROP INDEX messages_all;
+        CREATE INDEX messages_topic_id ON messages (topic, id);
+        CREATE UNIQUE INDEX messages_topic_seq ON messages (topic, seq);
+        """,
     ]
 
 
@@ -74,21 +97,28 @@ def statements(script: str) -> List[str]:
 
 COLUMNS = "id, scope, target, target_dept, target_user, sender, sender_dept, message, ts, seq"
 
-_VISIBLE = ("id > {p} AND ((scope = 'dept' AND target_dept = {p}) OR scope = 'all'"
-            " OR (scope = 'user' AND target_user = {p}))")
+
+def _arm(p: str, where: str, order: str) -> str:
+    return f"SELECT * FROM (SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY {order} LIMIT {p}) AS arm"
 
 
-def history_query(placeholder: str, latest: bool) -> str:
-    """The history query: what a reader may see after an id, oldest first.
+def history_query(p: str, arms: int, mode: str) -> str:
+    """The history query over ``arms`` topics, each read through its own index range.
 
-    :param latest: the newest rows (still returned oldest first) rather than the oldest
+    :param p: the driver's placeholder
+    :param mode: ``after`` (oldest rows with an id above the given one), ``latest`` (the
+        newest rows, newest first) or ``positions`` (rows with a seq above the given one)
+    :returns: SQL whose parameters are ``(topic, after_or_seq, limit)`` per arm, then ``limit``
     :rtype: str
     """
-    where = _VISIBLE.format(p=placeholder)
-    if latest:
-        return (f"SELECT {COLUMNS} FROM (SELECT {COLUMNS} FROM messages WHERE {where}"
-                f" ORDER BY id DESC LIMIT {placeholder}) AS recent ORDER BY id")
-    return f"SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY id LIMIT {placeholder}"
+    if mode == "positions":
+        where, order, outer = f"topic = {p} AND seq > {p}", "seq", "id"
+    elif mode == "latest":
+        where, order, outer = f"topic = {p} AND id > {p}", "id DESC", "id DESC"
+    else:
+        where, order, outer = f"topic = {p} AND id > {p}", "id", "id"
+    union = " UNION ALL ".join(_arm(p, where, order) for _ in range(arms))
+    return f"SELECT {COLUMNS} FROM ({union}) AS m ORDER BY {outer} LIMIT {p}"
 
 
 def row_to_envelope(row) -> Dict[str, Any]:
@@ -110,11 +140,11 @@ class SqlStore:
 
     def __init__(self) -> None:
         p = self.dialect.placeholder
-        self._history_sql = {latest: history_query(p, latest) for latest in (False, True)}
+        self._history_sql: Dict[Tuple[int, str], str] = {}
         self._seq_sql = (f"INSERT INTO topic_seq (topic, seq) VALUES ({p}, 1)"
                          " ON CONFLICT (topic) DO UPDATE SET seq = topic_seq.seq + 1 RETURNING seq")
         self._insert_sql = ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept,"
-                            f" message, ts, seq) VALUES ({', '.join([p] * 9)}) RETURNING id")
+                            f" message, ts, seq, topic) VALUES ({', '.join([p] * 10)}) RETURNING id")
 
     # -- what a back end provides
 
@@ -129,6 +159,10 @@ class SqlStore:
     def _migration_lock(self, conn: Any) -> None:
         """Serialise migrations of several processes (nothing to do where the write
         transaction already excludes other writers)."""
+
+    def _append_lock(self, conn: Any) -> None:
+        """Make appends commit in the order they take their ids (nothing to do where the
+        write transaction already excludes other writers)."""
 
     # -- the Store interface
 
@@ -147,14 +181,48 @@ class SqlStore:
         return version
 
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> Dict[str, Any]:
+        topic = target.topic
         with self._write() as conn:
+            self._append_lock(conn)
             # the topic's row stays locked until commit: sends to one topic take their seq and
             # their id in the same order, on every node
-            seq = conn.execute(self._seq_sql, (target.topic,)).fetchone()[0]
+            seq = conn.execute(self._seq_sql, (topic,)).fetchone()[0]
             msg_id = conn.execute(self._insert_sql, (target.scope, target.target, target.dept, target.user,
-                                                     sender.user, sender.dept, message, ts, seq)).fetchone()[0]
+                                                     sender.user, sender.dept, message, ts, seq, topic)).fetchone()[0]
         return make_envelope(format_id(msg_id), target, sender, message, ts, seq=seq)
 
-    def history(self, reader: Identity, after: int, limit: int, latest: bool = False) -> List[Dict[str, Any]]:
-        rows = self._conn().execute(self._history_sql[latest], (after, reader.dept, reader.user, limit)).fetchall()
-        return [row_to_envelope(r) for r in rows]
+    def history(self, request: HistoryRequest) -> List[Dict[str, Any]]:
+        if request.positions is not None:
+            mode = "positions"
+            arms = [(topic, seq) for topic, seq in sorted(request.positions.items())]
+        else:
+            mode = "latest" if request.latest else "after"
+            arms = [(topic, request.after) for topic in request.topics]
+        if not arms:
+            return []
+        key = (len(arms), mode)
+        if key not in self._history_sql:
+            self._history_sql[key] = history_query(self.dialect.placeholder, len(arms), mode)
+        params: List[Any] = []
+        for topic, bound in arms:
+            params += [topic, bound, request.limit]
+        params.append(request.limit)
+        rows = self._conn().execute(self._history_sql[key], params).fetchall()
+        kept = within_bytes(rows, request.max_bytes)
+        if mode == "latest":
+            kept.reverse()
+        return [row_to_envelope(r) for r in kept]
+
+
+def within_bytes(rows: List[Any], max_bytes: int) -> List[Any]:
+    """The leading ``rows`` whose messages fit in ``max_bytes`` (at least one row).
+
+    :rtype: list
+    """
+    kept, size = [], 0
+    for row in rows:
+        size += len(row[7].encode("utf-8")) + 256  # the message, and room for the envelope around it
+        if kept and size > max_bytes:
+            break
+        kept.append(row)
+    return kept

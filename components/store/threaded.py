@@ -5,6 +5,7 @@ from typing import Any
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
+from components.core.history import HistoryRequest
 from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store import Store
@@ -31,8 +32,8 @@ class ThreadedStore:
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> defer.Deferred:
         return self._run(self.store.append, target, sender, message, ts)
 
-    def history(self, reader: Identity, after: int, limit: int, latest: bool = False) -> defer.Deferred:
-        return self._run(self.store.history, reader, after, limit, latest)
+    def history(self, request: HistoryRequest) -> defer.Deferred:
+        return self._run(self.store.history, request)
 
     @defer.inlineCallbacks
     def close(self):

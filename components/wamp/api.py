@@ -57,8 +57,10 @@ class ApiComponent(NodeComponent):
         return await self._messages.send(identity, to, message)
 
     @client_errors("deptcast api")
-    async def history(self, after=None, limit=DEFAULT_PAGE, latest=False, *args, details=None, **kwargs):
-        """What the caller may see after ``after``, oldest first; ``latest=True`` asks for the
-        newest ``limit`` of those instead of the oldest (a client with nothing cached)."""
+    async def history(self, after=None, limit=DEFAULT_PAGE, latest=False, positions=None, *args, details=None,
+                      **kwargs):
+        """What the caller may see, oldest first: after the id ``after`` (``latest=True``: the
+        newest ``limit`` of those instead of the oldest), or past ``positions``, the last
+        ``seq`` the caller has of each of its topics."""
         identity = await self._callers.identity(details)
-        return await self._messages.history(identity, after, limit, latest)
+        return await self._messages.history(identity, after, limit, latest, positions)

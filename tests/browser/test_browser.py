@@ -605,7 +605,7 @@ def test_seq_gaps_are_noticed_per_topic(node, open_page):
     ]
     assert result["afterSettle"] == {"deptcast.all": [[10, 11]]}
     assert result["hasGaps"] is True
-    assert result["topics"] == ["deptcast.dept.d", "deptcast.all", "deptcast.user.alice", None, None]
+    assert result["topics"] == ["deptcast.dept.d", "deptcast.all", "deptcast.user.cardio_alice", None, None]
     assert result["seqGap"] == [None, {"from": 4, "to": 5}, None, None, None, None]
 
 

@@ -250,10 +250,10 @@ def test_messages_reach_exactly_their_audience_on_every_node(cluster):
         for c, (user, dept, _) in zip(clients, users):
             yield c.listen(names.dept_topic(dept))
             yield c.listen(names.TOPIC_ALL)
-            yield c.listen(names.user_topic(user))
+            yield c.listen(names.user_topic(dept, user))
         # a subscription reaches the other nodes over the links a moment after it is made
         yield wait_links_carry(cluster, sorted({names.dept_topic(d) for d in depts} | {names.TOPIC_ALL}
-                                               | {names.user_topic(u) for u, _, _ in users}))
+                                               | {names.user_topic(d, u) for u, d, _ in users}))
 
         sent = {"dept": {d: [] for d in depts}, "all": [], "user": {}}
         for via, pub in sorted(pubs.items()):
@@ -295,7 +295,7 @@ def test_messages_reach_exactly_their_audience_on_every_node(cluster):
             assert sorted(ids(c, names.dept_topic(dept))) == sorted(sent["dept"][dept]), (user, cluster.node_of(c))
             assert sorted(ids(c, names.TOPIC_ALL)) == sorted(all_ids), (user, cluster.node_of(c))
             expected_dm = [sent["user"][user]] if user in sent["user"] else []
-            assert ids(c, names.user_topic(user)) == expected_dm, user
+            assert ids(c, names.user_topic(dept, user)) == expected_dm, user
             # nothing of another department, on any topic
             everything = [e for topic in c.events for e in c.events[topic]]
             assert all(e["scope"] != "dept" or e["target"] == dept for e in everything)
@@ -359,7 +359,7 @@ def test_legacy_sockets_behave_the_same_through_nginx(cluster):
             yield wamp_members[name].listen(names.dept_topic(dept))
         # subscriptions propagate over the links (the legacy sockets' too: their bridge subscribes)
         yield wait_links_carry(cluster, [names.dept_topic(dept), names.dept_topic(other), names.TOPIC_ALL]
-                               + [names.user_topic(u) for u in users])
+                               + [names.user_topic(dept, u) for u in users])
         texts = []
         for via, pub in sorted(pubs.items()):
             yield pub.call(names.PROC_SEND, dept, f"wamp via {via}")
@@ -553,7 +553,7 @@ def test_without_the_hold_the_seq_gap_fill_still_loses_nothing(cluster_without_h
 @defer.inlineCallbacks
 def _restart_scenario(cluster, victim, sig, hold: bool):
     dept = _unique("ops")
-    subs = [Subscriber(cluster.url, token(f"s{i}", dept), [names.dept_topic(dept), names.user_topic(f"s{i}")])
+    subs = [Subscriber(cluster.url, token(f"s{i}", dept), [names.dept_topic(dept), names.user_topic(dept, f"s{i}")])
             for i in range(30)]
     yield defer.gatherResults([s.start() for s in subs], consumeErrors=True)
     for s in subs:
@@ -561,7 +561,7 @@ def _restart_scenario(cluster, victim, sig, hold: bool):
     on_victim = [s for s in subs if s.nodes[0] == victim]
     staying = [s for s in subs if s.nodes[0] != victim]
     assert on_victim and staying
-    yield wait_links_carry(cluster, [names.dept_topic(dept)] + [names.user_topic(f"s{i}") for i in range(30)])
+    yield wait_links_carry(cluster, [names.dept_topic(dept)] + [names.user_topic(dept, f"s{i}") for i in range(30)])
 
     senders = {name: Sender(cluster, name, dept) for name in cluster.nodes}
     runs = [s.run() for s in senders.values()]

@@ -130,7 +130,7 @@ def test_legacy_sender_reaches_wamp_subscribers_and_other_legacy_sockets(node):
     wamp_member = yield connect(node.url, token("finn", "t3ops"))
     try:
         yield wamp_member.listen("deptcast.dept.t3ops")
-        yield wamp_member.listen("deptcast.user.finn")
+        yield wamp_member.listen("deptcast.user.t3ops_finn")
         dora.send_json("t3ops", "hello ops")
         dora.send_json("t3ops_finn", "hello finn")
         dora.send_json("t3ops_eve", "hello eve")
@@ -142,7 +142,7 @@ def test_legacy_sender_reaches_wamp_subscribers_and_other_legacy_sockets(node):
         assert (first["scope"], first["target"], first["sender"], first["sender_dept"]) == \
             ("dept", "t3ops", "dora", "t3ops")
         assert isinstance(first["id"], str) and isinstance(first["ts"], int)
-        assert wamp_member.messages("deptcast.user.finn") == ["hello finn"]
+        assert wamp_member.messages("deptcast.user.t3ops_finn") == ["hello finn"]
         # legacy sockets: the department messages, and eve her direct one; no error frames
         assert dora.texts == ["hello ops", "marker"]
         assert eve.texts == ["hello ops", "hello eve", "marker"]
@@ -312,12 +312,12 @@ def test_sockets_share_one_subscription_per_topic_and_release_it(node):
         # closing all but one keeps the subscription; closing the last releases it
         for sock in sockets[:-1]:
             yield sock.close()
-        yield _wait_subscribers(backend, "deptcast.user.u0", 0)  # u0's own topic went with u0
+        yield _wait_subscribers(backend, "deptcast.user.t9dept_u0", 0)  # u0's own topic went with u0
         count = yield subscriber_count(backend, "deptcast.dept.t9dept")
         assert count == 1
         yield sockets[-1].close()
         yield _wait_subscribers(backend, "deptcast.dept.t9dept", 0)
-        yield _wait_subscribers(backend, "deptcast.user.u24", 0)
+        yield _wait_subscribers(backend, "deptcast.user.t9dept_u24", 0)
     finally:
         for sock in sockets:
             yield sock.close()

@@ -41,7 +41,7 @@ def fresh(prefix: str) -> str:
 def member(node, user, dept, role="member", topics=None, serializers=None):
     """A connected client subscribed to its department, All and its own user topic."""
     client = yield connect(node.url, token(user, dept, role), serializers=serializers)
-    for topic in topics if topics is not None else (f"deptcast.dept.{dept}", "deptcast.all", f"deptcast.user.{user}"):
+    for topic in topics if topics is not None else (f"deptcast.dept.{dept}", "deptcast.all", f"deptcast.user.{dept}_{user}"):
         yield client.listen(topic)
     return client
 
@@ -115,9 +115,9 @@ def test_all_reaches_every_department_and_direct_message_only_its_user(node):
     for c in users:
         assert c.messages("deptcast.all")[0] == "to everyone"
         assert len(c.messages("deptcast.all")) == 2                       # the message and the marker
-        user_topic = f"deptcast.user.{c.details.authid}"
+        user_topic = f"deptcast.user.{c.details.authextra['dept']}_{c.details.authid}"
         assert c.messages(user_topic) == (["just for you", "from a colleague"] if c is target else [])
-    dm = target.events[f"deptcast.user.{target.details.authid}"][0]
+    dm = target.events[f"deptcast.user.{target_dept}_{target.details.authid}"][0]
     assert dm["scope"] == "user" and dm["target"] == f"{target_dept}_{target.details.authid}"
     for c in users + [pat]:
         yield c.close()
@@ -164,7 +164,7 @@ def test_router_refuses_what_clients_may_not_do(node):
     assert e.error == not_authorized
     # a publisher may subscribe to any department, but not to another user's topic
     yield pat.subscribe(lambda *a: None, f"deptcast.dept.{dept}")
-    e = yield call_error(pat.subscribe(lambda *a: None, f"deptcast.user.{alice.details.authid}"))
+    e = yield call_error(pat.subscribe(lambda *a: None, f"deptcast.user.{alice.details.authextra['dept']}_{alice.details.authid}"))
     assert e.error == not_authorized
 
     for client in (alice, pat):
@@ -262,6 +262,75 @@ def test_malformed_sends_get_their_error_and_the_node_keeps_serving(node):
             e = yield call_error(alice.call("deptcast.history", *args))
             assert e.error == uri
     yield alice.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_names_that_are_not_uri_safe_are_refused_before_anything_is_stored(node):
+    """A publisher may send to any department, but only to names that make a valid topic:
+    ``x..y`` used to be stored and then fail to publish with ``wamp.error.runtime_error``."""
+    pat = yield member(node, fresh("pat"), fresh("admin"), role="publisher", topics=())
+    for to in ("x..y", ".", "a.", ".a", "x..y_bob", "cardio_.bob", "a" * 65):
+        e = yield call_error(pat.call("deptcast.send", to, "x"))
+        assert e.error == "deptcast.error.invalid_frame", to
+    # the node still serves, and a dotted name that is URI-safe works end to end
+    dept = fresh("r.and-d")
+    reader = yield member(node, fresh("ann"), dept)
+    env = yield pat.call("deptcast.send", dept, "dotted is fine")
+    yield wait_for(lambda: reader.messages(f"deptcast.dept.{dept}") == ["dotted is fine"])
+    history = yield reader.call("deptcast.history")
+    assert [e["id"] for e in history if e["target"] == dept] == [env["id"]]
+    for c in (pat, reader):
+        yield c.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_direct_message_reaches_the_user_of_that_department_only(node):
+    """cardio's bob and onco's bob are two people: two inboxes, two histories."""
+    cardio, onco = fresh("cardio"), fresh("onco")
+    bob_c = yield member(node, "bob", cardio)
+    bob_o = yield member(node, "bob", onco)
+    onco_member = yield member(node, fresh("olga"), onco, topics=())
+    pat = yield member(node, fresh("pat"), fresh("admin"), role="publisher", topics=())
+    yield pat.call("deptcast.send", f"{onco}_bob", "for onco's bob")
+    # a member of onco may not write to cardio's bob
+    e = yield call_error(onco_member.call("deptcast.send", f"{cardio}_bob", "hi"))
+    assert e.error == "deptcast.error.not_authorized"
+    yield pat.call("deptcast.send", f"{cardio}_bob", "for cardio's bob")
+    yield barrier(pat, [bob_c, bob_o])
+    assert bob_o.messages(f"deptcast.user.{onco}_bob") == ["for onco's bob"]
+    assert bob_c.messages(f"deptcast.user.{cardio}_bob") == ["for cardio's bob"]
+    for bob, text in ((bob_c, "for cardio's bob"), (bob_o, "for onco's bob")):
+        history = yield bob.call("deptcast.history")
+        assert [e["message"] for e in history if e["scope"] == "user"] == [text]
+    # the other bob's inbox cannot be subscribed to, nor read by position
+    e = yield call_error(bob_c.subscribe(lambda *a: None, f"deptcast.user.{onco}_bob"))
+    assert e.error == "wamp.error.not_authorized"
+    e = yield call_error(bob_c.call("deptcast.history", positions={f"deptcast.user.{onco}_bob": 0}))
+    assert e.error == "deptcast.error.not_authorized"
+    for c in (bob_c, bob_o, onco_member, pat):
+        yield c.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_history_by_position_resumes_exactly(node):
+    dept = fresh("pos")
+    ann = yield member(node, fresh("ann"), dept)
+    pat = yield member(node, fresh("pat"), fresh("admin"), role="publisher", topics=())
+    sent = []
+    for i in range(5):
+        env = yield pat.call("deptcast.send", dept, f"m{i}")
+        sent.append(env)
+    topic = f"deptcast.dept.{dept}"
+    yield wait_for(lambda: len(ann.messages(topic)) == 5)
+    # a client that has seq 2 of its department gets exactly 3, 4, 5, in order, and pages on
+    page = yield ann.call("deptcast.history", positions={topic: 2}, limit=2)
+    assert [e["seq"] for e in page] == [3, 4] and page == sent[2:4]
+    page = yield ann.call("deptcast.history", positions={topic: 4}, limit=2)
+    assert page == sent[4:]
+    page = yield ann.call("deptcast.history", positions={topic: 5})
+    assert page == []
+    for c in (ann, pat):
+        yield c.close()
 
 
 @pytest_twisted.inlineCallbacks

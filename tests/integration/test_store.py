@@ -5,14 +5,22 @@ import threading
 
 import pytest
 
-from components.core.targets import SCOPE_ALL, SCOPE_DEPT, SCOPE_USER, Target
-from components.core.history import ID_WIDTH
+from components.core.targets import SCOPE_ALL, SCOPE_DEPT, SCOPE_USER, Target, parse_target
+from components.core.history import DEFAULT_MAX_BYTES, ID_WIDTH, HistoryRequest
+from components.core.names import client_topics
 from components.store import open_store
 from components.store import postgres as pg_module
 from components.store import sql
 from components.store import sqlite as sqlite_module
 from components.core.tokens import Identity
 from tests.support.pg import pg_schema
+
+def history(store, reader: Identity, after: int = 0, limit: int = 100, latest: bool = False, positions=None,
+            max_bytes: int = DEFAULT_MAX_BYTES):
+    """``store.history`` for ``reader``'s topics."""
+    return store.history(HistoryRequest(client_topics(reader.dept, reader.user), after, positions, limit, latest,
+                                        max_bytes))
+
 
 ALICE = Identity("alice", "hr", "member")
 BOB = Identity("bob", "hr", "member")
@@ -83,10 +91,10 @@ def test_seq_counts_per_topic(store):
     seqs = [(t.topic, store.append(t, BOSS, "x", 1)["seq"])
             for t in [HR, HR, IT, ALL, HR, TO_BOB, ALL, TO_BOB, TO_CAROL]]
     assert seqs == [("deptcast.dept.hr", 1), ("deptcast.dept.hr", 2), ("deptcast.dept.it", 1),
-                    ("deptcast.all", 1), ("deptcast.dept.hr", 3), ("deptcast.user.bob", 1),
-                    ("deptcast.all", 2), ("deptcast.user.bob", 2), ("deptcast.user.carol", 1)]
+                    ("deptcast.all", 1), ("deptcast.dept.hr", 3), ("deptcast.user.hr_bob", 1),
+                    ("deptcast.all", 2), ("deptcast.user.hr_bob", 2), ("deptcast.user.it_carol", 1)]
     # history carries the same numbers
-    assert [(e["target"], e["seq"]) for e in store.history(BOB, 0, 100)] == [
+    assert [(e["target"], e["seq"]) for e in history(store, BOB, 0, 100)] == [
         ("hr", 1), ("hr", 2), ("All", 1), ("hr", 3), ("hr_bob", 1), ("All", 2), ("hr_bob", 2)]
 
 
@@ -103,7 +111,7 @@ def test_upgrade_from_schema_1_keeps_old_messages(db, monkeypatch):
     s = open_store(db)
     try:
         assert s.migrate() == len(migrations_of(db))
-        [old] = s.history(BOB, 0, 10)
+        [old] = history(s, BOB, 0, 10)
         assert old["message"] == "old" and "seq" not in old
         assert s.append(HR, ALICE, "new", 2)["seq"] == 1
     finally:
@@ -118,29 +126,29 @@ def test_history_shows_each_reader_only_what_it_may_see(store):
         "bob": store.append(TO_BOB, ALICE, "to bob", 4),
         "carol": store.append(TO_CAROL, BOSS, "to carol", 5),
     }
-    seen = lambda reader: [e["message"] for e in store.history(reader, 0, 100)]  # noqa: E731
+    seen = lambda reader: [e["message"] for e in history(store, reader, 0, 100)]  # noqa: E731
     assert seen(ALICE) == ["to hr", "to all"]
     assert seen(BOB) == ["to hr", "to all", "to bob"]
     assert seen(CAROL) == ["to it", "to all", "to carol"]
     assert seen(BOSS) == ["to all"]
     # history returns exactly the envelopes that append returned
-    assert store.history(BOB, 0, 100) == [sent["hr"], sent["all"], sent["bob"]]
+    assert history(store, BOB, 0, 100) == [sent["hr"], sent["all"], sent["bob"]]
 
 
 def test_history_after_and_limit(store):
     envs = [store.append(HR, ALICE, f"m{i}", i) for i in range(10)]
-    assert store.history(BOB, 0, 3) == envs[:3]
-    assert store.history(BOB, int(envs[2]["id"]), 3) == envs[3:6]
-    assert store.history(BOB, int(envs[-1]["id"]), 100) == []
-    assert store.history(BOB, 0, 100) == envs
+    assert history(store, BOB, 0, 3) == envs[:3]
+    assert history(store, BOB, int(envs[2]["id"]), 3) == envs[3:6]
+    assert history(store, BOB, int(envs[-1]["id"]), 100) == []
+    assert history(store, BOB, 0, 100) == envs
 
 
 def test_history_latest_gives_the_newest_oldest_first(store):
     envs = [store.append(HR, ALICE, f"m{i}", i) for i in range(10)]
     store.append(IT, CAROL, "not for bob", 10)
-    assert store.history(BOB, 0, 3, latest=True) == envs[7:]
-    assert store.history(BOB, int(envs[5]["id"]), 100, latest=True) == envs[6:]
-    assert store.history(BOB, int(envs[-1]["id"]), 3, latest=True) == []
+    assert history(store, BOB, 0, 3, latest=True) == envs[7:]
+    assert history(store, BOB, int(envs[5]["id"]), 100, latest=True) == envs[6:]
+    assert history(store, BOB, int(envs[-1]["id"]), 3, latest=True) == []
 
 
 def test_messages_persist_across_reopen(db):
@@ -151,7 +159,7 @@ def test_messages_persist_across_reopen(db):
     s = open_store(db)
     try:
         assert s.migrate() == len(migrations_of(db))
-        assert s.history(CAROL, 0, 10) == [env]
+        assert history(s, CAROL, 0, 10) == [env]
         later = s.append(ALL, BOSS, "later", 43)
         assert later["id"] > env["id"]
         assert (env["seq"], later["seq"]) == (1, 2)
@@ -188,10 +196,10 @@ def test_concurrent_appends_from_several_threads(db):
             t.join(60)
         assert errors == []
         assert len(set(ids)) == 100
-        history = s.history(BOB, 0, 1000)
-        assert sorted(ids) == [e["id"] for e in history]
+        seen = history(s, BOB, 0, 1000)
+        assert sorted(ids) == [e["id"] for e in seen]
         # one topic: seq 1..100 without gaps, in the order of the ids
-        assert [e["seq"] for e in history] == list(range(1, 101))
+        assert [e["seq"] for e in seen] == list(range(1, 101))
     finally:
         s.close()
 
@@ -220,9 +228,109 @@ def test_postgres_migration_is_safe_when_nodes_start_at_once():
             assert errors == []
             assert versions == [len(migrations_of(url))] * len(stores)
             env = stores[0].append(HR, ALICE, "after", 1)
-            assert stores[1].history(BOB, 0, 10) == [env]
+            assert history(stores[1], BOB, 0, 10) == [env]
             # several nodes sending to one topic share its counter
             assert [st.append(HR, ALICE, "more", 2)["seq"] for st in stores] == [2, 3, 4, 5]
         finally:
             for s in stores:
                 s.close()
+
+
+ONCO_BOB = Identity("bob", "onco", "member")
+TO_ONCO_BOB = Target(SCOPE_USER, "onco_bob", dept="onco", user="bob")
+
+
+def test_a_user_is_the_pair_of_department_and_user_id(store):
+    mine = store.append(TO_BOB, ALICE, "for hr's bob", 1)
+    theirs = store.append(TO_ONCO_BOB, BOSS, "for onco's bob", 2)
+    assert (mine["seq"], theirs["seq"]) == (1, 1)  # two topics, two counters
+    assert history(store, BOB) == [mine]
+    assert history(store, ONCO_BOB) == [theirs]
+    assert history(store, BOB, positions={"deptcast.user.hr_bob": 0}) == [mine]
+
+
+def test_upgrade_to_schema_3_gives_direct_messages_their_department(db, monkeypatch):
+    """Rows stored while deptcast.user.<user> was one inbox for every department's bob get
+    their own topics and counters, numbered in send order."""
+    full = sql.migrations
+    monkeypatch.setattr(sql, "migrations", lambda dialect: full(dialect)[:2])
+    s = open_store(db)
+    assert s.migrate() == 2
+    rows = [("user", "hr_bob", "hr", "bob", "a", 1), ("user", "onco_bob", "onco", "bob", "b", 2),
+            ("dept", "hr", "hr", None, "c", 1), ("user", "hr_bob", "hr", "bob", "d", 3)]
+    p = "%s" if db.startswith("postgresql://") else "?"
+    for scope, target, dept, user, text, seq in rows:
+        s._conn().execute("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept,"
+                          f" message, ts, seq) VALUES ({p}, {p}, {p}, {p}, 'boss', 'mgmt', {p}, 1, {p})",
+                          (scope, target, dept, user, text, seq))
+    s._conn().execute("INSERT INTO topic_seq (topic, seq) VALUES ('deptcast.user.bob', 3), ('deptcast.dept.hr', 1)")
+    s.close()
+    monkeypatch.setattr(sql, "migrations", full)
+    s = open_store(db)
+    try:
+        assert s.migrate() == len(migrations_of(db))
+        assert [(e["message"], e["seq"]) for e in history(s, BOB)] == [("a", 1), ("c", 1), ("d", 2)]
+        assert [(e["message"], e["seq"]) for e in history(s, ONCO_BOB)] == [("b", 1)]
+        # the counters go on from there
+        assert s.append(TO_BOB, ALICE, "e", 4)["seq"] == 3
+        assert s.append(TO_ONCO_BOB, ALICE, "f", 5)["seq"] == 2
+        assert s.append(HR, ALICE, "g", 6)["seq"] == 2
+    finally:
+        s.close()
+
+
+def test_history_by_position_gives_exactly_what_is_past_each_position(store):
+    sent = [store.append(t, BOSS, f"m{i}", i) for i, t in enumerate([HR, ALL, HR, TO_BOB, IT, HR, ALL, TO_BOB])]
+    by_topic = {}
+    for env in sent:
+        by_topic.setdefault(parse_target(env["target"]).topic, []).append(env)
+    got = history(store, BOB, positions={"deptcast.dept.hr": 1, "deptcast.all": 0, "deptcast.user.hr_bob": 2})
+    assert got == [e for e in sent if e in by_topic["deptcast.dept.hr"][1:] + by_topic["deptcast.all"]]
+    # a topic left out is not read; paging by positions returns a prefix of each topic
+    first = history(store, BOB, positions={"deptcast.dept.hr": 0, "deptcast.all": 0}, limit=3)
+    assert first == [sent[0], sent[1], sent[2]]
+    rest = history(store, BOB, positions={"deptcast.dept.hr": 2, "deptcast.all": 1}, limit=3)
+    assert rest == [sent[5], sent[6]]
+
+
+def test_history_answers_are_bounded_by_bytes(store):
+    big = "x" * 20_000
+    sent = [store.append(HR, ALICE, big, i) for i in range(10)]
+    page = history(store, BOB, limit=100, max_bytes=50_000)
+    assert page == sent[:2]
+    assert history(store, BOB, after=int(page[-1]["id"]), limit=100, max_bytes=50_000) == sent[2:4]
+    assert history(store, BOB, limit=100, latest=True, max_bytes=50_000) == sent[8:]
+    # one envelope larger than the bound still comes, alone: the caller can always page on
+    assert history(store, BOB, limit=100, max_bytes=10) == sent[:1]
+
+
+def test_postgres_ids_sort_in_commit_order():
+    """A transaction that took its id first commits first: a reader that has seen an id has
+    seen every smaller one, so history(after=<id>) never skips a late commit."""
+    with pg_schema("deptcast_order") as url:
+        first, second = open_store(url), open_store(url)
+        first.migrate()
+        try:
+            started, release = threading.Event(), threading.Event()
+            original = first._append_lock
+
+            def slow_lock(conn):
+                original(conn)
+                started.set()
+                release.wait(10)
+            first._append_lock = slow_lock
+            results = {}
+            t = threading.Thread(target=lambda: results.update(a=first.append(HR, ALICE, "slow", 1)))
+            t.start()
+            assert started.wait(10)
+            t2 = threading.Thread(target=lambda: results.update(b=second.append(IT, CAROL, "fast", 2)))
+            t2.start()
+            t2.join(0.5)
+            assert t2.is_alive()  # the second append waits for the first to commit
+            release.set()
+            t.join(10)
+            t2.join(10)
+            assert results["a"]["id"] < results["b"]["id"]
+        finally:
+            first.close()
+            second.close()

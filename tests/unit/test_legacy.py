@@ -112,7 +112,7 @@ def test_handshake_with_matching_token_gets_the_tokens_identity():
     client = handshake(token=tok("ann", "sales", "publisher"))
     assert client.identity == Identity("ann", "sales", "publisher")
     assert (client.key, client.open_mode) == ("sales_ann", False)
-    assert client.topics == ("deptcast.dept.sales", "deptcast.all", "deptcast.user.ann")
+    assert client.topics == ("deptcast.dept.sales", "deptcast.all", "deptcast.user.sales_ann")
 
 
 def test_handshake_with_a_custom_pattern():

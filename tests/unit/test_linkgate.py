@@ -10,9 +10,9 @@ from tests.support.nodes import TEST_SECRET
 
 
 def test_missing_topics_ignores_meta_topics():
-    peer = ["deptcast.dept.hr", "deptcast.all", "wamp.session.on_leave", "deptcast.user.bob"]
-    assert missing_topics(peer, {"deptcast.all"}) == ["deptcast.dept.hr", "deptcast.user.bob"]
-    assert missing_topics(peer, {"deptcast.dept.hr", "deptcast.all", "deptcast.user.bob"}) == []
+    peer = ["deptcast.dept.hr", "deptcast.all", "wamp.session.on_leave", "deptcast.user.hr_bob"]
+    assert missing_topics(peer, {"deptcast.all"}) == ["deptcast.dept.hr", "deptcast.user.hr_bob"]
+    assert missing_topics(peer, {"deptcast.dept.hr", "deptcast.all", "deptcast.user.hr_bob"}) == []
 
 
 def test_clients_may_not_listen_to_the_sync_topic():

@@ -14,8 +14,10 @@ PAT = Identity("pat", "admin", "publisher")
     (ALICE, "deptcast.dept.cardio", True),
     (ALICE, "deptcast.dept.ortho", False),
     (ALICE, "deptcast.all", True),
-    (ALICE, "deptcast.user.alice", True),
-    (ALICE, "deptcast.user.bob", False),
+    (ALICE, "deptcast.user.cardio_alice", True),
+    (ALICE, "deptcast.user.alice", False),
+    (ALICE, "deptcast.user.ortho_alice", False),  # another department's alice is someone else
+    (ALICE, "deptcast.user.cardio_bob", False),
     (ALICE, "deptcast.presence.cardio", True),
     (ALICE, "deptcast.presence.ortho", False),
     (ALICE, "deptcast.dept.", False),
@@ -24,8 +26,9 @@ PAT = Identity("pat", "admin", "publisher")
     (ALICE, "wamp.session.on_join", False),
     (PAT, "deptcast.dept.ortho", True),
     (PAT, "deptcast.presence.ortho", True),
-    (PAT, "deptcast.user.alice", False),
-    (PAT, "deptcast.user.pat", True),
+    (PAT, "deptcast.user.cardio_alice", False),
+    (PAT, "deptcast.user.admin_pat", True),
+    (PAT, "deptcast.user.pat", False),
 ])
 def test_may_subscribe(identity, topic, allowed):
     assert may_subscribe(identity, topic) is allowed

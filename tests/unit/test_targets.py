@@ -18,7 +18,7 @@ def test_parse_target(to, expected):
 def test_topics():
     assert parse_target("cardio").topic == "deptcast.dept.cardio"
     assert parse_target("All").topic == "deptcast.all"
-    assert parse_target("cardio_bob").topic == "deptcast.user.bob"
+    assert parse_target("cardio_bob").topic == "deptcast.user.cardio_bob"
 
 
 def test_envelope_topic_is_the_topic_of_its_target():
