@@ -4,6 +4,8 @@ Pure logic raises :class:`Refused`; the WAMP adapters turn it into an
 ``ApplicationError`` with the same URI, the legacy endpoint into a JSON error frame.
 """
 
+from typing import Optional
+
 INVALID_TOKEN = "deptcast.error.invalid_token"
 TOKEN_EXPIRED = "deptcast.error.token_expired"
 INVALID_FRAME = "deptcast.error.invalid_frame"
@@ -21,12 +23,14 @@ class Refused(Exception):
 
     :param uri: one of the ``deptcast.error.*`` URIs above
     :param detail: a human-readable sentence saying what was wrong
+    :param retry_after: seconds after which a retry may succeed (``unavailable``, ``rate_limited``)
     """
 
-    def __init__(self, uri: str, detail: str) -> None:
+    def __init__(self, uri: str, detail: str, retry_after: Optional[float] = None) -> None:
         super().__init__(uri, detail)
         self.uri = uri
         self.detail = detail
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return f"{self.uri}: {self.detail}"

@@ -18,6 +18,8 @@ variable                         meaning                                     def
                                  comma-separated; set by ``cluster init``)
 ``DEPTCAST_LINK_WAIT``           seconds a starting cluster node holds       30
                                  sends until its peers' links are up
+``DEPTCAST_STORE_TIMEOUT``       seconds a store call may take before the    5
+                                 caller gets ``unavailable``
 ===============================  ==========================================  =====================
 """
 
@@ -61,6 +63,7 @@ class Settings:
     legacy_open: bool = False
     peers: Tuple[str, ...] = ()
     link_wait: float = 30.0
+    store_timeout: float = 5.0
 
     @property
     def db_is_postgres(self) -> bool:
@@ -163,4 +166,5 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         legacy_open=_flag(env, "DEPTCAST_LEGACY_OPEN"),
         peers=tuple(p.strip() for p in env.get("DEPTCAST_PEERS", "").split(",") if p.strip()),
         link_wait=_number(env, "DEPTCAST_LINK_WAIT", 30.0, kind=float),
+        store_timeout=_number(env, "DEPTCAST_STORE_TIMEOUT", 5.0, kind=float, minimum=0.1),
     )

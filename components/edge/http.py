@@ -59,7 +59,8 @@ def error_body(request: Any, refusal: Refused) -> bytes:
     if status == 401:
         request.setHeader(b"www-authenticate", b'Bearer realm="deptcast"')
     elif status in (429, 503):
-        request.setHeader(b"retry-after", b"1")
+        retry = refusal.retry_after if refusal.retry_after is not None else 1
+        request.setHeader(b"retry-after", str(max(1, int(round(retry)))).encode())
     return json_body(request, status, {"error": refusal.uri, "detail": refusal.detail})
 
 

@@ -4,6 +4,7 @@
     deptcast node-config [--port N] [--output FILE]
     deptcast cluster init --node n1=HOST:PORT --node n2=HOST:PORT ... --db postgresql://... --out DIR
     deptcast cluster demo --db postgresql://... [--out DIR]
+    deptcast run [--cbdir DIR] [-- crossbar start arguments]
 """
 
 import argparse
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from components.ops.cluster import add_cli as add_cluster_cli
+from components.ops.supervisor import add_cli as add_run_cli
 from components.core.settings import DEFAULT_NODE_DIR, ConfigError, read_secret
 from components.ops.nodeconfig import DEFAULT_PORT, node_config, render
 from components.core.names import CLIENT_ROLES
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--output", "-o", help="write to this file instead of standard output")
     cfg.set_defaults(func=_cmd_node_config)
     add_cluster_cli(sub)
+    add_run_cli(sub)
     return parser
 
 

@@ -352,7 +352,8 @@ def run_demo(db: str, out: Path, base_port: int = 8081, lb_port: int = DEFAULT_L
     # quick-start mode: the sign-in form of the web page works (loopback only)
     env = {**os.environ, "DEPTCAST_DEV": "1"}
     env.pop("DEPTCAST_JWT_SECRET", None)  # the nodes share the cluster's jwt.secret
-    node_procs = [NodeProcess(layout.node_dirs[n.name], env=env, name=n.name) for n in nodes]
+    # supervised: a node whose worker crashes comes back by itself (deptcast run)
+    node_procs = [NodeProcess(layout.node_dirs[n.name], env=env, name=n.name, supervised=True) for n in nodes]
     lb: Optional[subprocess.Popen] = None
     stop_requested = []
 

@@ -13,11 +13,13 @@ from typing import Callable, Dict, List, Optional, Sequence
 #: opened the transports (router components start before the transports)
 READY_LINES = ("deptcast auth: authorizer ready",
                "deptcast api: send and history ready",
+               "deptcast api: store ready",
                "deptcast presence: online and presence events ready",
                "deptcast bridge: the web transport's session is ready",
                "local node configuration ran successfully")
-#: the ``crossbar`` executable beside this Python's
+#: the ``crossbar`` and ``deptcast`` executables beside this Python's
 CROSSBAR = str(Path(sys.executable).with_name("crossbar"))
+DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
@@ -43,14 +45,17 @@ class NodeProcess:
     :param env: the process environment
     :param name: the node's name in messages
     :param args: further ``crossbar start`` arguments (e.g. ``["--loglevel", "info"]``)
+    :param supervised: run it under ``deptcast run``, which starts the node again whenever it
+        exits by itself (a crashed worker)
     """
 
     def __init__(self, node_dir: Path, env: Optional[Dict[str, str]] = None, name: str = "node",
-                 args: Sequence[str] = ()) -> None:
+                 args: Sequence[str] = (), supervised: bool = False) -> None:
         self.node_dir = Path(node_dir)
         self.env = dict(env if env is not None else os.environ)
         self.name = name
         self.args: List[str] = list(args)
+        self.supervised = supervised
         self.log_path = self.node_dir / "node.log"
         self.proc: Optional[subprocess.Popen] = None
         self._log_offset = 0
@@ -62,8 +67,12 @@ class NodeProcess:
             return ""
 
     def log_since_start(self) -> str:
-        """What the node logged since its last :meth:`start`."""
+        """What the node logged since its last :meth:`start` (or :meth:`mark_log`)."""
         return self.log_text()[self._log_offset:]
+
+    def mark_log(self) -> None:
+        """Count the log from here: :meth:`wait_ready` then waits for a (supervised) restart."""
+        self._log_offset = len(self.log_text())
 
     @property
     def running(self) -> bool:
@@ -77,7 +86,9 @@ class NodeProcess:
         assert not self.running, f"node {self.name} already running"
         self._log_offset = len(self.log_text())
         with open(self.log_path, "a") as log:
-            self.proc = subprocess.Popen([CROSSBAR, "start", "--cbdir", str(self.node_dir), *self.args],
+            command = ([DEPTCAST, "run", "--cbdir", str(self.node_dir), "--", *self.args] if self.supervised
+                       else [CROSSBAR, "start", "--cbdir", str(self.node_dir), *self.args])
+            self.proc = subprocess.Popen(command,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                          cwd=str(self.node_dir), start_new_session=True)
         if wait:

@@ -12,15 +12,20 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
-from components.core.errors import RATE_LIMITED, Refused
+from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
 from components.core import names
 from components.core.history import DEFAULT_PAGE, history_request
 from components.core.messages import check_send
 from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
+from components.core.targets import envelope_topic
 from components.core.tokens import Identity
-from components.store.threaded import ThreadedStore
+from components.store.threaded import StoreUnavailable, ThreadedStore
+
+#: what a caller hears while the store is down, frozen or locked (never why: no host names)
+STORE_DOWN = "the message store is not answering; retry in a few seconds"
 
 
 class Gate(Protocol):
@@ -55,6 +60,8 @@ class MessageService:
     :param now: wall-clock seconds (envelope timestamps); ``monotonic``: the rate limiter's clock
     """
 
+    log = Logger()
+
     def __init__(self, settings: Settings, store: ThreadedStore, publish: Publish, gate: Optional[Gate] = None,
                  now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
@@ -64,6 +71,13 @@ class MessageService:
         self._now = now
         self._monotonic = monotonic
         self._limiter = RateLimiter(settings.rate, settings.burst)
+        #: whether the store's schema is in place (the api migrates it in the background)
+        self.store_ready = False
+
+    def _check_store(self) -> None:
+        if not self.store_ready:
+            raise Refused(UNAVAILABLE, "the node is starting: its message store is not ready yet; "
+                                       "retry in a few seconds", retry_after=2)
 
     def check(self, identity: Identity, to: Any, message: Any):
         """Validate, authorize and rate-limit one send request.
@@ -84,11 +98,24 @@ class MessageService:
         :raises Refused: with the contract's URI; nothing refused is stored or published
         """
         target = self.check(identity, to, message)
+        self._check_store()
         if not self._gate.is_open:
             yield self._gate.wait()
-        envelope = yield self._store.append(target, identity, message, int(self._now() * 1000))
+        try:
+            envelope = yield self._store.append(target, identity, message, int(self._now() * 1000),
+                                                on_late=self._publish_late)
+        except StoreUnavailable:
+            raise Refused(UNAVAILABLE, STORE_DOWN, retry_after=2) from None
         yield self._publish(target.topic, envelope)
         return envelope
+
+    def _publish_late(self, envelope: Dict[str, Any]) -> None:
+        # the sender was told "unavailable", but the store committed the message after all:
+        # it is in history, so its subscribers get it live too (a client that retried sends a
+        # second message with its own id)
+        d = defer.maybeDeferred(self._publish, envelope_topic(envelope), envelope)
+        d.addErrback(lambda f: self.log.warn("deptcast api: could not publish a late-stored message: {e}",
+                                             e=f.getErrorMessage()))
 
     @defer.inlineCallbacks
     def history(self, identity: Identity, after: Any = None, limit: Any = DEFAULT_PAGE, latest: Any = False,
@@ -101,7 +128,11 @@ class MessageService:
         """
         request = history_request(names.client_topics(identity.dept, identity.user), after, limit, latest,
                                   positions, cap=self._settings.history_limit)
+        self._check_store()
         if not self._gate.is_open:
             yield self._gate.wait()
-        rows: List[Dict[str, Any]] = yield self._store.history(request)
+        try:
+            rows: List[Dict[str, Any]] = yield self._store.history(request)
+        except StoreUnavailable:
+            raise Refused(UNAVAILABLE, STORE_DOWN, retry_after=2) from None
         return rows

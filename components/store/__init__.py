@@ -5,7 +5,7 @@ A store is synchronous and owned by one thread at a time;
 Deferreds to the adapters.
 """
 
-from typing import Any, Dict, List, Protocol
+from typing import Any, Dict, List, Protocol, Tuple, Type
 
 from components.core.history import HistoryRequest
 from components.core.settings import is_postgres_url
@@ -32,14 +32,19 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections."""
 
+    #: the store's exceptions that mean it is down, locked or frozen (the caller may retry)
+    unavailable_errors: Tuple[Type[BaseException], ...]
 
-def open_store(db: str) -> Store:
-    """The store that ``db`` names: a ``postgresql://`` URL or an SQLite file path.
 
+def open_store(db: str, timeout: float = 5.0) -> Store:
+    """The store that ``db`` names: a ``postgresql://`` URL or an SQLite file path. Nothing is
+    connected yet (a store that is down does not stop a node from starting).
+
+    :param timeout: seconds to connect, and the longest a statement or lock wait may take
     :rtype: Store
     """
     if is_postgres_url(db):
         from components.store.postgres import PostgresStore
-        return PostgresStore(db)
+        return PostgresStore(db, timeout)
     from components.store.sqlite import SqliteStore
-    return SqliteStore(db)
+    return SqliteStore(db, timeout)

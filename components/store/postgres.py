@@ -3,21 +3,44 @@
 The schema is created and migrated on start; several nodes starting at once take a
 transaction-level advisory lock, so exactly one of them applies each migration.
 
-Each thread of the :class:`~components.store.threaded.ThreadedStore` pool gets its own
-connection (a psycopg connection must not run two queries at once).
+Every connection has deadlines: to connect, per statement and per lock wait, so a database
+that stops answering fails calls instead of hanging them; TCP keepalives notice a server that
+went away. Each thread of the :class:`~components.store.threaded.ThreadedStore` pool has its
+own connection (a psycopg connection must not run two queries at once); a broken one is
+replaced on its next use.
 """
 
-import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from components.store.sql import POSTGRES, SqlStore
 
 #: advisory lock namespaces (the second key is the schema's hash): migrations, and appends
 _MIGRATION_LOCK = 0x64637374  # "dcst"
 _APPEND_LOCK = 0x64637361  # "dcsa"
+
+
+def connection_params(url: str, timeout: float) -> Dict[str, Any]:
+    """The psycopg connection parameters of ``url`` plus deptcast's deadlines.
+
+    Options already in the URL (e.g. ``-c search_path=...``) are kept.
+
+    :rtype: dict
+    """
+    params = conninfo_to_dict(url)
+    ms = max(1, int(timeout * 1000))
+    deadlines = f"-c statement_timeout={ms} -c lock_timeout={ms} -c idle_in_transaction_session_timeout={4 * ms}"
+    params["options"] = f"{params['options']} {deadlines}" if params.get("options") else deadlines
+    params.setdefault("connect_timeout", max(1, int(round(timeout))))
+    params.setdefault("keepalives", 1)
+    params.setdefault("keepalives_idle", 5)
+    params.setdefault("keepalives_interval", 2)
+    params.setdefault("keepalives_count", 3)
+    params.setdefault("application_name", "deptcast")
+    return params
 
 
 class PostgresStore(SqlStore):
@@ -27,28 +50,23 @@ class PostgresStore(SqlStore):
     in the URL); by default ``public``.
 
     :param url: the connection URL (it may hold a password: never log it)
+    :param timeout: seconds to connect, and the longest a statement or lock wait may take
     """
 
     dialect = POSTGRES
+    #: what psycopg raises when the server is down, unreachable, frozen past a deadline or
+    #: restarting (statement and lock timeouts are OperationalErrors too)
+    unavailable_errors = (psycopg.OperationalError, psycopg.InterfaceError)
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
         super().__init__()
-        self._url = url
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: List[psycopg.Connection] = []
-        self._closed = False
+        self._params = connection_params(url, timeout)
 
-    def _conn(self) -> psycopg.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            if self._closed:
-                raise RuntimeError("the store is closed")
-            conn = psycopg.connect(self._url, autocommit=True)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(autocommit=True, **self._params)
+
+    def _is_broken(self, conn: psycopg.Connection) -> bool:
+        return conn.closed or conn.broken
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
@@ -64,10 +82,3 @@ class PostgresStore(SqlStore):
         # own order: one append at a time per schema makes id order the commit order, so a
         # reader that has seen an id has seen every smaller one (history after=<id> skips nothing)
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_APPEND_LOCK,))
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()

@@ -6,6 +6,7 @@ The statements are plain SQL that SQLite and PostgreSQL both accept; the few dif
 interface on a DB-API connection; the back ends only say how to connect and how to lock.
 """
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Tuple
@@ -129,16 +130,20 @@ def row_to_envelope(row) -> Dict[str, Any]:
 
 
 class SqlStore:
-    """The store on a DB-API connection; subclasses connect and lock.
+    """The store on DB-API connections, one per thread; subclasses connect and lock.
 
-    Subclasses provide :meth:`_conn` (this thread's connection, autocommit),
-    :meth:`_write` (a context manager: one write transaction, committed on exit) and
-    :meth:`_migration_lock` (called inside the migration's transaction).
+    Subclasses provide :meth:`_connect` (a new autocommit connection), :meth:`_write` (a
+    context manager: one write transaction on this thread's connection, committed on exit),
+    and may provide :meth:`_migration_lock` and :meth:`_append_lock`.
     """
 
     dialect: Dialect
 
     def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: List[Any] = []
+        self._closed = False
         p = self.dialect.placeholder
         self._history_sql: Dict[Tuple[int, str], str] = {}
         self._seq_sql = (f"INSERT INTO topic_seq (topic, seq) VALUES ({p}, 1)"
@@ -146,10 +151,49 @@ class SqlStore:
         self._insert_sql = ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept,"
                             f" message, ts, seq, topic) VALUES ({', '.join([p] * 10)}) RETURNING id")
 
+    # -- connections: one per thread (a connection must not run two queries at once)
+
+    def _conn(self) -> Any:
+        """This thread's connection, made (again) when missing or broken."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._is_broken(conn):
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            if conn is not None:
+                self._discard(conn)
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _discard(self, conn: Any) -> None:
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        try:
+            conn.close()
+        except Exception:  # a broken connection may fail to close; it is gone either way
+            pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
     # -- what a back end provides
 
-    def _conn(self) -> Any:  # pragma: no cover - abstract
+    def _connect(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _is_broken(self, conn: Any) -> bool:
+        """Whether ``conn`` can no longer be used (the back end knows how to tell)."""
+        return False
 
     @contextmanager
     def _write(self) -> Iterator[Any]:  # pragma: no cover - abstract

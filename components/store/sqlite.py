@@ -1,4 +1,8 @@
-"""The SQLite store: the embedded default, one file under the node directory, WAL mode."""
+"""The SQLite store: the embedded default, one file under the node directory, WAL mode.
+
+Each thread has its own connection: the :class:`~components.store.threaded.ThreadedStore`
+writes on one thread and reads on others, and in WAL mode a reader never waits for the writer.
+"""
 
 import sqlite3
 from contextlib import contextmanager
@@ -9,25 +13,35 @@ from components.store.sql import SQLITE, SqlStore
 
 
 class SqliteStore(SqlStore):
-    """The store on one SQLite file; used from one thread at a time."""
+    """The store on one SQLite file.
+
+    :param timeout: seconds a statement waits for a lock held by another process (or
+        connection) before it fails
+    """
 
     dialect = SQLITE
+    #: what SQLite raises when the file is locked by another process, or unreadable
+    unavailable_errors = (sqlite3.OperationalError,)
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, timeout: float = 5.0) -> None:
         super().__init__()
         self.path = path
+        self._timeout_ms = max(1, int(timeout * 1000))
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
 
-    def _conn(self) -> sqlite3.Connection:
-        return self._db
+    def migrate(self) -> int:
+        self._conn().execute("PRAGMA journal_mode=WAL")  # a property of the file, kept once set
+        return super().migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA busy_timeout={self._timeout_ms}")
+        return db
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
-        db = self._db
+        db = self._conn()
         # IMMEDIATE: take the write lock at the start, so two writers never deadlock mid-way
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -36,6 +50,3 @@ class SqliteStore(SqlStore):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-
-    def close(self) -> None:
-        self._db.close()

@@ -1,8 +1,21 @@
-"""A synchronous store run in its own thread pool, off the reactor thread."""
+"""A synchronous store run off the reactor thread, with deadlines, and its availability.
 
-from typing import Any
+Writes run on one pool, reads on another (SQLite in WAL mode: a slow read never holds a
+write). Every call has a deadline: a store that is down, frozen or locked fails the call
+with :class:`StoreUnavailable` after ``timeout`` seconds instead of hanging it, and once the
+store's threads are all stuck, further calls fail at once rather than queue without bound.
+Writes and reads are judged apart (SQLite locked by another writer still answers reads):
+each is *down* from a call that failed that way until one succeeds again, with one log line
+each way.
+"""
+
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from components.core.history import HistoryRequest
@@ -11,33 +24,158 @@ from components.core.tokens import Identity
 from components.store import Store
 
 
-class ThreadedStore:
-    """Runs a synchronous store in its own thread pool and answers with Deferreds.
+class StoreUnavailable(Exception):
+    """The store did not answer in time, or cannot be reached; the caller may retry.
 
-    :param threads_: how many threads may use the store at once (1 for SQLite)
+    :param reason: what happened, for the node's log (never shown to clients)
     """
 
-    def __init__(self, store: Store, reactor: Any, threads_: int = 1) -> None:
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _DaemonThreadPool(ThreadPool):
+    """A thread stuck on a frozen database must not keep the process from exiting."""
+
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:  # noqa: N802 (Twisted's name)
+        return threading.Thread(*args, daemon=True, **kwargs)
+
+
+class _Pool:
+    """A thread pool, how many calls it holds (running or waiting), and whether its calls
+    find the store answering (``None`` before the first call)."""
+
+    def __init__(self, what: str, threads_: int, queue: int) -> None:
+        self.what = what
+        self.pool = _DaemonThreadPool(minthreads=1, maxthreads=threads_, name=f"deptcast-store-{what}")
+        self.capacity = threads_ + queue
+        self.in_flight = 0
+        self.up: Optional[bool] = None
+        self.down_since: Optional[float] = None
+
+
+class ThreadedStore:
+    """Runs a synchronous store in thread pools and answers with Deferreds.
+
+    :param writers: threads that may write at once (1 for SQLite)
+    :param readers: threads that read (history)
+    :param timeout: seconds a call may take before it fails with :class:`StoreUnavailable`
+    :param queue: calls that may wait for a busy pool's thread before calls fail at once
+    :param unavailable_errors: the store's exceptions that mean "down, locked or frozen"
+        (others are bugs, passed on as they are)
+    """
+
+    log = Logger()
+
+    def __init__(self, store: Store, reactor: Any, writers: int = 1, readers: int = 1, timeout: float = 5.0,
+                 queue: int = 100, unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:
         self.store = store
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=threads_, name="deptcast-store")
-        self._pool.start()
+        self._timeout = timeout
+        self._unavailable_errors = unavailable_errors
+        self._writes = _Pool("writes", writers, queue)
+        self._reads = _Pool("reads", readers, queue)
+        for p in (self._writes, self._reads):
+            p.pool.start()
+        self._on_change: List[Callable[[str, bool], None]] = []
 
-    def _run(self, fn, *args) -> defer.Deferred:
-        return threads.deferToThreadPool(self._reactor, self._pool, fn, *args)
+    @property
+    def up(self) -> Optional[bool]:
+        """``None`` before any call; else whether both writes and reads last found the store
+        answering."""
+        states = [p.up for p in (self._writes, self._reads) if p.up is not None]
+        return None if not states else all(states)
+
+    def on_change(self, callback: Callable[[str, bool], None]) -> None:
+        """Call ``callback(what, up)`` whenever writes or reads go down or come back."""
+        self._on_change.append(callback)
+
+    # -- availability
+
+    def _went_down(self, pool: _Pool, reason: str) -> None:
+        if pool.up is False:
+            return
+        pool.up = False
+        pool.down_since = time.monotonic()
+        self.log.warn("deptcast store: {what} unavailable ({reason}); they are answered deptcast.error.unavailable "
+                      "until the store answers again", what=pool.what, reason=reason)
+        for callback in self._on_change:
+            callback(pool.what, False)
+
+    def _answered(self, pool: _Pool) -> None:
+        if pool.up is True:
+            return
+        if pool.up is False and pool.down_since is not None:
+            self.log.info("deptcast store: {what} available again after {seconds:.1f} s",
+                          what=pool.what, seconds=time.monotonic() - pool.down_since)
+        pool.up = True
+        pool.down_since = None
+        for callback in self._on_change:
+            callback(pool.what, True)
+
+    def _reason(self, failure: Failure) -> str:
+        text = str(failure.value).strip().splitlines()
+        return f"{type(failure.value).__name__}: {text[0][:200]}" if text else type(failure.value).__name__
+
+    # -- running calls
+
+    def _run(self, pool: _Pool, fn: Callable, *args, on_late: Optional[Callable[[Any], None]] = None
+             ) -> defer.Deferred:
+        if pool.in_flight >= pool.capacity:
+            self._went_down(pool, f"{pool.in_flight} calls already waiting for it")
+            return defer.fail(StoreUnavailable("the store's threads are all busy"))
+        pool.in_flight += 1
+        result: defer.Deferred = defer.Deferred()
+        started = self._reactor.seconds()
+
+        def expire() -> None:
+            self._went_down(pool, f"no answer within {self._timeout:g} s")
+            result.errback(StoreUnavailable(f"no answer within {self._timeout:g} s"))
+
+        timer = self._reactor.callLater(self._timeout, expire)
+
+        def done(outcome: Any) -> None:
+            pool.in_flight -= 1
+            if timer.active():
+                timer.cancel()
+            if isinstance(outcome, Failure):
+                if self._unavailable_errors and outcome.check(*self._unavailable_errors):
+                    self._went_down(pool, self._reason(outcome))
+                    outcome = Failure(StoreUnavailable(self._reason(outcome)))
+            else:
+                self._answered(pool)
+            if not result.called:
+                result.callback(outcome) if not isinstance(outcome, Failure) else result.errback(outcome)
+            elif on_late is not None and not isinstance(outcome, Failure):
+                self.log.info("deptcast store: a call answered after its deadline ({seconds:.1f} s)",
+                              seconds=self._reactor.seconds() - started)
+                on_late(outcome)
+        threads.deferToThreadPool(self._reactor, pool.pool, fn, *args).addBoth(done)
+        return result
 
     def migrate(self) -> defer.Deferred:
-        return self._run(self.store.migrate)
+        return self._run(self._writes, self.store.migrate)
 
-    def append(self, target: Target, sender: Identity, message: str, ts: int) -> defer.Deferred:
-        return self._run(self.store.append, target, sender, message, ts)
+    def append(self, target: Target, sender: Identity, message: str, ts: int,
+               on_late: Optional[Callable[[Dict[str, Any]], None]] = None) -> defer.Deferred:
+        """Store one message; fire with its envelope.
+
+        :param on_late: called with the envelope if the append fails its deadline but the
+            store commits it afterwards (the message is stored: it should still be published)
+        """
+        return self._run(self._writes, self.store.append, target, sender, message, ts, on_late=on_late)
 
     def history(self, request: HistoryRequest) -> defer.Deferred:
-        return self._run(self.store.history, request)
+        return self._run(self._reads, self.store.history, request)
 
-    @defer.inlineCallbacks
-    def close(self):
-        try:
-            yield self._run(self.store.close)
-        finally:
-            self._pool.stop()
+    def close(self) -> None:
+        """Close the store's connections and let the pools' threads end, without waiting for
+        a thread that a frozen database holds."""
+        def stop() -> None:
+            try:
+                self.store.close()
+            finally:
+                for p in (self._writes, self._reads):
+                    p.pool.stop()
+        threading.Thread(target=stop, name="deptcast-store-close", daemon=True).start()

@@ -3,7 +3,8 @@
 web transport's resources."""
 
 from autobahn.wamp.types import PublishOptions, RegisterOptions
-from twisted.internet import reactor
+from twisted.internet import reactor, task
+from twisted.internet.defer import inlineCallbacks
 
 from components.core import names
 from components.core.history import DEFAULT_PAGE
@@ -11,10 +12,14 @@ from components.core.settings import Settings
 from components.service.messaging import MessageService
 from components.service.runtime import runtime
 from components.store import open_store
-from components.store.threaded import ThreadedStore
+from components.store.threaded import StoreUnavailable, ThreadedStore
 from components.wamp.base import NodeComponent, client_errors
 from components.wamp.callers import Callers
 from components.wamp.linkgate import LinkGate
+
+
+#: seconds between two attempts to open the store's schema while it is unavailable
+MIGRATE_RETRY = 2.0
 
 
 class ApiComponent(NodeComponent):
@@ -25,12 +30,10 @@ class ApiComponent(NodeComponent):
 
     async def start(self, settings: Settings) -> None:
         self._callers = Callers(self)
-        self._store = ThreadedStore(open_store(settings.db), reactor,
-                                    threads_=4 if settings.db_is_postgres else 1)
-        version = await self._store.migrate()
-        self.log.info("deptcast api: store ready ({kind}, schema version {version})",
-                      kind="postgresql" if settings.db_is_postgres else f"sqlite {settings.db}",
-                      version=version)
+        store = open_store(settings.db, settings.store_timeout)
+        self._store = ThreadedStore(store, reactor, writers=4 if settings.db_is_postgres else 1,
+                                    readers=4 if settings.db_is_postgres else 2, timeout=settings.store_timeout,
+                                    unavailable_errors=store.unavailable_errors)
         await self.subscribe(self._callers.forget, "wamp.session.on_leave")
         # a cluster node holds sends until its peers' links to it are up (see components.wamp.linkgate)
         self._gate = LinkGate(self, settings.node_name, settings.peers, settings.link_wait, reactor)
@@ -41,8 +44,27 @@ class ApiComponent(NodeComponent):
         await self.register(self.history, names.PROC_HISTORY, options=opts)
         runtime().messages.set(self._messages)
         self.log.info("deptcast api: send and history ready on node {node}", node=settings.node_name)
+        # the schema in the background: a store that is down at start must not keep the node
+        # from serving (its callers hear deptcast.error.unavailable until the store is ready)
+        self._migration = task.LoopingCall(self._migrate)
+        self._migration.start(MIGRATE_RETRY, now=True)
+
+    @inlineCallbacks
+    def _migrate(self):
+        try:
+            version = yield self._store.migrate()
+        except StoreUnavailable:
+            return  # logged once by the store; tried again in MIGRATE_RETRY seconds
+        self._migration.stop()
+        self._messages.store_ready = True
+        settings = self.settings
+        self.log.info("deptcast api: store ready ({kind}, schema version {version})",
+                      kind="postgresql" if settings.db_is_postgres else f"sqlite {settings.db}", version=version)
 
     def onLeave(self, details):
+        migration = getattr(self, "_migration", None)
+        if migration is not None and migration.running:
+            migration.stop()
         runtime().messages.clear(getattr(self, "_messages", None))
         if self._store is not None:
             self._store.close()

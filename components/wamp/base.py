@@ -52,9 +52,11 @@ def client_errors(log_prefix: str) -> Callable:
                 if failure.check(ApplicationError):
                     return failure
                 if failure.check(Refused):
-                    raise ApplicationError(failure.value.uri, failure.value.detail)
+                    refusal = failure.value
+                    extra = {"retry_after": refusal.retry_after} if refusal.retry_after is not None else {}
+                    raise ApplicationError(refusal.uri, refusal.detail, **extra)
                 self.log.failure(f"{log_prefix}: {fn.__name__} failed", failure=failure)
-                raise ApplicationError(UNAVAILABLE, "the node cannot answer right now; retry shortly")
+                raise ApplicationError(UNAVAILABLE, "the node cannot answer right now; retry shortly", retry_after=2)
             return d.addErrback(translate)
         return wrapper
     return decorate
