@@ -65,7 +65,9 @@ class ApiComponent(NodeComponent):
         migration = getattr(self, "_migration", None)
         if migration is not None and migration.running:
             migration.stop()
-        runtime().messages.clear(getattr(self, "_messages", None))
+        messages = getattr(self, "_messages", None)
+        if messages is not None:  # clear(None) would clear whichever service is there
+            runtime().messages.clear(messages)
         if self._store is not None:
             self._store.close()
         super().onLeave(details)

@@ -9,7 +9,7 @@ answer until the session leaves.
 from typing import Any, Dict
 
 from autobahn.wamp.exception import ApplicationError
-from twisted.internet.defer import inlineCallbacks, returnValue
+from twisted.internet.defer import inlineCallbacks
 
 from components.core.errors import NOT_AUTHORIZED
 from components.core.names import CLIENT_ROLES
@@ -46,4 +46,4 @@ class Callers:
             dept = (info.get("authextra") or {}).get("dept")
             identity = Identity(user=info["authid"], dept=dept, role=info["authrole"])
             self._identities[session_id] = identity
-        returnValue(identity)
+        return identity

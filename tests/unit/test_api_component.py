@@ -28,9 +28,6 @@ class ApiLeaveTests(SynchronousTestCase):
         old.onLeave(CloseDetails(reason="wamp.close.normal"))
         self.assertIs(self.runtime.messages.value, self.successor)
 
-    @pytest.mark.xfail(strict=True, reason="ApiComponent.onLeave calls messages.clear(None) when its start "
-                                           "failed before the service was made, and clear(None) clears "
-                                           "whatever service is in the slot")
     def test_an_api_that_never_started_does_not_clear_a_running_service(self):
         self.runtime.messages.set(self.successor)
         ApiComponent().onLeave(CloseDetails(reason="wamp.close.normal"))
