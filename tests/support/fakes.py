@@ -323,6 +323,8 @@ class Append:
     message: str
     ts: int
     deferred: defer.Deferred = field(repr=False)
+    #: what the service asked the store to call if the append commits after its deadline
+    on_late: Optional[Callable[[Dict[str, Any]], None]] = field(default=None, repr=False)
 
 
 class FakeStore:
@@ -343,9 +345,9 @@ class FakeStore:
         a = self.appends[n - 1]
         return make_envelope(format_id(n), a.target, a.sender, a.message, a.ts, seq=n)
 
-    def append(self, target: Target, sender: Identity, message: str, ts: int) -> defer.Deferred:
+    def append(self, target: Target, sender: Identity, message: str, ts: int, on_late=None) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
-        self.appends.append(Append(target, sender, message, ts, d))
+        self.appends.append(Append(target, sender, message, ts, d, on_late))
         if self.auto:
             d.callback(self.envelope())
         return d

@@ -2,7 +2,6 @@
 service through the runtime's ``messages`` slot (its procedures are thin adapters over
 :class:`MessageService`, tested in ``test_messaging.py``)."""
 
-import pytest
 from autobahn.wamp.types import CloseDetails
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase

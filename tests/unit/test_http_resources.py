@@ -84,6 +84,7 @@ class HttpSendTestCase(SynchronousTestCase):
         self.store = FakeStore(auto=True)
         self.publish = FakePublish()
         self.service = MessageService(self.runtime.settings(), self.store, self.publish, monotonic=self.clock.seconds)
+        self.service.store_ready = True
         self.runtime.messages.set(self.service)
         self.resource = HttpSendResource(rt=self.runtime)
         self.resource.log = RecordingLog()
@@ -211,7 +212,9 @@ class HttpSendTests(HttpSendTestCase):
     def test_a_deeply_nested_body_is_refused_as_invalid_frame(self):
         rt = make_runtime()             # the default limits: a body of 100,000 '[' is under the cap
         self.assertLess(100_000, frame_cap(rt.settings().max_message_bytes))
-        rt.messages.set(MessageService(rt.settings(), self.store, self.publish))
+        service = MessageService(rt.settings(), self.store, self.publish)
+        service.store_ready = True
+        rt.messages.set(service)
         resource = HttpSendResource(rt=rt)
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(1000)     # never the router worker's 100,000 here: that would crash pytest

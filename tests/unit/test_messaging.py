@@ -6,12 +6,13 @@ from typing import Any, List
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED, RATE_LIMITED, TOO_LARGE, Refused
+from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED, RATE_LIMITED, TOO_LARGE, UNAVAILABLE, Refused
 from components.core.history import HistoryRequest
 from components.core.names import MEMBER, PUBLISHER, TOPIC_ALL
 from components.core.targets import SCOPE_USER, Target
 from components.core.tokens import Identity
 from components.service.messaging import MessageService
+from components.store.threaded import StoreUnavailable
 from tests.support.fakes import FakeGate, FakePublish, FakeStore, make_settings
 
 BOB = Identity("bob", "hr", MEMBER)
@@ -28,6 +29,7 @@ class MessageServiceTestCase(SynchronousTestCase):
         self.settings = make_settings(rate=1.0, burst=2, max_message_bytes=16, history_limit=5)
         self.service = MessageService(self.settings, self.store, self.publish, self.gate,
                                       now=lambda: NOW, monotonic=self.clock.seconds)
+        self.service.store_ready = True
 
     def refusal(self, d: Any) -> str:
         return self.failureResultOf(d, Refused).value.uri
@@ -112,6 +114,7 @@ class RateLimitTests(MessageServiceTestCase):
     def test_rate_zero_turns_the_limit_off(self):
         service = MessageService(make_settings(rate=0.0, burst=1), FakeStore(auto=True), FakePublish(),
                                  monotonic=self.clock.seconds)
+        service.store_ready = True
         for i in range(20):
             self.successResultOf(service.send(BOB, "hr", str(i)))
 
@@ -143,6 +146,7 @@ class GateTests(MessageServiceTestCase):
 
     def test_without_a_gate_nothing_waits(self):
         service = MessageService(self.settings, self.store, FakePublish(), monotonic=self.clock.seconds)
+        service.store_ready = True
         service.send(BOB, "hr", "x")
         service.history(BOB)
         self.assertEqual((len(self.store.appends), len(self.store.histories)), (1, 1))
@@ -175,3 +179,28 @@ class HistoryTests(MessageServiceTestCase):
         for kwargs, uri in cases:
             self.assertEqual(self.refusal(self.service.history(BOB, **kwargs)), uri, kwargs)
         self.assertEqual(self.store.histories, [])
+
+
+class StoreAvailabilityTests(MessageServiceTestCase):
+    def test_nothing_is_stored_until_the_store_is_ready(self):
+        self.service.store_ready = False
+        self.assertEqual(self.refusal(self.service.send(BOB, "hr", "early")), UNAVAILABLE)
+        self.assertEqual(self.refusal(self.service.history(BOB)), UNAVAILABLE)
+        self.assertEqual(self.store.appends, [])
+
+    def test_a_store_past_its_deadline_is_unavailable_without_internals(self):
+        d = self.service.send(BOB, "hr", "x")
+        self.store.appends[-1].deferred.errback(StoreUnavailable("OperationalError: connection to 10.0.0.5 failed"))
+        refusal = self.failureResultOf(d, Refused).value
+        self.assertEqual((refusal.uri, refusal.retry_after), (UNAVAILABLE, 2))
+        self.assertNotIn("10.0.0.5", refusal.detail)
+        self.assertEqual(self.publish.calls, [])
+
+    def test_an_append_committed_after_its_deadline_is_still_published(self):
+        d = self.service.send(BOB, "hr", "late")
+        append = self.store.appends[-1]
+        append.deferred.errback(StoreUnavailable("no answer within 5 s"))
+        self.failureResultOf(d, Refused)
+        envelope = self.store.envelope()
+        append.on_late(envelope)  # the store committed it after all
+        self.assertEqual(self.publish.published, [("deptcast.dept.hr", envelope)])
