@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from components.core.tokens import issue_token
+from components.edge.static import page_policy
 from tests.support.browser import host_app, launch_chromium, screenshot, send_via_wamp
 from tests.support.nodes import token
 from tests.support.nodes import TEST_SECRET, Node
@@ -198,9 +199,10 @@ def test_dev_form_signs_in_in_quick_start(dev_node, open_page):
     expect(connection(page)).to_have_attribute("data-state", "offline")
 
 
-def test_host_token_by_post_message_only_from_allowed_origins(node, browser, all_log):
-    """A host application on another origin embeds the page and posts the token: ignored
-    unless index.html's meta tag lists that origin (the operator's setting)."""
+def test_a_host_of_an_allowed_origin_embeds_the_page_and_posts_the_token(node, browser, all_log):
+    """A host application on another origin embeds the page and posts the token: it works
+    once index.html's meta tag lists that origin (the operator's setting), which also lets
+    that origin frame the page (the node's frame-ancestors header)."""
     page_url = base_url(node)
     host_html = f"""<!doctype html><title>host</title>
       <iframe id="deptcast" src="{page_url}" width="900" height="600" title="deptcast"></iframe>
@@ -215,43 +217,67 @@ def test_host_token_by_post_message_only_from_allowed_origins(node, browser, all
     expected = all_log.newest_first()
     with host_app(host_html) as host:
         def allow_host(route):
-            # the operator's edit of index.html: list the host application's origin
+            # the operator's edit of index.html, listing the host application's origin, and the
+            # header the node derives from the edited file (components/edge/static.py)
             answer = route.fetch()
             body = answer.text().replace('name="deptcast-token-origins" content=""',
                                          f'name="deptcast-token-origins" content="{host}"')
             assert host in body
-            route.fulfill(response=answer, body=body)
+            policy, rejected = page_policy(body)
+            assert policy.endswith(f"frame-ancestors 'self' {host}") and not rejected
+            route.fulfill(response=answer, body=body,
+                          headers={**answer.headers, "content-security-policy": policy})
 
-        for allowed in (False, True):
-            # the edited index.html comes from Playwright, not from a loopback address:
-            # chromium then wants the user's leave for the page to reach the node
-            context = browser.new_context(permissions=["local-network-access"] if allowed else [])
-            try:
-                if allowed:
-                    context.route(page_url, allow_host)
-                page = context.new_page()
-                page.on("console", lambda m: m.type == "error" and print(f"[console {m.type}] {m.text}"))
-                page.goto(f"{host}/host.html")
-                frame = page.frame_locator("#deptcast")
-                if not allowed:
-                    # the page says it is ready to allowed origins only, so this host never heard
-                    expect(frame.locator("#signin")).to_have_attribute("data-offer", "host")
-                    with page.expect_console_message(lambda m: "ignored a token posted by" in m.text) as seen:
-                        page.evaluate("t => document.getElementById('deptcast').contentWindow"
-                                      ".postMessage({type: 'deptcast.token', token: t}, '*')",
-                                      token("hank", "host-dept"))
-                    assert seen.value.text == f"deptcast: ignored a token posted by {host}: not an allowed origin"
-                    expect(page).to_have_title("host")
-                    expect(frame.locator("#signin-wait")).to_be_visible()
-                    expect(frame.locator("#conn")).to_have_text("Not signed in")
-                else:
-                    expect(page).to_have_title("host got deptcast.ready")
-                    expect(frame.locator("#conn")).to_have_attribute("data-state", "connected")
-                    expect(frame.locator("#who")).to_have_text("hank · host-dept · member")
-                    expect(frame.locator("#timeline .msg .text")).to_have_text(expected)
-                    screenshot(page, "embedded-in-host")
-            finally:
-                context.close()
+        # the edited index.html comes from Playwright, not from a loopback address: chromium
+        # then wants the user's leave for the page to reach the node
+        context = browser.new_context(permissions=["local-network-access"])
+        try:
+            context.route(page_url, allow_host)
+            page = context.new_page()
+            page.on("console", lambda m: m.type == "error" and print(f"[console {m.type}] {m.text}"))
+            page.goto(f"{host}/host.html")
+            frame = page.frame_locator("#deptcast")
+            expect(page).to_have_title("host got deptcast.ready")
+            expect(frame.locator("#conn")).to_have_attribute("data-state", "connected")
+            expect(frame.locator("#who")).to_have_text("hank · host-dept · member")
+            expect(frame.locator("#timeline .msg .text")).to_have_text(expected)
+            screenshot(page, "embedded-in-host")
+        finally:
+            context.close()
+
+
+def test_a_foreign_origin_can_neither_frame_the_page_nor_post_it_a_token(node, browser):
+    """Not listed in index.html: a frame of the page is refused by chromium (the node's
+    frame-ancestors header), and a token the foreign page posts to a window it opened is
+    ignored; the page never tells that origin it is ready."""
+    page_url = base_url(node)
+    with host_app('<!doctype html><title>host</title><iframe id="deptcast" title="deptcast"></iframe>') as host:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(f"{host}/host.html")
+            with page.expect_console_message(lambda m: "frame-ancestors" in m.text) as refused:
+                page.evaluate("url => { document.getElementById('deptcast').src = url; }", page_url)
+            assert refused.value.text.strip() == (f"Framing '{page_url}' violates the following Content Security "
+                                                  "Policy directive: \"frame-ancestors 'self'\". The request has been blocked.")
+            expect(page.frame_locator("#deptcast").locator("#conn")).to_have_count(0)  # nothing of it rendered
+
+            heard = []
+            page.expose_function("heard", lambda data: heard.append(data))
+            page.evaluate("() => addEventListener('message', (e) => window.heard(e.data))")
+            with page.expect_popup() as popup_info:
+                page.evaluate("url => { window.deptcast = window.open(url); }", page_url)
+            popup = popup_info.value
+            # the page is up and waits for its host (it tells allowed origins only)
+            expect(popup.locator("#signin")).to_have_attribute("data-offer", "host")
+            with popup.expect_console_message(lambda m: "ignored a token posted by" in m.text) as ignored:
+                page.evaluate("t => window.deptcast.postMessage({type: 'deptcast.token', token: t}, '*')",
+                              token("hank", "host-dept"))
+            assert ignored.value.text == f"deptcast: ignored a token posted by {host}: not an allowed origin"
+            expect(popup.locator("#conn")).to_have_text("Not signed in")
+            assert heard == []  # "deptcast.ready" goes to allowed origins only
+        finally:
+            context.close()
 
 
 def test_expired_token_goes_offline_until_the_host_sends_a_new_one(node, open_page, all_log):
@@ -326,6 +352,22 @@ def test_a_fragment_token_while_signed_in_obeys_the_origin_rule(node, browser):
             wait_connected(own)
         finally:
             context.close()
+
+
+def test_the_page_is_served_with_its_security_headers(node):
+    import urllib.error
+    import urllib.request
+    with urllib.request.urlopen(base_url(node), timeout=10) as r:
+        assert r.headers["content-security-policy"] == (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["cache-control"] == "max-age=60, public"
+    for path in ("package.json", "bundle.mjs", "__init__.py", "node_modules/autobahn/package.json", "vendor/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base_url(node) + path, timeout=10)
+        assert refused.value.code == 404, path
 
 
 def test_connect_src_self_allows_the_node_and_nothing_else(node, open_page):
