@@ -1,47 +1,48 @@
-// deptcast's reference page: sign in, one timeline (department, All, direct messages),
-// a send box that offers only what the role may do, and the connection state.
+// deptcast's reference page: sign in, one timeline (department, All, direct messages), a send
+// box that offers only what the role may do, who is online, and the connection state. This
+// file is the DOM and the wiring; the rules live in modules without a DOM:
+//   catchup.js   what to deliver and what to ask deptcast.history (positions, gaps)
+//   timeline.js  the timeline's order and the per-user cache
+//   presence.js  the Online list
+//   link.js      when to (re)connect
+//   signin.js    where a token may come from
 //
-// Gap-free catch-up: on every join the page first subscribes to its three topics, then asks
-// deptcast.history for everything after the newest id it holds (a little before, see
-// timeline.js), page by page; with nothing cached (a first visit on this browser) it asks
-// once for the newest page instead (``latest: true``) and pages forward from there. Events
-// that arrive meanwhile are merged too; the timeline keeps each id once, sorted. It is cached
-// per user in localStorage, so a reload shows what was seen and asks only for what came after.
-//
-// While connected, each topic's ``seq`` must grow by one: a jump means an event was missed
-// (in a cluster, a link between two nodes that dropped while both stayed up). If the gap is
-// still open after a short grace period (events relayed by different nodes may arrive out of
-// order), the page reads history from the newest message it had before the gap.
+// On a shared computer: a user's cached timeline is shown only once the node has accepted a
+// token for that user (the token's claims are read unverified, so anyone could forge them),
+// and dropped when the node refuses a token of that user as invalid.
 
-import {
-  Timeline, SeqTracker, HISTORY_PAGE, GAP_GRACE_MS, compareIds,
-  cacheKey, loadCache, saveCache, dropCache,
-} from "./timeline.js";
+import autobahn from "./vendor/autobahn.js";
+import { positionsFromEnvelopes, Recovery } from "./catchup.js";
 import { Link, nodeUrl, CONNECTED, CONNECTING, RECONNECTING, OFFLINE } from "./link.js";
+import { OnlineList } from "./presence.js";
 import {
-  claimsOf, takeFragmentToken, savedToken, saveToken, tokenOrigins, tellHost,
+  claimsOf, takeFragmentToken, savedToken, saveToken, tokenOrigins, tellHost, fragmentTokenAllowed,
   devSignInOffered, devToken,
 } from "./signin.js";
+import { Timeline, loadCache, saveCache, dropCache } from "./timeline.js";
 
 const REALM = "deptcast";
-const PRESENCE_REFRESH_MS = 30_000;
+const INVALID_TOKEN = "deptcast.error.invalid_token";
+const TOKEN_EXPIRED = "deptcast.error.token_expired";
 const $ = (id) => document.getElementById(id);
 
 const page = {
   token: null,
-  me: null, // {user, dept, role}
+  me: null, // {user, dept, role}: from the token's claims until the node accepts it
+  accepted: false, // the node accepted a token of ``me``: its cache may be shown
   link: null,
   timeline: new Timeline(),
-  seqs: new SeqTracker(), // per topic: the highest seq seen, and what is missing below it
-  gapTimer: null,
-  reading: null, // the history read under way (one at a time), or null
+  recovery: null, // a Recovery for ``me`` once accepted
   items: new Map(), // id -> <li>
-  cacheKey: null,
   saveTimer: null,
-  presenceTimer: null,
-  online: null, // the users online in the department (a Set), once the node has answered
+  online: null, // an OnlineList for ``me.dept``
   origins: tokenOrigins(),
 };
+
+/** A connection to the node: autobahn-js over JSON (the bundle holds no other serializer). */
+function connect(options) {
+  return new autobahn.Connection({ ...options, serializers: [new autobahn.serializer.JSONSerializer()] });
+}
 
 // ---- sign-in ------------------------------------------------------------------------------
 
@@ -61,7 +62,7 @@ function showApp() {
 }
 
 function sameUser(a, b) {
-  return a && b && a.user === b.user && a.dept === b.dept;
+  return Boolean(a && b && a.user === b.user && a.dept === b.dept);
 }
 
 /** Use ``token`` (from the fragment, the host, the dev form or this tab's storage). */
@@ -83,14 +84,21 @@ function signIn(token) {
   if (page.link) signOut({ keepCache: true, quiet: true });
   page.token = token;
   saveToken(token);
-  setIdentity(me);
+  page.me = me;
+  page.accepted = false;
+  page.online = null;
+  $("who").textContent = `${me.user} · ${me.dept} · ${me.role}`;
+  setUpComposer(me);
+  clearTimeline();
   showApp();
   page.link = new Link({
     url: nodeUrl(),
     realm: REALM,
     token: () => page.token,
+    connect,
     onJoin,
     onState: showConnection,
+    onLost: () => page.recovery && page.recovery.disconnect(),
   });
   page.link.start();
 }
@@ -98,21 +106,9 @@ function signIn(token) {
 function signOut({ keepCache = false, quiet = false } = {}) {
   if (page.link) page.link.stop("signed out");
   page.link = null;
-  clearInterval(page.presenceTimer);
-  page.online = null;
-  if (!keepCache && page.cacheKey) dropCache(window.localStorage, page.cacheKey);
-  clearTimeout(page.saveTimer);
-  clearTimeout(page.gapTimer);
-  page.gapTimer = null;
-  page.seqs.clear();
-  page.cacheKey = null;
-  page.token = null;
-  page.me = null;
+  if (!keepCache && page.me) dropCache(window.localStorage, page.me.dept, page.me.user);
+  forgetUser();
   saveToken(null);
-  page.timeline.clear();
-  page.items.clear();
-  $("timeline").replaceChildren();
-  $("timeline-empty").hidden = false;
   if (!quiet) {
     showSignIn();
     setConnectionText(OFFLINE, "Not signed in");
@@ -120,22 +116,45 @@ function signOut({ keepCache = false, quiet = false } = {}) {
   }
 }
 
-/** Show who is signed in, set up the send box, and load this user's cached timeline. */
-function setIdentity(me) {
-  page.me = me;
-  $("who").textContent = `${me.user} · ${me.dept} · ${me.role}`;
-  setUpComposer(me);
-  page.cacheKey = cacheKey(me.dept, me.user);
+/** Forget the signed-in user's timeline, state and token in this page (not its cache). */
+function forgetUser() {
+  clearTimeout(page.saveTimer);
+  page.saveTimer = null;
+  page.recovery = null;
+  page.accepted = false;
+  page.online = null;
+  page.token = null;
+  page.me = null;
+  clearTimeline();
+  $("online-list").replaceChildren();
+  $("online-note").textContent = "Who is online will show here once this node offers it.";
+}
+
+function clearTimeline() {
   page.timeline.clear();
   page.items.clear();
   $("timeline").replaceChildren();
-  clearTimeout(page.gapTimer);
-  page.gapTimer = null;
-  page.seqs = new SeqTracker(topicsOf(me));
-  const cached = loadCache(window.localStorage, page.cacheKey);
-  // a hole in the cache is a message missed on an earlier visit: the first catch-up fills it
-  page.seqs.observe(cached);
-  render(page.timeline.merge(cached));
+  $("timeline-empty").hidden = false;
+}
+
+/** The node accepted a token of ``me``: show its cached timeline and resume from its positions. */
+function accept(me) {
+  const cached = loadCache(window.localStorage, me.dept, me.user);
+  const topics = topicsOf(me);
+  const positions = cached.positions
+    || (cached.legacy ? positionsFromEnvelopes(cached.envelopes, topics) : null);
+  page.me = { ...page.me, ...me };
+  page.accepted = true;
+  page.online = new OnlineList(me.dept);
+  clearTimeline();
+  render(page.timeline.merge(cached.envelopes));
+  page.recovery = new Recovery({
+    topics,
+    positions,
+    deliver: show,
+    busy: (busy) => $("timeline").setAttribute("aria-busy", String(busy)), // one announcement per catch-up
+    warn: (text) => console.warn(`deptcast: ${text}`),
+  });
 }
 
 /** The topics the page subscribes to for ``me``. */
@@ -161,6 +180,16 @@ function onHostMessage(event) {
     return;
   }
   if (typeof data.token === "string" && data.token) signIn(data.token);
+}
+
+function onFragment() {
+  const token = takeFragmentToken();
+  if (!token) return;
+  if (page.link && !fragmentTokenAllowed(page.origins)) {
+    console.warn("deptcast: ignored a token in the address: the page that set it is not of an allowed origin");
+    return;
+  }
+  signIn(token);
 }
 
 async function onDevSubmit(event) {
@@ -211,16 +240,20 @@ function showConnection(state, info) {
     return;
   }
   if (state === OFFLINE && info.refusal) {
-    text = info.refusal === "deptcast.error.token_expired"
+    text = info.refusal === TOKEN_EXPIRED
       ? "Offline: your sign-in has expired"
       : `Offline: sign-in refused (${info.refusal})`;
+    if (info.refusal === INVALID_TOKEN && page.me) {
+      // forged, or signed with another secret: nothing of that user stays on this computer
+      dropCache(window.localStorage, page.me.dept, page.me.user);
+      const me = page.me;
+      forgetUser();
+      page.me = me; // still named in the top bar: whose sign-in was refused
+      saveToken(null);
+    }
     tellHost({ type: "deptcast.token_expired", reason: info.refusal }, page.origins);
   }
   setConnectionText(state, text);
-  if (state !== CONNECTED) {
-    clearInterval(page.presenceTimer);
-    page.presenceTimer = null;
-  }
 }
 
 async function onJoin(session, details) {
@@ -229,100 +262,32 @@ async function onJoin(session, details) {
     dept: (details.authextra && details.authextra.dept) || page.me.dept,
     role: details.authrole || page.me.role,
   };
-  if (!sameUser(me, page.me) || me.role !== page.me.role) setIdentity(me);
-  const firstVisit = page.timeline.size === 0; // nothing cached, nothing seen yet
-  const onEvent = (args) => receive(args && args.length ? [args[0]] : []);
-  // subscribe first, then catch up: nothing can fall between the two
-  await Promise.all(topicsOf(me).map((topic) => session.subscribe(topic, onEvent)));
-  if (firstVisit) {
-    await oneReadAtATime(() => readHistory(session, { latest: true }));
-  } else {
-    let after = page.timeline.catchUpAfter();
-    const gapAfter = page.seqs.gapAfter(); // a gap not filled before the connection was lost
-    if (after !== null && gapAfter !== null && compareIds(gapAfter, after) < 0) after = gapAfter;
-    await oneReadAtATime(() => readHistory(session, { after }));
-  }
-  clearInterval(page.presenceTimer);
-  page.presenceTimer = null;
-  // events first, then the list: a change made while the list is on its way is not lost
-  await session.subscribe(`deptcast.presence.${me.dept}`, onPresence).catch(() => {});
-  // poll only where the node offers presence; a refusal ends it for this session
-  refreshPresence(session).then((offered) => {
-    if (offered && session.isOpen && page.link && page.link.session === session) {
-      page.presenceTimer = setInterval(() => {
-        refreshPresence(session).then((ok) => ok || clearInterval(page.presenceTimer));
-      }, PRESENCE_REFRESH_MS);
-    }
-  });
-}
-
-/**
- * Read deptcast.history page by page until an empty page, merging what comes: after id
- * ``after`` (null: from the start), or first the newest page (``latest``: nothing cached).
- * Gaps open before the read are closed by it: history holds every message.
- */
-async function readHistory(session, { after = null, latest = false } = {}) {
-  const highs = latest ? new Map() : page.seqs.highs();
-  const list = $("timeline");
-  list.setAttribute("aria-busy", "true"); // one announcement for a catch-up, not one per message
-  try {
-    let kwargs = latest ? { limit: HISTORY_PAGE, latest: true } : { after, limit: HISTORY_PAGE };
-    for (;;) {
-      const rows = await session.call("deptcast.history", [], kwargs);
-      if (!Array.isArray(rows) || rows.length === 0) break;
-      receive(rows);
-      kwargs = { after: rows[rows.length - 1].id, limit: HISTORY_PAGE };
-    }
-  } finally {
-    list.setAttribute("aria-busy", "false");
-  }
-  page.seqs.settle(highs);
-  saveNow();
-}
-
-/** Run ``read`` after the history read under way, if any: one read at a time. */
-function oneReadAtATime(read) {
-  const run = (page.reading || Promise.resolve()).catch(() => {}).then(read);
-  page.reading = run;
-  const done = () => {
-    if (page.reading === run) page.reading = null;
+  if (!page.accepted || !sameUser(me, page.me)) accept(me);
+  const recovery = page.recovery;
+  const onEvent = (args) => {
+    if (page.recovery === recovery && args && args.length) recovery.receive(args[0]);
   };
-  run.then(done, done);
-  return run;
-}
-
-function scheduleGapFill(delay = GAP_GRACE_MS) {
-  if (page.gapTimer) return;
-  page.gapTimer = setTimeout(fillGaps, delay);
-}
-
-/** The grace period is over: read history for the gaps still open. */
-async function fillGaps() {
-  page.gapTimer = null;
-  if (page.reading) await page.reading.catch(() => {}); // a catch-up under way may close them
-  if (page.gapTimer || !page.seqs.hasGaps) return;
-  const session = page.link && page.link.session;
-  // not connected: the next join reads from before the gap
-  if (!session || !session.isOpen) return;
-  const gaps = page.seqs.gaps();
-  console.info(`deptcast: missed events (seq ${JSON.stringify(gaps)}): reading them from history`);
-  try {
-    await oneReadAtATime(() => {
-      const after = page.seqs.gapAfter(); // null: closed while another read went on
-      return after === null ? undefined : readHistory(session, { after });
-    });
-  } catch (err) {
-    console.warn(`deptcast: reading missed events failed: ${err && err.error ? err.error : err}`);
-    if (page.seqs.hasGaps && session.isOpen) scheduleGapFill(5 * GAP_GRACE_MS);
-  }
+  // subscribe first, then catch up: nothing can fall between the two
+  await recovery.join(
+    (kwargs) => session.call("deptcast.history", [], kwargs),
+    () => Promise.all(recovery.topics.map((topic) => session.subscribe(topic, onEvent))),
+  );
+  saveNow();
+  // presence: events first, then the list (a change made while the list is on its way is
+  // in it or comes after it); a node without presence leaves the note as it is
+  const online = page.online;
+  online.reset();
+  const subscribed = await session.subscribe(`deptcast.presence.${me.dept}`, (args) => onPresence(session, online, args))
+    .then(() => true, () => false);
+  if (subscribed) refreshPresence(session, online);
 }
 
 // ---- timeline -----------------------------------------------------------------------------
 
-function receive(envelopes) {
-  if (page.seqs.observe(envelopes)) scheduleGapFill();
+/** Envelopes delivered by the recovery (or sent by this user): into the timeline. */
+function show(envelopes) {
   const change = page.timeline.merge(envelopes);
-  if (!change.added.length) return;
+  if (!change.added.length && !change.dropped.length) return;
   render(change);
   clearTimeout(page.saveTimer);
   page.saveTimer = setTimeout(saveNow, 250);
@@ -330,7 +295,10 @@ function receive(envelopes) {
 
 function saveNow() {
   clearTimeout(page.saveTimer);
-  if (page.cacheKey) saveCache(window.localStorage, page.cacheKey, page.timeline);
+  page.saveTimer = null;
+  if (page.accepted && page.recovery && page.me) {
+    saveCache(window.localStorage, page.me.dept, page.me.user, page.timeline, page.recovery.positions());
+  }
 }
 
 /** Put added envelopes into the list (newest first) and remove dropped ones. */
@@ -356,7 +324,12 @@ function render({ added, dropped }) {
 
 function scopeLabel(env) {
   if (env.scope === "all") return "All";
-  if (env.scope === "user") return "Direct to you";
+  if (env.scope === "user") {
+    const me = page.me;
+    if (me && env.target === `${me.dept}_${me.user}`) return "Direct to you";
+    const [dept, user] = String(env.target).split("_");
+    return `Direct to ${user} (${dept})`;
+  }
   return `Dept ${env.target}`;
 }
 
@@ -468,10 +441,14 @@ async function onSend(event) {
   const to = scope === "all" ? "All" : scope === "user" ? `${dept}_${user}` : dept;
   const button = $("send");
   button.disabled = true;
+  const recovery = page.recovery;
   try {
-    await session.call("deptcast.send", [to, message]);
+    const envelope = await session.call("deptcast.send", [to, message]);
     $("message").value = "";
     status.textContent = `Sent to ${describeTarget(scope, dept, user)}.`;
+    // the sender sees what it sent: on its own topics like any event (once, in its place),
+    // elsewhere (another department, another person) straight into its timeline
+    if (recovery && page.recovery === recovery && !recovery.receive(envelope)) show([envelope]);
   } catch (err) {
     const uri = err && err.error ? err.error : "error";
     const detail = err && Array.isArray(err.args) && err.args.length ? String(err.args[0]) : String(err);
@@ -481,38 +458,33 @@ async function onSend(event) {
   }
 }
 
-// ---- presence (the procedure may not exist yet: then the note stays) ----------------------
+// ---- presence (a node may not offer it: then the note stays) ---------------------------------
 
-/** Show who is online in the department; false if the node does not answer. */
-async function refreshPresence(session) {
-  if (!page.me || !session.isOpen) return false;
+/** Ask who is online in the department and show it. */
+async function refreshPresence(session, online) {
+  if (!session.isOpen || online !== page.online) return;
   try {
-    const online = await session.call("deptcast.presence.online", [page.me.dept]);
-    const users = Array.isArray(online && online.users) ? online.users : [];
-    page.online = new Set(users.map(String));
-    showOnline();
-    return true;
+    const answer = await session.call("deptcast.presence.online", [online.dept]);
+    if (online === page.online && online.replace(answer)) showOnline();
   } catch (err) {
-    page.online = null;
+    if (online !== page.online) return;
+    online.reset();
     $("online-note").textContent = "Who is online will show here once this node offers it.";
     $("online-list").replaceChildren();
-    return false;
   }
 }
 
 /** A deptcast.presence.<dept> event: {dept, user, online, count}. */
-function onPresence(args) {
-  const event = args && args[0];
-  if (!page.online || !page.me || !event || event.dept !== page.me.dept || typeof event.user !== "string") return;
-  if (event.online === true) page.online.add(event.user);
-  else if (event.online === false) page.online.delete(event.user);
-  else return;
-  showOnline();
+function onPresence(session, online, args) {
+  if (online !== page.online) return;
+  const outcome = online.apply(args && args[0]);
+  if (outcome === "changed") showOnline();
+  else if (outcome === "resync") refreshPresence(session, online);
 }
 
 function showOnline() {
-  const users = [...page.online].sort();
-  $("online-note").textContent = `${users.length} online in ${page.me.dept}`;
+  const users = page.online.sorted();
+  $("online-note").textContent = `${users.length} online in ${page.online.dept}`;
   $("online-list").replaceChildren(...users.map((u) => el("li", "", u)));
 }
 
@@ -541,10 +513,7 @@ function start() {
     if (page.link && page.link.state !== CONNECTED) showConnection(page.link.state, {});
   });
   window.addEventListener("pagehide", saveNow);
-  window.addEventListener("hashchange", () => {
-    const token = takeFragmentToken();
-    if (token) signIn(token);
-  });
+  window.addEventListener("hashchange", onFragment);
 
   const token = takeFragmentToken() || savedToken();
   if (token) signIn(token);

@@ -2,11 +2,12 @@
 // (re)connect and reports one of four states to the page.
 //
 // autobahn's own auto-reconnect is switched off (max_retries: 0) and every attempt uses a
-// fresh autobahn.Connection, because autobahn stops retrying for good when the router says
+// fresh connection, because autobahn stops retrying for good when the router says
 // GOODBYE (as Crossbar does when it shuts down), and because the page wants to retry at
 // once when the browser comes back online.
-
-/* global autobahn */
+//
+// No import of autobahn here: the page hands in ``connect`` (options => an autobahn
+// Connection), so this module runs under node's test runner with a stand-in.
 
 export const CONNECTING = "connecting";
 export const CONNECTED = "connected";
@@ -51,8 +52,21 @@ export class Link {
    * @param {(session, details) => Promise} options.onJoin subscribe and catch up; the state
    *   becomes "connected" when it resolves; if it fails, the link reconnects
    * @param {(state, info) => void} options.onState
+   * @param {(options: object) => object} options.connect makes an autobahn Connection (not
+   *   opened yet) from its options
+   * @param {(session) => void} [options.onLost] a session that had opened is gone (closed,
+   *   lost or stopped), told before the new state
+   * @param {(fn: () => void, ms: number) => any} [options.schedule] a timer (setTimeout)
+   * @param {(handle: any) => void} [options.cancel] clearTimeout
    */
-  constructor({ url, realm, token, onJoin, onState, retry = {} }) {
+  constructor({
+    url, realm, token, onJoin, onState, connect, onLost = () => {}, retry = {},
+    schedule = (fn, ms) => setTimeout(fn, ms), cancel = (handle) => clearTimeout(handle),
+  }) {
+    this.connect = connect;
+    this.onLost = onLost;
+    this.schedule = schedule;
+    this.cancel = cancel;
     this.url = url;
     this.realm = realm;
     this.token = token;
@@ -77,7 +91,7 @@ export class Link {
   start() {
     this.stopped = false;
     if (this.conn) return;
-    clearTimeout(this.timer);
+    if (this.timer !== null) this.cancel(this.timer);
     this.timer = null;
     this._set(this.everJoined ? RECONNECTING : CONNECTING, { retryIn: 0 });
     this._open();
@@ -94,11 +108,13 @@ export class Link {
   /** Disconnect and stay offline. */
   stop(reason = "signed out") {
     this.stopped = true;
-    clearTimeout(this.timer);
+    if (this.timer !== null) this.cancel(this.timer);
     this.timer = null;
     const conn = this.conn;
+    const session = this.session;
     this.conn = null;
     this.session = null;
+    if (session) this.onLost(session);
     if (conn) {
       try {
         conn.close("wamp.close.normal", reason);
@@ -110,7 +126,7 @@ export class Link {
   }
 
   _open() {
-    const conn = new autobahn.Connection({
+    const conn = this.connect({
       url: this.url,
       realm: this.realm,
       authmethods: ["ticket"],
@@ -148,8 +164,10 @@ export class Link {
 
     conn.onclose = (reason, details) => {
       if (conn !== this.conn) return true; // an old connection: ignore
+      const session = this.session;
       this.conn = null;
       this.session = null;
+      if (session) this.onLost(session);
       if (this.stopped) return true;
       const refusal = details && details.reason;
       if (refusal && REFUSALS.has(refusal)) {
@@ -162,7 +180,7 @@ export class Link {
       this._set(this.everJoined ? RECONNECTING : CONNECTING,
         { retryIn: delay, lost: reason, error: this.lastError });
       this.lastError = null;
-      this.timer = setTimeout(() => {
+      this.timer = this.schedule(() => {
         this.timer = null;
         if (!this.stopped && !this.conn) this._open();
       }, delay * 1000);

@@ -12,6 +12,11 @@
 // 3. In quick-start mode (DEPTCAST_DEV=1) the node answers GET /dev/token with {"dev": true}
 //    and the page shows a form that mints a token for any user.
 // The token lives in sessionStorage (this tab only) so that a reload stays signed in.
+//
+// Once the page is signed in, a token that arrives in the fragment follows the postMessage rule
+// too (fragmentTokenAllowed): the fragment carries no sender, so the page asks who could have
+// set its address (the page that embeds it, or the one that opened it) and uses the token only
+// if that origin is allowed.
 
 const TOKEN_KEY = "deptcast:token";
 
@@ -67,6 +72,28 @@ export function tokenOrigins(doc = document, own = window.location.origin) {
   const meta = doc.querySelector('meta[name="deptcast-token-origins"]');
   const listed = meta ? meta.content.split(/\s+/).filter(Boolean) : [];
   return new Set([own, ...listed.map((o) => o.replace(/\/+$/, ""))]);
+}
+
+/**
+ * Whether a token that arrived in the fragment while the page is signed in may be used: only
+ * if every page that can set this page's address is of an allowed origin. In a frame, those
+ * are its ancestors (``location.ancestorOrigins``; a browser without it is refused); in a
+ * window opened by another page, that opener (its origin is unreadable when foreign: refused);
+ * in a tab of its own, only the user, who may.
+ */
+export function fragmentTokenAllowed(origins, win = window) {
+  if (win.parent && win.parent !== win) {
+    const ancestors = win.location.ancestorOrigins;
+    return Boolean(ancestors && ancestors.length) && [...ancestors].every((o) => origins.has(o));
+  }
+  if (win.opener) {
+    try {
+      return origins.has(win.opener.location.origin);
+    } catch (e) {
+      return false; // a cross-origin opener: its origin may not even be read
+    }
+  }
+  return true;
 }
 
 /** Post a message without a token to the host (parent frame or opener), if there is one. */

@@ -1,21 +1,10 @@
-// The timeline's data: envelopes keyed by id, kept sorted, never twice; and its cache in
-// localStorage so that a reload shows what was seen and asks only for what came after.
-// No DOM here: app.js renders what merge() reports.
+// The timeline's data: envelopes keyed by id, kept sorted, never twice; which topic an
+// envelope belongs to and its place (seq) there; and the per-user cache in localStorage, so
+// that a reload shows what was seen and asks only for what came after (catchup.js decides
+// what to ask). No DOM here: app.js renders what merge() reports.
 
 /** How many envelopes the page keeps (and caches); older ones drop off the end. */
 export const KEEP = 500;
-
-/**
- * How many of the newest ids a catch-up re-reads. Ids are global and sort in send order,
- * but in a cluster an event relayed by another node can arrive after a newer local one;
- * asking again from a little before the newest id costs a few duplicates (dropped by id)
- * and closes that gap.
- */
-export const CATCH_UP_OVERLAP = 20;
-
-/** How many envelopes one deptcast.history call asks for; a first visit (nothing cached)
- * shows the newest page of them (``latest: true``). */
-export const HISTORY_PAGE = 200;
 
 /** Whether ``value`` looks like an envelope this page can show. Unknown fields are ignored. */
 export function isEnvelope(value) {
@@ -45,13 +34,6 @@ export class Timeline {
   /** The newest id, or null when empty. */
   get lastId() {
     return this.ids.length ? this.ids[this.ids.length - 1] : null;
-  }
-
-  /** The id to pass as ``after`` to deptcast.history when catching up (null: from the start). */
-  catchUpAfter(overlap = CATCH_UP_OVERLAP) {
-    // a timeline this short holds the whole visible history: reading it all again is cheap
-    if (this.ids.length <= overlap) return null;
-    return this.ids[this.ids.length - 1 - overlap];
   }
 
   has(id) {
@@ -116,17 +98,11 @@ export class Timeline {
   }
 }
 
-// ---- per-topic sequence numbers: noticing a missed event -----------------------------------
+// ---- where an envelope belongs -------------------------------------------------------------
 //
 // The store numbers every topic's messages 1, 2, 3, ... (``seq``, taken in the same
-// transaction as the id, so within a topic seq and id grow together). In a cluster a link
-// between two nodes can drop while both stay up, and a subscriber then misses events without
-// noticing; a jump in a topic's seq tells. Envelopes stored before seq existed have none and
-// are ignored here.
-
-/** How long a gap may stay open before the page asks history for it: events relayed by
- * different nodes can arrive slightly out of order, and most gaps close on their own. */
-export const GAP_GRACE_MS = 1000;
+// transaction as the id, so within a topic seq and id grow together). Envelopes stored before
+// seq existed have none.
 
 /** The topic an envelope was published to, as the page subscribes to it, or null. */
 export function topicOf(env) {
@@ -150,148 +126,68 @@ export function seqOf(env) {
   return Number.isSafeInteger(seq) && seq > 0 ? seq : null;
 }
 
-/**
- * Whether ``env`` reveals a gap in its topic, given ``last``, the highest seq seen for that
- * topic (null or undefined: none seen yet, so nothing can be missing). Returns the missing
- * seqs as ``{from, to}`` (inclusive), or null when there is no gap.
- */
-export function seqGap(last, env) {
-  const seq = seqOf(env);
-  if (seq === null || !Number.isSafeInteger(last)) return null;
-  return seq > last + 1 ? { from: last + 1, to: seq - 1 } : null;
-}
-
-/**
- * Per topic: the highest seq seen (and its envelope's id) and the seqs still missing below
- * it. Feed it every envelope the page gets (cache, history, events) with ``observe``.
- */
-export class SeqTracker {
-  /** @param {Iterable<string>} topics the topics the page subscribes to; others are ignored */
-  constructor(topics = []) {
-    this.topics = new Set(topics);
-    this.high = new Map(); // topic -> {seq, id}
-    this.missing = new Map(); // topic -> [{from, to, after}] ascending; after: the id to read history after
-  }
-
-  /** Look at envelopes (any order); true if a new gap opened. */
-  observe(envelopes) {
-    let opened = false;
-    for (const env of envelopes) {
-      const topic = topicOf(env);
-      const seq = seqOf(env);
-      if (topic === null || seq === null || !this.topics.has(topic)) continue;
-      const high = this.high.get(topic);
-      if (!high) {
-        this.high.set(topic, { seq, id: env.id });
-        continue;
-      }
-      const gap = seqGap(high.seq, env);
-      if (gap) {
-        // the missing ones were sent after the newest one seen before the jump
-        const list = this.missing.get(topic) || [];
-        list.push({ from: gap.from, to: gap.to, after: high.id });
-        this.missing.set(topic, list);
-        opened = true;
-      }
-      if (seq > high.seq) this.high.set(topic, { seq, id: env.id });
-      else if (seq < high.seq) this._fill(topic, seq);
-    }
-    return opened;
-  }
-
-  _fill(topic, seq) {
-    const list = this.missing.get(topic);
-    if (!list) return;
-    const i = list.findIndex((r) => r.from <= seq && seq <= r.to);
-    if (i < 0) return;
-    const r = list[i];
-    const parts = [];
-    if (r.from < seq) parts.push({ from: r.from, to: seq - 1, after: r.after });
-    if (seq < r.to) parts.push({ from: seq + 1, to: r.to, after: r.after });
-    list.splice(i, 1, ...parts);
-    if (!list.length) this.missing.delete(topic);
-  }
-
-  /** Whether any seq is still missing. */
-  get hasGaps() {
-    return this.missing.size > 0;
-  }
-
-  /** The missing seqs: ``{topic: [[from, to], ...]}``. */
-  gaps() {
-    const out = {};
-    for (const [topic, list] of this.missing) out[topic] = list.map((r) => [r.from, r.to]);
-    return out;
-  }
-
-  /** The id to read history after so that every open gap is covered, or null if none is open. */
-  gapAfter() {
-    let after = null;
-    for (const list of this.missing.values()) {
-      for (const r of list) if (after === null || compareIds(r.after, after) < 0) after = r.after;
-    }
-    return after;
-  }
-
-  /** The highest seq per topic now: pass it to ``settle`` after reading history. */
-  highs() {
-    return new Map([...this.high].map(([topic, h]) => [topic, h.seq]));
-  }
-
-  /** Stop waiting for the seqs up to ``highs`` (from before a history read that should have
-   * brought them): history is complete, so what it did not bring will not come. */
-  settle(highs) {
-    for (const [topic, upTo] of highs) {
-      const list = this.missing.get(topic);
-      if (!list) continue;
-      const rest = [];
-      for (const r of list) if (r.to > upTo) rest.push({ ...r, from: Math.max(r.from, upTo + 1) });
-      if (rest.length) this.missing.set(topic, rest);
-      else this.missing.delete(topic);
-    }
-  }
-
-  clear() {
-    this.high.clear();
-    this.missing.clear();
-  }
-}
-
 // ---- the per-user cache in localStorage -------------------------------------------------
+//
+// Version 2 keeps the positions (``{topic: last seq delivered}``, see catchup.js) beside the
+// envelopes: the newest envelopes of one topic may all have dropped off a busy timeline while
+// its position still matters. Version 1 (envelopes only) is read once and replaced.
 
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 
 /** The storage key of one user's cache: the user key ``<dept>_<user>`` names a user. */
-export function cacheKey(dept, user) {
-  return `deptcast:v${CACHE_VERSION}:timeline:${dept}_${user}`;
+export function cacheKey(dept, user, version = CACHE_VERSION) {
+  return `deptcast:v${version}:timeline:${dept}_${user}`;
 }
 
-/** The cached envelopes of a user (oldest first), or [] if there are none or they are unreadable. */
-export function loadCache(storage, key) {
-  try {
-    const raw = storage.getItem(key);
-    if (!raw) return [];
-    const data = JSON.parse(raw);
-    return Array.isArray(data.envelopes) ? data.envelopes.filter(isEnvelope) : [];
-  } catch (e) {
-    return [];
+/** Whether ``value`` is a positions object: topic -> a whole number, 0 or more. */
+export function isPositions(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value)
+    && Object.values(value).every((seq) => Number.isSafeInteger(seq) && seq >= 0);
+}
+
+/**
+ * A user's cache: ``{positions, envelopes, legacy}``. ``positions`` is null when none are
+ * stored (nothing cached, or a version 1 cache: ``legacy`` true); ``envelopes`` oldest first.
+ * Unreadable entries read as empty.
+ */
+export function loadCache(storage, dept, user) {
+  const read = (key) => {
+    try {
+      const raw = storage.getItem(key);
+      return raw ? JSON.parse(raw) : null;
+    } catch (e) {
+      return null;
+    }
+  };
+  const envelopesOf = (data) => (Array.isArray(data.envelopes) ? data.envelopes.filter(isEnvelope) : []);
+  const data = read(cacheKey(dept, user));
+  if (data && typeof data === "object") {
+    return { positions: isPositions(data.positions) ? data.positions : null, envelopes: envelopesOf(data), legacy: false };
   }
+  const old = read(cacheKey(dept, user, 1));
+  if (old && typeof old === "object") return { positions: null, envelopes: envelopesOf(old), legacy: true };
+  return { positions: null, envelopes: [], legacy: false };
 }
 
-/** Store the timeline (and so its last id) for the next visit; quota errors only lose the cache. */
-export function saveCache(storage, key, timeline) {
+/** Store the timeline and the positions for the next visit (and forget a version 1 cache);
+ * quota errors only lose the cache. */
+export function saveCache(storage, dept, user, timeline, positions) {
   try {
-    storage.setItem(key, JSON.stringify({ lastId: timeline.lastId, envelopes: timeline.list() }));
+    storage.setItem(cacheKey(dept, user), JSON.stringify({ positions, envelopes: timeline.list() }));
+    storage.removeItem(cacheKey(dept, user, 1));
     return true;
   } catch (e) {
     return false;
   }
 }
 
-export function dropCache(storage, key) {
-  try {
-    storage.removeItem(key);
-  } catch (e) {
-    // storage may be disabled; nothing to drop then
+/** Forget a user's cache (every version). */
+export function dropCache(storage, dept, user) {
+  for (const key of [cacheKey(dept, user), cacheKey(dept, user, 1)]) {
+    try {
+      storage.removeItem(key);
+    } catch (e) {
+      // storage may be disabled; nothing to drop then
+    }
   }
 }

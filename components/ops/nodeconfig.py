@@ -87,8 +87,9 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
     if rlinks:
         realm["rlinks"] = rlinks
     paths: Dict[str, Any] = {
-        "/": {"type": "static", "directory": f"{base}/web",
-              "options": {"enable_directory_listing": False, "cache_timeout": STATIC_CACHE_SECONDS}},
+        # the page, from the installed package deptcast_web, with its security headers
+        "/": {"type": "resource", "classname": "components.edge.static.create_web_root",
+              "extra": {"cache_timeout": STATIC_CACHE_SECONDS}},
         "ws": {
             "type": "websocket",
             "serializers": ["json", "msgpack", "cbor"],

@@ -5,7 +5,9 @@ quick-start mode for the dev sign-in form. Every test signs in users of its own,
 messages to ``All`` reach every user: :class:`AllLog` keeps those, so a test expects exactly
 its own messages plus the ``All`` messages sent before it.
 
-Screenshots of the main states go to ``test-artifacts/screenshots/``.
+The pure modules of the page (timeline, catch-up, link, sign-in, presence) have node unit
+tests in ``tests/browser/js/``; these tests cover what needs a page and a node. Screenshots of
+the main states go to ``test-artifacts/screenshots/``.
 """
 
 import json
@@ -17,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from components.core.tokens import issue_token
+from components.edge.static import page_policy
 from tests.support.browser import host_app, launch_chromium, screenshot, send_via_wamp
 from tests.support.nodes import token
 from tests.support.nodes import TEST_SECRET, Node
@@ -126,6 +129,33 @@ def expect_timeline(page: Page, newest_first: List[str], scopes: List[str] = Non
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids), ids
 
 
+def record_messages_shown(page: Page) -> None:
+    """Before the page loads: record every message the timeline ever shows (``window.messagesShown``)."""
+    page.add_init_script("""
+        window.messagesShown = [];
+        new MutationObserver((changes) => {
+            for (const change of changes) for (const node of change.addedNodes)
+                if (node.classList && node.classList.contains('msg'))
+                    window.messagesShown.push(node.querySelector('.text').textContent);
+        }).observe(document, { childList: true, subtree: true });
+    """)
+
+
+def cache_of(page: Page, dept: str, user: str, version: int = 2):
+    """The page's cache of one user (parsed), or None."""
+    raw = page.evaluate("k => localStorage.getItem(k)", f"deptcast:v{version}:timeline:{dept}_{user}")
+    return None if raw is None else json.loads(raw)
+
+
+def plant_cache(page: Page, dept: str, user: str, envelopes, positions, legacy_too: bool = False) -> None:
+    """Put a user's cache into the page's storage, as an earlier visit on this computer left it."""
+    page.evaluate("([k, v]) => localStorage.setItem(k, JSON.stringify(v))",
+                  [f"deptcast:v2:timeline:{dept}_{user}", {"positions": positions, "envelopes": envelopes}])
+    if legacy_too:
+        page.evaluate("([k, v]) => localStorage.setItem(k, JSON.stringify(v))",
+                      [f"deptcast:v1:timeline:{dept}_{user}", {"envelopes": envelopes}])
+
+
 # ---- sign-in ----------------------------------------------------------------------------------
 
 def test_dev_form_is_off_without_quick_start(node, open_page):
@@ -169,9 +199,10 @@ def test_dev_form_signs_in_in_quick_start(dev_node, open_page):
     expect(connection(page)).to_have_attribute("data-state", "offline")
 
 
-def test_host_token_by_post_message_only_from_allowed_origins(node, browser, all_log):
-    """A host application on another origin embeds the page and posts the token: ignored
-    unless index.html's meta tag lists that origin (the operator's setting)."""
+def test_a_host_of_an_allowed_origin_embeds_the_page_and_posts_the_token(node, browser, all_log):
+    """A host application on another origin embeds the page and posts the token: it works
+    once index.html's meta tag lists that origin (the operator's setting), which also lets
+    that origin frame the page (the node's frame-ancestors header)."""
     page_url = base_url(node)
     host_html = f"""<!doctype html><title>host</title>
       <iframe id="deptcast" src="{page_url}" width="900" height="600" title="deptcast"></iframe>
@@ -186,56 +217,185 @@ def test_host_token_by_post_message_only_from_allowed_origins(node, browser, all
     expected = all_log.newest_first()
     with host_app(host_html) as host:
         def allow_host(route):
-            # the operator's edit of index.html: list the host application's origin
+            # the operator's edit of index.html, listing the host application's origin, and the
+            # header the node derives from the edited file (components/edge/static.py)
             answer = route.fetch()
             body = answer.text().replace('name="deptcast-token-origins" content=""',
                                          f'name="deptcast-token-origins" content="{host}"')
             assert host in body
-            route.fulfill(response=answer, body=body)
+            policy, rejected = page_policy(body)
+            assert policy.endswith(f"frame-ancestors 'self' {host}") and not rejected
+            route.fulfill(response=answer, body=body,
+                          headers={**answer.headers, "content-security-policy": policy})
 
-        for allowed in (False, True):
-            # the edited index.html comes from Playwright, not from a loopback address:
-            # chromium then wants the user's leave for the page to reach the node
-            context = browser.new_context(permissions=["local-network-access"] if allowed else [])
-            try:
-                if allowed:
-                    context.route(page_url, allow_host)
-                page = context.new_page()
-                page.on("console", lambda m: m.type == "error" and print(f"[console {m.type}] {m.text}"))
-                page.goto(f"{host}/host.html")
-                frame = page.frame_locator("#deptcast")
-                if not allowed:
-                    # the page says it is ready to allowed origins only, so this host never heard
-                    expect(frame.locator("#signin-wait")).to_be_visible()
-                    with page.expect_console_message(lambda m: "ignored a token posted by" in m.text) as seen:
-                        page.evaluate("t => document.getElementById('deptcast').contentWindow"
-                                      ".postMessage({type: 'deptcast.token', token: t}, '*')",
-                                      token("hank", "host-dept"))
-                    assert seen.value.text == f"deptcast: ignored a token posted by {host}: not an allowed origin"
-                    expect(page).to_have_title("host")
-                    expect(frame.locator("#signin-wait")).to_be_visible()
-                    expect(frame.locator("#conn")).to_have_text("Not signed in")
-                else:
-                    expect(page).to_have_title("host got deptcast.ready")
-                    expect(frame.locator("#conn")).to_have_attribute("data-state", "connected")
-                    expect(frame.locator("#who")).to_have_text("hank · host-dept · member")
-                    expect(frame.locator("#timeline .msg .text")).to_have_text(expected)
-                    screenshot(page, "embedded-in-host")
-            finally:
-                context.close()
+        # the edited index.html comes from Playwright, not from a loopback address: chromium
+        # then wants the user's leave for the page to reach the node
+        context = browser.new_context(permissions=["local-network-access"])
+        try:
+            context.route(page_url, allow_host)
+            page = context.new_page()
+            page.on("console", lambda m: m.type == "error" and print(f"[console {m.type}] {m.text}"))
+            page.goto(f"{host}/host.html")
+            frame = page.frame_locator("#deptcast")
+            expect(page).to_have_title("host got deptcast.ready")
+            expect(frame.locator("#conn")).to_have_attribute("data-state", "connected")
+            expect(frame.locator("#who")).to_have_text("hank · host-dept · member")
+            expect(frame.locator("#timeline .msg .text")).to_have_text(expected)
+            screenshot(page, "embedded-in-host")
+        finally:
+            context.close()
+
+
+def test_a_foreign_origin_can_neither_frame_the_page_nor_post_it_a_token(node, browser):
+    """Not listed in index.html: a frame of the page is refused by chromium (the node's
+    frame-ancestors header), and a token the foreign page posts to a window it opened is
+    ignored; the page never tells that origin it is ready."""
+    page_url = base_url(node)
+    with host_app('<!doctype html><title>host</title><iframe id="deptcast" title="deptcast"></iframe>') as host:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(f"{host}/host.html")
+            with page.expect_console_message(lambda m: "frame-ancestors" in m.text) as refused:
+                page.evaluate("url => { document.getElementById('deptcast').src = url; }", page_url)
+            assert refused.value.text.strip() == (f"Framing '{page_url}' violates the following Content Security "
+                                                  "Policy directive: \"frame-ancestors 'self'\". The request has been blocked.")
+            expect(page.frame_locator("#deptcast").locator("#conn")).to_have_count(0)  # nothing of it rendered
+
+            heard = []
+            page.expose_function("heard", lambda data: heard.append(data))
+            page.evaluate("() => addEventListener('message', (e) => window.heard(e.data))")
+            with page.expect_popup() as popup_info:
+                page.evaluate("url => { window.deptcast = window.open(url); }", page_url)
+            popup = popup_info.value
+            # the page is up and waits for its host (it tells allowed origins only)
+            expect(popup.locator("#signin")).to_have_attribute("data-offer", "host")
+            with popup.expect_console_message(lambda m: "ignored a token posted by" in m.text) as ignored:
+                page.evaluate("t => window.deptcast.postMessage({type: 'deptcast.token', token: t}, '*')",
+                              token("hank", "host-dept"))
+            assert ignored.value.text == f"deptcast: ignored a token posted by {host}: not an allowed origin"
+            expect(popup.locator("#conn")).to_have_text("Not signed in")
+            assert heard == []  # "deptcast.ready" goes to allowed origins only
+        finally:
+            context.close()
 
 
 def test_expired_token_goes_offline_until_the_host_sends_a_new_one(node, open_page, all_log):
+    """An expired token: offline, and the user's cached timeline stays on this computer but is
+    not shown until the node accepts a renewed token for that user."""
+    sent = send_via_wamp(node.url, token("sam", "ops", "publisher"),
+                         [("exp-dept", "cached 1"), ("exp-dept", "cached 2")])
+    page = open_page(base_url(node), setup=record_messages_shown)
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "host")  # up, waiting for its host
+    plant_cache(page, "exp-dept", "exa", sent, {"deptcast.dept.exp-dept": sent[1]["seq"]})
     expired = issue_token(TEST_SECRET, "exa", "exp-dept", "member", ttl=60, now=time.time() - 3600)
-    page = open_page(base_url(node) + "#token=" + expired)
+    page.evaluate("t => { location.hash = 'token=' + t; }", expired)
     expect(connection(page)).to_have_attribute("data-state", "offline")
     expect(connection(page)).to_have_text("Offline: your sign-in has expired")
     expect(page.locator("#who")).to_have_text("exa · exp-dept · member")
-    # the host renews the token: the page connects with it, no reload
+    assert page.evaluate("window.messagesShown") == []
+    assert cache_of(page, "exp-dept", "exa") is not None  # merely expired: kept
+    # the host renews the token: the page connects with it, no reload, and shows the cache
     page.evaluate("t => window.postMessage({type: 'deptcast.token', token: t}, location.origin)",
                   token("exa", "exp-dept"))
     wait_connected(page)
-    expect_timeline(page, all_log.newest_first())
+    expect_timeline(page, ["cached 2", "cached 1"] + all_log.newest_first())
+
+
+def test_a_forged_token_never_shows_the_cache_and_a_refused_one_drops_it(node, open_page):
+    """On a shared computer: anyone can write a token with another user's claims. The page shows
+    that user's cached timeline only once the node accepts the token, and when the node refuses
+    it as invalid the cache is dropped; the page does not keep the refused token either."""
+    sent = send_via_wamp(node.url, token("sam", "ops", "publisher"), [("ward9", "private notice")])
+    page = open_page(base_url(node), setup=record_messages_shown)
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "host")  # up, waiting for its host
+    plant_cache(page, "ward9", "vic", sent, {"deptcast.dept.ward9": sent[0]["seq"]}, legacy_too=True)
+    forged = issue_token("not-the-node-secret-" + "z" * 40, "vic", "ward9", "member")
+    page.evaluate("t => { location.hash = 'token=' + t; }", forged)
+    expect(connection(page)).to_have_text("Offline: sign-in refused (deptcast.error.invalid_token)")
+    expect(page.locator("#who")).to_have_text("vic · ward9 · member")
+    assert page.evaluate("window.messagesShown") == []
+    assert cache_of(page, "ward9", "vic") is None and cache_of(page, "ward9", "vic", 1) is None
+    assert page.evaluate("sessionStorage.getItem('deptcast:token')") is None
+    expect(page.locator("#timeline-empty")).to_be_visible()
+    screenshot(page, "forged-token-refused")
+
+
+def test_a_fragment_token_while_signed_in_obeys_the_origin_rule(node, browser):
+    """Once signed in, a token in the fragment is used only if whoever set the address is of an
+    allowed origin: the user in a tab of its own may switch, a foreign page that opened the tab
+    may not (it could otherwise sign the user in as someone of its choosing)."""
+    page_url = base_url(node)
+    with host_app("<!doctype html><title>opener</title>") as host:
+        context = browser.new_context()
+        try:
+            opener = context.new_page()
+            opener.goto(f"{host}/host.html")
+            with opener.expect_popup() as popup_info:
+                opener.evaluate("url => { window.deptcast = window.open(url); }",
+                                page_url + "#token=" + token("olive", "frag"))
+            popup = popup_info.value
+            wait_connected(popup)  # not signed in yet: a fragment token is how a host signs in
+            expect(popup.locator("#who")).to_have_text("olive · frag · member")
+            with popup.expect_console_message(lambda m: "ignored a token in the address" in m.text):
+                opener.evaluate("url => { window.deptcast.location = url; }",
+                                page_url + "#token=" + token("mallory", "frag"))
+            expect(popup.locator("#who")).to_have_text("olive · frag · member")
+            assert "token" not in popup.url
+            expect(connection(popup)).to_have_attribute("data-state", "connected")
+
+            own = context.new_page()  # a tab of its own: only its user sets the address
+            own.goto(page_url + "#token=" + token("olive", "frag"))
+            wait_connected(own)
+            own.evaluate("t => { location.hash = 'token=' + t; }", token("oscar", "frag"))
+            expect(own.locator("#who")).to_have_text("oscar · frag · member")
+            wait_connected(own)
+        finally:
+            context.close()
+
+
+def test_the_page_is_served_with_its_security_headers(node):
+    import urllib.error
+    import urllib.request
+    with urllib.request.urlopen(base_url(node), timeout=10) as r:
+        assert r.headers["content-security-policy"] == (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+            "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["cache-control"] == "max-age=60, public"
+    for path in ("package.json", "bundle.mjs", "__init__.py", "node_modules/autobahn/package.json", "vendor/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base_url(node) + path, timeout=10)
+        assert refused.value.code == 404, path
+
+
+def test_connect_src_self_allows_the_node_and_nothing_else(node, open_page):
+    """``connect-src 'self'`` covers ws: to the page's own host and port in chromium (the page
+    connects under it, in every test here), and refuses a WebSocket anywhere else."""
+    page = open_page(base_url(node) + "#token=" + token("cora", "csp"))
+    wait_connected(page)
+    result = page.evaluate("""async (port) => {
+        const violations = [];
+        document.addEventListener('securitypolicyviolation',
+            (e) => violations.push([e.effectiveDirective, e.blockedURI]));
+        const attempt = (url) => new Promise((resolve) => {
+            let ws;
+            try { ws = new WebSocket(url, ['wamp.2.json']); } catch (e) { resolve('threw ' + e.name); return; }
+            ws.onopen = () => { ws.close(); resolve('open'); };
+            ws.onerror = () => resolve('error');
+        });
+        const own = await attempt(`ws://127.0.0.1:${port}/ws`);
+        const other = await attempt(`ws://127.0.0.1:${port + 1}/ws`);
+        const otherHost = await attempt(`ws://localhost:${port}/ws`);
+        await new Promise((r) => setTimeout(r, 100));  // violation events are queued as tasks
+        return { own, other, otherHost, violations };
+    }""", node.port)
+    assert result["own"] == "open"
+    assert result["other"] != "open" and result["otherHost"] != "open"
+    # (chromium reports each refusal more than once)
+    assert sorted(set(map(tuple, result["violations"]))) == [("connect-src", f"ws://127.0.0.1:{node.port + 1}/ws"),
+                                                             ("connect-src", f"ws://localhost:{node.port}/ws")]
 
 
 # ---- the timeline: who sees what --------------------------------------------------------------
@@ -247,7 +407,7 @@ def test_each_user_sees_exactly_their_messages(node, open_page, all_log):
     bob = open_page(base + "#token=" + token("bob", "radio"))
     # the publisher's host posts the token from the page's own origin
     pat = open_page(base)
-    expect(pat.locator("#signin-wait")).to_be_visible()
+    expect(pat.locator("#signin")).to_have_attribute("data-offer", "host")  # up, waiting for its host
     pat.evaluate("t => window.postMessage({type: 'deptcast.token', token: t}, location.origin)",
                  token("pat", "hq", "publisher"))
     for page in (alice, bob, pat):
@@ -278,21 +438,25 @@ def test_each_user_sees_exactly_their_messages(node, open_page, all_log):
     send(pat, "all", "final marker")
     all_log.messages.append("final marker")
 
-    expect_timeline(alice, ["final marker", "alice to cardio", "pat to alice", "pat to all",
+    # each sees what it was sent, and what it sent (to others too: deptcast.send's envelope)
+    expect_timeline(alice, ["final marker", "alice to carol", "alice to cardio", "pat to alice", "pat to all",
                             "pat to cardio"] + before,
-                    ["all", "dept", "user", "all", "dept"] + ["all"] * len(before))
-    expect_timeline(bob, ["final marker", "bob to radio", "pat to bob", "pat to all",
+                    ["all", "user", "dept", "user", "all", "dept"] + ["all"] * len(before))
+    expect_timeline(bob, ["final marker", "bob to dan", "bob to radio", "pat to bob", "pat to all",
                           "pat to radio"] + before)
-    expect_timeline(pat, ["final marker", "pat to all"] + before)
-    first = alice.locator("#timeline .msg").nth(1)
-    expect(first.locator(".scope")).to_have_text("Dept cardio")
-    expect(first.locator(".from")).to_have_text("from alice (cardio)")
-    expect(alice.locator("#timeline .msg").nth(2).locator(".scope")).to_have_text("Direct to you")
-    expect(alice.locator("#timeline .msg").nth(2).locator(".from")).to_have_text("from pat (hq)")
+    expect_timeline(pat, ["final marker", "pat to bob", "pat to alice", "pat to all", "pat to radio",
+                          "pat to cardio"] + before)
+    labels = [(li.locator(".scope").text_content(), li.locator(".from").text_content())
+              for li in alice.locator("#timeline .msg").all()[1:4]]
+    assert labels == [("Direct to carol (cardio)", "from alice (cardio)"), ("Dept cardio", "from alice (cardio)"),
+                      ("Direct to you", "from pat (hq)")]
+    assert [li.text_content() for li in pat.locator("#timeline .msg .scope").all()[1:6]] == [
+        "Direct to bob (radio)", "Direct to alice (cardio)", "All", "Dept radio", "Dept cardio"]
     screenshot(alice, "timeline-member")
     screenshot(pat, "timeline-publisher")
 
-    # the same page on a phone-sized screen
+    # the same page on a phone-sized screen, another browser: from history, which holds what
+    # was sent to alice (a message she sent to carol stays in the page and cache that sent it)
     phone = open_page(base + "#token=" + token("alice", "cardio"), viewport={"width": 390, "height": 844})
     wait_connected(phone)
     expect_timeline(phone, ["final marker", "alice to cardio", "pat to alice", "pat to all",
@@ -303,9 +467,9 @@ def test_each_user_sees_exactly_their_messages(node, open_page, all_log):
 
 def test_online_panel_shows_exactly_the_users_online(node, open_page):
     """The Online panel lists the department's users from deptcast.presence.online, then
-    follows the deptcast.presence.<dept> events (well within the page's 30 s refresh)."""
+    follows the deptcast.presence.<dept> events (the page has no periodic refresh)."""
     base, dept = base_url(node), "presb"
-    soon = 10_000  # the events, not the periodic refresh
+    soon = 10_000
 
     def panel(page: Page):
         return page.get_by_role("complementary", name="Online")
@@ -415,7 +579,7 @@ def test_node_restart_shows_reconnecting_then_catches_up(node, open_page, all_lo
         wait_connected(page, RECONNECT_TIMEOUT_MS)
     expect_timeline(ivy, ["meanwhile to icu 2", "meanwhile to ivy", "meanwhile to all",
                           "meanwhile to icu 1", "before the restart"] + before)
-    expect_timeline(olga, ["meanwhile to ops", "meanwhile to all"] + before)
+    expect_timeline(olga, ["meanwhile to ops", "meanwhile to all", "before the restart"] + before)
     screenshot(ivy, "caught-up-after-restart")
 
     # and live delivery works again on the new session: the last message shows once
@@ -433,7 +597,7 @@ def test_reload_catches_up(node, open_page, all_log):
     expect_timeline(page, ["seen before leaving"] + before)
 
     page.goto("about:blank")
-    send_via_wamp(node.url, token("sam", "ops", "publisher"), [
+    away = send_via_wamp(node.url, token("sam", "ops", "publisher"), [
         ("ward", "while away 1"), ("ward_walt", "while away 2"), ("icu", "not for the ward")])
     page.go_back()  # the tab keeps its token: no new sign-in
     assert page.url == base
@@ -444,19 +608,23 @@ def test_reload_catches_up(node, open_page, all_log):
     wait_connected(page)
     expect_timeline(page, ["while away 2", "while away 1", "seen before leaving"] + before)
 
-    last = page.evaluate("JSON.parse(localStorage.getItem('deptcast:v1:timeline:ward_walt')).lastId")
-    assert last == page.locator("#timeline .msg").first.get_attribute("data-id")
+    cache = cache_of(page, "ward", "walt")
+    assert cache["envelopes"][-1]["id"] == page.locator("#timeline .msg").first.get_attribute("data-id")
+    # where the next visit resumes: the last seq of each topic
+    assert cache["positions"]["deptcast.dept.ward"] == away[0]["seq"]
+    assert cache["positions"]["deptcast.user.ward_walt"] == away[1]["seq"] == 1
 
 
 def test_messages_missing_inside_the_timeline_are_filled_in_order(node, open_page, all_log):
-    """A previous visit kept m1 and m4 but missed m2 and m3 (as an event relayed late by
-    another cluster node can be): the catch-up puts them in their place, each once."""
+    """A cache of the page before positions were stored kept m1 and m4 but missed m2 and m3 (as
+    an event relayed late by another cluster node could leave it): the page resumes after m1,
+    the end of the unbroken run, puts them in their place, each once, and stores positions."""
     base = base_url(node)
     before = all_log.newest_first()
     sent = send_via_wamp(node.url, token("sam", "ops", "publisher"),
                          [("gap", f"m{i}") for i in range(1, 5)])
     page = open_page(base)
-    expect(page.locator("#signin-wait")).to_be_visible()
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "host")  # up, waiting for its host
     page.evaluate("c => localStorage.setItem('deptcast:v1:timeline:gap_gus', JSON.stringify(c))",
                   {"lastId": sent[3]["id"], "envelopes": [sent[0], sent[3]]})
     # the host puts the token into the fragment of the page already open
@@ -464,14 +632,18 @@ def test_messages_missing_inside_the_timeline_are_filled_in_order(node, open_pag
     wait_connected(page)
     assert "token" not in page.url
     expect_timeline(page, ["m4", "m3", "m2", "m1"] + before)
+    page.evaluate("() => dispatchEvent(new Event('pagehide'))")  # saves now
+    assert cache_of(page, "gap", "gus", 1) is None
+    assert cache_of(page, "gap", "gus")["positions"]["deptcast.dept.gap"] == sent[3]["seq"]
 
 
-def test_first_visit_shows_the_newest_page(node, open_page):
+def test_first_visit_shows_the_newest_page(node, open_page, all_log):
     """Nothing cached on this browser: the page asks once for the newest page of history
-    (``latest``) instead of paging through it all from the start."""
+    (``latest``) instead of paging through a busy department from the start; a topic absent
+    from that page (here All) is then read by position from its start."""
     page = open_page(base_url(node))
-    expect(page.locator("#signin-wait")).to_be_visible()
-    page_size = page.evaluate("async () => (await import('./timeline.js')).HISTORY_PAGE")
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "host")  # up, waiting for its host
+    page_size = page.evaluate("async () => (await import('./catchup.js')).HISTORY_PAGE")
     messages = [f"deep {i}" for i in range(1, page_size + 6)]
     per_sender = 40  # under the node's burst (50 per sender): no waiting on the rate limit
     for k, start in enumerate(range(0, len(messages), per_sender)):
@@ -479,8 +651,8 @@ def test_first_visit_shows_the_newest_page(node, open_page):
                       [("deep", m) for m in messages[start:start + per_sender]])
     page.evaluate("t => { location.hash = 'token=' + t; }", token("fay", "deep"))
     wait_connected(page)
-    # exactly the newest page: not the 5 oldest, nor the older messages to All
-    expect_timeline(page, list(reversed(messages[-page_size:])))
+    # exactly the newest page of the department (not its 5 oldest), and the messages to All
+    expect_timeline(page, list(reversed(messages[-page_size:])) + all_log.newest_first())
 
 
 def test_a_missed_event_is_read_from_history_without_reconnecting(node, open_page, all_log):
@@ -516,6 +688,8 @@ def test_a_missed_event_is_read_from_history_without_reconnecting(node, open_pag
     wait_connected(page)
     expect_timeline(page, before)
     assert history_calls[0] == {"limit": history_calls[0]["limit"], "latest": True}, history_calls
+    assert [sorted(c["positions"]) for c in history_calls[1:]] == [
+        ["deptcast.all", "deptcast.dept.gapless", "deptcast.user.gapless_gil"]] * (len(history_calls) - 1)
 
     sam = token("sam", "ops", "publisher")
     [first] = send_via_wamp(node.url, sam, [("gapless", "before the loss")])
@@ -525,109 +699,9 @@ def test_a_missed_event_is_read_from_history_without_reconnecting(node, open_pag
 
     expect_timeline(page, ["after the loss", lost, "before the loss"] + before)
     assert [e["id"] for e in dropped] == [missed["id"]]
-    # read from the newest message of the topic before the gap, on the one connection
-    assert {"after": first["id"], "limit": history_calls[0]["limit"]} in history_calls, history_calls
+    # read by position on that topic only (then once more, empty), on the one connection
+    limit = history_calls[0]["limit"]
+    assert history_calls[-2:] == [{"positions": {"deptcast.dept.gapless": first["seq"]}, "limit": limit},
+                                  {"positions": {"deptcast.dept.gapless": after["seq"]}, "limit": limit}]
     assert len(sockets) == 1
     expect(connection(page)).to_have_attribute("data-state", "connected")
-
-
-# ---- the timeline's merge rules, run in the browser as the page runs them -------------------
-
-def test_timeline_merge_keeps_each_id_once_sorted(node, open_page):
-    page = open_page(base_url(node))
-    result = page.evaluate("""async () => {
-        const { Timeline } = await import('./timeline.js');
-        const env = (id) => ({ id, scope: 'dept', target: 'd', sender: 's', sender_dept: 'd',
-                               message: 'm' + id, ts: 0, seq: 7 });
-        const t = new Timeline(4);
-        const a = t.merge([env('0000000000000003'), env('0000000000000001')]);
-        const b = t.merge([env('0000000000000002'), env('0000000000000003'), {id: 5}]);
-        const c = t.merge([env('0000000000000004'), env('0000000000000005')]);
-        return { a: a.added.map(e => e.id), b: b.added.map(e => e.id), c: c.added.map(e => e.id),
-                 dropped: c.dropped, ids: t.ids, last: t.lastId,
-                 after: t.catchUpAfter(2), afterShort: new Timeline().catchUpAfter(2),
-                 next: t.nextId('0000000000000003') };
-    }""")
-    assert result == {
-        "a": ["0000000000000001", "0000000000000003"],
-        "b": ["0000000000000002"],
-        "c": ["0000000000000004", "0000000000000005"],
-        "dropped": ["0000000000000001"],
-        "ids": ["0000000000000002", "0000000000000003", "0000000000000004", "0000000000000005"],
-        "last": "0000000000000005",
-        "after": "0000000000000003",
-        "afterShort": None,
-        "next": "0000000000000004",
-    }
-
-
-def test_seq_gaps_are_noticed_per_topic(node, open_page):
-    """The pure gap logic: a topic's seq jumping opens a gap, a late event closes it, other
-    topics and envelopes without seq are ignored."""
-    page = open_page(base_url(node))
-    result = page.evaluate("""async () => {
-        const { SeqTracker, seqGap, topicOf } = await import('./timeline.js');
-        const id = (n) => String(n).padStart(16, '0');
-        const env = (n, scope, target, seq) => ({ id: id(n), scope, target, sender: 's',
-            sender_dept: 'd', message: 'm' + n, ts: 0, ...(seq === undefined ? {} : { seq }) });
-        const d = (n, seq) => env(n, 'dept', 'd', seq);
-        const all = (n, seq) => env(n, 'all', 'All', seq);
-        const t = new SeqTracker(['deptcast.dept.d', 'deptcast.all', 'deptcast.user.u']);
-        const steps = [];
-        const step = (envs) => steps.push({ opened: t.observe(envs), gaps: t.gaps(), after: t.gapAfter() });
-        step([d(1, 1), all(2, 7)]);          // first seen: nothing known to be missing
-        step([d(3, 2), env(4, 'user', 'd_u', 1)]);
-        step([d(6, 5)]);                     // 3 and 4 missing
-        step([d(4, 3)]);                     // late: closes 3
-        step([all(8, 9)]);                   // 8 missing on All too
-        step([d(5, 4), env(9, 'dept', 'x', 50), all(10), env(11, 'user', 'd_v', 9)]);
-        const highs = t.highs();
-        step([all(13, 12)]);                 // 10, 11 missing; opened after the snapshot
-        t.settle(highs);                     // history read from before: 8 will not come
-        return {
-            steps, afterSettle: t.gaps(), hasGaps: t.hasGaps,
-            topics: [topicOf(d(1)), topicOf(all(1)), topicOf(env(1, 'user', 'cardio_alice')),
-                     topicOf(env(1, 'user', 'nounderscore')), topicOf({ id: 5 })],
-            seqGap: [seqGap(3, d(1, 4)), seqGap(3, d(1, 6)), seqGap(null, d(1, 9)), seqGap(3, d(1)),
-                     seqGap(5, d(1, 2)), seqGap(3, d(1, 1.5))],
-        };
-    }""")
-    none = {}
-    assert result["steps"] == [
-        {"opened": False, "gaps": none, "after": None},
-        {"opened": False, "gaps": none, "after": None},
-        {"opened": True, "gaps": {"deptcast.dept.d": [[3, 4]]}, "after": "0000000000000003"},
-        {"opened": False, "gaps": {"deptcast.dept.d": [[4, 4]]}, "after": "0000000000000003"},
-        {"opened": True, "gaps": {"deptcast.dept.d": [[4, 4]], "deptcast.all": [[8, 8]]},
-         "after": "0000000000000002"},
-        {"opened": False, "gaps": {"deptcast.all": [[8, 8]]}, "after": "0000000000000002"},
-        {"opened": True, "gaps": {"deptcast.all": [[8, 8], [10, 11]]}, "after": "0000000000000002"},
-    ]
-    assert result["afterSettle"] == {"deptcast.all": [[10, 11]]}
-    assert result["hasGaps"] is True
-    assert result["topics"] == ["deptcast.dept.d", "deptcast.all", "deptcast.user.cardio_alice", None, None]
-    assert result["seqGap"] == [None, {"from": 4, "to": 5}, None, None, None, None]
-
-
-def test_page_helpers(node, open_page):
-    """Token claims, the WebSocket URL beside the page, the retry delays."""
-    page = open_page(base_url(node))
-    result = page.evaluate("""async (tok) => {
-        const { claimsOf } = await import('./signin.js');
-        const { nodeUrl, retryDelay } = await import('./link.js');
-        const delays = Array.from({ length: 12 }, (_, i) => retryDelay(i));
-        return {
-            claims: claimsOf(tok), bad: [claimsOf('x.y'), claimsOf('a.b.c'), claimsOf(null)],
-            urls: [nodeUrl('http://127.0.0.1:8080/'), nodeUrl('https://host.example/deptcast/index.html#x'),
-                   nodeUrl('http://h:1/?q=1')],
-            first: delays[0], last: delays[11],
-            growing: delays.slice(0, 6).every((d, i) => i === 0 || d > delays[i - 1] * 0.9),
-        };
-    }""", token("u.1", "d-2", "publisher"))
-    claims = result["claims"]
-    assert (claims["sub"], claims["dept"], claims["role"]) == ("u.1", "d-2", "publisher")
-    assert result["bad"] == [None, None, None]
-    assert result["urls"] == ["ws://127.0.0.1:8080/ws", "wss://host.example/deptcast/ws", "ws://h:1/ws"]
-    assert 0.75 <= result["first"] <= 1.25  # 1 s, jittered by a quarter
-    assert result["growing"]
-    assert 15 <= result["last"] <= 25  # capped at 20 s, jittered

@@ -40,5 +40,7 @@ def test_port_interface_and_root(tmp_path):
     config = node_config(port=9123, root=tmp_path, interface="127.0.0.1")
     web = config["workers"][0]["transports"][0]
     assert web["endpoint"] == {"type": "tcp", "port": 9123, "interface": "127.0.0.1", "backlog": 1024}
-    assert web["paths"]["/"]["directory"] == f"{tmp_path}/web"
+    # the page comes from the installed package deptcast_web, whatever the root
+    assert web["paths"]["/"] == {"type": "resource", "classname": "components.edge.static.create_web_root",
+                                 "extra": {"cache_timeout": 60}}
     assert json.loads(render(config)) == config

@@ -1,0 +1,171 @@
+// web/link.js: the WebSocket URL, retry delays, and when the link (re)connects, against a
+// stand-in for autobahn's Connection (the same callbacks: onopen, onclose, open, close).
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { CONNECTED, CONNECTING, Link, OFFLINE, RECONNECTING, REFUSALS, nodeUrl, retryDelay } from "../../../web/link.js";
+
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+test("the WebSocket URL is beside the page, without query or fragment", () => {
+  assert.equal(nodeUrl("http://127.0.0.1:8080/"), "ws://127.0.0.1:8080/ws");
+  assert.equal(nodeUrl("https://host.example/deptcast/index.html#x"), "wss://host.example/deptcast/ws");
+  assert.equal(nodeUrl("http://h:1/?q=1"), "ws://h:1/ws");
+});
+
+test("retry delays grow from about 1 s to about 20 s, jittered by a quarter", () => {
+  for (let run = 0; run < 50; run += 1) {
+    const first = retryDelay(0);
+    const last = retryDelay(11);
+    assert.ok(first >= 0.75 && first <= 1.25, String(first));
+    assert.ok(last >= 15 && last <= 25, String(last));
+  }
+  const calm = (attempt) => retryDelay(attempt, { jitter: 0 });
+  assert.deepEqual([0, 1, 2, 7, 30].map(calm), [1, 1.6, 1.6 ** 2, 20, 20]);
+});
+
+/** A stand-in for autobahn.Connection: records what the link does with it. */
+class FakeConnection {
+  constructor(options, made) {
+    this.options = options;
+    this.opened = 0;
+    this.closed = [];
+    made.push(this);
+  }
+  open() {
+    this.opened += 1;
+  }
+  close(reason, message) {
+    this.closed.push([reason, message]);
+  }
+  /** The router accepted: a session joins. */
+  join(details = {}) {
+    this.session = { isOpen: true, id: Math.random() };
+    this.onopen(this.session, details);
+    return this.session;
+  }
+  /** The connection ends, as autobahn reports it. */
+  end(reason, details) {
+    if (this.session) this.session.isOpen = false;
+    return this.onclose(reason, details);
+  }
+}
+
+function harness({ onJoin = async () => {} } = {}) {
+  const made = [];
+  const states = [];
+  const lost = [];
+  const timers = new Map();
+  let next = 1;
+  const link = new Link({
+    url: "ws://node/ws",
+    realm: "deptcast",
+    token: () => "the-token",
+    connect: (options) => new FakeConnection(options, made),
+    onJoin,
+    onState: (state, info) => states.push([state, info]),
+    onLost: (session) => lost.push(session),
+    retry: { jitter: 0 },
+    schedule: (fn, ms) => {
+      timers.set(next, { fn, ms });
+      return next++;
+    },
+    cancel: (h) => timers.delete(h),
+  });
+  const fire = () => {
+    const due = [...timers.values()];
+    timers.clear();
+    for (const t of due) t.fn();
+  };
+  return { link, made, states, lost, timers, fire };
+}
+
+test("connecting, then connected once onJoin resolves; autobahn's own retries are off", async () => {
+  let release;
+  const { link, made, states } = harness({ onJoin: () => new Promise((r) => { release = r; }) });
+  link.start();
+  assert.deepEqual(states.map((s) => s[0]), [CONNECTING]);
+  const [conn] = made;
+  assert.equal(conn.opened, 1);
+  assert.equal(conn.options.max_retries, 0);
+  assert.deepEqual(conn.options.authmethods, ["ticket"]);
+  assert.equal(conn.options.onchallenge(null, "ticket"), "the-token");
+  assert.throws(() => conn.options.onchallenge(null, "wampcra"), /unexpected authentication method/);
+  const session = conn.join();
+  await settle();
+  assert.equal(link.session, session);
+  assert.equal(link.state, CONNECTING, "not connected while catching up");
+  release();
+  await settle();
+  assert.deepEqual(states.map((s) => s[0]), [CONNECTING, CONNECTED]);
+  link.start(); // a no-op while connected
+  assert.equal(made.length, 1);
+});
+
+test("a lost connection is reported, then retried after a growing delay on a fresh connection", async () => {
+  const { link, made, states, lost, timers, fire } = harness();
+  link.start();
+  const session = made[0].join();
+  await settle();
+  assert.equal(made[0].end("lost", { reason: null }), true, "autobahn must not retry by itself");
+  assert.deepEqual(lost, [session]);
+  assert.deepEqual(states.at(-1)[0], RECONNECTING);
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [1000]);
+  fire();
+  assert.equal(made.length, 2);
+  made[1].end("unreachable", {}); // never joined: nothing lost
+  assert.deepEqual(lost, [session]);
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [1600]);
+  made[1].onclose("late", {}); // an old connection's late report changes nothing
+  fire();
+  made[2].join();
+  await settle();
+  assert.equal(link.state, CONNECTED);
+  made[2].end("lost", {});
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [1000], "a join resets the back-off");
+});
+
+test("a refusal the same token would meet again stops the link, offline, without retrying", () => {
+  const { link, made, states, timers } = harness();
+  link.start();
+  made[0].end("closed", { reason: "deptcast.error.token_expired", message: "expired" });
+  assert.deepEqual(states.at(-1), [OFFLINE, { refusal: "deptcast.error.token_expired", message: "expired" }]);
+  assert.equal(timers.size, 0);
+  assert.ok(REFUSALS.has("deptcast.error.invalid_token"));
+  link.start(); // a new token: the page starts it again
+  assert.equal(made.length, 2);
+});
+
+test("a failed catch-up drops the session and tries again", async () => {
+  const failure = new Error("unavailable");
+  const { link, made, timers } = harness({ onJoin: async () => { throw failure; } });
+  link.start();
+  made[0].join();
+  await settle();
+  assert.deepEqual(made[0].closed, [["wamp.close.normal", "catch-up failed"]]);
+  made[0].end("closed", {});
+  assert.equal(timers.size, 1);
+  assert.equal(link.lastError, null);
+});
+
+test("stop: offline, the session reported lost, no retry; retryNow only while waiting", async () => {
+  const { link, made, states, lost, timers } = harness();
+  link.start();
+  made[0].join();
+  await settle();
+  made[0].end("lost", {});
+  assert.equal(timers.size, 1);
+  link.retryNow();
+  assert.equal(made.length, 2, "retried at once");
+  assert.equal(timers.size, 0);
+  const session = made[1].join();
+  await settle();
+  link.stop("signed out");
+  assert.deepEqual(made[1].closed, [["wamp.close.normal", "signed out"]]);
+  assert.equal(lost.at(-1), session);
+  assert.deepEqual(states.at(-1), [OFFLINE, { reason: "signed out" }]);
+  made[1].end("closed", {});
+  link.retryNow();
+  assert.equal(made.length, 2, "stopped: no retry");
+});

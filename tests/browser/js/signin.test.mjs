@@ -1,0 +1,113 @@
+// web/signin.js: where a token may come from, with stand-ins for window, document and storage.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  claimsOf, fragmentTokenAllowed, savedToken, saveToken, takeFragmentToken, tellHost, tokenOrigins,
+} from "../../../web/signin.js";
+
+const b64url = (obj) => Buffer.from(JSON.stringify(obj)).toString("base64url");
+const jwt = (claims) => `${b64url({ alg: "HS256", typ: "JWT" })}.${b64url(claims)}.signature`;
+
+test("claims are read (not verified) from a JWT's payload, UTF-8 included", () => {
+  assert.deepEqual(claimsOf(jwt({ sub: "u.1", dept: "d-2", role: "publisher", exp: 5 })),
+    { sub: "u.1", dept: "d-2", role: "publisher", exp: 5 });
+  assert.equal(claimsOf(jwt({ sub: "zoë", dept: "d" })).sub, "zoë");
+  assert.equal(claimsOf(jwt({ sub: "u", dept: "d" })).role, "member", "role defaults to member");
+  for (const bad of ["x.y", "a.b.c", null, 5, jwt({ sub: "u" }), jwt({ sub: 1, dept: "d" }), `a.${b64url("str")}.c`]) {
+    assert.equal(claimsOf(bad), null, String(bad));
+  }
+});
+
+function fakeWindow(href, extra = {}) {
+  const url = new URL(href);
+  const win = {
+    location: { hash: url.hash, pathname: url.pathname, search: url.search, origin: url.origin },
+    replaced: [],
+    ...extra,
+  };
+  win.history = { replaceState: (state, title, to) => win.replaced.push(to) };
+  return win;
+}
+
+test("a fragment token is taken once and removed from the address, other fragment parts kept", () => {
+  const win = fakeWindow("https://h/app/?q=1#token=abc&x=1");
+  assert.equal(takeFragmentToken(win), "abc");
+  assert.deepEqual(win.replaced, ["/app/?q=1#x=1"]);
+  assert.equal(takeFragmentToken(fakeWindow("https://h/#x=1")), null);
+  assert.equal(takeFragmentToken(fakeWindow("https://h/")), null);
+  const only = fakeWindow("https://h/#token=t");
+  takeFragmentToken(only);
+  assert.deepEqual(only.replaced, ["/"]);
+});
+
+test("the allowed origins: the page's own and the meta tag's, without trailing slashes", () => {
+  const doc = (content) => ({ querySelector: () => (content === null ? null : { content }) });
+  assert.deepEqual([...tokenOrigins(doc(" https://a.example/  https://b.example:8443 "), "https://own")],
+    ["https://own", "https://a.example", "https://b.example:8443"]);
+  assert.deepEqual([...tokenOrigins(doc(null), "https://own")], ["https://own"]);
+  assert.deepEqual([...tokenOrigins(doc(""), "https://own")], ["https://own"]);
+});
+
+test("a fragment token while signed in counts only if whoever can set the address is allowed", () => {
+  const origins = new Set(["https://own", "https://host"]);
+  const top = fakeWindow("https://own/");
+  top.parent = top;
+  assert.equal(fragmentTokenAllowed(origins, top), true, "a tab of its own: only the user sets it");
+  const framed = (ancestors) => {
+    const win = fakeWindow("https://own/");
+    win.parent = {};
+    win.location.ancestorOrigins = ancestors;
+    return win;
+  };
+  assert.equal(fragmentTokenAllowed(origins, framed(["https://host"])), true);
+  assert.equal(fragmentTokenAllowed(origins, framed(["https://host", "https://evil"])), false,
+    "every ancestor can navigate the frame");
+  assert.equal(fragmentTokenAllowed(origins, framed(["https://evil"])), false);
+  assert.equal(fragmentTokenAllowed(origins, framed(undefined)), false, "unknown ancestors: refused");
+  const opened = (opener) => {
+    const win = fakeWindow("https://own/");
+    win.parent = win;
+    win.opener = opener;
+    return win;
+  };
+  assert.equal(fragmentTokenAllowed(origins, opened({ location: { origin: "https://own" } })), true);
+  const foreign = { location: {} };
+  Object.defineProperty(foreign.location, "origin", { get() { throw new Error("SecurityError"); } });
+  assert.equal(fragmentTokenAllowed(origins, opened(foreign)), false, "a cross-origin opener");
+});
+
+test("the host hears only allowed origins; in a frame only the embedding one", () => {
+  const posted = [];
+  const target = (name) => ({ postMessage: (message, origin) => posted.push([name, message.type, origin]) });
+  const origins = new Set(["https://own", "https://host"]);
+  const win = fakeWindow("https://own/");
+  win.parent = target("parent");
+  win.location.ancestorOrigins = ["https://host"];
+  win.opener = target("opener");
+  tellHost({ type: "deptcast.ready" }, origins, win);
+  assert.deepEqual(posted, [["parent", "deptcast.ready", "https://host"],
+    ["opener", "deptcast.ready", "https://own"], ["opener", "deptcast.ready", "https://host"]]);
+  posted.length = 0;
+  win.location.ancestorOrigins = ["https://evil"];
+  win.opener = null;
+  tellHost({ type: "deptcast.ready" }, origins, win);
+  assert.deepEqual(posted, [], "an embedding origin not allowed hears nothing");
+  const alone = fakeWindow("https://own/");
+  alone.parent = alone;
+  tellHost({ type: "deptcast.ready" }, origins, alone);
+  assert.deepEqual(posted, []);
+});
+
+test("the token is kept in the tab's storage, and forgotten", () => {
+  const map = new Map();
+  const storage = { getItem: (k) => map.get(k) ?? null, setItem: (k, v) => map.set(k, v), removeItem: (k) => map.delete(k) };
+  saveToken("t1", storage);
+  assert.equal(savedToken(storage), "t1");
+  saveToken(null, storage);
+  assert.equal(savedToken(storage), null);
+  const broken = { getItem() { throw new Error("disabled"); }, setItem() { throw new Error("disabled"); } };
+  assert.equal(savedToken(broken), null);
+  saveToken("t", broken); // no throw
+});

@@ -1,0 +1,107 @@
+"""A non-editable install serves the page: ``pip install .`` (a wheel, not a link to the
+checkout) into a fresh virtual environment, then ``deptcast node-config`` and ``crossbar start``
+from a directory outside the checkout, and the page works in chromium.
+
+The wheel is built and installed for real, without its dependencies: those come from the
+checkout's ``.venv`` through a ``.pth`` line, because installing crossbar's ~100 packages again
+takes about a minute even from pip's cache (measured: 59 s), and they are not what this test is
+about. ``.pth`` files of that directory are not read (only a site directory's are), so the
+checkout's editable-install hook stays out: ``components`` and ``deptcast_web`` can only come from
+the new environment's own ``site-packages``, which the test checks.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from components.ops import process
+from tests.support.browser import launch_chromium
+from tests.support.nodes import REPO, TEST_SECRET, free_port, token
+
+#: every file the page is made of, as the wheel must ship it
+PAGE_FILES = {"__init__.py", "index.html", "style.css", "app.js", "catchup.js", "link.js", "presence.js",
+              "signin.js", "timeline.js", "vendor/autobahn.js"}
+
+
+def run(*args: str, **kwargs) -> str:
+    done = subprocess.run(list(args), capture_output=True, text=True, timeout=180, **kwargs)
+    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh virtual environment with deptcast installed from a wheel of the checkout."""
+    assert (REPO / "web" / "vendor" / "autobahn.js").is_file(), "build the bundle first: scripts/install"
+    # the sources as a clone with the bundle built has them: what git tracks (or would), and the
+    # bundle; a copy, because an in-tree build leaves build/ behind, which a later build reuses
+    source = tmp_path_factory.mktemp("source")
+    files = run("git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=str(REPO)).split("\0")
+    for rel in [f for f in files if f] + ["web/vendor/autobahn.js"]:
+        if (REPO / rel).is_file():
+            (source / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, source / rel)
+    venv = tmp_path_factory.mktemp("venv")
+    run(sys.executable, "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run(python, "-m", "pip", "install", "--quiet", "--no-deps", str(source), env=env,
+        cwd=str(tmp_path_factory.mktemp("elsewhere")))
+    # the dependencies: this environment's site-packages, after the new one's own
+    site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+    (site / "deptcast-test-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # crossbar's command, as its package would install it (the `deptcast` one pip made)
+    script = venv / "bin" / "crossbar"
+    script.write_text(f"#!{python}\nimport sys\nfrom crossbar import run\nsys.exit(run())\n")
+    script.chmod(0o755)
+    return venv
+
+
+def test_the_wheel_ships_every_subpackage_and_exactly_the_page(installed):
+    site = Path(run(str(installed / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+    wanted = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "components").rglob("__init__.py")}
+    shipped = {p.parent.relative_to(site).as_posix() for p in (site / "components").rglob("__init__.py")}
+    assert shipped == wanted  # a subpackage missing from pyproject.toml's list fails here
+    page = {p.relative_to(site / "deptcast_web").as_posix() for p in (site / "deptcast_web").rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts}
+    assert page == PAGE_FILES
+    where = run(str(installed / "bin" / "python"), "-c",
+                "import components, json; from components.edge.static import web_directory; "
+                "print(json.dumps([components.__file__, str(web_directory())]))", cwd="/")
+    assert json.loads(where) == [str(site / "components" / "__init__.py"), str(site / "deptcast_web")]
+
+
+def test_an_installed_node_serves_the_page_that_works(installed, tmp_path, monkeypatch):
+    node_dir = tmp_path / "node"
+    node_dir.mkdir()
+    port = free_port()
+    run(str(installed / "bin" / "deptcast"), "node-config", "--port", str(port), "--output",
+        str(node_dir / "config.json"), cwd=str(tmp_path))
+    monkeypatch.setattr(process, "CROSSBAR", str(installed / "bin" / "crossbar"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPTCAST_") and k != "PYTHONPATH"}
+    node = process.NodeProcess(node_dir, env={**env, "DEPTCAST_JWT_SECRET": TEST_SECRET}, name="installed")
+    node.start()
+    try:
+        site = installed / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+        assert f"deptcast web: the page is served from {site / 'deptcast_web'}" in node.log_text()
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            try:
+                page = browser.new_page()
+                answers = []
+                page.on("response", lambda r: answers.append((r.url.split(str(port), 1)[1], r.status)))
+                page.goto(f"http://127.0.0.1:{port}/#token=" + token("ian", "inst"))
+                expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=30_000)
+                expect(page.locator("#who")).to_have_text("ian · inst · member")
+                assert ("/vendor/autobahn.js", 200) in answers and all(status == 200 for _, status in answers)
+            finally:
+                browser.close()
+    finally:
+        node.stop()

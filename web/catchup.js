@@ -1,0 +1,356 @@
+// Recovery: every envelope of the page's topics delivered once, in per-topic order, across
+// reconnects (to any node) and events lost on the way. No DOM, no WAMP: the page hands in
+// how to call deptcast.history and what to do with delivered envelopes; timers are injected
+// so that node's test runner drives them. tests/vectors/recovery.json states these rules as
+// test vectors that the Python client's tests read too.
+//
+// A topic's *position* is the seq of the last envelope delivered on it (0: none yet);
+// ``deptcast.history(positions={topic: position})`` answers exactly the envelopes past each
+// position, in per-topic order, so a client that comes back asks for exactly what it lacks.
+//
+// 1. Join (every connection, after subscribing). With no positions at all (nothing stored: a
+//    first visit) the client first asks ``{latest: true}`` once, delivers the answer, and takes
+//    each topic's highest seq in it as its position. Then it asks ``{positions}`` for all its
+//    topics (0 for a topic with none) and pages on with the new positions until an answer is
+//    empty. Events arriving meanwhile are held.
+// 2. A history answer: each envelope with a seq above its topic's position is delivered and
+//    becomes the position (history is complete: a seq it skips is gone for good); the rest
+//    are duplicates.
+// 3. A live event with seq s on a topic at position p: s <= p is a duplicate; s = p + 1 is
+//    delivered, with the held events that follow it without a hole; s > p + 1 is held: a gap.
+// 4. A gap still open after a grace period (events relayed by different nodes may arrive out
+//    of order) is read from history: ``{positions}`` for the topics with a gap, paged until
+//    empty. Then the held events are released: in seq order per topic, past a hole only for
+//    those held before the read began (history covered them; what it did not bring will not
+//    come). A hole left above them waits for the next grace period.
+// 5. Whatever is delivered at once goes out in id order (ids sort in send order). An envelope
+//    without seq (stored before seq existed) is delivered once by id and never held.
+// 6. A lost connection drops the held events and any read under way; the next join reads them.
+
+import { compareIds, isEnvelope, seqOf, topicOf } from "./timeline.js";
+
+/** How many envelopes one deptcast.history call asks for (the node may answer fewer: it
+ * bounds answers by bytes too). */
+export const HISTORY_PAGE = 200;
+
+/** How long a gap may stay open before history is asked for it. */
+export const GAP_GRACE_MS = 1000;
+
+/** How long to wait before asking again when a gap read failed. */
+export const GAP_RETRY_MS = 5000;
+
+/** How many ids of envelopes without seq are remembered to deliver each once. */
+const SEQLESS_MEMORY = 2000;
+
+/** A history read abandoned because its connection is gone. */
+class Abandoned extends Error {}
+
+/**
+ * Positions for a cache written before positions were stored (a list of envelopes, possibly
+ * with holes): per topic, the end of the unbroken run of seqs that starts at its oldest cached
+ * envelope (what lies before that one was not wanted; a hole after it is read again).
+ * Topics without a cached envelope get 0. Null when no cached envelope has a seq.
+ */
+export function positionsFromEnvelopes(envelopes, topics) {
+  const seqs = new Map(topics.map((t) => [t, new Set()]));
+  let any = false;
+  for (const env of envelopes) {
+    const set = seqs.get(topicOf(env));
+    const seq = seqOf(env);
+    if (set && seq !== null) {
+      set.add(seq);
+      any = true;
+    }
+  }
+  if (!any) return null;
+  const positions = {};
+  for (const [topic, set] of seqs) {
+    if (!set.size) {
+      positions[topic] = 0;
+      continue;
+    }
+    let end = Math.min(...set);
+    while (set.has(end + 1)) end += 1;
+    positions[topic] = end;
+  }
+  return positions;
+}
+
+export class Recovery {
+  /**
+   * @param {object} options
+   * @param {string[]} options.topics the topics subscribed to, in a fixed order
+   * @param {?Object<string, number>} options.positions stored positions, or null (none: a
+   *   first visit)
+   * @param {(envelopes: object[]) => void} options.deliver gets each envelope once, in
+   *   per-topic order
+   * @param {(fn: () => void, ms: number) => any} [options.schedule] a timer (setTimeout)
+   * @param {(handle: any) => void} [options.cancel] clearTimeout
+   * @param {(busy: boolean) => void} [options.busy] told when a history read starts and ends
+   * @param {(text: string) => void} [options.warn]
+   */
+  constructor({
+    topics, positions = null, deliver, schedule = (fn, ms) => setTimeout(fn, ms),
+    cancel = (handle) => clearTimeout(handle), busy = () => {}, warn = () => {},
+    graceMs = GAP_GRACE_MS, retryMs = GAP_RETRY_MS, pageSize = HISTORY_PAGE,
+  }) {
+    this.topics = [...topics];
+    this.first = positions === null || positions === undefined;
+    this.pos = new Map(this.topics.map((t) => [t, 0]));
+    if (!this.first) {
+      for (const t of this.topics) {
+        const seq = positions[t];
+        if (Number.isSafeInteger(seq) && seq >= 0) this.pos.set(t, seq);
+      }
+    }
+    this.deliverTo = deliver;
+    this.schedule = schedule;
+    this.cancel = cancel;
+    this.busy = busy;
+    this.warn = warn;
+    this.graceMs = graceMs;
+    this.retryMs = retryMs;
+    this.pageSize = pageSize;
+    this.held = new Map(this.topics.map((t) => [t, new Map()])); // topic -> seq -> envelope
+    this.seqless = new Set(); // ids of delivered envelopes without seq, oldest first
+    this.history = null; // the current connection's deptcast.history, or null
+    this.generation = 0; // bumped on every join and loss: late answers of an old one are dropped
+    this.joining = false;
+    this.filling = false;
+    this.timer = null;
+  }
+
+  /** The positions to store, or null while none are known (before a first join). */
+  positions() {
+    return this.first ? null : Object.fromEntries(this.pos);
+  }
+
+  /** Whether an event on ``topic`` is this recovery's business. */
+  covers(topic) {
+    return this.pos.has(topic);
+  }
+
+  /**
+   * A connection joined: subscribe (events that arrive from then on are held), then catch up.
+   * Resolves true when caught up, false if the connection was lost meanwhile; rejects if
+   * subscribing or a history call failed (the connection should then be made again).
+   *
+   * @param {(kwargs: object) => Promise<object[]>} history calls deptcast.history
+   * @param {() => Promise<any>} [subscribe] subscribes to the topics
+   */
+  async join(history, subscribe = async () => {}) {
+    this._stopTimer();
+    this.generation += 1;
+    const generation = this.generation;
+    this.history = history;
+    this.joining = true;
+    this.filling = false;
+    this.busy(true);
+    try {
+      await subscribe();
+      if (this.first) {
+        const rows = await this._call(generation, { latest: true, limit: this.pageSize });
+        this._deliverLatest(rows);
+        this.first = false;
+      }
+      await this._read(generation, this.topics);
+    } catch (err) {
+      if (err instanceof Abandoned) return false;
+      if (generation === this.generation) {
+        this.joining = false;
+        this.busy(false);
+      }
+      throw err;
+    }
+    if (generation !== this.generation) return false;
+    this.joining = false;
+    this.busy(false);
+    this._release(new Map());
+    return true;
+  }
+
+  /** The connection is gone: drop what is held and any read under way. */
+  disconnect() {
+    if (this.joining || this.filling) this.busy(false);
+    this.generation += 1;
+    this.history = null;
+    this.joining = false;
+    this.filling = false;
+    this._stopTimer();
+    for (const held of this.held.values()) held.clear();
+  }
+
+  /**
+   * A live event (or the envelope deptcast.send returned). Returns false if it is not on one
+   * of this recovery's topics (the caller may show it anyway), true otherwise.
+   */
+  receive(env) {
+    const topic = topicOf(env);
+    if (!this.covers(topic)) return false;
+    const seq = seqOf(env);
+    if (seq === null) {
+      this._deliver(this._unseenSeqless([env]));
+      return true;
+    }
+    if (this.joining) {
+      this.held.get(topic).set(seq, env);
+      return true;
+    }
+    const pos = this.pos.get(topic);
+    if (seq <= pos) return true;
+    this.held.get(topic).set(seq, env);
+    if (seq === pos + 1) this._release(new Map());
+    else this._gapOpened();
+    return true;
+  }
+
+  /** Whether a seq is held behind a hole. */
+  get hasGaps() {
+    for (const held of this.held.values()) if (held.size) return true;
+    return false;
+  }
+
+  // ---- internals ------------------------------------------------------------------------
+
+  async _call(generation, kwargs) {
+    if (generation !== this.generation || !this.history) throw new Abandoned();
+    let rows;
+    try {
+      rows = await this.history(kwargs);
+    } catch (err) {
+      if (generation !== this.generation) throw new Abandoned(); // failed because the connection went
+      throw err;
+    }
+    if (generation !== this.generation) throw new Abandoned();
+    return Array.isArray(rows) ? rows : [];
+  }
+
+  /** Ask ``{positions}`` for ``topics`` page by page until an empty answer. */
+  async _read(generation, topics) {
+    for (;;) {
+      const positions = Object.fromEntries(topics.map((t) => [t, this.pos.get(t)]));
+      const rows = await this._call(generation, { positions, limit: this.pageSize });
+      if (!rows.length) return;
+      if (!this._deliverHistory(rows)) {
+        // an answer that moves no position would be asked again for ever
+        this.warn("deptcast.history answered envelopes past no position; stopped paging");
+        return;
+      }
+    }
+  }
+
+  _deliverLatest(rows) {
+    const out = [];
+    for (const env of rows) {
+      const topic = topicOf(env);
+      if (!this.covers(topic)) continue;
+      const seq = seqOf(env);
+      if (seq === null) {
+        out.push(...this._unseenSeqless([env]));
+      } else if (seq > this.pos.get(topic)) {
+        this.pos.set(topic, seq);
+        out.push(env);
+      }
+    }
+    this._deliver(out);
+  }
+
+  /** Deliver a history page; true if a position moved. */
+  _deliverHistory(rows) {
+    const out = [];
+    let moved = false;
+    for (const env of rows) {
+      const topic = topicOf(env);
+      if (!this.covers(topic)) continue;
+      const seq = seqOf(env);
+      if (seq === null) {
+        out.push(...this._unseenSeqless([env]));
+      } else if (seq > this.pos.get(topic)) {
+        this.pos.set(topic, seq);
+        out.push(env);
+        moved = true;
+      }
+    }
+    this._deliver(out);
+    return moved;
+  }
+
+  /**
+   * Deliver the held events that may go: per topic in seq order while there is no hole, or
+   * past a hole up to ``through.get(topic)`` (held before a history read that covered it).
+   */
+  _release(through) {
+    const out = [];
+    for (const [topic, held] of this.held) {
+      if (!held.size) continue;
+      const upTo = through.get(topic) || 0;
+      for (const seq of [...held.keys()].sort((a, b) => a - b)) {
+        const pos = this.pos.get(topic);
+        if (seq > pos + 1 && seq > upTo) break;
+        const env = held.get(seq);
+        held.delete(seq);
+        if (seq <= pos) continue;
+        if (seq > pos + 1) this.warn(`${topic}: seq ${pos + 1}..${seq - 1} are not in history; going on`);
+        this.pos.set(topic, seq);
+        out.push(env);
+      }
+    }
+    this._deliver(out);
+    if (this.hasGaps) this._gapOpened();
+  }
+
+  _gapOpened(delay = this.graceMs) {
+    if (this.timer !== null || this.filling || this.joining || !this.history) return;
+    this.timer = this.schedule(() => {
+      this.timer = null;
+      this._fill();
+    }, delay);
+  }
+
+  _stopTimer() {
+    if (this.timer !== null) this.cancel(this.timer);
+    this.timer = null;
+  }
+
+  /** The grace period is over: read history for the topics with a gap. */
+  async _fill() {
+    if (this.filling || this.joining || !this.history) return;
+    const topics = this.topics.filter((t) => this.held.get(t).size);
+    if (!topics.length) return;
+    const through = new Map(topics.map((t) => [t, Math.max(...this.held.get(t).keys())]));
+    const generation = this.generation;
+    this.filling = true;
+    this.busy(true);
+    try {
+      await this._read(generation, topics);
+    } catch (err) {
+      if (err instanceof Abandoned) return;
+      this.filling = false;
+      this.busy(false);
+      this.warn(`reading missed events failed: ${err && err.error ? err.error : err}`);
+      this._gapOpened(this.retryMs);
+      return;
+    }
+    if (generation !== this.generation) return;
+    this.filling = false;
+    this.busy(false);
+    this._release(through);
+  }
+
+  _unseenSeqless(envs) {
+    const out = [];
+    for (const env of envs) {
+      if (!isEnvelope(env) || this.seqless.has(env.id)) continue;
+      this.seqless.add(env.id);
+      if (this.seqless.size > SEQLESS_MEMORY) this.seqless.delete(this.seqless.values().next().value);
+      out.push(env);
+    }
+    return out;
+  }
+
+  _deliver(envs) {
+    if (!envs.length) return;
+    envs.sort((a, b) => compareIds(a.id, b.id));
+    this.deliverTo(envs);
+  }
+}
