@@ -1,6 +1,6 @@
 """A synchronous store run in its own thread pool, off the reactor thread."""
 
-from typing import Any
+from typing import Any, Sequence
 
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
@@ -34,6 +34,9 @@ class ThreadedStore:
 
     def history(self, request: HistoryRequest) -> defer.Deferred:
         return self._run(self.store.history, request)
+
+    def heads(self, topics: Sequence[str]) -> defer.Deferred:
+        return self._run(self.store.heads, list(topics))
 
     @defer.inlineCallbacks
     def close(self):
