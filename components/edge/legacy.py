@@ -15,7 +15,8 @@ runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's
   are discarded as they arrive (never buffered) and answered with an error frame.
 * Out: :class:`~components.edge.fanout.Fanout` holds one subscription per topic for all the
   worker's legacy sockets (reference-counted) and frames each event once
-  (``prepareMessage``), writing the same bytes to every socket of the topic.
+  (``prepareMessage``), writing the same bytes to every socket of the topic; it delivers
+  each message once, in ``seq`` order, reading from the store what the router missed.
 * Liveness: WebSocket auto ping; a peer that does not answer in time is dropped, and the
   last socket of a topic to go releases its subscription. A peer that stops reading is
   dropped once it is :data:`MAX_SEND_BACKLOG` bytes behind, before the ping notices.
@@ -38,7 +39,7 @@ from components.core.errors import INVALID_FRAME, UNAVAILABLE, Refused
 from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
 from components.core.tokens import Identity
-from components.edge.fanout import Fanout, SlotBridge
+from components.edge.fanout import Fanout, ServiceReader, SlotBridge
 from components.service.runtime import Runtime, runtime
 
 #: a frame this large closes the connection (1009) instead of being read and discarded: past
@@ -229,7 +230,8 @@ class LegacyServerFactory(WebSocketServerFactory):
         self.frame_cap = frames.frame_cap(settings.max_message_bytes) if settings is not None else 0
         self.ready_timeout = ready_timeout
         self.fanout = Fanout(SlotBridge(rt.bridge),
-                             lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True))
+                             lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True),
+                             reader=ServiceReader(rt.messages), links=rt.links)
         self.setProtocolOptions(
             autoPingInterval=ping_interval,
             autoPingTimeout=ping_timeout,
