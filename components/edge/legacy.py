@@ -17,6 +17,7 @@ runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's
   worker's legacy sockets (reference-counted) and frames each event once
   (``prepareMessage``), writing the same bytes to every socket of the topic; it delivers
   each message once, in ``seq`` order, reading from the store what the router missed.
+* Presence: an open socket counts its key's user online (:mod:`components.wamp.presence`).
 * Liveness: WebSocket auto ping; a peer that does not answer in time is dropped, and the
   last socket of a topic to go releases its subscription. A peer that stops reading is
   dropped once it is :data:`MAX_SEND_BACKLOG` bytes behind, before the ping notices.
@@ -120,8 +121,11 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             self.log.debug("deptcast legacy: no send backlog tracking: {e}", e=str(e))
         self.log.debug("deptcast legacy: {key} connected ({mode})", key=self._client.key,
                        mode="open mode" if self._client.open_mode else self._client.identity.role)
+        # presence counts the key's user online, as it counts a WAMP session
+        self.factory.runtime.legacy_users.opened(self, self._client.identity.dept, self._client.identity.user)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self.factory.runtime.legacy_users.closed(self)
         if self._joined_topics:
             self.factory.fanout.leave(self, self._joined_topics)
             self._joined_topics = ()
