@@ -427,9 +427,10 @@ def test_presence_counts_old_pages_per_user_across_nodes(cluster, residents):
         yield task.deferLater(reactor, 0.3, lambda: None)
         yield online_everywhere(askers, dept, ["watch", "alice", "bob"], "alice still has her page")
         yield page.close()
+        yield wait_for(lambda: len(events) == 3, 10, "alice's offline event")
         yield only_page.close()
         yield online_everywhere(askers, dept, ["watch"], "the pages closed")
-        yield wait_for(lambda: len(events) == 4, 10, "the offline events")
+        yield wait_for(lambda: len(events) == 4, 10, "bob's offline event")
         yield task.deferLater(reactor, 0.3, lambda: None)
         assert [(e["user"], e["online"]) for e in events] == [
             ("alice", True), ("bob", True), ("alice", False), ("bob", False)]
