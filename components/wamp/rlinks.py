@@ -151,7 +151,7 @@ class LinkWatch:
                           peer=peer, n=forgotten)
         if not getattr(remote, "_deptcast_watched", False):
             remote._deptcast_watched = True
-            remote.on("ready", lambda session, *a, **kw: self._ready(peer))
+            remote.on("ready", lambda session, *a, **kw: self._ready(peer, session))
             remote.on("leave", lambda session, *a, **kw: self._lost(peer))
             remote.on("disconnect", lambda session, *a, **kw: self._lost(peer))
 
@@ -166,7 +166,11 @@ class LinkWatch:
             self.log.info("deptcast links: the link to {peer} subscribed {topic} a second time; "
                           "dropped {n} extra handler(s)", peer=peer, topic=subscription.topic, n=dropped)
 
-    def _ready(self, peer: str) -> None:
+    def _ready(self, peer: str, session: Any) -> None:
+        # 'ready' follows the re-subscribe even when the connection was lost during it (its
+        # subscribes fail, the link catches that): a link lost meanwhile is not up
+        if not session.is_attached():
+            return
         self.log.info("deptcast links: the link to {peer} is up and carries this node's topics", peer=peer)
         self.state.up(peer)
 

@@ -159,6 +159,16 @@ def test_the_link_state_follows_the_connection(hooks):
     assert seen == [("up", "n1"), ("down", "n1"), ("up", "n1")]
 
 
+def test_a_link_lost_during_its_resubscribe_is_not_reported_up(hooks):
+    """Crossbar's link fires 'ready' after its re-subscribe even when the connection was lost
+    in the middle of it (the subscribes fail and are caught)."""
+    peer = Peer(make_link())
+    peer.connect()
+    peer.drop()
+    peer.session.fire("ready", peer.session)   # the late 'ready' of the lost connection
+    assert hooks.state.is_up("n1") is False
+
+
 def test_links_to_unknown_peers_are_repaired_but_not_reported(hooks):
     peer = Peer(make_link("rlink001"))
     peer.connect()
