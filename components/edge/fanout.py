@@ -43,6 +43,8 @@ READ_RETRY = 0.5
 READ_PAGE = 500
 #: seconds the first subscription of a topic waits for the store's head before going on without
 HEAD_TIMEOUT = 2.0
+#: seconds between two log lines of one kind about the store (a store outage touches every topic)
+LOG_EVERY = 10.0
 
 
 class Socket(Protocol):
@@ -155,6 +157,8 @@ class Fanout:
         self._generation = 0
         #: what the gap fill did, for tests and metrics
         self.recovery = {"filled": 0, "duplicates": 0, "skipped": 0, "gaps": 0}
+        self._logged: Dict[str, float] = {}      # kind of store trouble -> when last logged
+        self._unlogged: Dict[str, int] = {}      # ... and how many since
         bridge.on_join(self._rejoined)
         bridge.on_lost(self._lost)
         if links is not None:
@@ -282,8 +286,8 @@ class Fanout:
 
         def unknown(failure):
             # the first event will set the numbering; a gap before it cannot be noticed
-            self.log.info("deptcast legacy: no store head for {topic} ({e}); numbering from its first event",
-                          topic=topic, e=failure.getErrorMessage())
+            self._store_trouble("head", "deptcast legacy: no store head for {topic} ({e}); numbering from its "
+                                "first event", topic=topic, e=failure.getErrorMessage())
         d = self._reader.heads([topic], HEAD_TIMEOUT)
         return d.addCallbacks(known, unknown)
 
@@ -385,8 +389,8 @@ class Fanout:
             entry.reading = False
             if self._topics.get(topic) is not entry:
                 return
-            self.log.info("deptcast legacy: cannot read missed messages on {topic} yet: {e}",
-                          topic=topic, e=failure.getErrorMessage())
+            self._store_trouble("read", "deptcast legacy: cannot read missed messages on {topic} yet: {e}",
+                                topic=topic, e=failure.getErrorMessage())
             if entry.order.has_gap or entry.again:
                 entry.retry_call = self._clock.callLater(READ_RETRY, self._retry, topic, entry)
         self._reader.since(topic, after, READ_PAGE).addCallbacks(read, failed)
@@ -415,9 +419,22 @@ class Fanout:
             self._send(topic, entry, ready)
         self.recovery["skipped"] += entry.order.skipped - skipped
         if self._reader is not None:
-            self.log.warn("deptcast legacy: gave up on messages {first}-{last} of {topic} after {s:g} s "
-                          "(the store did not answer); newer ones delivered", first=missing[0],
-                          last=missing[1], topic=topic, s=HOLD_MAX)
+            self._store_trouble("give-up", "deptcast legacy: gave up on messages {first}-{last} of {topic} after "
+                                "{s:g} s (the store did not answer); newer ones delivered", warn=True,
+                                first=missing[0], last=missing[1], topic=topic, s=HOLD_MAX)
+
+    def _store_trouble(self, kind: str, text: str, warn: bool = False, **fields: Any) -> None:
+        """Log store trouble at most once per :data:`LOG_EVERY` seconds per kind (an outage
+        touches every topic), with how many like it were not logged since."""
+        now = self._clock.seconds()
+        if now - self._logged.get(kind, -LOG_EVERY) < LOG_EVERY:
+            self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+            return
+        self._logged[kind] = now
+        more = self._unlogged.pop(kind, 0)
+        if more:
+            text += f" ({more} more like it in the last {LOG_EVERY:g} s)"
+        (self.log.warn if warn else self.log.info)(text, **fields)
 
     def _link_up(self, peer: str) -> None:
         """This node's link to ``peer`` is back: events published there meanwhile never came.

@@ -368,3 +368,23 @@ class FanoutOrderTests(SynchronousTestCase):
         self.fanout.leave(self.sock, ["t"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.texts(), ["t#1"])
+
+    def test_store_trouble_is_logged_once_per_interval_not_per_topic(self):
+        from twisted.logger import LogLevel, globalLogPublisher
+        seen: List[dict] = []
+        globalLogPublisher.addObserver(seen.append)
+        try:
+            self.store.down = True
+            for i in range(20):
+                self.fanout.join(FakeSocket(f"s{i}"), [f"t{i}"])
+            self.bridge.grant_all()
+            heads = [e for e in seen if "no store head" in e.get("log_format", "")]
+            self.assertEqual(len(heads), 1)
+            self.clock.advance(fanout.LOG_EVERY)
+            self.fanout.join(FakeSocket("late"), ["t-late"])
+            heads = [e for e in seen if "no store head" in e.get("log_format", "")]
+            self.assertEqual(len(heads), 2)
+            self.assertIn("19 more like it", heads[1]["log_format"])
+            self.assertEqual(heads[1]["log_level"], LogLevel.info)
+        finally:
+            globalLogPublisher.removeObserver(seen.append)
