@@ -4,9 +4,10 @@ Pure logic, no reactor; the WAMP adapter is :mod:`components.wamp.presence`.
 
 Each node knows its own client sessions one by one (WAMP sessions from the router's meta
 API, and the legacy endpoint's sockets, which count exactly like sessions) and its peers'
-only as counts per (department, user), which the peers send as snapshots and deltas. A user is *online* while it has at least one session on any node. Every method
-that changes the book returns the :class:`Change` list of users whose cluster-wide state
-flipped, so the adapter publishes exactly one event per change.
+only as counts per (department, user), which the peers send as snapshots and deltas. A
+user is *online* while it has at least one session on any node. Every method that changes
+the book returns the :class:`Change` list of users whose cluster-wide state flipped, so the
+adapter publishes exactly one event per change.
 
 Messages between nodes' presence components (on :data:`~components.core.names.PRESENCE_INTERNAL_TOPIC`)::
 
