@@ -105,7 +105,7 @@ class ServiceReader:
 class _Topic:
     """One topic's legacy sockets, its one subscription, and where its numbering stands."""
 
-    __slots__ = ("sockets", "subscription", "pending", "waiters", "order", "reading", "again",
+    __slots__ = ("sockets", "subscription", "pending", "waiters", "order", "reading", "again", "draining",
                  "grace_call", "retry_call", "hold_call")
 
     def __init__(self) -> None:
@@ -116,6 +116,7 @@ class _Topic:
         self.order: Optional[TopicSequence] = None  # known once the first subscribe began
         self.reading = False       # a store read is in flight
         self.again = False         # read once more when it returns (something new may be missing)
+        self.draining = False      # a check: read on until the store has nothing more
         self.grace_call = None     # the read after GAP_GRACE
         self.retry_call = None     # the read after READ_RETRY
         self.hold_call = None      # giving up after HOLD_MAX
@@ -353,6 +354,7 @@ class Fanout:
         """Read what may have been missed on ``topic`` although no gap showed."""
         if self._reader is None or entry.order is None or entry.order.next is None:
             return
+        entry.draining = True
         if entry.reading:
             entry.again = True
         else:
@@ -377,8 +379,12 @@ class Fanout:
             if sent:
                 self.log.debug("deptcast legacy: {n} missed messages on {topic} read from the store",
                                n=sent, topic=topic)
-            if len(rows) >= READ_PAGE or entry.again or (entry.order.has_gap and sent):
-                self._read(topic, entry)  # more to read, or something new went missing meanwhile
+            if not sent:
+                entry.draining = False
+            # a page is bounded by rows and by bytes: read on while reads bring something and a
+            # gap remains (or a check wants everything), or something new went missing meanwhile
+            if len(rows) >= READ_PAGE or entry.again or (sent and (entry.order.has_gap or entry.draining)):
+                self._read(topic, entry)
             elif entry.order.has_gap:
                 # the store does not have them (yet): try again until HOLD_MAX
                 entry.retry_call = self._clock.callLater(READ_RETRY, self._retry, topic, entry)

@@ -204,6 +204,7 @@ class FakeStore:
     def __init__(self) -> None:
         self.log: Dict[str, List[dict]] = {}
         self.down = False
+        self.page_cap = 10 ** 6   # rows per answer at most (the store's byte bound, for big messages)
         self.reads: List[Tuple[str, int]] = []
         self.head_reads: List[List[str]] = []
 
@@ -217,7 +218,7 @@ class FakeStore:
         self.reads.append((topic, seq))
         if self.down:
             return defer.fail(RuntimeError("store down"))
-        return defer.succeed([r for r in self.log.get(topic, []) if r["seq"] > seq][:limit])
+        return defer.succeed([r for r in self.log.get(topic, []) if r["seq"] > seq][:min(limit, self.page_cap)])
 
     def heads(self, topics, timeout) -> defer.Deferred:
         self.head_reads.append(list(topics))
@@ -299,7 +300,8 @@ class FanoutOrderTests(SynchronousTestCase):
         self.links.down("n1")
         self.links.up("n1")
         self.assertEqual(self.store.head_reads[-1], ["t", "u"])
-        self.assertEqual(self.store.reads, [("t", 1)])   # only the topic that moved
+        # only the topic that moved; read until the store has nothing more
+        self.assertEqual(self.store.reads, [("t", 1), ("t", 3)])
         self.assertEqual(self.texts(), ["t#1", "t#2", "t#3"])
 
     def test_a_long_gap_is_read_page_by_page(self):
@@ -310,6 +312,15 @@ class FanoutOrderTests(SynchronousTestCase):
         self.clock.advance(fanout.GAP_GRACE)
         self.assertEqual(len(self.store.reads), 3)
         self.assertEqual(self.texts(), [r["message"] for r in rows])
+
+    def test_a_check_reads_on_past_pages_cut_short_by_bytes(self):
+        self.join()
+        self.live(self.store.append("t")[0])
+        self.store.append("t", 7)
+        self.store.page_cap = 3   # large messages: a few per answer
+        self.links.up("n1")
+        self.assertEqual(self.texts(), [f"t#{i}" for i in range(1, 9)])
+        self.assertEqual(self.store.reads, [("t", 1), ("t", 4), ("t", 7), ("t", 8)])
 
     def test_held_events_wait_for_the_store_then_go_out_when_it_answers(self):
         self.join()
