@@ -318,6 +318,8 @@ class Fanout:
         self._offer(topic, entry, [envelope])
         if entry.order is not None and entry.order.has_gap:
             self._gap_seen(topic, entry)
+        elif entry.hold_call is not None and not entry.reading:
+            self._gap_closed(entry)  # the late ones arrived live
 
     def _offer(self, topic: str, entry: _Topic, envelopes: Iterable[Any]) -> int:
         """Pass envelopes (live or from the store) through the topic's numbering; send what
@@ -406,9 +408,11 @@ class Fanout:
         self._read(topic, entry)
 
     def _gap_closed(self, entry: _Topic) -> None:
-        if entry.hold_call is not None and entry.hold_call.active():
-            entry.hold_call.cancel()
-        entry.hold_call = None
+        for name in ("hold_call", "grace_call"):
+            call = getattr(entry, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(entry, name, None)
 
     def _give_up(self, topic: str, entry: _Topic) -> None:
         """Deliver what is held and carry on after it: the missing messages are lost to the

@@ -288,6 +288,7 @@ class FanoutOrderTests(SynchronousTestCase):
         self.live(e3)
         self.clock.advance(fanout.GAP_GRACE / 2)
         self.live(e2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
         self.clock.advance(fanout.GAP_GRACE)
         self.assertEqual(self.texts(), ["t#1", "t#2", "t#3"])
         self.assertEqual(self.store.reads, [])
