@@ -2,11 +2,12 @@
 
 Pure logic, no reactor; the WAMP adapter is :mod:`components.wamp.presence`.
 
-Each node knows its own client sessions one by one (from the router's meta API) and its
-peers' only as counts per (department, user), which the peers send as snapshots and
-deltas. A user is *online* while it has at least one session on any node. Every method
-that changes the book returns the :class:`Change` list of users whose cluster-wide state
-flipped, so the adapter publishes exactly one event per change.
+Each node knows its own client sessions one by one (WAMP sessions from the router's meta
+API, and the legacy endpoint's sockets, which count exactly like sessions) and its peers'
+only as counts per (department, user), which the peers send as snapshots and deltas. A
+user is *online* while it has at least one session on any node. Every method that changes
+the book returns the :class:`Change` list of users whose cluster-wide state flipped, so the
+adapter publishes exactly one event per change.
 
 Messages between nodes' presence components (on :data:`~components.core.names.PRESENCE_INTERNAL_TOPIC`)::
 
@@ -16,7 +17,7 @@ Messages between nodes' presence components (on :data:`~components.core.names.PR
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
 from components.core import names
 from components.core.errors import INVALID_FRAME, Refused
@@ -49,7 +50,7 @@ class PresenceBook:
 
     def __init__(self, node: str) -> None:
         self.node = node
-        self._sessions: Dict[int, Key] = {}              # local session id -> (dept, user)
+        self._sessions: Dict[Hashable, Key] = {}         # local session (id, or a legacy socket) -> (dept, user)
         self._by_node: Dict[str, Dict[Key, int]] = {node: {}}
         self._totals: Dict[str, Dict[str, int]] = {}     # dept -> user -> sessions on all nodes
 
@@ -69,10 +70,10 @@ class PresenceBook:
         """How many sessions ``user`` of ``dept`` has on this node."""
         return self._by_node[self.node].get((dept, user), 0)
 
-    def has_session(self, session: int) -> bool:
+    def has_session(self, session: Hashable) -> bool:
         return session in self._sessions
 
-    def key_of(self, session: int) -> Optional[Key]:
+    def key_of(self, session: Hashable) -> Optional[Key]:
         """``(dept, user)`` of a local session, or ``None`` if it is not in the book."""
         return self._sessions.get(session)
 
@@ -90,8 +91,9 @@ class PresenceBook:
 
     # ------------------------------------------------------------------ this node
 
-    def join(self, session: int, dept: str, user: str) -> List[Change]:
-        """A client session joined this node; joining twice is a no-op.
+    def join(self, session: Hashable, dept: str, user: str) -> List[Change]:
+        """A client session (a WAMP session id, or a legacy socket) joined this node; joining
+        twice is a no-op.
 
         :rtype: list
         """
@@ -100,7 +102,7 @@ class PresenceBook:
         self._sessions[session] = (dept, user)
         return self._set(self.node, (dept, user), self.local_sessions(dept, user) + 1)
 
-    def leave(self, session: int) -> List[Change]:
+    def leave(self, session: Hashable) -> List[Change]:
         """A session left this node; unknown sessions (not clients) are ignored.
 
         :rtype: list
@@ -222,3 +224,24 @@ def parse_internal(msg: Any, me: str, peers: Sequence[str]) -> Optional[Dict[str
                 and isinstance(e[2], int) and not isinstance(e[2], bool) and e[2] > 0]
         return {**msg, "entries": good}
     return None
+
+
+def forget_peer_on(link_session_here: bool, own_link_up: Optional[bool]) -> bool:
+    """Whether to forget a peer's users now, from what this node knows of the two links
+    between it and the peer.
+
+    The peer's deltas reach this node over this node's own link to the peer; the peer's link
+    session on this node only carries this node's deltas the other way. So while this node's
+    link to the peer is up, the peer is running and its deltas still arrive: keep its users,
+    even if its link session here left (its link to us dropped for a moment). Forget them once
+    neither link is there (the peer stopped, or is cut off). When this node does not know the
+    state of its own link (``None``: nothing watches the links), the peer's link session
+    leaving is taken as the peer stopping.
+
+    :param link_session_here: whether a link session of the peer is on this node
+    :param own_link_up: whether this node's link to the peer is up (``None``: unknown)
+    :rtype: bool
+    """
+    if link_session_here:
+        return False
+    return own_link_up is not True

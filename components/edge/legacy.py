@@ -15,7 +15,9 @@ runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's
   are discarded as they arrive (never buffered) and answered with an error frame.
 * Out: :class:`~components.edge.fanout.Fanout` holds one subscription per topic for all the
   worker's legacy sockets (reference-counted) and frames each event once
-  (``prepareMessage``), writing the same bytes to every socket of the topic.
+  (``prepareMessage``), writing the same bytes to every socket of the topic; it delivers
+  each message once, in ``seq`` order, reading from the store what the router missed.
+* Presence: an open socket counts its key's user online (:mod:`components.wamp.presence`).
 * Liveness: WebSocket auto ping; a peer that does not answer in time is dropped, and the
   last socket of a topic to go releases its subscription. A peer that stops reading is
   dropped once it is :data:`MAX_SEND_BACKLOG` bytes behind, before the ping notices.
@@ -38,7 +40,7 @@ from components.core.errors import INVALID_FRAME, UNAVAILABLE, Refused
 from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
 from components.core.tokens import Identity
-from components.edge.fanout import Fanout, SlotBridge
+from components.edge.fanout import Fanout, ServiceReader, SlotBridge
 from components.service.runtime import Runtime, runtime
 
 #: a frame this large closes the connection (1009) instead of being read and discarded: past
@@ -119,8 +121,11 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             self.log.debug("deptcast legacy: no send backlog tracking: {e}", e=str(e))
         self.log.debug("deptcast legacy: {key} connected ({mode})", key=self._client.key,
                        mode="open mode" if self._client.open_mode else self._client.identity.role)
+        # presence counts the key's user online, as it counts a WAMP session
+        self.factory.runtime.legacy_users.opened(self, self._client.identity.dept, self._client.identity.user)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
+        self.factory.runtime.legacy_users.closed(self)
         if self._joined_topics:
             self.factory.fanout.leave(self, self._joined_topics)
             self._joined_topics = ()
@@ -229,7 +234,8 @@ class LegacyServerFactory(WebSocketServerFactory):
         self.frame_cap = frames.frame_cap(settings.max_message_bytes) if settings is not None else 0
         self.ready_timeout = ready_timeout
         self.fanout = Fanout(SlotBridge(rt.bridge),
-                             lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True))
+                             lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True),
+                             reader=ServiceReader(rt.messages), links=rt.links)
         self.setProtocolOptions(
             autoPingInterval=ping_interval,
             autoPingTimeout=ping_timeout,

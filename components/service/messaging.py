@@ -9,14 +9,14 @@ process.
 """
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Protocol
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
 from components.core import names
-from components.core.history import DEFAULT_PAGE, history_request
+from components.core.history import DEFAULT_PAGE, HistoryRequest, history_request
 from components.core.messages import check_send
 from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
@@ -136,3 +136,26 @@ class MessageService:
         except StoreUnavailable:
             raise Refused(UNAVAILABLE, STORE_DOWN, retry_after=2) from None
         return rows
+
+    # -- what the node itself reads back: a subscriber of its own (the legacy fan-out) that
+    #    missed events on a topic, e.g. while a link to a peer was down
+
+    def topic_since(self, topic: str, seq: int, limit: int = DEFAULT_PAGE) -> defer.Deferred:
+        """The envelopes on ``topic`` with a ``seq`` above ``seq``, in ``seq`` order: at most
+        ``limit`` of them (and about a megabyte of messages; read on from the last one).
+
+        No identity, no hold: the node reads for its own subscribers, which are authorized
+        for ``topic`` already.
+
+        :rtype: Deferred
+        """
+        return self._store.history(HistoryRequest(topics=(topic,), positions={topic: seq}, limit=limit))
+
+    def topic_heads(self, topics: Sequence[str]) -> defer.Deferred:
+        """Fire with ``{topic: seq of its newest envelope}`` for ``topics`` (0 for a topic
+        without any).
+
+        :rtype: Deferred
+        """
+        d = self._store.heads(topics)
+        return d.addCallback(lambda found: {t: found.get(t, 0) for t in topics})

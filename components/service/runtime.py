@@ -13,7 +13,9 @@ from typing import Any, Optional
 from twisted.internet import reactor
 
 from components.core.settings import ConfigError, Settings, load_settings
+from components.service.links import LinkState
 from components.service.messaging import MessageService
+from components.service.presence import LegacyUsers
 from components.service.slot import Slot
 
 
@@ -23,12 +25,16 @@ class Runtime:
     :ivar messages: the node's :class:`~components.service.messaging.MessageService`, set
         by the api component once its store is open
     :ivar bridge: the router session the web transport's resources subscribe with
+    :ivar links: whether this node's links to its peers are up (:mod:`components.wamp.rlinks` reports)
+    :ivar legacy_users: the open legacy sockets, which presence counts like WAMP sessions
     """
 
     def __init__(self, clock: Any = reactor) -> None:
         self.clock = clock
         self.messages: Slot[MessageService] = Slot(clock, "the node's message service")
         self.bridge: Slot[Any] = Slot(clock, "the node's router session")
+        self.links = LinkState()
+        self.legacy_users = LegacyUsers()
         self._settings: Optional[Settings] = None
         self._error: Optional[ConfigError] = None
 

@@ -5,7 +5,7 @@ A store is synchronous and owned by one thread at a time;
 Deferreds to the adapters.
 """
 
-from typing import Any, Dict, List, Protocol, Tuple, Type
+from typing import Any, Dict, List, Protocol, Sequence, Tuple, Type
 
 from components.core.history import HistoryRequest
 from components.core.settings import is_postgres_url
@@ -28,6 +28,10 @@ class Store(Protocol):
         messages), oldest first: those with an id above ``after`` (the oldest such, or with
         ``latest`` the newest), or, with ``positions``, those with a ``seq`` above each
         topic's position; at most ``limit`` of them and about ``max_bytes`` of messages."""
+
+    def heads(self, topics: Sequence[str]) -> Dict[str, int]:
+        """The ``seq`` of the newest committed envelope on each of ``topics`` (topics without
+        any envelope are left out)."""
 
     def close(self) -> None:
         """Release connections."""

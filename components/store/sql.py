@@ -9,7 +9,7 @@ interface on a DB-API connection; the back ends only say how to connect and how 
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 from components.core.history import HistoryRequest, format_id
 from components.core.messages import make_envelope
@@ -256,6 +256,23 @@ class SqlStore:
         if mode == "latest":
             kept.reverse()
         return [row_to_envelope(r) for r in kept]
+
+    def heads(self, topics: Sequence[str]) -> Dict[str, int]:
+        # topic_seq holds each topic's last seq; an append updates it in its own transaction,
+        # so a reader sees only committed numbers (every lower one is committed too)
+        p = self.dialect.placeholder
+        found: Dict[str, int] = {}
+        wanted = sorted(set(topics))
+        for i in range(0, len(wanted), HEADS_CHUNK):
+            chunk = wanted[i:i + HEADS_CHUNK]
+            sql = f"SELECT topic, seq FROM topic_seq WHERE topic IN ({', '.join([p] * len(chunk))})"
+            for topic, seq in self._conn().execute(sql, chunk).fetchall():
+                found[topic] = seq
+        return found
+
+
+#: topics per ``heads`` query (SQLite allows 999 parameters)
+HEADS_CHUNK = 500
 
 
 def within_bytes(rows: List[Any], max_bytes: int) -> List[Any]:

@@ -11,7 +11,7 @@ each way.
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -168,6 +168,10 @@ class ThreadedStore:
 
     def history(self, request: HistoryRequest) -> defer.Deferred:
         return self._run(self._reads, self.store.history, request)
+
+    def heads(self, topics: Sequence[str]) -> defer.Deferred:
+        """Each topic's last committed seq (topics without messages are left out)."""
+        return self._run(self._reads, self.store.heads, list(topics))
 
     def close(self) -> None:
         """Close the store's connections and let the pools' threads end, without waiting for

@@ -25,6 +25,13 @@ up from history; once history answers, the links carry its subscriptions both wa
 X probes again every :data:`PROBE_INTERVAL` seconds until every peer passes, or until the
 timeout (a peer that is down must not stop the node from working): then it opens the gate
 anyway and logs a warning naming the peers that did not answer.
+
+The gate also puts :class:`~components.wamp.rlinks.LinkWatch` in charge of this node's own
+links (before they start: Crossbar starts a node's links after its components): it repairs
+the events a link would deliver twice after a drop between running nodes, and reports each
+link's state to the runtime's :class:`~components.service.links.LinkState`, which the
+legacy fan-out and presence follow. Sends are not held while a running node's link is
+down: the legacy fan-out and careful WAMP clients fill the gap from the store.
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Set
@@ -34,6 +41,8 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer, task
 
 from components.core.names import RLINK_ROLE, sync_topic
+from components.service.runtime import runtime
+from components.wamp import rlinks
 
 #: seconds between two probes while the gate is closed
 PROBE_INTERVAL = 0.1
@@ -87,6 +96,9 @@ class LinkGate:
         """Answer peers' probes from now on; start probing the peers (in the background)."""
         if not self._peers:
             return
+        if not rlinks.install(rlinks.LinkWatch(runtime().links, self._peers)):
+            self._session.log.warn("deptcast api: the link repair is not in place: a link that drops between "
+                                   "running nodes may deliver events twice afterwards")
         yield self._session.subscribe(self._on_sync, sync_topic(self._node))
         self._run().addErrback(self._failed)
 

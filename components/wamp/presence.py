@@ -2,22 +2,29 @@
 adapter over :mod:`components.core.presence`.
 
 This node's client sessions come from the router's meta API (``wamp.session.on_join`` /
-``on_leave``, and ``wamp.session.list`` at start). Calls are not forwarded over router
+``on_leave``, and ``wamp.session.list`` at start); the legacy endpoint's sockets, which the
+meta API does not see, from the runtime's
+:class:`~components.service.presence.LegacyUsers`: a legacy socket counts exactly like a
+WAMP session of its key's user. Calls are not forwarded over router
 links, so every node answers from its own book, which it keeps in step with its peers
 over the exact topic :data:`~components.core.names.PRESENCE_INTERNAL_TOPIC` (events on exact topics
 do cross the links):
 
 - each node publishes a *delta* when one of its users' local session count changes;
-- a node asks each peer for a *snapshot* of its sessions when it starts and whenever that
-  peer's link session joins it, repeating (with back-off) until the snapshot arrives;
-- when a peer's link session leaves, the node forgets that peer's sessions.
+- a node asks each peer for a *snapshot* of its sessions when it starts, whenever that
+  peer's link session joins it, and whenever its own link to that peer is back up (it may
+  have missed deltas while it was down), repeating (with back-off) until the snapshot arrives;
+- a node forgets a peer's sessions once neither link between them is there (the peer's link
+  session here left and this node's own link to the peer is down: the peer stopped); while
+  its own link to the peer is up, the peer's deltas still arrive, so a blip of the peer's
+  link to this node changes nothing (:func:`~components.core.presence.forget_peer_on`).
 
 Client events are published to this node's own subscribers only (the links' sessions are
 excluded): every node publishes the changes it sees, so a client hears each change once,
 from its own node.
 """
 
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, Hashable, List, Optional, Set
 
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, RegisterOptions
@@ -27,8 +34,10 @@ from twisted.internet.defer import inlineCallbacks
 from components.core import names
 from components.core.errors import NOT_AUTHORIZED, Refused
 from components.core.names import CLIENT_ROLES, PRESENCE_INTERNAL_TOPIC, RLINK_ROLE
-from components.core.presence import Change, PresenceBook, check_dept, online_answer, parse_internal
+from components.core.presence import (Change, PresenceBook, check_dept, forget_peer_on, online_answer,
+                                      parse_internal)
 from components.core.settings import Settings
+from components.service.runtime import runtime
 from components.wamp.base import NodeComponent, client_errors
 from components.wamp.callers import Callers
 
@@ -57,6 +66,14 @@ class PresenceComponent(NodeComponent):
         if self._peers:
             yield self.subscribe(self._on_internal, PRESENCE_INTERNAL_TOPIC)
         yield self._scan()
+        # legacy sockets: those already open, then every change
+        legacy = runtime().legacy_users
+        for sock, dept, user in legacy.open_sockets():
+            self.legacy_opened(sock, dept, user)
+        legacy.listen(self)
+        links = runtime().links
+        links.on_up(self._own_link_up)
+        links.on_down(self._own_link_down)
         yield self.register(self.online, names.PROC_PRESENCE_ONLINE,
                             options=RegisterOptions(details_arg="details"))
         for peer in self._peers:
@@ -69,6 +86,10 @@ class PresenceComponent(NodeComponent):
         for entry in getattr(self, "_asking", {}).values():
             if entry[1] is not None and entry[1].active():
                 entry[1].cancel()
+        if hasattr(self, "_book"):
+            runtime().legacy_users.listen(None)
+            runtime().links.remove(self._own_link_up)
+            runtime().links.remove(self._own_link_down)
         super().onLeave(details)
 
     # ------------------------------------------------------------------ the procedure
@@ -122,17 +143,51 @@ class PresenceComponent(NodeComponent):
             self._scan_left.add(session_id)
         peer = self._links.pop(session_id, None)
         if peer is not None:
-            if peer in self._links.values():
-                return  # another link session of the same peer is still here
-            changes = self._book.drop(peer)
-            self._synced.discard(peer)
-            self.log.info("deptcast presence: link from {peer} left; forgot its sessions "
-                          "({n} users went offline)", peer=peer, n=len(changes))
-            self._announce(changes)
+            if forget_peer_on(peer in self._links.values(), self._own_link_state(peer)):
+                self._forget(peer, "its link to this node left")
+            else:
+                self.log.info("deptcast presence: link from {peer} left; keeping its users (this node's own "
+                              "link to {peer} is up and carries its changes)", peer=peer)
             return
         key = self._book.key_of(session_id)
         if key is not None:
             self._local_changed(key[0], key[1], self._book.leave(session_id))
+
+    # ------------------------------------------------------------------ legacy sockets
+
+    def legacy_opened(self, socket: Hashable, dept: str, user: str) -> None:
+        """A legacy socket of ``user`` in ``dept`` opened on this node: one more session."""
+        if not names.is_name(dept) or not names.is_name(user):
+            return
+        self._local_changed(dept, user, self._book.join(socket, dept, user))
+
+    def legacy_closed(self, socket: Hashable) -> None:
+        key = self._book.key_of(socket)
+        if key is not None:
+            self._local_changed(key[0], key[1], self._book.leave(socket))
+
+    # ------------------------------------------------------------------ this node's own links
+
+    def _own_link_state(self, peer: str) -> Optional[bool]:
+        links = runtime().links
+        return links.is_up(peer) if links.watching else None
+
+    def _own_link_up(self, peer: str) -> None:
+        # deltas the peer published while this node's link to it was down never came
+        if peer in self._peers and self.is_attached():
+            self.log.info("deptcast presence: this node's link to {peer} is up; asking for its sessions", peer=peer)
+            self._ask(peer, fresh=True)
+
+    def _own_link_down(self, peer: str) -> None:
+        if peer in self._peers and forget_peer_on(peer in self._links.values(), False):
+            self._forget(peer, "this node's link to it is down and its link here is gone")
+
+    def _forget(self, peer: str, why: str) -> None:
+        changes = self._book.drop(peer)
+        self._synced.discard(peer)
+        self.log.info("deptcast presence: forgot the sessions of {peer}: {why} ({n} users went offline)",
+                      peer=peer, why=why, n=len(changes))
+        self._announce(changes)
 
     def _local_changed(self, dept: str, user: str, changes: List[Change]) -> None:
         """A local session count changed: tell the peers, and local subscribers if the user flipped."""

@@ -5,6 +5,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from components.core import names
+from tests.support.legacy import connect_legacy
 from tests.support.nodes import token
 from tests.support.wamp import call_error, connect, wait_for
 
@@ -33,6 +34,8 @@ def _answer_is(client, dept, users, what):
 
 @pytest_twisted.inlineCallbacks
 def test_online_list_and_events_follow_sessions(node):
+    """WAMP sessions and old pages (``/webSocket/<key>``) count alike, per user: an event on
+    a user's first connection and on its last, whatever their kinds."""
     dept = "cardio"
     watcher = yield connect(node.url, token("watcher", dept))
     topic = names.presence_topic(dept)
@@ -43,31 +46,40 @@ def test_online_list_and_events_follow_sessions(node):
     alice1 = yield connect(node.url, token("alice", dept))
     yield wait_for(lambda: len(events) == 1, 10, "alice's online event")
     assert events == [{"dept": dept, "user": "alice", "online": True, "count": 2}]
-    # a second session of alice: no event, still counted once
+    # a second session of alice and an old page of hers: no event, still counted once
     alice2 = yield connect(node.url, token("alice", dept))
+    alice_page = yield connect_legacy(node.port, names.user_key(dept, "alice"), token("alice", dept))
     bob = yield connect(node.url, token("bob", dept))
     # someone of another department: not in this list, no event on this topic
     other = yield connect(node.url, token("olga", "neuro"))
     yield wait_for(lambda: len(events) == 2, 10, "bob's online event")
-    answer = yield _answer_is(alice1, dept, ["alice", "bob", "watcher"], "three users, alice once")
-    assert answer["count"] == 3
     assert events[1] == {"dept": dept, "user": "bob", "online": True, "count": 3}
+    # carol has only an old page: online all the same
+    carol_page = yield connect_legacy(node.port, names.user_key(dept, "carol"), token("carol", dept))
+    yield wait_for(lambda: len(events) == 3, 10, "carol's online event")
+    assert events[2] == {"dept": dept, "user": "carol", "online": True, "count": 4}
+    answer = yield _answer_is(alice1, dept, ["alice", "bob", "carol", "watcher"], "four users, alice once")
+    assert answer["count"] == 4
 
-    # alice leaves one session: still online, no event
+    # alice leaves her WAMP sessions: her old page keeps her online, no event
     yield alice1.close()
-    yield _answer_is(bob, dept, ["alice", "bob", "watcher"], "alice still has a session")
     yield alice2.close()
-    yield wait_for(lambda: len(events) == 3, 10, "alice's offline event")
-    assert events[2] == {"dept": dept, "user": "alice", "online": False, "count": 2}
-    yield _answer_is(bob, dept, ["bob", "watcher"], "alice gone")
+    yield _answer_is(bob, dept, ["alice", "bob", "carol", "watcher"], "alice still has her page")
+    yield alice_page.close()
+    yield wait_for(lambda: len(events) == 4, 10, "alice's offline event")
+    assert events[3] == {"dept": dept, "user": "alice", "online": False, "count": 3}
+    yield carol_page.close()
+    yield wait_for(lambda: len(events) == 5, 10, "carol's offline event")
+    assert events[4] == {"dept": dept, "user": "carol", "online": False, "count": 2}
+    yield _answer_is(bob, dept, ["bob", "watcher"], "alice and carol gone")
     yield bob.close()
-    yield wait_for(lambda: len(events) == 4, 10, "bob's offline event")
-    assert events[3] == {"dept": dept, "user": "bob", "online": False, "count": 1}
+    yield wait_for(lambda: len(events) == 6, 10, "bob's offline event")
+    assert events[5] == {"dept": dept, "user": "bob", "online": False, "count": 1}
     answer = yield _online(other, "neuro")
     assert answer == {"dept": "neuro", "count": 1, "users": ["olga"]}
     yield other.close()
     yield task.deferLater(reactor, 0.3, lambda: None)  # room for a wrong or duplicate event to show
-    assert len(events) == 4  # exactly once per change; olga's comings and goings are not on this topic
+    assert len(events) == 6  # exactly once per change; olga's comings and goings are not on this topic
     yield watcher.close()
 
 

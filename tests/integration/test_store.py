@@ -293,6 +293,26 @@ def test_history_by_position_gives_exactly_what_is_past_each_position(store):
     assert rest == [sent[5], sent[6]]
 
 
+def test_heads_give_each_topics_last_seq(store):
+    for _ in range(3):
+        store.append(HR, ALICE, "to hr", 1)
+    store.append(TO_BOB, BOSS, "to bob", 1)
+    assert store.heads(["deptcast.dept.hr", "deptcast.user.hr_bob", "deptcast.dept.nobody"]) == \
+        {"deptcast.dept.hr": 3, "deptcast.user.hr_bob": 1}
+    assert store.heads([]) == {}
+    # more topics than one statement takes
+    many = [f"deptcast.user.hr_u{i}" for i in range(sql.HEADS_CHUNK + 5)] + ["deptcast.dept.hr"]
+    assert store.heads(many) == {"deptcast.dept.hr": 3}
+
+
+def test_reading_one_topic_past_a_seq(store):
+    """What the legacy fan-out reads when it missed events: ``topics=(T,)``, ``positions={T: S}``."""
+    sent = [store.append(HR, ALICE, f"m{i}", 1) for i in range(5)]
+    store.append(IT, CAROL, "other topic", 1)
+    rows = store.history(HistoryRequest(("deptcast.dept.hr",), positions={"deptcast.dept.hr": 2}, limit=2))
+    assert rows == sent[2:4]
+
+
 def test_history_answers_are_bounded_by_bytes(store):
     big = "x" * 20_000
     sent = [store.append(HR, ALICE, big, i) for i in range(10)]

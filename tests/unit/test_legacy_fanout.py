@@ -1,12 +1,15 @@
-"""Unit tests of :class:`components.edge.legacy.Fanout`: reference-counted subscriptions and
-frame-once delivery, with a fake bridge (no reactor, no router)."""
+"""Unit tests of :class:`components.edge.legacy.Fanout`: reference-counted subscriptions,
+frame-once delivery, and each message once in seq order with the gap fill, with a fake
+bridge and a fake store (no reactor, no router)."""
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from components.edge import fanout
 from components.edge.legacy import Fanout
+from components.service.links import LinkState
 
 
 class FakeSubscription:
@@ -190,3 +193,210 @@ class FanoutTests(SynchronousTestCase):
         self.bridge.grant(-1)
         self.successResultOf(d)
         self.assertTrue(self.fanout.is_subscribed("dept.x"))
+
+
+# ----------------------------------------------------------------------------- order and gap fill
+
+
+class FakeStore:
+    """The fan-out's reader over an in-memory topic log; answers at once unless ``down``."""
+
+    def __init__(self) -> None:
+        self.log: Dict[str, List[dict]] = {}
+        self.down = False
+        self.page_cap = 10 ** 6   # rows per answer at most (the store's byte bound, for big messages)
+        self.reads: List[Tuple[str, int]] = []
+        self.head_reads: List[List[str]] = []
+
+    def append(self, topic: str, count: int = 1) -> List[dict]:
+        rows = self.log.setdefault(topic, [])
+        new = [{"message": f"{topic}#{len(rows) + i + 1}", "seq": len(rows) + i + 1} for i in range(count)]
+        rows.extend(new)
+        return new
+
+    def since(self, topic: str, seq: int, limit: int) -> defer.Deferred:
+        self.reads.append((topic, seq))
+        if self.down:
+            return defer.fail(RuntimeError("store down"))
+        return defer.succeed([r for r in self.log.get(topic, []) if r["seq"] > seq][:min(limit, self.page_cap)])
+
+    def heads(self, topics, timeout) -> defer.Deferred:
+        self.head_reads.append(list(topics))
+        if self.down:
+            return defer.fail(RuntimeError("store down"))
+        return defer.succeed({t: len(self.log.get(t, [])) for t in topics})
+
+
+class FanoutOrderTests(SynchronousTestCase):
+    """Each message once, in seq order, the missed ones read from the store."""
+
+    def setUp(self) -> None:
+        self.bridge = FakeBridge()
+        self.store = FakeStore()
+        self.clock = task.Clock()
+        self.links = LinkState()
+        self.fanout = Fanout(self.bridge, lambda payload: payload, reader=self.store, links=self.links,
+                             clock=self.clock)
+        self.sock = FakeSocket("page")
+
+    def texts(self, sock=None) -> List[str]:
+        return [f.decode() for f in (sock or self.sock).frames]
+
+    def join(self, topic: str = "t", sock=None) -> None:
+        d = self.fanout.join(sock or self.sock, [topic])
+        self.bridge.grant_all()
+        self.successResultOf(d)
+
+    def live(self, envelope: dict, topic: str = "t") -> None:
+        self.bridge.handler(topic)(envelope)
+
+    def test_the_numbering_starts_at_the_store_head_read_before_subscribing(self):
+        self.store.append("t", 3)
+        self.fanout.join(self.sock, ["t"])
+        self.assertEqual(self.store.head_reads, [["t"]])
+        self.bridge.grant_all()
+        [new] = self.store.append("t")
+        self.live(new)
+        self.live(self.store.log["t"][2])   # seq 3: stored before this socket's time
+        self.assertEqual(self.texts(), ["t#4"])
+        self.assertEqual(self.fanout.recovery["duplicates"], 1)
+
+    def test_a_message_the_router_delivers_twice_goes_out_once(self):
+        self.join()
+        [e1] = self.store.append("t")
+        self.live(e1)
+        self.live(dict(e1))
+        self.assertEqual(self.texts(), ["t#1"])
+
+    def test_a_jump_is_filled_from_the_store_in_order(self):
+        self.join()
+        e1, e2, e3 = self.store.append("t", 3)
+        self.live(e1)
+        self.live(e3)  # e2 was lost (the link was down)
+        self.assertEqual(self.texts(), ["t#1"])
+        self.clock.advance(fanout.GAP_GRACE)
+        self.assertEqual(self.store.reads, [("t", 1)])
+        self.assertEqual(self.texts(), ["t#1", "t#2", "t#3"])
+        self.live(e2)  # arrives late after all: already delivered
+        self.assertEqual(self.texts(), ["t#1", "t#2", "t#3"])
+        self.assertEqual(self.fanout.recovery["filled"], 2)
+
+    def test_events_out_of_order_within_the_grace_need_no_read(self):
+        self.join()
+        e1, e2, e3 = self.store.append("t", 3)
+        self.live(e1)
+        self.live(e3)
+        self.clock.advance(fanout.GAP_GRACE / 2)
+        self.live(e2)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(fanout.GAP_GRACE)
+        self.assertEqual(self.texts(), ["t#1", "t#2", "t#3"])
+        self.assertEqual(self.store.reads, [])
+
+    def test_a_quiet_topic_catches_up_when_a_link_comes_back(self):
+        self.join("t")
+        self.join("u")
+        self.live(self.store.append("t")[0], "t")
+        self.store.append("t", 2)   # published on a peer while this node's link to it was down
+        self.links.down("n1")
+        self.links.up("n1")
+        self.assertEqual(self.store.head_reads[-1], ["t", "u"])
+        # only the topic that moved; read until the store has nothing more
+        self.assertEqual(self.store.reads, [("t", 1), ("t", 3)])
+        self.assertEqual(self.texts(), ["t#1", "t#2", "t#3"])
+
+    def test_a_long_gap_is_read_page_by_page(self):
+        self.join()
+        rows = self.store.append("t", fanout.READ_PAGE * 2 + 10)
+        self.live(rows[0])
+        self.live(rows[-1])
+        self.clock.advance(fanout.GAP_GRACE)
+        self.assertEqual(len(self.store.reads), 3)
+        self.assertEqual(self.texts(), [r["message"] for r in rows])
+
+    def test_a_check_reads_on_past_pages_cut_short_by_bytes(self):
+        self.join()
+        self.live(self.store.append("t")[0])
+        self.store.append("t", 7)
+        self.store.page_cap = 3   # large messages: a few per answer
+        self.links.up("n1")
+        self.assertEqual(self.texts(), [f"t#{i}" for i in range(1, 9)])
+        self.assertEqual(self.store.reads, [("t", 1), ("t", 4), ("t", 7), ("t", 8)])
+
+    def test_held_events_wait_for_the_store_then_go_out_when_it_answers(self):
+        self.join()
+        e1, e2, e3 = self.store.append("t", 3)
+        self.live(e1)
+        self.store.down = True
+        self.live(e3)
+        self.clock.advance(fanout.GAP_GRACE)
+        self.clock.advance(fanout.READ_RETRY)
+        self.assertEqual(self.texts(), ["t#1"])
+        self.store.down = False
+        self.clock.advance(fanout.READ_RETRY)
+        self.assertEqual(self.texts(), ["t#1", "t#2", "t#3"])
+        self.assertEqual(self.fanout.recovery["skipped"], 0)
+
+    def test_a_gap_the_store_cannot_fill_is_given_up_after_the_hold(self):
+        self.join()
+        e1, e2, e3 = self.store.append("t", 3)
+        self.live(e1)
+        self.store.down = True
+        self.live(e3)
+        self.clock.advance(fanout.HOLD_MAX - 0.01)
+        self.assertEqual(self.texts(), ["t#1"])
+        self.clock.advance(0.02)
+        self.assertEqual(self.texts(), ["t#1", "t#3"])
+        self.assertEqual(self.fanout.recovery["skipped"], 1)
+        self.store.down = False
+        self.clock.advance(fanout.HOLD_MAX)
+        self.live(e2)
+        self.assertEqual(self.texts(), ["t#1", "t#3"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_socket_joining_a_numbered_topic_gets_what_comes_next(self):
+        self.join()
+        self.live(self.store.append("t")[0])
+        late = FakeSocket("late")
+        self.join("t", late)
+        self.assertEqual(self.store.head_reads, [["t"]])  # the topic's numbering is known already
+        self.live(self.store.append("t")[0])
+        self.assertEqual((self.texts(), self.texts(late)), (["t#1", "t#2"], ["t#2"]))
+
+    def test_without_a_store_a_gap_is_given_up_at_once(self):
+        plain = Fanout(self.bridge, lambda payload: payload, clock=self.clock)
+        plain.join(self.sock, ["v"])
+        self.bridge.grant_all()
+        self.bridge.handler("v")({"message": "a", "seq": 1})
+        self.bridge.handler("v")({"message": "c", "seq": 3})
+        self.bridge.handler("v")({"message": "b", "seq": 2})
+        self.assertEqual(self.texts(), ["a", "c"])
+
+    def test_leaving_cancels_a_pending_fill(self):
+        self.join()
+        e1, e2, e3 = self.store.append("t", 3)
+        self.live(e1)
+        self.live(e3)
+        self.fanout.leave(self.sock, ["t"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.texts(), ["t#1"])
+
+    def test_store_trouble_is_logged_once_per_interval_not_per_topic(self):
+        from twisted.logger import LogLevel, globalLogPublisher
+        seen: List[dict] = []
+        globalLogPublisher.addObserver(seen.append)
+        try:
+            self.store.down = True
+            for i in range(20):
+                self.fanout.join(FakeSocket(f"s{i}"), [f"t{i}"])
+            self.bridge.grant_all()
+            heads = [e for e in seen if "no store head" in e.get("log_format", "")]
+            self.assertEqual(len(heads), 1)
+            self.clock.advance(fanout.LOG_EVERY)
+            self.fanout.join(FakeSocket("late"), ["t-late"])
+            heads = [e for e in seen if "no store head" in e.get("log_format", "")]
+            self.assertEqual(len(heads), 2)
+            self.assertIn("19 more like it", heads[1]["log_format"])
+            self.assertEqual(heads[1]["log_level"], LogLevel.info)
+        finally:
+            globalLogPublisher.removeObserver(seen.append)

@@ -3,7 +3,7 @@
 import pytest
 
 from components.core.errors import Refused
-from components.core.presence import Change, PresenceBook, check_dept, online_answer, parse_internal
+from components.core.presence import Change, PresenceBook, check_dept, forget_peer_on, online_answer, parse_internal
 
 
 def test_local_sessions_count_a_user_once():
@@ -96,3 +96,29 @@ def test_parse_internal_takes_only_peer_messages_for_this_node():
     assert parse_internal({**snap, "to": "n3"}, "n1", peers) is None
     for junk in (None, "x", [], {"kind": "other", "from": "n2"}):
         assert parse_internal(junk, "n1", peers) is None
+
+
+def test_legacy_sockets_count_like_sessions_per_user():
+    """A legacy socket is one more session of its key's user: events on the first and the
+    last connection of the user across both kinds, none in between."""
+    book = PresenceBook("n1")
+    page, other_page = object(), object()
+    assert book.join(page, "cardio", "alice") == [Change("cardio", "alice", True, 1)]
+    assert book.join(17, "cardio", "alice") == []           # her WAMP session as well
+    assert book.join(other_page, "cardio", "alice") == []   # a second old page
+    assert book.local_sessions("cardio", "alice") == 3
+    assert book.leave(page) == [] and book.leave(17) == []
+    assert book.key_of(other_page) == ("cardio", "alice")
+    assert book.leave(other_page) == [Change("cardio", "alice", False, 0)]
+    assert book.leave(page) == []
+
+
+def test_a_peers_users_are_forgotten_only_once_neither_link_is_there():
+    # the peer's link session is still here: its link to us is up, it is running
+    assert forget_peer_on(True, False) is False and forget_peer_on(True, None) is False
+    # its link here left, but ours to it is up: its deltas still arrive (a blip of its link)
+    assert forget_peer_on(False, True) is False
+    # neither: the peer stopped (or is cut off)
+    assert forget_peer_on(False, False) is True
+    # nothing watches our links: a leaving link session means the peer stopped
+    assert forget_peer_on(False, None) is True

@@ -196,7 +196,7 @@ class PeerLinkTests(PresenceTestCase):
         self.assertEqual(self.successResultOf(self.online("hr"))["users"], [])
         self.leave(N2_LINK)   # a second leave of the same session changes nothing
         self.assertEqual(len(self.session.published), 3)
-        self.assertIn("link from n2 left", self.session.log.lines("info")[-1])
+        self.assertIn("forgot the sessions of n2: its link to this node left", self.session.log.lines("info")[-1])
 
     def test_a_user_with_a_local_session_stays_online_when_the_peer_goes(self):
         self.join(1, "bob", dept="hr")
@@ -288,7 +288,7 @@ class StartScanTests(PresenceTestCase):
         self.assertEqual(self.requests(), [REQUEST])
         self.assertEqual(self.session.calls[0], ("wamp.session.list", ([MEMBER, PUBLISHER, RLINK_ROLE],)))
         self.leave(N2_LINK)
-        self.assertIn("link from n2 left", self.session.log.lines("info")[-1])
+        self.assertIn("forgot the sessions of n2: its link to this node left", self.session.log.lines("info")[-1])
 
     def test_a_session_that_leaves_before_the_list_answers_is_not_counted(self):
         d = self.start_until_scan()
