@@ -147,11 +147,19 @@ class Engine:
     :param grace: seconds an out-of-order envelope waits for the missing ones
     :param page: envelopes asked per history call
     :param listen: subscribe and deliver (``False``: a client that only sends)
+    :param first_start: where a client with no saved position starts: ``"now"`` (what is
+        stored already is from before its time, except the newest ``history``; a topic the
+        newest page does not show is searched for where it stands), or ``"page"`` (the
+        browser's rule: the newest page is delivered, and a topic it does not show is read
+        from its beginning)
     """
 
     def __init__(self, deliver: Callable[[Envelope], None], now: Callable[[], float], call_later: CallLater,
                  state: Optional[PositionStore] = None, history: int = 0, grace: float = GAP_GRACE,
-                 page: int = HISTORY_PAGE, listen: bool = True) -> None:
+                 page: int = HISTORY_PAGE, listen: bool = True, first_start: str = "now") -> None:
+        if first_start not in ("now", "page"):
+            raise ValueError("first_start is 'now' or 'page'")
+        self._first_start = first_start
         # made here, not at import: txaio needs its framework chosen first (by the front end)
         self.log = txaio.make_logger()
         self._listen = listen
@@ -315,6 +323,9 @@ class Engine:
     def _lost(self, session: Any) -> None:
         if session is self._session:
             self._session = None
+            if self.recovery is not None:
+                self.recovery.drop_held()  # the next join reads them by position
+                self._cancel_timer()
             if not self._stopping and self._fatal is None:
                 for listener in list(self._connection_listeners):
                     listener(False, None)
@@ -350,11 +361,12 @@ class Engine:
             await session.subscribe(functools.partial(self._on_event, generation), topic)
         if generation != self._generation:
             return
+        self.recovery.begin_join()  # live events wait until the join's read is done
         if self.recovery.unknown():
             await self._start(session, generation)
             if generation != self._generation:
                 return
-        await self._fill(session, generation, None)
+        await self._fill(session, generation, None, join=True)
         self._caught_up(generation)
 
     def _caught_up(self, generation: int) -> None:
@@ -395,7 +407,12 @@ class Engine:
         page = await self._history_call(session, generation, latest=True, limit=max(replay, START_PAGE))
         if page is None:
             return
+        if self._first_start == "page" and first_start:
+            replay = len(page)
         shown, starts, newest, rest = fresh_start(page, recovery.unknown(), replay)
+        if self._first_start == "page":
+            starts.update({topic: 0 for topic in rest})  # read from the beginning
+            rest = []
         recovery.remember(shown)
         for envelope in shown:
             self.stats.delivered += 1
@@ -419,8 +436,9 @@ class Engine:
         self._save()
         self.log.info("deptcast client: starting after {positions}", positions=recovery.positions())
 
-    async def _fill(self, session: Any, generation: int, topics: Optional[List[str]]) -> None:
-        """Read history past the positions of ``topics`` (all: ``None``) until an empty answer."""
+    async def _fill(self, session: Any, generation: int, topics: Optional[List[str]], join: bool = False) -> None:
+        """Read history past the positions of ``topics`` (all: ``None``) until an empty answer
+        (``join``: the read of a join, after which the events held meanwhile go)."""
         if self._fill_generation == generation:
             return  # one read at a time; the timer looks again when it is done
         self._fill_generation = generation
@@ -440,8 +458,8 @@ class Engine:
                 for envelope in page:
                     if isinstance(envelope, dict):
                         self._origin.setdefault(str(envelope.get("id")), "history")
-                self._emit(recovery.offer_page(page, asked, self._now()))
-            self._emit(recovery.end_fill(mark, topics, self._now()))
+                self._emit(recovery.offer_page(page, self._now()))
+            self._emit(recovery.end_fill(mark, topics, self._now(), join=join))
         finally:
             if self._fill_generation == generation:
                 self._fill_generation = None

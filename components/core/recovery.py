@@ -106,6 +106,7 @@ class Recovery:
         self._recent: "OrderedDict[str, None]" = OrderedDict()
         self._remember = remember
         self._mark = 0
+        self._joining = False
         #: envelopes dropped because they were delivered (or held) already
         self.duplicates = 0
         #: seqs given up on: history, read to the end, did not have them
@@ -182,8 +183,15 @@ class Recovery:
 
     # -- what arrives
 
-    def offer(self, envelope: object, now: float) -> List[Envelope]:
-        """Take one envelope (live or from history); return the envelopes to deliver now.
+    def offer(self, envelope: object, now: float, live: bool = True) -> List[Envelope]:
+        """Take one envelope; return the envelopes to deliver now.
+
+        A live event at its topic's position + 1 is delivered, with the held ones that
+        continue it; one further on is held (a gap: :meth:`due` asks history for it after
+        ``grace``); during a join every live event is held until :meth:`end_fill`. From
+        history (``live=False``; see :meth:`offer_page`) an envelope above the position is
+        delivered at once: history is complete, so a seq it skips is not stored (and never
+        will be: a smaller seq is stored first). Held events wait for the end of the read.
 
         :rtype: list
         """
@@ -202,37 +210,49 @@ class Recovery:
             return [envelope]
         pos = self._positions.get(topic)
         held = self._held[topic]
-        if (pos is not None and seq <= pos) or seq in held:
+        if pos is not None and seq <= pos:
+            self.duplicates += 1
+            return []
+        if not live and pos is not None:
+            return self._from_history(topic, seq, envelope)
+        if seq in held:
             self.duplicates += 1
             return []
         held[seq] = (envelope, self._mark)
-        if pos is None:
-            return []  # held until start_at() says where this topic begins
+        if pos is None or (live and self._joining):
+            return []  # held until start_at() says where the topic begins / the join's read is done
         out = self._release(topic)
         if held and topic not in self._gap_since:
             self._gap_since[topic] = now
         return out
 
-    def offer_page(self, page: Sequence[object], asked: Mapping[str, int], now: float) -> List[Envelope]:
-        """Take one answer of ``deptcast.history(positions=asked)``; return what to deliver.
+    def _from_history(self, topic: str, seq: int, envelope: Envelope) -> List[Envelope]:
+        held = self._held[topic]
+        out: List[Envelope] = []
+        # held events below it that history went past exist all the same: they go first
+        below = sorted(s for s in held if s < seq)
+        for s in below:
+            out.append(held.pop(s)[0])
+            self._remember_id(out[-1]["id"])
+        self.skipped += max(0, seq - self._positions[topic] - 1 - len(below))
+        if held.pop(seq, None) is not None:
+            self.duplicates += 1  # it came live as well
+        self._positions[topic] = seq
+        self._remember_id(envelope["id"])
+        out.append(envelope)
+        if not held:
+            self._gap_since.pop(topic, None)
+        return out
 
-        History answers each topic's envelopes past the asked position in order, without
-        holes: when its first envelope of a topic lies beyond the position + 1, the seqs in
-        between are not stored (and never will be: a smaller seq is stored first), so the
-        client stops waiting for them instead of asking again and again.
+    def offer_page(self, page: Sequence[object], now: float) -> List[Envelope]:
+        """Take one ``deptcast.history`` answer; return what to deliver, in id order.
 
         :rtype: list
         """
         out: List[Envelope] = []
-        firsts = set()
         for envelope in page:
-            key = envelope_key(envelope)
-            if key is not None and key[1] is not None and key[0] in asked and key[0] not in firsts:
-                topic, seq = key
-                firsts.add(topic)
-                out += self._skip_below(topic, seq)
-            out += self.offer(envelope, now)
-        return out
+            out += self.offer(envelope, now, live=False)
+        return _in_id_order(out)
 
     def _skip_below(self, topic: str, seq: int) -> List[Envelope]:
         """Give up the seqs missing below ``seq`` (envelopes held below it are still delivered)."""
@@ -248,6 +268,19 @@ class Recovery:
                 break
         return out
 
+    def begin_join(self) -> None:
+        """A session has joined and subscribed: hold every live event until its read
+        (:meth:`begin_fill` ... :meth:`end_fill` with ``join=True``) is done."""
+        self._joining = True
+
+    def drop_held(self) -> None:
+        """The connection is lost: forget the held events and open gaps (the next join
+        reads them from history by position)."""
+        for held in self._held.values():
+            held.clear()
+        self._gap_since.clear()
+        self._joining = False
+
     def start_at(self, topic: str, seq: int, now: float) -> List[Envelope]:
         """Say where a topic begins: ``seq`` is its last envelope the subscriber does not
         want (its position); held envelopes up to it are dropped, later ones released.
@@ -260,6 +293,8 @@ class Recovery:
         held = self._held[topic]
         for old in [s for s in held if s <= seq]:
             del held[old]
+        if self._joining:
+            return []  # the join's read goes on from here; what is held waits for it
         out = self._release(topic)
         if held:
             self._gap_since[topic] = now
@@ -275,26 +310,31 @@ class Recovery:
         return self._mark
 
     def end_fill(self, mark: int, topics: Optional[Sequence[str]] = None,
-                 now: float = 0.0) -> List[Envelope]:
+                 now: float = 0.0, join: bool = False) -> List[Envelope]:
         """History was read past the positions of ``topics`` (default: all) until an empty
-        answer, begun at ``mark``. An envelope held since before then was stored before the
-        read began, and so was every smaller ``seq`` of its topic: those history did not
-        bring do not exist, so stop waiting for them and deliver.
+        answer, begun at ``mark``; return what to deliver, in id order. An envelope held
+        since before then was stored before the read began, and so was every smaller
+        ``seq`` of its topic: those history did not bring do not exist, so stop waiting for
+        them and deliver. Envelopes held since the read began wait for a new grace period if
+        a hole is left below them. ``join``: the read of a join, whose held events go now.
 
         :rtype: list
         """
         out: List[Envelope] = []
+        if join:
+            self._joining = False
         for topic in topics if topics is not None else self.topics:
             if topic not in self._positions:
                 continue
             held = self._held[topic]
+            out += self._release(topic)
             early = [s for s, (_, arrived) in held.items() if arrived < mark]
             if early:
                 out += self._skip_below(topic, max(early) + 1)
             self._gap_since.pop(topic, None)
             if held:
                 self._gap_since[topic] = now
-        return out
+        return _in_id_order(out)
 
     # -- helpers
 
@@ -316,6 +356,11 @@ class Recovery:
         self._recent[msg_id] = None
         if len(self._recent) > self._remember:
             self._recent.popitem(last=False)
+
+
+def _in_id_order(envelopes: List[Envelope]) -> List[Envelope]:
+    """Envelopes delivered together go out in id order (per topic that is seq order)."""
+    return sorted(envelopes, key=lambda e: id_number(e["id"]) or 0)
 
 
 # -- a client's first start: where each topic begins

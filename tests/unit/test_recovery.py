@@ -65,15 +65,13 @@ def test_a_gap_that_stays_open_asks_history_from_the_position():
 
 def test_duplicates_from_live_and_history_are_dropped():
     r = started()
-    one, two = env(DEPT, 1), env(DEPT, 2)
+    one, two, three, four = (env(DEPT, n) for n in (1, 2, 3, 4))
     assert seqs(r.offer(one, 0)) == [1]
     assert r.offer(dict(one), 0) == []           # the same event again
-    four = env(DEPT, 4)
     assert r.offer(four, 0) == []                # held
     assert r.offer(dict(four), 0) == []          # held already
     # history answers 2, 3, 4 while 4 is held: each delivered once, in order
-    three = env(DEPT, 3)
-    assert seqs(r.offer_page([two, three, dict(four)], {DEPT: 1}, 0.5)) == [2, 3, 4]
+    assert seqs(r.offer_page([two, three, dict(four)], 0.5)) == [2, 3, 4]
     assert r.offer(dict(two), 1) == [] and r.offer(dict(four), 1) == []
     assert r.duplicates == 5
 
@@ -119,12 +117,47 @@ def test_a_topic_without_position_holds_until_it_starts():
 
 
 def test_history_that_skips_seqs_means_they_are_not_stored():
-    """History answers past the position without holes: when it starts further on, the
-    client stops waiting (instead of asking again and again)."""
+    """History answers everything past the position: when it starts further on, or skips a
+    seq, the client stops waiting (instead of asking again and again)."""
     r = started(**{DEPT: 3})
-    assert r.offer(env(DEPT, 7), 0) == []
-    assert seqs(r.offer_page([env(DEPT, 6), env(ALL, 1)], {DEPT: 3, ALL: 0}, 1.0)) == [6, 7, 1]
-    assert r.skipped == 2 and r.positions() == {DEPT: 7, ALL: 1, DM: 0}
+    six, seven, all_one, nine = env(DEPT, 6), env(DEPT, 7), env(ALL, 1), env(DEPT, 9)
+    assert r.offer(seven, 0) == []
+    mark = r.begin_fill()
+    assert seqs(r.offer_page([six, all_one], 1.0)) == [6, 1]
+    assert r.skipped == 2 and r.positions() == {DEPT: 6, ALL: 1, DM: 0}
+    # the held event waits for the end of the read, then follows
+    assert seqs(r.end_fill(mark, None, 1.0)) == [7]
+    assert seqs(r.offer_page([nine], 2.0)) == [9] and r.skipped == 3
+
+
+def test_history_delivers_at_once_and_held_events_wait_for_the_end_of_the_read():
+    r = started(**{DEPT: 4})
+    five, six, seven, eight = (env(DEPT, n) for n in (5, 6, 7, 8))
+    r.offer(seven, 0)
+    mark = r.begin_fill()
+    r.offer(eight, 0.5)                       # arrives during the read
+    assert seqs(r.offer_page([five, six, dict(seven)], 1.0)) == [5, 6, 7]
+    assert r.positions()[DEPT] == 7           # the next page asks from 7
+    assert seqs(r.end_fill(mark, [DEPT], 1.0)) == [8]
+    assert r.duplicates == 1
+
+
+def test_during_a_join_live_events_are_held_and_released_in_id_order():
+    r = started(**{DEPT: 4, ALL: 8, DM: 1})
+    d5, u2, a9 = env(DEPT, 5), env(DM, 2), env(ALL, 9)
+    r.begin_join()
+    mark = r.begin_fill()
+    assert r.offer(d5, 0) == [] and r.offer(u2, 0) == [] and r.offer(a9, 0) == []
+    assert r.next_due() is None               # the join's read covers them: no gap timer
+    assert [e["id"] for e in r.end_fill(mark, None, 1.0, join=True)] == [d5["id"], u2["id"], a9["id"]]
+    assert seqs(r.offer(env(DEPT, 6), 2.0)) == [6]  # after the join: at once
+
+
+def test_a_lost_connection_drops_what_is_held():
+    r = started(**{DEPT: 4})
+    r.offer(env(DEPT, 7), 0)
+    r.drop_held()
+    assert r.held() == 0 and r.next_due() is None and r.positions()[DEPT] == 4
 
 
 def test_a_read_to_the_end_releases_what_was_held_before_it_began():
