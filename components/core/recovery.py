@@ -172,7 +172,8 @@ class Recovery:
 
         :rtype: dict
         """
-        return {t: self._positions[t] for t, since in self._gap_since.items() if now - since >= self.grace}
+        # the same sum as next_due(): a timer set for that instant finds the gap due
+        return {t: self._positions[t] for t, since in self._gap_since.items() if since + self.grace <= now}
 
     def next_due(self) -> Optional[float]:
         """When the oldest open gap becomes due, or ``None`` if none is open.
