@@ -191,6 +191,7 @@ class Engine:
         self._fatal_listeners: List[Callable[[BaseException], None]] = []
         self._stopping = False
         self._connection_listeners: List[Callable[[bool, Any], None]] = []
+        self._replayed = False
 
     # -- what the front ends ask
 
@@ -403,17 +404,22 @@ class Engine:
         """A topic without a saved position starts now: what history holds is from before."""
         recovery = self.recovery
         first_start = recovery.unknown() == list(recovery.topics)
-        replay = self._history if first_start else 0
+        # the newest few are shown once, even if this start is cut short and runs again
+        replay = self._history if first_start and not self._replayed else 0
         page = await self._history_call(session, generation, latest=True, limit=max(replay, START_PAGE))
         if page is None:
             return
         if self._first_start == "page" and first_start:
             replay = len(page)
-        shown, starts, newest, rest = fresh_start(page, recovery.unknown(), replay)
+        # the whole page says where the start is; only the topics without a position take it
+        # (start_at ignores a topic that has one)
+        shown, starts, newest, rest = fresh_start(page, recovery.topics, replay)
+        rest = [t for t in rest if t in recovery.unknown()]
         if self._first_start == "page":
             starts.update({topic: 0 for topic in rest})  # read from the beginning
             rest = []
         recovery.remember(shown)
+        self._replayed = True
         for envelope in shown:
             self.stats.delivered += 1
             self.stats.delivered_from_history += 1

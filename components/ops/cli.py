@@ -201,13 +201,17 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         broken: List[bool] = []
 
         def show(envelope: Dict[str, Any]) -> None:
+            if broken:
+                return
             try:
                 out.write(format_envelope(envelope, args.format) + "\n")
                 out.flush()
-            except (BrokenPipeError, OSError):
-                broken.append(True)  # the reader went away (e.g. `| head`): stop quietly
+            except BrokenPipeError:
+                # the reader went away (e.g. `| head`): stop quietly; stdout goes nowhere from
+                # now on, so that exiting does not complain about the closed pipe either
+                broken.append(True)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
                 client.stop()
-                raise
 
         def connection(up: bool, details: Any) -> None:
             if up:

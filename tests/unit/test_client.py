@@ -162,6 +162,24 @@ def test_history_n_shows_the_newest_first():
     assert h.engine.stats.delivered_from_history == 2
 
 
+def test_a_first_start_cut_short_goes_on_where_it_was_and_shows_nothing_twice():
+    h = Harness(history=2)
+    for i in range(3):
+        h.store.append("cardio", f"old {i}")
+    for i in range(START_PAGE + 1):
+        h.store.append("All", f"busy {i}")   # the DM topic is not on the first page: it is searched
+    s1 = FakeSession(h.store)
+    s1.hold[names.PROC_HISTORY] = []
+    h.engine.on_join(s1, s1.details)
+    s1.hold[names.PROC_HISTORY].pop(0).callback(
+        h.store.history(names.client_topics("cardio", "alice"), latest=True, limit=START_PAGE))
+    assert h.messages() == ["busy 99", "busy 100"]
+    assert "positions" in s1.history_calls()[-1]  # searching where the DM topic stands...
+    h.lose(s1)                                    # ...when the connection is lost
+    h.join("n2")
+    assert h.messages() == ["busy 99", "busy 100"] and not h.engine.recovery.unknown()
+
+
 def test_out_of_order_via_two_nodes_is_put_in_order_without_history():
     h = Harness()
     s = h.join()
