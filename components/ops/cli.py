@@ -190,8 +190,11 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     state = None
     if args.state:
         state = FileState(args.state)
-        state.lock()
-        state.load()  # a state file that cannot be read stops here, with its reason
+        try:
+            state.load()  # a state file that cannot be read, or is in use, stops here with its reason
+        except Exception:
+            state.unlock()
+            raise
     _quiet_logs(args.verbose)
     out = sys.stdout
 
