@@ -363,12 +363,10 @@ class Engine:
         if generation != self._generation:
             return
         self.recovery.begin_join()  # live events wait until the join's read is done
-        if self.recovery.unknown():
-            await self._start(session, generation)
-            if generation != self._generation:
-                return
-        await self._fill(session, generation, None, join=True)
-        self._caught_up(generation)
+        if self.recovery.unknown() and not await self._start(session, generation):
+            return  # lost meanwhile: the next join starts again
+        if await self._fill(session, generation, None, join=True):
+            self._caught_up(generation)
 
     def _caught_up(self, generation: int) -> None:
         if generation != self._generation or self._fatal is not None:
@@ -400,15 +398,16 @@ class Engine:
         if positions:
             self.log.info("deptcast client: resuming after {positions}", positions=positions)
 
-    async def _start(self, session: Any, generation: int) -> None:
-        """A topic without a saved position starts now: what history holds is from before."""
+    async def _start(self, session: Any, generation: int) -> bool:
+        """A topic without a saved position starts now: what history holds is from before.
+        ``False`` if the session was lost before every topic had its start."""
         recovery = self.recovery
         first_start = recovery.unknown() == list(recovery.topics)
         # the newest few are shown once, even if this start is cut short and runs again
         replay = self._history if first_start and not self._replayed else 0
         page = await self._history_call(session, generation, latest=True, limit=max(replay, START_PAGE))
         if page is None:
-            return
+            return False
         if self._first_start == "page" and first_start:
             replay = len(page)
         # the whole page says where the start is; only the topics without a position take it
@@ -434,19 +433,21 @@ class Engine:
                 asked = search.next_position()
                 answer = await self._history_call(session, generation, positions={topic: asked}, limit=1)
                 if answer is None:
-                    return
+                    return False
                 search.answer(asked, answer)
             self._emit(recovery.start_at(topic, search.position, self._now()))
         for topic, seq in recovery.positions().items():
             self._committed.setdefault(topic, seq)
         self._save()
         self.log.info("deptcast client: starting after {positions}", positions=recovery.positions())
+        return True
 
-    async def _fill(self, session: Any, generation: int, topics: Optional[List[str]], join: bool = False) -> None:
+    async def _fill(self, session: Any, generation: int, topics: Optional[List[str]], join: bool = False) -> bool:
         """Read history past the positions of ``topics`` (all: ``None``) until an empty answer
-        (``join``: the read of a join, after which the events held meanwhile go)."""
+        (``join``: the read of a join, after which the events held meanwhile go). ``False``
+        if it did not get to the end (the session was lost, or another read is under way)."""
         if self._fill_generation == generation:
-            return  # one read at a time; the timer looks again when it is done
+            return False  # one read at a time; the timer looks again when it is done
         self._fill_generation = generation
         recovery = self.recovery
         mark = recovery.begin_fill()
@@ -457,7 +458,7 @@ class Engine:
                     break
                 page = await self._history_call(session, generation, positions=asked, limit=self._page)
                 if page is None:
-                    return
+                    return False
                 if not page:
                     break
                 self.stats.from_history += len(page)
@@ -471,6 +472,7 @@ class Engine:
                 self._fill_generation = None
             self._sync_counts()
         self._schedule()
+        return True
 
     async def _history_call(self, session: Any, generation: int, **kwargs: Any) -> Optional[List[Any]]:
         """Call ``deptcast.history`` on this session, retrying ``unavailable``; ``None`` if the

@@ -250,6 +250,20 @@ def test_live_events_during_the_catch_up_are_held_in_order():
     assert h.messages() == ["missed 0", "missed 1", "missed 2", "live during catch-up"]
 
 
+def test_a_join_cut_short_is_not_caught_up():
+    h = Harness()
+    seen = []
+    h.engine.on_connection(lambda up, details: seen.append(up))
+    s1 = FakeSession(h.store)
+    s1.hold[names.PROC_HISTORY] = []
+    h.engine.on_join(s1, s1.details)
+    h.lose(s1)
+    s1.hold[names.PROC_HISTORY].pop(0).errback(TransportLost())
+    assert not h.engine.ready().called and seen == [False]
+    h.join("n2")
+    assert h.engine.ready().called and seen == [False, True]
+
+
 def test_an_unknown_topic_start_is_searched_when_the_first_page_does_not_show_it():
     h = Harness()
     for i in range(3):
