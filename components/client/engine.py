@@ -12,8 +12,8 @@ front end passes in, the session from the ``Component`` of the front end's frame
 
 import functools
 import inspect
-import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import txaio
@@ -121,6 +121,7 @@ class Stats:
     :ivar skipped: seqs given up on (history did not have them)
     :ivar joins: sessions joined (the first one included)
     :ivar reconnects: sessions joined after the first
+    :ivar history_ids: the ids of the last 1000 envelopes that history brought first
     """
 
     live: int = 0
@@ -133,6 +134,7 @@ class Stats:
     skipped: int = 0
     joins: int = 0
     reconnects: int = 0
+    history_ids: "deque[str]" = field(default_factory=lambda: deque(maxlen=1000))
 
 
 class Engine:
@@ -537,6 +539,7 @@ class Engine:
             self.stats.delivered += 1
             if self._origin.pop(envelope["id"], "live") == "history":
                 self.stats.delivered_from_history += 1
+                self.stats.history_ids.append(envelope["id"])
             self._deliver(envelope)
         if len(self._origin) > 20000:  # ids that never became deliveries (duplicates): forget them
             self._origin.clear()

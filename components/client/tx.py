@@ -74,6 +74,7 @@ class Client:
                              grace=gap_grace, listen=listen)
         self._connector = Connector(Component, parse_urls(url), token, self.engine, reactor.callLater)
         self._stopped: Optional[defer.Deferred] = None
+        self._started = False
 
     def on_envelope(self, handler: Handler) -> Handler:
         """Set the handler (usable as a decorator)."""
@@ -85,7 +86,9 @@ class Client:
         """Connect; fires once joined, subscribed and caught up (or fails with the error that
         stopped the client, e.g. :class:`~components.client.errors.TokenExpired`)."""
         ready = self.engine.ready()
-        self._connector.start(self._reactor)
+        if not self._started:
+            self._started = True
+            self._connector.start(self._reactor)
         return ready
 
     def send(self, to: str, message: str, timeout: float = 30.0) -> defer.Deferred:
