@@ -317,6 +317,10 @@ class Engine:
         d = txaio.as_future(self._joined, session, details, generation)
         txaio.add_callbacks(d, None, functools.partial(self._join_failed, generation))
 
+    def is_current(self, session: Any) -> bool:
+        """Whether ``session`` is the one this engine has joined with."""
+        return session is not None and session is self._session
+
     def on_leave(self, session: Any, details: Any) -> None:
         self._lost(session)
 
@@ -506,7 +510,9 @@ class Engine:
 
     def _join_failed(self, generation: int, failure: Any) -> None:
         error = getattr(failure, "value", failure)
-        if isinstance(error, ApplicationError) and not error.error.startswith("wamp.close."):
+        if isinstance(error, StateError):
+            self.fail(error)  # the position could not be saved: said once, without a traceback
+        elif isinstance(error, ApplicationError) and not error.error.startswith("wamp.close."):
             self.fail(as_error(error))  # e.g. the router refused a subscription
         elif isinstance(error, (TransportLost, ApplicationError)):
             pass  # the session went away while joining: the next one starts over
@@ -776,7 +782,7 @@ class Connector:
 
     def _on_leave(self, session: Any, details: Any) -> None:
         reason = getattr(details, "reason", "")
-        if reason in (INVALID_TOKEN, TOKEN_EXPIRED) and session is not self.engine._session:
+        if reason in (INVALID_TOKEN, TOKEN_EXPIRED) and not self.engine.is_current(session):
             self._refusals += 1
             error = error_for(reason, getattr(details, "message", "") or "")
             if self._fixed or self._refusals >= self._max_refusals:
