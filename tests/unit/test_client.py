@@ -321,6 +321,19 @@ def test_a_state_file_of_another_user_stops_the_client(tmp_path):
     failure.addErrback(lambda f: None)
 
 
+def test_a_position_that_cannot_be_saved_stops_the_client(tmp_path):
+    import shutil
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    h = Harness(state=FileState(folder / "s"))
+    s = h.join()
+    h.send("cardio", "one", via=[s])
+    shutil.rmtree(folder)
+    with pytest.raises(StateError, match="cannot write it"):
+        h.engine.commit(h.got[0])
+    assert isinstance(h.engine.fatal, StateError)
+
+
 def test_a_state_file_in_use_is_refused(tmp_path):
     first = FileState(tmp_path / "s")
     first.lock()
