@@ -660,9 +660,10 @@ class Engine:
 
 
 def transport_config(url: str, max_delay: float = 20.0) -> Dict[str, Any]:
-    """An Autobahn transport for ``url``: reconnect after 1 s, then ×1.5 per attempt up to
-    ``max_delay``, each delay spread by 20 % (normal jitter); ping the node every 10 s so a
-    dead connection is noticed even when no TCP reset arrives.
+    """An Autobahn transport for ``url``: the first attempt at once, then (Autobahn multiplies
+    before it waits) 1.5 s, ×1.5 per attempt up to ``max_delay``, each delay spread by 20 %
+    (normal jitter); ping the node every 10 s so a dead connection is noticed even when no
+    TCP reset arrives.
 
     :rtype: dict
     """
