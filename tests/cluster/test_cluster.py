@@ -25,7 +25,7 @@ from components.ops.cli import main as cli_main
 from components.ops.cluster import (PROXY_TIMEOUT_S, RLINK_PATH, NodeSpec, check_cluster,
                                 init_cluster, nginx_config, parse_node_spec)
 from components.ops.nodeconfig import COMPONENT_CLASSES
-from tests.support.cluster import NGINX, Cluster, Subscriber, wait_links_carry
+from tests.support.cluster import NGINX, Cluster, ListenProcess, Subscriber, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import REPO, Node, free_port, token
 from tests.support.pg import pg_schema
@@ -524,7 +524,7 @@ def test_restart_loses_and_duplicates_nothing(cluster, victim, sig):
     to the other nodes and messages go out via every node. Every accepted message reaches
     every subscriber exactly once: live for those that stayed connected (the restarted node
     held its sends until the peers' links were back), live or from history for those that
-    reconnected through nginx."""
+    reconnected through nginx; and a ``deptcast listen`` whose node it was prints each once."""
     yield _restart_scenario(cluster, victim, sig, hold=True)
 
 
@@ -552,95 +552,123 @@ def test_without_the_hold_the_seq_gap_fill_still_loses_nothing(cluster_without_h
 
 @defer.inlineCallbacks
 def _restart_scenario(cluster, victim, sig, hold: bool):
+    """30 subscribers on the Python client spread by nginx, and a ``deptcast listen`` on the
+    victim (its other URLs: the other nodes); senders via every node; the victim stops and
+    starts again. Every accepted message reaches every subscriber's application and the
+    listener's output exactly once, in order."""
     dept = _unique("ops")
-    subs = [Subscriber(cluster.url, token(f"s{i}", dept), [names.dept_topic(dept), names.user_topic(dept, f"s{i}")])
-            for i in range(30)]
+    subs = [Subscriber(cluster.url, token(f"s{i}", dept)) for i in range(30)]
     yield defer.gatherResults([s.start() for s in subs], consumeErrors=True)
     for s in subs:
         s.nodes.append(cluster.node_of(s.client))
     on_victim = [s for s in subs if s.nodes[0] == victim]
     staying = [s for s in subs if s.nodes[0] != victim]
     assert on_victim and staying
-    yield wait_links_carry(cluster, [names.dept_topic(dept)] + [names.user_topic(dept, f"s{i}") for i in range(30)])
-
-    senders = {name: Sender(cluster, name, dept) for name in cluster.nodes}
-    runs = [s.run() for s in senders.values()]
     node = cluster.nodes[victim]
+    victim_pid = node.proc.pid
+    urls = [node.url] + [n.url for name, n in sorted(cluster.nodes.items()) if name != victim]
+    listener = ListenProcess(node.node_dir.parent, urls, token("listener", dept), name=f"listen-{victim}-{sig}")
     try:
-        yield task.deferLater(reactor, 1.5, lambda: None)
-        yield threads.deferToThread(node.stop, sig)
-        stopped_at = reactor.seconds()
-        # down long enough that the peers' links back off to retries seconds apart: the
-        # restarted node's api is then ready before they reconnect
-        yield task.deferLater(reactor, DOWN_SECONDS, lambda: None)
-        yield threads.deferToThread(node.start, 90.0)
-        ready_at = reactor.seconds()
-        # keep sending via every node, the restarted one included, for a while
-        yield wait_for(lambda: any(t >= ready_at for t, _ in senders[victim].latencies), 60,
-                       "a send via the restarted node to be accepted")
-        yield task.deferLater(reactor, 3.0, lambda: None)
-    finally:
-        for s in senders.values():
-            s.running = False
-        yield defer.gatherResults(runs, consumeErrors=True)
-    yield wait_for(lambda: all(s.reconnects >= 1 for s in on_victim), 60,
-                   "the restarted node's subscribers to reconnect through nginx")
-    for s in subs:
-        s.nodes.append(cluster.node_of(s.client))
+        yield wait_for(lambda: listener.connections(), 30, "deptcast listen to connect")
+        assert listener.connections()[0].endswith(f"-{victim_pid}"), listener.connections()
+        yield wait_links_carry(cluster, [names.dept_topic(dept), names.TOPIC_ALL, names.user_topic(dept, "listener")]
+                               + [names.user_topic(dept, f"s{i}") for i in range(30)])
 
-    # the last message via each node is a marker; once every subscriber has them all, nothing is in flight
-    markers = []
-    for name, n in sorted(cluster.nodes.items()):
-        marker_client = yield connect(n.url, token(f"marker-{name}", "ops", "publisher"))
-        env = yield marker_client.call(names.PROC_SEND, dept, f"marker via {name}")
-        markers.append(env)
-        yield marker_client.close()
-    yield wait_for(lambda: all({m["id"] for m in markers} <= s.seen_ids for s in subs), 30,
-                   "every subscriber to receive the markers")
-    yield wait_for(lambda: not any(s.gaps() for s in subs), 30, "every subscriber to fill its seq gaps")
-    yield task.deferLater(reactor, 0.5, lambda: None)
+        senders = {name: Sender(cluster, name, dept) for name in cluster.nodes}
+        runs = [s.run() for s in senders.values()]
+        try:
+            yield task.deferLater(reactor, 1.5, lambda: None)
+            yield threads.deferToThread(node.stop, sig)
+            stopped_at = reactor.seconds()
+            # down long enough that the peers' links back off to retries seconds apart: the
+            # restarted node's api is then ready before they reconnect
+            yield task.deferLater(reactor, DOWN_SECONDS, lambda: None)
+            yield threads.deferToThread(node.start, 90.0)
+            ready_at = reactor.seconds()
+            # keep sending via every node, the restarted one included, for a while
+            yield wait_for(lambda: any(t >= ready_at for t, _ in senders[victim].latencies), 60,
+                           "a send via the restarted node to be accepted")
+            yield task.deferLater(reactor, 3.0, lambda: None)
+        finally:
+            for s in senders.values():
+                s.running = False
+            yield defer.gatherResults(runs, consumeErrors=True)
+        yield wait_for(lambda: all(s.reconnects >= 1 for s in on_victim), 60,
+                       "the restarted node's subscribers to reconnect through nginx")
+        for s in subs:
+            s.nodes.append(cluster.node_of(s.client))
+
+        # the last message via each node is a marker; once every subscriber has them all, nothing is in flight
+        markers = []
+        for name, n in sorted(cluster.nodes.items()):
+            marker_client = yield connect(n.url, token(f"marker-{name}", "ops", "publisher"))
+            env = yield marker_client.call(names.PROC_SEND, dept, f"marker via {name}")
+            markers.append(env)
+            yield marker_client.close()
+        marker_ids = {m["id"] for m in markers}
+        yield wait_for(lambda: all(marker_ids <= s.seen_ids for s in subs), 30,
+                       "every subscriber to receive the markers")
+        yield wait_for(lambda: marker_ids <= {e["id"] for e in listener.envelopes()}, 30,
+                       "deptcast listen to print the markers")
+        yield wait_for(lambda: not any(s.gaps() for s in subs), 30, "every subscriber to fill its seq gaps")
+        yield task.deferLater(reactor, 0.5, lambda: None)  # room for a late duplicate to show
+    finally:
+        listener_status = listener.stop()
 
     accepted = [e for s in senders.values() for e in s.accepted] + markers
     accepted_ids = {e["id"] for e in accepted}
-    stored = yield _dept_history(subs[0].client, dept)
+    stored = yield _dept_history(subs[0].client.session, dept)
     stored_ids = {e["id"] for e in stored}
     assert accepted_ids <= stored_ids
     after_restart = [e for t, e in zip((t for t, _ in senders[victim].latencies), senders[victim].accepted)
                      if t >= ready_at]
     held = max(lat for t, lat in senders[victim].latencies if t >= stopped_at)
+    printed = listener.envelopes()
     print(f"\n{signal.Signals(sig).name} {victim}: {len(accepted)} accepted "
           f"({', '.join(f'{n}: {len(s.accepted)}' for n, s in sorted(senders.items()))}), "
           f"{sum(s.failed for s in senders.values())} failed sends; "
           f"{len(on_victim)} subscribers reconnected to {sorted(set(s.nodes[-1] for s in on_victim))}, "
-          f"{sum(len(s.caught_up) for s in on_victim)} messages caught up from history "
-          f"({sum(len({e['id'] for e in s.caught_up} & {e['id'] for e in s.live}) for s in on_victim)} "
-          f"of them also arrived live afterwards and were dropped as seen); "
+          f"{sum(s.stats.delivered_from_history for s in on_victim)} messages handed over from history, "
+          f"{sum(s.stats.duplicates for s in on_victim)} duplicates dropped; "
           f"longest accepted send via {victim} after its restart took {held:.2f} s; "
           f"gate log: {cluster.gate_seconds(victim)}; down for {ready_at - stopped_at:.1f} s; "
-          f"seq gap fills: {sum(s.gap_fills for s in staying)} by subscribers that stayed, "
-          f"{sum(s.gap_fills for s in on_victim)} by those that reconnected; "
-          f"messages the staying subscribers got from history: {sum(len(s.caught_up) for s in staying)}")
+          f"seq gap fills: {sum(s.stats.gap_fills for s in staying)} by subscribers that stayed, "
+          f"{sum(s.stats.gap_fills for s in on_victim)} by those that reconnected; "
+          f"messages the staying subscribers got from history: "
+          f"{sum(s.stats.delivered_from_history for s in staying)}; "
+          f"deptcast listen printed {len(printed)} lines via {len(listener.connections())} connections")
     assert after_restart, "no message was sent via the restarted node"
     if hold:
         # the restarted node held sends until its peers' links were up, and did not give up waiting
         assert "no working link" not in node.log_since_start()
         assert "are up after" in node.log_since_start()
 
+    def assert_exactly_once(received, where):
+        ids = [e["id"] for e in received]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        assert not twice, f"{where}: handed over twice: {twice}"
+        mine = {i for i, e in zip(ids, received) if e["scope"] == "dept"}
+        missing = accepted_ids - mine
+        assert not missing, f"{where}: missed {len(missing)} accepted messages"
+        assert mine <= stored_ids
+        seqs = [e["seq"] for e in received if e["scope"] == "dept"]
+        assert seqs == sorted(seqs), f"{where}: out of order"
+
     for s in subs:
-        live_ids = [e["id"] for e in s.live]
+        assert_exactly_once(s.received, f"subscriber on {s.nodes}")
         # the router never delivers an event twice (rlink bugs have done so after restarts)
-        duplicates = {i for i in live_ids if live_ids.count(i) > 1}
-        assert not duplicates, f"events delivered twice to a subscriber on {s.nodes}: {sorted(duplicates)}"
-        # what the user sees: live events plus what history filled in, once each
-        delivered = set(live_ids) | {e["id"] for e in s.caught_up}
-        missing = accepted_ids - delivered
-        assert not missing, f"subscriber on {s.nodes} missed {len(missing)} accepted messages"
-        assert delivered <= stored_ids
+        assert s.stats.live_repeats == 0, f"events delivered twice to a subscriber on {s.nodes}"
     for s in staying:
         assert s.reconnects == 0
         if hold:
-            # never disconnected: everything arrived live, the restarted node's first messages included
-            assert accepted_ids <= {e["id"] for e in s.live}
+            # never disconnected: every accepted message arrived live, the restarted node's first
+            # ones included (history may still bring one whose sender saw its node die: stored, not accepted)
+            assert not accepted_ids & set(s.stats.history_ids)
+    # the listener's node was killed under it: it went on via another node and printed each message once
+    assert_exactly_once(printed, "deptcast listen")
+    assert len(listener.connections()) >= 2 and not listener.connections()[1].endswith(f"-{victim_pid}")
+    assert "connection lost; reconnecting" in listener.err.read_text()
+    assert listener_status == 0 and "Traceback" not in listener.err.read_text()
 
     # history is the same on every node after the restart
     readers = []

@@ -1,5 +1,5 @@
 """The package's layers and the one direction its imports may point:
-``core`` <- ``store`` <- ``service`` <- ``wamp`` / ``edge`` <- ``ops``.
+``core`` <- ``store`` <- ``service`` <- ``wamp`` / ``edge`` / ``client`` <- ``ops``.
 
 Every import of every module under ``components/`` is read with :mod:`ast` (imports inside
 functions too); a module may import its own subpackage and the layers below it, nothing
@@ -15,7 +15,7 @@ import pytest
 from tests.support.nodes import REPO
 
 #: each subpackage of ``components`` and its height; a module imports only lower ones (or its own)
-LAYERS: Dict[str, int] = {"core": 0, "store": 1, "service": 2, "wamp": 3, "edge": 3, "ops": 4}
+LAYERS: Dict[str, int] = {"core": 0, "store": 1, "service": 2, "wamp": 3, "edge": 3, "client": 3, "ops": 4}
 #: third-party frameworks the pure rules must not touch
 CORE_FORBIDDEN = ("twisted", "autobahn", "txaio", "crossbar", "zope")
 

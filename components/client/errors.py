@@ -1,0 +1,97 @@
+"""The contract's errors as Python exceptions: one class per ``deptcast.error.*`` URI.
+
+A refused call raises the class of its URI, whose ``uri`` and ``reason`` are the node's::
+
+    try:
+        await client.send("cardio", "Ward round at 10:30")
+    except RateLimited:
+        ...                      # slow down
+    except DeptcastError as e:   # any other refusal
+        print(e.uri, e.reason)
+"""
+
+from typing import Dict, Optional, Type
+
+from components.core import errors
+
+
+class DeptcastError(Exception):
+    """A refusal from deptcast, or a client that cannot reach it.
+
+    :ivar uri: the error URI (``deptcast.error.*``, or the router's ``wamp.error.*``)
+    :ivar reason: the node's readable reason
+    """
+
+    #: the URI of this class (subclasses); the base class carries whatever URI came
+    URI = ""
+
+    def __init__(self, reason: str = "", uri: Optional[str] = None) -> None:
+        self.uri = uri or self.URI
+        self.reason = reason
+        super().__init__(self.uri, reason)
+
+    def __str__(self) -> str:
+        return f"{self.uri}: {self.reason}" if self.reason else self.uri
+
+
+class InvalidToken(DeptcastError):
+    """The token does not verify (bad signature, a missing claim, another user's authid)."""
+    URI = errors.INVALID_TOKEN
+
+
+class TokenExpired(DeptcastError):
+    """The token has expired: get a new one (a token provider is asked on every connect)."""
+    URI = errors.TOKEN_EXPIRED
+
+
+class InvalidFrame(DeptcastError):
+    """A missing, empty or malformed argument."""
+    URI = errors.INVALID_FRAME
+
+
+class NotAuthorized(DeptcastError):
+    """The caller's role or department does not allow it (also the router's
+    ``wamp.error.not_authorized``)."""
+    URI = errors.NOT_AUTHORIZED
+
+
+class TooLarge(DeptcastError):
+    """The message is over the node's limit (64 KiB by default)."""
+    URI = errors.TOO_LARGE
+
+
+class RateLimited(DeptcastError):
+    """Too many sends in a burst: slow down."""
+    URI = errors.RATE_LIMITED
+
+
+class Unavailable(DeptcastError):
+    """The node cannot serve the call now (starting, store or links down), or no node could
+    be reached in time: retry later. :meth:`send` has already retried it."""
+    URI = errors.UNAVAILABLE
+
+
+class ConnectionLost(Unavailable):
+    """The connection dropped while the call was in flight: the node may or may not have
+    taken it (a send is not retried, so that it is not stored twice)."""
+
+
+#: refusals that mean "the token": a client with a fixed token cannot go on after them
+TOKEN_ERRORS = (InvalidToken, TokenExpired)
+
+_BY_URI: Dict[str, Type[DeptcastError]] = {cls.URI: cls for cls in (
+    InvalidToken, TokenExpired, InvalidFrame, NotAuthorized, TooLarge, RateLimited, Unavailable)}
+# the router's own refusals that mean the same to a client
+_BY_URI["wamp.error.not_authorized"] = NotAuthorized
+_BY_URI["wamp.error.authorization_failed"] = NotAuthorized
+# the node's procedures are not registered yet (it is starting): nothing was done, retry
+_BY_URI["wamp.error.no_such_procedure"] = Unavailable
+
+
+def error_for(uri: str, reason: str = "") -> DeptcastError:
+    """The exception for an error URI (:class:`DeptcastError` itself for an unknown one).
+
+    :rtype: DeptcastError
+    """
+    cls = _BY_URI.get(uri, DeptcastError)
+    return cls(reason, uri=uri)

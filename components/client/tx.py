@@ -1,0 +1,176 @@
+"""The deptcast client for Twisted programs: callbacks and Deferreds.
+
+::
+
+    from components.client.tx import Client
+
+    client = Client("ws://localhost:8080/ws", token)
+
+    @client.on_envelope
+    def show(envelope):
+        print(envelope["sender"], "->", envelope["target"], ":", envelope["message"])
+
+    yield client.start()                      # joined, subscribed and caught up
+    envelope = yield client.send("cardio", "Ward round moved to 10:30")
+
+Importing this module selects Twisted for txaio (and so for Autobahn) in this process.
+"""
+
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Deque, Optional, Sequence, Union
+
+import txaio
+
+txaio.use_twisted()
+
+from autobahn.twisted.component import Component  # noqa: E402
+from twisted.internet import defer  # noqa: E402
+from twisted.python.failure import Failure  # noqa: E402
+
+from components.client.engine import Connector, Engine, Stats, TokenSource, parse_urls  # noqa: E402
+from components.client.state import FileState, PositionStore  # noqa: E402
+from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
+
+__all__ = ["Client"]
+
+Handler = Callable[[Envelope], Any]
+
+
+class Client:
+    """One deptcast user, subscribed to its department, ``deptcast.all`` and its own direct
+    messages, handing each envelope to ``on_envelope`` exactly once, in per-topic order,
+    across reconnects and node failover.
+
+    Envelopes are handed over one at a time: when the handler returns a Deferred, the next
+    waits until it fires. An envelope counts as handled (and, with ``state``, saved as the
+    position) when the handler returns or its Deferred fires; a handler that raises is
+    logged and its envelope counts as handled too (it is not retried).
+
+    :param url: a node URL, or several (a list, or comma-separated): tried in turn
+    :param token: a token, or a function returning one (or a Deferred of one), asked on every connect
+    :param on_envelope: the handler (or set it later with the :meth:`on_envelope` decorator)
+    :param state: a state file path (or any :class:`~components.client.state.PositionStore`):
+        a restarted client resumes there and gets what it missed
+    :param history: on a first start (no state), hand over the newest ``history`` envelopes first
+    :param reactor: the reactor (default: the global one)
+    :param listen: ``False`` for a client that only sends (no subscriptions, no history)
+    """
+
+    def __init__(self, url: Union[str, Sequence[str]], token: TokenSource, on_envelope: Optional[Handler] = None,
+                 *, state: Union[None, str, Path, PositionStore] = None, history: int = 0,
+                 reactor: Any = None, gap_grace: float = GAP_GRACE, listen: bool = True) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self._reactor = reactor
+        self._handler = on_envelope
+        self._queue: Deque[Envelope] = deque()
+        self._busy = False
+        self._pumping = False
+        if isinstance(state, (str, Path)):
+            state = FileState(state)
+        self._state = state
+        self.engine = Engine(self._enqueue, reactor.seconds, reactor.callLater, state=state, history=history,
+                             grace=gap_grace, listen=listen)
+        self._connector = Connector(Component, parse_urls(url), token, self.engine, reactor.callLater)
+        self._stopped: Optional[defer.Deferred] = None
+        self._started = False
+
+    def on_envelope(self, handler: Handler) -> Handler:
+        """Set the handler (usable as a decorator)."""
+        self._handler = handler
+        self._pump()
+        return handler
+
+    def start(self) -> defer.Deferred:
+        """Connect; fires once joined, subscribed and caught up (or fails with the error that
+        stopped the client, e.g. :class:`~components.client.errors.TokenExpired`)."""
+        ready = self.engine.ready()
+        if not self._started:
+            self._started = True
+            self._connector.start(self._reactor)
+        return ready
+
+    def send(self, to: str, message: str, timeout: float = 30.0) -> defer.Deferred:
+        """Send ``message`` to ``to`` (a department code, ``"All"`` or ``<dept>_<user>``);
+        fires with the stored envelope or fails with the exception of the error URI (see
+        :meth:`Engine.send <components.client.engine.Engine.send>` for the retries)."""
+        return defer.ensureDeferred(self.engine.send(to, message, timeout))
+
+    def stop(self) -> defer.Deferred:
+        """Leave, stop reconnecting, release the state file."""
+        if self._stopped is None:
+            d = self._connector.stop()
+            d.addBoth(self._release)
+            self._stopped = d
+        return self._stopped
+
+    def when_stopped(self) -> defer.Deferred:
+        """Fires when the client stops for good: after :meth:`stop`, or failing with the
+        error that stopped it (a refused token, an unusable state file)."""
+        d: defer.Deferred = defer.Deferred()
+        if self.engine.fatal is not None:
+            d.errback(Failure(self.engine.fatal))
+        else:
+            self.engine.on_fatal(lambda error: d.called or d.errback(Failure(error)))
+            self._connector._done.addCallback(lambda _: d.called or d.callback(None))
+        return d
+
+    def on_connection(self, listener: Callable[[bool, Any], None]) -> None:
+        """Call ``listener(True, details)`` each time a session has joined and caught up,
+        ``listener(False, None)`` each time one is lost (the client reconnects by itself)."""
+        self.engine.on_connection(listener)
+
+    @property
+    def details(self) -> Any:
+        """The last session's join details (``authid``, ``authextra``)."""
+        return self.engine.details
+
+    @property
+    def session(self) -> Any:
+        """The joined Autobahn session, or ``None`` while reconnecting."""
+        return self.engine.session
+
+    @property
+    def stats(self) -> Stats:
+        return self.engine.stats
+
+    def positions(self) -> dict:
+        """The last ``seq`` handled per topic."""
+        return self.engine.positions()
+
+    # -- handing envelopes over, one at a time
+
+    def _enqueue(self, envelope: Envelope) -> None:
+        self._queue.append(envelope)
+        self._pump()
+
+    def _pump(self) -> None:
+        if self._pumping or self._handler is None:
+            return
+        self._pumping = True
+        try:
+            while self._queue and not self._busy and self.engine.fatal is None:
+                envelope = self._queue.popleft()
+                self._busy = True
+                d = defer.maybeDeferred(self._handler, envelope)
+                d.addErrback(self._handler_failed)
+                d.addCallback(self._handled, envelope)
+        finally:
+            self._pumping = False
+
+    def _handler_failed(self, failure: Failure) -> None:
+        self.engine.log.failure("deptcast client: the envelope handler failed", failure=failure)
+
+    def _handled(self, _: Any, envelope: Envelope) -> None:
+        self._busy = False
+        try:
+            self.engine.commit(envelope)
+        except Exception:
+            return  # the engine has stopped the client (the state file could not be written)
+        self._pump()
+
+    def _release(self, result: Any) -> Any:
+        if isinstance(self._state, FileState):
+            self._state.unlock()
+        return result

@@ -1,0 +1,545 @@
+"""The rules a subscriber follows to hand each envelope to its application exactly once, in
+per-topic order, across reconnects and node failover. Plain functions and classes: no
+connection, no clock, no framework (the client in :mod:`components.client` drives them).
+
+The facts they rest on (the contract, ``deptcast.history``):
+
+- every envelope of a topic carries ``seq``, 1, 2, 3, ... in commit order; within a topic
+  ``seq`` and ``id`` grow together, so the last ``seq`` delivered per topic (the *position*)
+  says exactly what a subscriber has;
+- an envelope is stored before it is published, so once one has arrived, every envelope of
+  its topic with a smaller ``seq`` is in the store too;
+- ``deptcast.history(positions={topic: seq})`` answers the envelopes past each position,
+  oldest first, a bounded page at a time: read it until an answer is empty and nothing
+  stored is left out;
+- events relayed by different nodes may arrive out of order, so a missing ``seq`` is given
+  :data:`GAP_GRACE` seconds to arrive before history is asked for it.
+"""
+
+import json
+import random
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from components.core import names
+from components.core.errors import Refused
+from components.core.targets import envelope_topic
+
+#: seconds an out-of-order envelope is held before the missing ones are read from history
+GAP_GRACE = 1.0
+#: envelopes asked of one ``deptcast.history`` call (the node caps it at its own limit)
+HISTORY_PAGE = 1000
+#: envelopes asked of the first history call of a client that has no position yet
+START_PAGE = 100
+#: how many delivered ids are remembered to drop a repeat that carries no ``seq``
+REMEMBER_IDS = 10000
+#: the largest ``seq`` or position accepted (JSON numbers stay exact up to here)
+MAX_SEQ = 2 ** 53 - 1
+
+Envelope = Dict[str, Any]
+
+
+def id_number(msg_id: object) -> Optional[int]:
+    """The number an envelope id stands for (ids are zero-padded decimal), or ``None``.
+
+    :rtype: int or None
+    """
+    if isinstance(msg_id, str) and 0 < len(msg_id) <= 32 and msg_id.isascii() and msg_id.isdigit():
+        return int(msg_id)
+    return None
+
+
+def envelope_key(envelope: object) -> Optional[Tuple[str, Optional[int]]]:
+    """``(topic, seq)`` of an envelope (``seq`` ``None`` if it has none: stored before seq
+    existed), or ``None`` if it is not an envelope a client can place.
+
+    :rtype: tuple or None
+    """
+    if not isinstance(envelope, dict) or id_number(envelope.get("id")) is None:
+        return None
+    try:
+        topic = envelope_topic(envelope)
+    except Refused:
+        return None
+    seq = envelope.get("seq")
+    if seq is None:
+        return topic, None
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq <= MAX_SEQ:
+        return None
+    return topic, seq
+
+
+def backoff(attempt: int, base: float = 0.25, cap: float = 5.0,
+            rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry number ``attempt`` (0, 1, 2, ...) of a refused call:
+    doubling from ``base`` up to ``cap``, each spread over half to one and a half times its
+    value, so that clients refused together do not retry together.
+
+    :rtype: float
+    """
+    return min(cap, base * (2 ** min(attempt, 30))) * (0.5 + rand())
+
+
+class Recovery:
+    """What one subscriber has delivered and holds, per topic.
+
+    Feed every envelope that arrives, live or from history, to :meth:`offer`; it returns the
+    envelopes to hand to the application now, in per-topic order, each once. A topic whose
+    position is not known yet (a client with no saved position) holds everything until
+    :meth:`start_at` says where it begins.
+
+    :param topics: the subscriber's topics; envelopes of other topics are dropped
+    :param positions: the last ``seq`` already delivered per topic (a saved position)
+    :param grace: seconds a gap may stay open before :meth:`due` asks for history
+    :param remember: how many delivered ids to remember (for envelopes without ``seq``)
+    """
+
+    def __init__(self, topics: Iterable[str], positions: Optional[Mapping[str, int]] = None,
+                 grace: float = GAP_GRACE, remember: int = REMEMBER_IDS) -> None:
+        self.topics: Tuple[str, ...] = tuple(topics)
+        self.grace = grace
+        self._positions: Dict[str, int] = {t: positions[t] for t in self.topics if positions and t in positions}
+        #: per topic: seq -> (envelope, the fill mark current when it arrived)
+        self._held: Dict[str, Dict[int, Tuple[Envelope, int]]] = {t: {} for t in self.topics}
+        #: per topic: when its oldest open gap opened
+        self._gap_since: Dict[str, float] = {}
+        self._recent: "OrderedDict[str, None]" = OrderedDict()
+        self._remember = remember
+        self._mark = 0
+        self._joining = False
+        #: envelopes dropped because they were delivered (or held) already
+        self.duplicates = 0
+        #: seqs given up on: history, read to the end, did not have them
+        self.skipped = 0
+        #: envelopes dropped because they are not envelopes of this subscriber's topics
+        self.ignored = 0
+
+    # -- what it knows
+
+    def positions(self) -> Dict[str, int]:
+        """The last ``seq`` delivered per topic (topics whose start is known).
+
+        :rtype: dict
+        """
+        return dict(self._positions)
+
+    def unknown(self) -> List[str]:
+        """The topics whose start is not known yet.
+
+        :rtype: list
+        """
+        return [t for t in self.topics if t not in self._positions]
+
+    def held(self) -> int:
+        """How many envelopes are held back (out of order, or of a topic not started yet).
+
+        :rtype: int
+        """
+        return sum(len(h) for h in self._held.values())
+
+    def held_envelopes(self, topic: str) -> List[Envelope]:
+        """The envelopes of ``topic`` held back, in seq order.
+
+        :rtype: list
+        """
+        return [self._held[topic][s][0] for s in sorted(self._held.get(topic, {}))]
+
+    def remember(self, envelopes: Iterable[Envelope]) -> None:
+        """Note envelopes handed to the application outside :meth:`offer` (the newest few a
+        first start shows), so a repeat is dropped."""
+        for envelope in envelopes:
+            self._remember_id(envelope["id"])
+
+    def gaps(self) -> Dict[str, List[Tuple[int, int]]]:
+        """Per topic, the missing ``seq`` ranges (inclusive) below the envelopes held.
+
+        :rtype: dict
+        """
+        out: Dict[str, List[Tuple[int, int]]] = {}
+        for topic, pos in self._positions.items():
+            held = sorted(self._held[topic])
+            ranges, expect = [], pos + 1
+            for seq in held:
+                if seq > expect:
+                    ranges.append((expect, seq - 1))
+                expect = seq + 1
+            if ranges:
+                out[topic] = ranges
+        return out
+
+    def due(self, now: float) -> Dict[str, int]:
+        """The positions to read history from for the gaps open at least ``grace`` seconds.
+
+        :rtype: dict
+        """
+        # the same sum as next_due(): a timer set for that instant finds the gap due
+        return {t: self._positions[t] for t, since in self._gap_since.items() if since + self.grace <= now}
+
+    def next_due(self) -> Optional[float]:
+        """When the oldest open gap becomes due, or ``None`` if none is open.
+
+        :rtype: float or None
+        """
+        return min(self._gap_since.values()) + self.grace if self._gap_since else None
+
+    # -- what arrives
+
+    def offer(self, envelope: object, now: float, live: bool = True) -> List[Envelope]:
+        """Take one envelope; return the envelopes to deliver now.
+
+        A live event at its topic's position + 1 is delivered, with the held ones that
+        continue it; one further on is held (a gap: :meth:`due` asks history for it after
+        ``grace``); during a join every live event is held until :meth:`end_fill`. From
+        history (``live=False``; see :meth:`offer_page`) an envelope above the position is
+        delivered at once: history is complete, so a seq it skips is not stored (and never
+        will be: a smaller seq is stored first). Held events wait for the end of the read.
+
+        :rtype: list
+        """
+        key = envelope_key(envelope)
+        if key is None or key[0] not in self._held:
+            self.ignored += 1
+            return []
+        topic, seq = key
+        msg_id = envelope["id"]
+        if msg_id in self._recent:
+            self.duplicates += 1
+            return []
+        if seq is None:
+            # stored before seq existed: nothing to order it by, so it is delivered once by id
+            self._remember_id(msg_id)
+            return [envelope]
+        pos = self._positions.get(topic)
+        held = self._held[topic]
+        if pos is not None and seq <= pos:
+            self.duplicates += 1
+            return []
+        if not live and pos is not None:
+            return self._from_history(topic, seq, envelope)
+        if seq in held:
+            self.duplicates += 1
+            return []
+        held[seq] = (envelope, self._mark)
+        if pos is None or (live and self._joining):
+            return []  # held until start_at() says where the topic begins / the join's read is done
+        out = self._release(topic)
+        if held and topic not in self._gap_since:
+            self._gap_since[topic] = now
+        return out
+
+    def _from_history(self, topic: str, seq: int, envelope: Envelope) -> List[Envelope]:
+        held = self._held[topic]
+        out: List[Envelope] = []
+        # held events below it that history went past exist all the same: they go first
+        below = sorted(s for s in held if s < seq)
+        for s in below:
+            out.append(held.pop(s)[0])
+            self._remember_id(out[-1]["id"])
+        self.skipped += max(0, seq - self._positions[topic] - 1 - len(below))
+        if held.pop(seq, None) is not None:
+            self.duplicates += 1  # it came live as well
+        self._positions[topic] = seq
+        self._remember_id(envelope["id"])
+        out.append(envelope)
+        if not held:
+            self._gap_since.pop(topic, None)
+        return out
+
+    def offer_page(self, page: Sequence[object], now: float) -> List[Envelope]:
+        """Take one ``deptcast.history`` answer; return what to deliver, in id order.
+
+        :rtype: list
+        """
+        out: List[Envelope] = []
+        for envelope in page:
+            out += self.offer(envelope, now, live=False)
+        return _in_id_order(out)
+
+    def _skip_below(self, topic: str, seq: int) -> List[Envelope]:
+        """Give up the seqs missing below ``seq`` (envelopes held below it are still delivered)."""
+        out: List[Envelope] = []
+        held = self._held[topic]
+        while topic in self._positions and seq > self._positions[topic] + 1:
+            below = [s for s in held if s < seq]
+            step = min(below) if below else seq
+            self.skipped += step - self._positions[topic] - 1
+            self._positions[topic] = step - 1
+            out += self._release(topic)
+            if not below:
+                break
+        return out
+
+    def begin_join(self) -> None:
+        """A session has joined and subscribed: hold every live event until its read
+        (:meth:`begin_fill` ... :meth:`end_fill` with ``join=True``) is done."""
+        self._joining = True
+
+    def drop_held(self) -> None:
+        """The connection is lost: forget the held events and open gaps (the next join
+        reads them from history by position)."""
+        for held in self._held.values():
+            held.clear()
+        self._gap_since.clear()
+        self._joining = False
+
+    def start_at(self, topic: str, seq: int, now: float) -> List[Envelope]:
+        """Say where a topic begins: ``seq`` is its last envelope the subscriber does not
+        want (its position); held envelopes up to it are dropped, later ones released.
+
+        :rtype: list
+        """
+        if topic not in self._held or topic in self._positions:
+            return []
+        self._positions[topic] = seq
+        held = self._held[topic]
+        for old in [s for s in held if s <= seq]:
+            del held[old]
+        if self._joining:
+            return []  # the join's read goes on from here; what is held waits for it
+        out = self._release(topic)
+        if held:
+            self._gap_since[topic] = now
+        return out
+
+    def begin_fill(self) -> int:
+        """Mark the start of a history read that goes on until an empty answer; pass the
+        mark to :meth:`end_fill` when it is done.
+
+        :rtype: int
+        """
+        self._mark += 1
+        return self._mark
+
+    def end_fill(self, mark: int, topics: Optional[Sequence[str]] = None,
+                 now: float = 0.0, join: bool = False) -> List[Envelope]:
+        """History was read past the positions of ``topics`` (default: all) until an empty
+        answer, begun at ``mark``; return what to deliver, in id order. An envelope held
+        since before then was stored before the read began, and so was every smaller
+        ``seq`` of its topic: those history did not bring do not exist, so stop waiting for
+        them and deliver. Envelopes held since the read began wait for a new grace period if
+        a hole is left below them. ``join``: the read of a join, whose held events go now.
+
+        :rtype: list
+        """
+        out: List[Envelope] = []
+        if join:
+            self._joining = False
+        for topic in topics if topics is not None else self.topics:
+            if topic not in self._positions:
+                continue
+            held = self._held[topic]
+            out += self._release(topic)
+            early = [s for s, (_, arrived) in held.items() if arrived < mark]
+            if early:
+                out += self._skip_below(topic, max(early) + 1)
+            self._gap_since.pop(topic, None)
+            if held:
+                self._gap_since[topic] = now
+        return _in_id_order(out)
+
+    # -- helpers
+
+    def _release(self, topic: str) -> List[Envelope]:
+        held = self._held[topic]
+        out = []
+        pos = self._positions[topic]
+        while pos + 1 in held:
+            pos += 1
+            envelope, _ = held.pop(pos)
+            self._remember_id(envelope["id"])
+            out.append(envelope)
+        self._positions[topic] = pos
+        if not held:
+            self._gap_since.pop(topic, None)
+        return out
+
+    def _remember_id(self, msg_id: str) -> None:
+        self._recent[msg_id] = None
+        if len(self._recent) > self._remember:
+            self._recent.popitem(last=False)
+
+
+def _in_id_order(envelopes: List[Envelope]) -> List[Envelope]:
+    """Envelopes delivered together go out in id order (per topic that is seq order)."""
+    return sorted(envelopes, key=lambda e: id_number(e["id"]) or 0)
+
+
+# -- a client's first start: where each topic begins
+
+
+def fresh_start(page: Sequence[object], topics: Sequence[str], replay: int = 0
+                ) -> Tuple[List[Envelope], Dict[str, int], Optional[str], List[str]]:
+    """Read the first answer of a client with no saved position: ``deptcast.history(latest=True)``
+    asked *after* subscribing. What it holds is from before the client's time; everything
+    newer arrives live.
+
+    :param page: the answer (oldest first: the newest envelopes of the client's topics)
+    :param replay: how many of the newest to hand to the application anyway (``--history N``)
+    :returns: ``(replay envelopes oldest first, {topic: position} for the topics the page
+        shows, the newest id in the page or None, topics the page does not show)``. A topic
+        the page does not show is either empty or older than the whole page:
+        :class:`StartSearch` finds its position, unless the page is empty (then every topic
+        is empty: an answer holds at least one envelope when there are any).
+    :rtype: tuple
+    """
+    mine = [e for e in page if (k := envelope_key(e)) is not None and k[0] in topics]
+    starts: Dict[str, int] = {}
+    for envelope in mine:
+        topic, seq = envelope_key(envelope)  # type: ignore[misc]
+        if seq is not None:
+            starts[topic] = max(starts.get(topic, 0), seq)
+    if not mine:
+        return [], {t: 0 for t in topics}, None, []
+    newest = max(mine, key=lambda e: id_number(e["id"]))["id"]
+    shown = sorted(mine, key=lambda e: id_number(e["id"]))[-replay:] if replay > 0 else []
+    return shown, starts, newest, [t for t in topics if t not in starts]
+
+
+class StartSearch:
+    """Find one topic's position at a client's start: its highest ``seq`` among envelopes
+    with an id at or below ``newest`` (the newest id of the client's first history answer),
+    asking ``deptcast.history(positions={topic: x}, limit=1)``, which answers ``seq`` x+1.
+    Doubling, then halving: about 2·log2(n) one-row calls for a topic of n envelopes.
+
+    :param topic: the topic
+    :param newest: the newest id of the first answer (from :func:`fresh_start`)
+    """
+
+    def __init__(self, topic: str, newest: str) -> None:
+        self.topic = topic
+        self._newest = id_number(newest) or 0
+        #: a seq known to be before the start (0: nothing is)
+        self.low = 0
+        #: a seq known to be after the start, or not to exist (None: none known yet)
+        self.high: Optional[int] = None
+
+    @property
+    def done(self) -> bool:
+        return self.high is not None and self.high <= self.low + 1
+
+    @property
+    def position(self) -> int:
+        """The answer, once :attr:`done`.
+
+        :rtype: int
+        """
+        return self.low
+
+    def learn(self, envelope: object) -> None:
+        """Use any envelope of the topic seen meanwhile (a live one narrows the search too)."""
+        key = envelope_key(envelope)
+        if key is None or key[0] != self.topic or key[1] is None:
+            return
+        seq = key[1]
+        if (id_number(envelope["id"]) or 0) <= self._newest:  # type: ignore[index]
+            self.low = max(self.low, seq)
+        else:
+            self.high = seq if self.high is None else min(self.high, seq)
+
+    def next_position(self) -> int:
+        """The position to ask history from next (it answers ``seq`` position + 1).
+
+        :rtype: int
+        """
+        if self.high is None:
+            probe = max(1, 2 * self.low)
+        else:
+            probe = (self.low + self.high) // 2
+        return probe - 1
+
+    def answer(self, asked: int, page: Sequence[object]) -> None:
+        """Take the answer to ``positions={topic: asked}``: seq ``asked + 1`` or nothing."""
+        before = (self.low, self.high)
+        for envelope in page:
+            self.learn(envelope)
+        if not any((k := envelope_key(e)) is not None and k[0] == self.topic for e in page):
+            # nothing past `asked`: the topic ends at or before it
+            self.high = asked + 1 if self.high is None else min(self.high, asked + 1)
+        if (self.low, self.high) == before:
+            # an answer that teaches nothing (a store that numbers oddly): settle for what is known
+            self.high = self.low + 1
+
+
+# -- the durable position: a small JSON file a restarted client resumes from
+
+#: the largest state file read
+MAX_STATE_BYTES = 64 * 1024
+#: the deepest nesting of JSON read from a state file
+MAX_STATE_DEPTH = 4
+STATE_FORMAT = 1
+
+
+def json_depth(text: str, limit: int) -> int:
+    """How deeply ``text``'s JSON arrays and objects nest, counted without parsing, up to
+    ``limit`` + 1 (a cheap bound before :func:`json.loads`, which recurses).
+
+    :rtype: int
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def format_state(user: str, positions: Mapping[str, int]) -> str:
+    """The text of a state file: the user key and its positions.
+
+    :rtype: str
+    """
+    return json.dumps({"deptcast_state": STATE_FORMAT, "user": user,
+                       "positions": dict(sorted(positions.items()))}, indent=1) + "\n"
+
+
+def parse_state(data: bytes) -> Tuple[str, Dict[str, int]]:
+    """Read a state file written by :func:`format_state`.
+
+    :returns: ``(user key, {topic: position})``
+    :raises ValueError: with a readable reason if it is not one (too large, too deeply
+        nested, not JSON, wrong fields)
+    :rtype: tuple
+    """
+    if len(data) > MAX_STATE_BYTES:
+        raise ValueError(f"it has {len(data)} bytes; a state file has at most {MAX_STATE_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("it is not UTF-8 text") from None
+    if json_depth(text, MAX_STATE_DEPTH) > MAX_STATE_DEPTH:
+        raise ValueError(f"its JSON nests deeper than {MAX_STATE_DEPTH} levels")
+    try:
+        body = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"it is not JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(body, dict) or body.get("deptcast_state") != STATE_FORMAT:
+        raise ValueError(f'it is not a deptcast state file (no "deptcast_state": {STATE_FORMAT})')
+    user = body.get("user")
+    if names.parse_user_key(user) is None:
+        raise ValueError('its "user" is not a user key <dept>_<user>')
+    positions = body.get("positions")
+    if not isinstance(positions, dict):
+        raise ValueError('its "positions" is not an object {topic: seq}')
+    checked: Dict[str, int] = {}
+    for topic, seq in positions.items():
+        if not isinstance(topic, str) or not topic.startswith("deptcast.") or len(topic) > 200:
+            raise ValueError(f"{str(topic)[:80]!r} is not a deptcast topic")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            raise ValueError(f"the position of {topic} is not a whole number 0 or more")
+        checked[topic] = seq
+    return user, checked

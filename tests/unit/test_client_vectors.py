@@ -1,0 +1,113 @@
+"""The shared recovery vectors (``tests/vectors/recovery.json``, read by the browser client's
+tests too) run through the Python client: its engine on a scripted session and a fake clock,
+with the rules of ``components.core.recovery``. Every case must give the same history
+requests, the same deliveries in the same order, and the same positions."""
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+import txaio
+
+txaio.use_twisted()
+
+from autobahn.wamp.exception import TransportLost  # noqa: E402
+from twisted.internet import defer, task  # noqa: E402
+
+from components.client.engine import Engine  # noqa: E402
+from components.core import names  # noqa: E402
+from components.core.recovery import GAP_GRACE, envelope_key  # noqa: E402
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "recovery.json"
+USER, DEPT = "alice", "cardio"
+
+pytestmark = pytest.mark.skipif(not VECTORS.exists(), reason=f"{VECTORS} is not here (it comes from the web client's branch)")
+
+
+def _cases() -> List[Dict[str, Any]]:
+    if not VECTORS.exists():
+        return []
+    data = json.loads(VECTORS.read_text())
+    assert data["topics"] == list(names.client_topics(DEPT, USER)), "the vectors are for cardio_alice"
+    return data["cases"]
+
+
+class Stored:
+    """The saved position a case starts from."""
+
+    def __init__(self, positions: Optional[Dict[str, int]]) -> None:
+        self.positions = positions
+
+    def load(self):
+        return None if self.positions is None else (names.user_key(DEPT, USER), dict(self.positions))
+
+    def save(self, user, positions) -> None:
+        pass
+
+
+class ScriptedSession:
+    """A session whose history calls wait for the case's ``answer`` steps."""
+
+    def __init__(self, requests: List[Dict[str, Any]], pending: List[defer.Deferred]) -> None:
+        self.requests = requests
+        self.pending = pending
+        self.handlers: Dict[str, Any] = {}
+        self.attached = True
+
+        class Details:
+            authid = USER
+            authextra = {"dept": DEPT, "x_cb_node": "n1"}
+        self.details = Details()
+
+    def is_attached(self) -> bool:
+        return self.attached
+
+    def subscribe(self, handler, topic):
+        self.handlers[topic] = handler
+        return defer.succeed(None)
+
+    def call(self, procedure, *args, **kwargs):
+        assert procedure == names.PROC_HISTORY and not args, (procedure, args)
+        # each client chooses its own limit: compare the keys the vectors name
+        self.requests.append({k: v for k, v in kwargs.items() if k in ("latest", "positions")})
+        d = defer.Deferred()
+        self.pending.append(d)
+        return d
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"][:70])
+def test_vector(case):
+    clock = task.Clock()
+    delivered: List[str] = []
+    # the browser's first visit (the newest page shown, quiet topics read from the start):
+    # the vectors describe that one; a backend's default starts from now (see the README)
+    engine = Engine(lambda e: delivered.append(e["id"]), clock.seconds, clock.callLater,
+                    state=Stored(case["stored"]), first_start="page")
+    requests: List[Dict[str, Any]] = []
+    pending: List[defer.Deferred] = []
+    session: Optional[ScriptedSession] = None
+    for step in case["steps"]:
+        if step["do"] == "join":
+            session = ScriptedSession(requests, pending)
+            engine.on_join(session, session.details)
+        elif step["do"] == "event":
+            topic = envelope_key(step["envelope"])[0]
+            session.handlers[topic](dict(step["envelope"]))
+        elif step["do"] == "answer":
+            assert pending, f"the client asked nothing to answer (requests so far: {requests})"
+            pending.pop(0).callback([dict(e) for e in step["envelopes"]])
+        elif step["do"] == "grace":
+            clock.advance(GAP_GRACE)
+        elif step["do"] == "disconnect":
+            session.attached = False
+            engine.on_disconnect(session, False)
+            while pending:
+                pending.pop(0).errback(TransportLost())
+        else:
+            raise AssertionError(f"unknown step {step['do']!r}")
+        clock.advance(0)  # let the client run until it waits for something again
+    assert engine.fatal is None, engine.fatal
+    assert requests == case["requests"]
+    assert delivered == case["delivered"]
+    assert engine.recovery.positions() == case["positions"]
