@@ -170,22 +170,18 @@ def test_a_refused_send_raises_its_class(node):
 
 
 def _examples() -> Dict[str, str]:
-    """The asyncio and Twisted examples of the "Python backends" section (README.md, or
-    NOTES-client.md until that is merged)."""
-    for name in ("README.md", "NOTES-client.md"):
-        text = (REPO / name).read_text() if (REPO / name).exists() else ""
-        if "## Python backends" in text:
-            section = text.split("## Python backends", 1)[1]
-            blocks = re.findall(r"```python\n(.*?)```", section, re.S)
-            found = {}
-            for block in blocks:
-                if "components.client.aio import" in block:
-                    found["asyncio"] = block
-                elif "components.client.tx import" in block:
-                    found["twisted"] = block
-            if len(found) == 2:
-                return found
-    raise AssertionError("no Python backends section with both examples in README.md or NOTES-client.md")
+    """The asyncio and Twisted examples of the README's "Python backends" section."""
+    text = (REPO / "README.md").read_text()
+    assert "## Python backends" in text, "the README has no Python backends section"
+    section = text.split("## Python backends", 1)[1].split("\n## ", 1)[0]
+    found = {}
+    for block in re.findall(r"```python\n(.*?)```", section, re.S):
+        if "components.client.aio import" in block:
+            found["asyncio"] = block
+        elif "components.client.tx import" in block:
+            found["twisted"] = block
+    assert set(found) == {"asyncio", "twisted"}, "the Python backends section lacks an example"
+    return found
 
 
 @pytest.mark.parametrize("style", ["asyncio", "twisted"])
