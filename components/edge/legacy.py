@@ -41,6 +41,7 @@ from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
 from components.core.tokens import Identity
 from components.edge.fanout import Fanout, ServiceReader, SlotBridge
+from components.edge.guards import guard_worker
 from components.service.runtime import Runtime, runtime
 
 #: a frame this large closes the connection (1009) instead of being read and discarded: past
@@ -289,6 +290,15 @@ class LegacyResource(WebSocketResource):
         super().__init__(factory)
         self.factory = factory
         if settings is not None:
+            # request bodies on the node's port are refused (413) past the largest frame, WAMP
+            # JSON nested too deep is a protocol error (components.edge.guards)
+            guard_worker(factory.frame_cap)
+            sized_for = int(extra.get("max_message_bytes", settings.max_message_bytes))
+            if settings.max_message_bytes > sized_for:
+                self.log.warn("deptcast legacy: DEPTCAST_MAX_MESSAGE_BYTES={limit}, but the node config's WebSocket "
+                              "limits were made for messages of {sized_for} bytes: a WAMP client sending a larger "
+                              "message is disconnected. Generate the config with --max-message-bytes {limit}.",
+                              limit=settings.max_message_bytes, sized_for=sized_for)
             if settings.legacy_open:
                 self.log.warn("deptcast legacy: OPEN MODE (DEPTCAST_LEGACY_OPEN=1): /webSocket/<key> accepts "
                               "clients without a token as members of the key's department; anyone can "
