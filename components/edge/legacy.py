@@ -270,8 +270,9 @@ class LegacyResource(WebSocketResource):
     from the request path again during the handshake.
 
     :param extra: the path's ``extra`` dict in the node config: ``auto_ping_interval`` and
-        ``auto_ping_timeout`` in milliseconds, as for Crossbar's own WebSocket transports, and
-        ``max_send_backlog`` in bytes
+        ``auto_ping_timeout`` in milliseconds, as for Crossbar's own WebSocket transports,
+        ``max_send_backlog`` in bytes, and ``max_message_bytes``, the message limit the
+        config's WebSocket caps were made for (a warning at start if the setting is larger)
     """
 
     log = Logger()
