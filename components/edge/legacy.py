@@ -6,8 +6,10 @@ runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's
 ``websocket-reverseproxy`` would drop the path and with it the key, hence a resource of ours.
 
 * Handshake: :func:`legacyframes.check_handshake` decides (bad key 400, missing/bad token 401,
-  a key that is not the token's 403); the socket opens only once its topics are subscribed,
-  so a client receives every message sent after its WebSocket opened.
+  a key that is not the token's 403); the token comes in the subprotocol
+  ``deptcast.token.<JWT>`` (answered ``deptcast.legacy``) or in ``?token=``. The socket opens
+  only once its topics are subscribed, so a client receives every message sent after its
+  WebSocket opened.
 * In: ``ping`` is ignored; ``{"to", "message"}`` goes to the node's
   :class:`~components.service.messaging.MessageService`, in this process: the same checks,
   error URIs, rate limit, store and publish as ``deptcast.send``. A refusal is a JSON error
@@ -92,8 +94,10 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         try:
             if factory.refusal is not None:
                 raise factory.refusal
+            # the token comes in a subprotocol (which no proxy logs) or in ?token=
             client = legacyframes.check_handshake(request.path, request.params, factory.pattern,
-                                                  factory.settings.jwt_secret, factory.settings.legacy_open)
+                                                  factory.settings.jwt_secret, factory.settings.legacy_open,
+                                                  request.protocols)
         except HandshakeRefused as e:
             self.log.info("deptcast legacy: refused {peer}: {status} {reason}",
                           peer=request.peer, status=e.status, reason=e.reason)
@@ -110,7 +114,9 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             # the peer went while we subscribed (onClose has released its topics): do not
             # let autobahn open, and start pinging, a socket that is already gone
             raise ConnectionDeny(400, "the connection closed during the handshake")
-        return None
+        # deptcast.legacy if the page offered it: a browser that offered subprotocols fails
+        # the connection unless the answer names one of them
+        return client.protocol
 
     def onOpen(self) -> None:
         # The HTTP channel that served the upgrade is still the transport's producer; put ours
