@@ -64,28 +64,9 @@ def still_serves(node):
 def _blocking_still_serves(node):
     """:func:`still_serves` for a plain (blocking) test: over HTTP."""
     assert node.running, node.log_since_start()[-3000:]
-    status, body = _http(node.port, "POST", "/api/send", json.dumps({"to": "alive", "message": "x"}).encode(),
+    status, body = raw.http(node.port, "POST", "/api/send", json.dumps({"to": "alive", "message": "x"}).encode(),
                          {"Authorization": f"Bearer {token(fresh('u'), 'alive')}", "Content-Type": "application/json"})
     assert status == 200, body
-
-
-def _http(port, method, path, body=b"", headers=None, timeout=10.0):
-    """One blocking HTTP/1.0 request (the answer is not chunked); ``(status, body bytes)``."""
-    sock = raw.connect(port, timeout)
-    try:
-        head = {"Host": f"127.0.0.1:{port}", "Content-Length": str(len(body)), **(headers or {})}
-        sock.sendall(raw.http_head(method, path, head, "HTTP/1.0") + body)
-        data = b""
-        sock.settimeout(timeout)
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
-    status = raw.status_of(data)
-    return status, data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
 
 
 # ----------------------------------------------------------------------------- 1. deep nesting
@@ -170,7 +151,7 @@ def test_http_bodies_over_the_cap_are_refused_before_they_are_read(node):
     # any path of the node's port
     assert _declared_body(node, "/", 3 * 1024 ** 3, 8 * 1024 ** 2) == 413
     # at the cap, the body is read and judged as before
-    status, body = _http(node.port, "POST", "/api/send", b" " * (cap - 2) + b"{}",
+    status, body = raw.http(node.port, "POST", "/api/send", b" " * (cap - 2) + b"{}",
                          {"Authorization": f"Bearer {token('up', 'loader')}"})
     assert (status, json.loads(body)["error"]) == (400, INVALID_FRAME)
     # the router did not take the uploads into memory
@@ -264,7 +245,7 @@ def _dev_token(node, headers, host=None):
     head = {"Content-Type": "application/json", **headers}
     if host is not None:
         head["Host"] = host
-    status, body = _http(node.port, "POST", "/dev/token", json.dumps(
+    status, body = raw.http(node.port, "POST", "/dev/token", json.dumps(
         {"user": "mallory", "dept": "admin", "role": "publisher"}).encode(), head)
     return status, json.loads(body)
 

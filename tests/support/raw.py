@@ -58,6 +58,26 @@ def http_head(method: str, path: str, headers: Dict[str, str], version: str = "H
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
+def http(port: int, method: str, path: str, body: bytes = b"", headers: Optional[Dict[str, str]] = None,
+         timeout: float = 10.0) -> Tuple[Optional[int], bytes]:
+    """One blocking HTTP/1.0 request (so the answer is not chunked); ``(status, body)``.
+    ``Host`` is ``127.0.0.1:<port>`` unless ``headers`` gives one."""
+    sock = connect(port, timeout)
+    try:
+        head = {"Host": f"127.0.0.1:{port}", "Content-Length": str(len(body)), **(headers or {})}
+        sock.sendall(http_head(method, path, head, "HTTP/1.0") + body)
+        data = b""
+        sock.settimeout(timeout)
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        sock.close()
+    return status_of(data), data.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in data else b""
+
+
 def status_of(head: Optional[bytes]) -> Optional[int]:
     if not head or not head.startswith(b"HTTP/1."):
         return None
