@@ -7,6 +7,7 @@ burst. Plain tests (raw sockets, blocking) and pytest-twisted ones (WAMP and Web
 clients) share it; every test ends by proving the node still serves.
 """
 
+import base64
 import json
 import time
 
@@ -19,7 +20,7 @@ from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 from tests.support import raw
 from tests.support.legacy import connect_legacy, http_request, post_send
 from tests.support.nodes import Node, token
-from tests.support.wamp import call_error, connect, wait_for
+from tests.support.wamp import JoinRefused, call_error, connect, wait_for
 
 INVALID_FRAME = "deptcast.error.invalid_frame"
 TOO_LARGE = "deptcast.error.too_large"
@@ -100,6 +101,22 @@ def test_deeply_nested_json_is_refused_everywhere_and_the_node_keeps_serving(nod
         status, _, answer = yield http_request("POST", f"http://127.0.0.1:{node.port}/dev/token", form,
                                                {"Content-Type": "application/json"})
         assert json.loads(answer)["error"] == uri, answer
+    yield still_serves(node)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_token_whose_json_nests_deep_is_refused_before_it_is_parsed(node):
+    # PyJWT parses a token's header before it checks the signature: a WAMP ticket is the one
+    # place a client can put 120 kB into a token (HTTP header lines stop at 16 kB)
+    bomb = base64.urlsafe_b64encode(b"[" * 90_000).rstrip(b"=").decode() + ".e30.c2ln"
+    with pytest.raises(JoinRefused) as info:
+        yield connect(node.url, bomb)
+    assert info.value.reason == "deptcast.error.invalid_token"
+    shallow = base64.urlsafe_b64encode(b"[" * 2_000).rstrip(b"=").decode() + ".e30.c2ln"
+    for ticket in (shallow, token("t", "d") + "." + "x" * 5000):
+        with pytest.raises(JoinRefused) as info:
+            yield connect(node.url, ticket)
+        assert info.value.reason == "deptcast.error.invalid_token"
     yield still_serves(node)
 
 
