@@ -33,13 +33,12 @@ from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
 from components.core.legacy import KeyPattern
+from components.core.messages import DEFAULT_MAX_MESSAGE_BYTES
 
 SECRET_FILE = "jwt.secret"
 SQLITE_FILE = "deptcast.sqlite3"
 #: the node directory a checkout's ``crossbar start`` uses
 DEFAULT_NODE_DIR = ".crossbar"
-#: the largest message, in UTF-8 bytes, unless DEPTCAST_MAX_MESSAGE_BYTES says otherwise
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024
 #: WebSocket ping interval and timeout (ms) on client transports; proxies must allow longer idles
 PING_INTERVAL_MS = 20_000
 PING_TIMEOUT_MS = 10_000
