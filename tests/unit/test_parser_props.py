@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from components.core import frames, history, jsonlimits, legacy, localonly, names, policy
 from components.core.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, TOKEN_EXPIRED, TOO_LARGE,
                                     Refused)
-from components.core.messages import check_send
+from components.core.messages import check_message, check_send
 from components.core.ratelimit import RateLimiter
 from components.core.targets import SCOPE_ALL, SCOPE_DEPT, SCOPE_USER, parse_target
 from components.core.tokens import Identity, issue_token, verify_token
@@ -39,7 +39,7 @@ names_st = st.builds(lambda parts: ".".join(parts),
 namelike = st.text(NAME_ALPHABET + "._ @:/", max_size=20)
 odd_text = st.one_of(st.text(max_size=40), namelike, st.sampled_from(
     ["All", "all", ".", "a.", ".a", "a..b", "_", "a_", "_b", "a_b_c", "\x00", "²", "١٢", "٣", "𝟙", "é",
-     "a" * 65, " a", "a\n", "null", "ping"]))
+     "a" * 65, " a", "a\n", "null", "ping", "\ud835", "a\udfd9b"]))
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), odd_text)
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=20)
@@ -190,6 +190,22 @@ def test_parse_target_answers_a_publishable_target_or_invalid_frame(to):
         assert names.is_name(target.dept) and names.is_name(target.user)
     else:
         assert to == names.ALL and target.topic == names.TOPIC_ALL
+
+
+# any code point, lone surrogates (which JSON can carry as "\ud835") mixed in often
+any_text = st.one_of(st.text(st.characters(blacklist_categories=()), max_size=30),
+                     st.text(st.sampled_from(["a", "é", "😀", "\ud835", "\udfd9"]), max_size=6))
+
+
+@PROPS
+@given(st.one_of(any_text, json_values), st.integers(1, 100))
+def test_check_message_answers_the_text_or_its_refusal(message, max_bytes):
+    try:
+        assert check_message(message, max_bytes) == message
+    except Refused as e:
+        assert refused_with(e, INVALID_FRAME, TOO_LARGE)
+        return
+    assert 0 < len(message.encode("utf-8")) <= max_bytes
 
 
 @PROPS
