@@ -9,17 +9,24 @@ clients) share it; every test ends by proving the node still serves.
 
 import base64
 import json
+import os
+import stat
 import time
 
 import pytest
 import pytest_twisted
+from autobahn.twisted.wamp import ApplicationSession
 from twisted.internet import defer, reactor
+
+from components.core import names
 
 from components.core.frames import frame_cap, wamp_message_cap
 from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 from tests.support import raw
 from tests.support.legacy import connect_legacy, http_request, post_send
-from tests.support.nodes import Node, token
+from components.ops.cluster import RLINK_PATH, NodeSpec, rlink_path, rlink_role
+from components.ops.nodeconfig import node_config
+from tests.support.nodes import INSPECT_SOCKET, REPO, Node, free_port, token
 from tests.support.wamp import JoinRefused, call_error, connect, wait_for
 
 INVALID_FRAME = "deptcast.error.invalid_frame"
@@ -284,3 +291,117 @@ def test_dev_token_answers_only_a_person_on_this_machine(node):
         status, body = _dev_token(node, headers, host)
         assert (status, "token" in body) == (403, False), (headers, host, body)
         assert "this machine only" in body["error"]
+
+
+# ----------------------------------------------------------------------------- 4/10. roles
+
+
+def test_no_transport_and_no_socket_grants_the_components_role(node):
+    config = json.loads((node.node_dir / "config.json").read_text())
+    granted = []
+    for transport in config["workers"][0]["transports"]:
+        auths = [transport.get("auth", {})] + [p.get("auth", {}) for p in transport.get("paths", {}).values()
+                                               if isinstance(p, dict)]
+        for auth in auths:
+            for method in auth.values():
+                granted.append(method.get("role"))
+                granted += [p.get("role") for p in method.get("principals", {}).values()]
+    assert names.BACKEND_ROLE not in granted
+    # no Unix socket in the node directory but the one the tests add (a read-only meta API)
+    sockets = {p.name for p in node.node_dir.iterdir() if stat.S_ISSOCK(p.stat().st_mode)}
+    assert sockets == {INSPECT_SOCKET}
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_client_reaches_neither_internal_procedures_nor_the_meta_api(node):
+    client = yield connect(node.url, token("pia", fresh("roles"), "publisher"))
+    try:
+        for procedure in ("wamp.session.list", names.PROC_AUTHORIZE, "wamp.subscription.list"):
+            e = yield call_error(client.call(procedure))
+            assert e.error == "wamp.error.not_authorized", procedure
+    finally:
+        yield client.close()
+
+
+class _LinkClient(ApplicationSession):
+    """A session that joins like a peer's router link: WAMP-cryptosign with a node key."""
+
+    def __init__(self, config, key, authid, joined):
+        super().__init__(config)
+        self._key, self._authid, self._joined_d = key, authid, joined
+
+    def onConnect(self):
+        self.join(names.REALM, authmethods=["cryptosign"], authid=self._authid,
+                  authextra={"pubkey": self._key.public_key()})
+
+    def onChallenge(self, challenge):
+        return self._key.sign_challenge(challenge)
+
+    def onJoin(self, details):
+        self.details = details
+        self._joined_d.callback(self)
+
+    def onLeave(self, details):
+        if not self._joined_d.called:
+            self._joined_d.errback(JoinRefused(details.reason, details.message))
+        super().onLeave(details)
+
+
+@pytest.fixture(scope="module")
+def link_node(tmp_path_factory):
+    """A node with the /rlink path of a cluster, one peer principal ``peer`` whose key the test holds."""
+    from autobahn.wamp.cryptosign import CryptosignKey
+
+    key = CryptosignKey.from_bytes(os.urandom(32))
+    port = free_port()
+    config = node_config(port=port, root=REPO, interface="127.0.0.1", extra_roles=[rlink_role()],
+                         extra_paths={RLINK_PATH: rlink_path([NodeSpec("peer", "127.0.0.1", 1)],
+                                                             {"peer": key.public_key()})})
+    n = Node(tmp_path_factory.mktemp("links"), port=port, config=config, name="links")
+    n.start()
+    yield n, key
+    n.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_link_role_may_only_subscribe_and_publish_on_deptcast_uris(link_node):
+    from autobahn.twisted.websocket import WampWebSocketClientFactory
+    from autobahn.wamp.types import ComponentConfig, PublishOptions
+    from twisted.internet.endpoints import TCP4ClientEndpoint
+
+    node, key = link_node
+    joined = defer.Deferred()
+    factory = WampWebSocketClientFactory(lambda: _LinkClient(ComponentConfig(realm=names.REALM), key, "peer", joined),
+                                         url=f"ws://127.0.0.1:{node.port}/{RLINK_PATH}")
+    yield TCP4ClientEndpoint(reactor, "127.0.0.1", node.port).connect(factory)
+    link = yield joined.addTimeout(10, reactor)
+    try:
+        assert link.details.authrole == names.RLINK_ROLE
+        # what a link does: subscribe to and publish on deptcast's topics
+        yield link.subscribe(lambda *a, **kw: None, "deptcast.dept.linked")
+        yield link.publish("deptcast.dept.linked", {"probe": 1}, options=PublishOptions(acknowledge=True))
+        # nothing else: no calls (the api, the meta API), no registrations, no other topics
+        attempts = {
+            "call deptcast.send": lambda: link.call("deptcast.send", "linked", "as nobody"),
+            "call wamp.session.list": lambda: link.call("wamp.session.list"),
+            "call the authorizer": lambda: link.call(names.PROC_AUTHORIZE),
+            "register": lambda: link.register(lambda: None, "deptcast.linked"),
+            "subscribe to the meta API": lambda: link.subscribe(lambda *a: None, "wamp.session.on_join"),
+        }
+        for what, attempt in attempts.items():
+            e = yield call_error(attempt())
+            assert e.error == "wamp.error.not_authorized", what
+        # publishing under wamp.* is refused before authorization even comes into it
+        e = yield call_error(link.publish("wamp.session.on_join", {}, options=PublishOptions(acknowledge=True)))
+        assert e.error in ("wamp.error.not_authorized", "wamp.error.invalid_uri")
+    finally:
+        link.leave()
+    # another key is no peer
+    from autobahn.wamp.cryptosign import CryptosignKey
+    stranger = defer.Deferred()
+    factory = WampWebSocketClientFactory(
+        lambda: _LinkClient(ComponentConfig(realm=names.REALM), CryptosignKey.from_bytes(os.urandom(32)), "peer",
+                            stranger), url=f"ws://127.0.0.1:{node.port}/{RLINK_PATH}")
+    yield TCP4ClientEndpoint(reactor, "127.0.0.1", node.port).connect(factory)
+    with pytest.raises(JoinRefused):
+        yield stranger.addTimeout(10, reactor)
