@@ -100,3 +100,24 @@ def test_the_production_balancer_limits_and_keeps_dev_out():
     dev_block = demo[demo.index("location /dev/"):]
     assert "deny all;" in dev_block[:dev_block.index("}")]
     assert "X-Forwarded-For" not in dev_block[:dev_block.index("}")]
+
+
+def _legacy_warnings(monkeypatch, max_message_bytes, extra):
+    from twisted.internet import task
+
+    from components.edge.legacy import LegacyResource
+    from components.service.runtime import Runtime
+    from tests.support.fakes import RecordingLog, make_settings
+
+    log = RecordingLog()
+    monkeypatch.setattr(LegacyResource, "log", log)
+    rt = Runtime(clock=task.Clock())
+    rt._settings = make_settings(max_message_bytes=max_message_bytes)
+    LegacyResource(extra, rt)
+    return [r for r in log.records if r.level == "warn"]
+
+
+def test_a_message_limit_larger_than_the_config_was_made_for_is_warned_about(monkeypatch):
+    warned = _legacy_warnings(monkeypatch, 1_000_000, {"max_message_bytes": 65536})
+    assert len(warned) == 1 and "--max-message-bytes" in warned[0].format
+    assert _legacy_warnings(monkeypatch, 65536, {"max_message_bytes": 65536}) == []
