@@ -104,6 +104,9 @@ def _check_shape(token: str) -> None:
     """
     if len(token) > MAX_TOKEN_CHARS:
         raise Refused(INVALID_TOKEN, f"the token is longer than {MAX_TOKEN_CHARS} characters")
+    if not token.isascii():
+        # a JWT is base64url and dots; PyJWT would fail to encode a lone surrogate
+        raise Refused(INVALID_TOKEN, "the token is not a JWT (it holds characters other than ASCII)")
     for segment in token.split(".")[:2]:
         try:
             decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
