@@ -11,12 +11,33 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from components.core.errors import INVALID_FRAME, TOO_LARGE, Refused
+from components.core.jsonlimits import load_json
 
 #: the old heartbeat frame; accepted silently, no reply
 PING = "ping"
 #: room a frame may use beyond the message limit for the JSON around the message
 #: (field names, quotes, a target, escapes of quotes and control characters)
 FRAME_OVERHEAD_BYTES = 4096
+
+
+#: JSON escapes a control character in six bytes (``\u0001``): the most a message can grow
+#: in a WAMP JSON frame (MessagePack and CBOR carry it as it is)
+JSON_ESCAPE_FACTOR = 6
+#: room in a WAMP message beyond its message text (the CALL, the target, options)
+WAMP_OVERHEAD_BYTES = 64 * 1024
+
+
+def wamp_message_cap(max_message_bytes: int) -> int:
+    """The largest WAMP message a client may send on ``/ws``: a ``deptcast.send`` call with a
+    message of ``max_message_bytes`` fits in any serializer, however the message escapes.
+
+    Crossbar's default is 16 MiB, read whole before the session has authenticated; anything
+    past this cap closes the connection (WebSocket close code 1009) as soon as its length is
+    known.
+
+    :rtype: int
+    """
+    return JSON_ESCAPE_FACTOR * max_message_bytes + WAMP_OVERHEAD_BYTES
 
 
 def frame_cap(max_message_bytes: int) -> int:
@@ -39,28 +60,30 @@ class SendFrame:
     message: Any
 
 
-def parse_frame(payload: bytes, is_binary: bool = False) -> Optional[SendFrame]:
-    """Read one incoming legacy frame.
+def parse_frame(payload: bytes, is_binary: bool = False, max_bytes: Optional[int] = None) -> Optional[SendFrame]:
+    """Read one incoming legacy frame (or HTTP send body).
 
     :param payload: the frame's bytes (UTF-8 for a text frame)
+    :param max_bytes: the largest frame accepted (``None``: the caller has bounded it)
     :returns: ``None`` for a ``ping`` heartbeat, else the send request; the fields are not
         judged here (``check_send`` does that, once, for every way of sending)
-    :raises Refused: ``invalid_frame`` for a binary frame, malformed JSON, or JSON that is not
-        an object
+    :raises Refused: ``too_large`` past ``max_bytes``; ``invalid_frame`` for a binary frame,
+        JSON nested deeper than :data:`~components.core.jsonlimits.MAX_DEPTH` (refused before
+        it is parsed), malformed JSON, or JSON that is not an object
     :rtype: SendFrame or None
     """
     if is_binary:
         raise Refused(INVALID_FRAME, "binary frames are not supported; send JSON text frames")
+    if max_bytes is not None and len(payload) > max_bytes:
+        raise oversize_refusal(len(payload), max_bytes)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         raise Refused(INVALID_FRAME, "the frame is not valid UTF-8") from None
     if text.strip() == PING:
         return None
-    try:
-        body = json.loads(text)
-    except ValueError as e:
-        raise Refused(INVALID_FRAME, f"the frame is not JSON ({e.msg} at position {e.pos})") from None
+    # the nesting is bounded before the parser recurses into it
+    body = load_json(text)
     if not isinstance(body, dict):
         raise Refused(INVALID_FRAME, 'the frame must be a JSON object {"to": ..., "message": ...}')
     return SendFrame(to=body.get("to"), message=body.get("message"))
@@ -82,13 +105,14 @@ def error_frame(uri: str, detail: str) -> bytes:
     return json.dumps({"error": uri, "detail": detail}, ensure_ascii=False).encode("utf-8")
 
 
-def parse_send_body(body: bytes) -> SendFrame:
+def parse_send_body(body: bytes, max_bytes: Optional[int] = None) -> SendFrame:
     """Read the JSON body ``{"to": ..., "message": ...}`` of an HTTP send request.
 
-    :raises Refused: ``invalid_frame`` if it is not a JSON object
+    :raises Refused: ``too_large`` past ``max_bytes``; ``invalid_frame`` if it is not a JSON
+        object (or nests too deep)
     :rtype: SendFrame
     """
-    frame = parse_frame(body)
+    frame = parse_frame(body, max_bytes=max_bytes)
     if frame is None:
         raise Refused(INVALID_FRAME, 'the body must be a JSON object {"to": ..., "message": ...}')
     return frame

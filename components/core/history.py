@@ -27,7 +27,8 @@ def parse_after(after: object) -> int:
     """
     if after is None or after == "":
         return 0
-    if isinstance(after, str) and after.isdigit() and len(after) <= ID_WIDTH:
+    # ASCII digits only: str.isdigit() is also true for "²", which int() refuses
+    if isinstance(after, str) and after.isascii() and after.isdigit() and len(after) <= ID_WIDTH:
         return int(after)
     raise Refused(INVALID_FRAME, "'after' must be a message id as returned in an envelope's 'id'")
 

@@ -17,6 +17,14 @@ from components.core.tokens import Identity, verify_token
 
 #: the path segment the endpoint is mounted at (``/webSocket/<key>``)
 MOUNT = "webSocket"
+#: the WebSocket subprotocol the endpoint answers a page that passes its token in
+#: ``Sec-WebSocket-Protocol`` (a browser fails the connection unless the answer is one it offered)
+PROTOCOL = "deptcast.legacy"
+#: a page passes its token as the subprotocol ``deptcast.token.<JWT>`` beside :data:`PROTOCOL`:
+#: a JWT is base64url parts joined by dots, so the value is a valid header token, and no
+#: proxy logs request headers the way it logs the request line (``?token=`` ends up in
+#: nginx's error log whenever an upstream is down)
+TOKEN_PROTOCOL_PREFIX = "deptcast.token."
 _NAME_CHARS = re.compile(names.NAME_CHARS + "*")
 _UNSAFE_REASON_CHARS = re.compile(r"[^\x20-\x7e]")
 
@@ -136,11 +144,13 @@ class LegacyClient:
     :ivar identity: the sender identity its frames are sent as
     :ivar key: the key it connected with
     :ivar open_mode: whether it came in without a token (compatibility mode)
+    :ivar protocol: the subprotocol to answer (:data:`PROTOCOL` if the client offered it)
     """
 
     identity: Identity
     key: str
     open_mode: bool = False
+    protocol: Optional[str] = None
 
     @property
     def topics(self) -> Tuple[str, ...]:
@@ -161,26 +171,52 @@ def _first(params: Mapping[str, Sequence[str]], name: str) -> Optional[str]:
     return values[0] if values else None
 
 
+def protocol_token(protocols: Sequence[str]) -> Optional[str]:
+    """The token a page offers as a WebSocket subprotocol, if any.
+
+    A page passes ``["deptcast.legacy", "deptcast.token.<JWT>"]`` as ``new WebSocket``'s second
+    argument; the endpoint answers ``deptcast.legacy`` (see :attr:`LegacyClient.protocol`).
+
+    :param protocols: the subprotocols the client offered, in order
+    :raises HandshakeRefused: 400 ``invalid_frame`` for several tokens, or a token without
+        ``deptcast.legacy`` to answer with (the browser would fail the connection)
+    :rtype: str or None
+    """
+    tokens = [p[len(TOKEN_PROTOCOL_PREFIX):] for p in protocols if p.startswith(TOKEN_PROTOCOL_PREFIX)]
+    if not tokens:
+        return None
+    if len(tokens) > 1:
+        raise HandshakeRefused(400, INVALID_FRAME, "offer one deptcast.token.<JWT> subprotocol, not several")
+    if PROTOCOL not in protocols:
+        raise HandshakeRefused(400, INVALID_FRAME, f"offer the subprotocol {PROTOCOL} beside deptcast.token.<JWT>")
+    return tokens[0]
+
+
 def check_handshake(path: str, params: Mapping[str, Sequence[str]], pattern: KeyPattern,
-                    secret: str, open_mode: bool) -> LegacyClient:
+                    secret: str, open_mode: bool, protocols: Sequence[str] = ()) -> LegacyClient:
     """Decide whether a legacy client may connect, and as whom.
 
-    The key must fit ``pattern``. With ``?token=``, the token must verify and its ``sub`` and
-    ``dept`` must be the key's; the client gets the token's role. Without a token the client is
-    refused, unless ``open_mode`` is on: then it is a ``member`` of the key's department.
+    The key must fit ``pattern``. With a token (the subprotocol ``deptcast.token.<JWT>``, see
+    :func:`protocol_token`, else ``?token=``), the token must verify and its ``sub`` and
+    ``dept`` must be the key's; the client gets the token's role. Without a token the client
+    is refused, unless ``open_mode`` is on: then it is a ``member`` of the key's department.
 
     :param path: the request path, ``/webSocket/<key>``
     :param params: the query parameters, each name to its list of values
+    :param protocols: the WebSocket subprotocols the client offered
     :raises HandshakeRefused: 400 bad key, 401 missing/invalid/expired token, 403 key not the token's
     :rtype: LegacyClient
     """
     key = key_from_path(path)
     dept, user = pattern.parse(key)
-    token = _first(params, "token")
+    token = protocol_token(protocols) or _first(params, "token")
+    answer = PROTOCOL if PROTOCOL in protocols else None
     if not token:
         if open_mode:
-            return LegacyClient(Identity(user=user, dept=dept, role=names.MEMBER), key, open_mode=True)
-        raise HandshakeRefused(401, INVALID_TOKEN, "add ?token=<JWT> to the URL (no token given)")
+            return LegacyClient(Identity(user=user, dept=dept, role=names.MEMBER), key, open_mode=True,
+                                protocol=answer)
+        raise HandshakeRefused(401, INVALID_TOKEN, "no token given: offer the subprotocols deptcast.legacy and "
+                                                   "deptcast.token.<JWT>, or add ?token=<JWT> to the URL")
     try:
         identity = verify_token(secret, token)
     except Refused as e:
@@ -191,7 +227,7 @@ def check_handshake(path: str, params: Mapping[str, Sequence[str]], pattern: Key
     if identity.user != user:
         raise HandshakeRefused(403, NOT_AUTHORIZED,
                                f"the key's user {user!r} is not the token's subject ({identity.user!r})")
-    return LegacyClient(identity, key)
+    return LegacyClient(identity, key, protocol=answer)
 
 
 def contract_target(to: Any, pattern: KeyPattern) -> Any:

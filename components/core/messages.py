@@ -26,7 +26,11 @@ def check_message(message: object, max_bytes: int) -> str:
         raise Refused(INVALID_FRAME, "the field 'message' must be a string")
     if not message:
         raise Refused(INVALID_FRAME, "the field 'message' is empty")
-    size = len(message.encode("utf-8"))
+    try:
+        size = len(message.encode("utf-8"))
+    except UnicodeEncodeError:
+        # JSON may escape half of a surrogate pair ("\ud835"): no UTF-8 text holds it
+        raise Refused(INVALID_FRAME, "the field 'message' is not valid Unicode text (a lone surrogate)") from None
     if size > max_bytes:
         raise Refused(TOO_LARGE, f"the message has {size} bytes; the limit is {max_bytes}")
     return message

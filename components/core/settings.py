@@ -11,6 +11,8 @@ variable                         meaning                                     def
 ``DEPTCAST_HISTORY_LIMIT``       most envelopes one history call returns     1000
 ``DEPTCAST_RATE``                sends per second per user (0: no limit)     20
 ``DEPTCAST_BURST``               sends a user may make at once               50
+``DEPTCAST_HISTORY_RATE``        history calls per second per user (0: off)  5
+``DEPTCAST_HISTORY_BURST``       history calls a user may make at once       20
 ``DEPTCAST_NODE``                this node's name in logs                    the host name
 ``DEPTCAST_LEGACY_KEY_PATTERN``  legacy key pattern                          ``{dept}_{user}``
 ``DEPTCAST_LEGACY_OPEN``         ``1``: legacy clients need no token         off
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Tuple
 
 from components.core.legacy import KeyPattern
+from components.core.messages import DEFAULT_MAX_MESSAGE_BYTES
 
 SECRET_FILE = "jwt.secret"
 SQLITE_FILE = "deptcast.sqlite3"
@@ -54,10 +57,12 @@ class Settings:
     jwt_secret: str
     db: str
     dev: bool = False
-    max_message_bytes: int = 64 * 1024
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     history_limit: int = 1000
     rate: float = 20.0
     burst: int = 50
+    history_rate: float = 5.0
+    history_burst: int = 20
     node_name: str = "deptcast"
     legacy_key_pattern: str = "{dept}_{user}"
     legacy_open: bool = False
@@ -157,10 +162,12 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         jwt_secret=read_secret(node_dir, env, create=dev),
         db=env.get("DEPTCAST_DB", "").strip() or str(node_dir / SQLITE_FILE),
         dev=dev,
-        max_message_bytes=_number(env, "DEPTCAST_MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
+        max_message_bytes=_number(env, "DEPTCAST_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, minimum=1),
         history_limit=_number(env, "DEPTCAST_HISTORY_LIMIT", 1000, minimum=1),
         rate=_number(env, "DEPTCAST_RATE", 20.0, kind=float),
         burst=_number(env, "DEPTCAST_BURST", 50, minimum=1),
+        history_rate=_number(env, "DEPTCAST_HISTORY_RATE", 5.0, kind=float),
+        history_burst=_number(env, "DEPTCAST_HISTORY_BURST", 20, minimum=1),
         node_name=env.get("DEPTCAST_NODE", "").strip() or socket.gethostname(),
         legacy_key_pattern=pattern,
         legacy_open=_flag(env, "DEPTCAST_LEGACY_OPEN"),

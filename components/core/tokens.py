@@ -4,6 +4,8 @@ Claims: ``sub`` (user id), ``dept`` (department code), ``role`` (``member`` or
 ``publisher``, default ``member``) and ``exp``, all checked here and nowhere else.
 """
 
+import base64
+import binascii
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -11,9 +13,14 @@ from typing import Optional
 import jwt
 
 from components.core.errors import INVALID_TOKEN, TOKEN_EXPIRED, Refused
+from components.core.jsonlimits import MAX_DEPTH, nesting_depth
 from components.core.names import CLIENT_ROLES, MEMBER, NAME_RULE, PUBLISHER, is_name, user_key
 
 ALGORITHM = "HS256"
+#: the longest token accepted (deptcast's own are about 250 characters). PyJWT parses a
+#: token's JSON header before it checks the signature, so anyone can make the router worker
+#: parse it: its size and nesting are bounded first (see components.core.jsonlimits)
+MAX_TOKEN_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ def verify_token(secret: str, token: object, authid: Optional[str] = None) -> Id
     """
     if not isinstance(token, str) or not token:
         raise Refused(INVALID_TOKEN, "no token given")
+    _check_shape(token)
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM],
                             options={"require": ["sub", "dept", "exp"]})
@@ -86,3 +94,23 @@ def verify_token(secret: str, token: object, authid: Optional[str] = None) -> Id
     if authid is not None and authid != user:
         raise Refused(INVALID_TOKEN, "the authid does not match the token's subject")
     return Identity(user=user, dept=dept, role=role)
+
+
+def _check_shape(token: str) -> None:
+    """Refuse a token too long, or whose header or claims nest deeper than
+    :data:`~components.core.jsonlimits.MAX_DEPTH`, before PyJWT parses any of it.
+
+    :raises Refused: ``invalid_token``
+    """
+    if len(token) > MAX_TOKEN_CHARS:
+        raise Refused(INVALID_TOKEN, f"the token is longer than {MAX_TOKEN_CHARS} characters")
+    if not token.isascii():
+        # a JWT is base64url and dots; PyJWT would fail to encode a lone surrogate
+        raise Refused(INVALID_TOKEN, "the token is not a JWT (it holds characters other than ASCII)")
+    for segment in token.split(".")[:2]:
+        try:
+            decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (ValueError, binascii.Error):
+            continue  # not base64: PyJWT refuses it without parsing anything
+        if nesting_depth(decoded.decode("utf-8", "replace")) > MAX_DEPTH:
+            raise Refused(INVALID_TOKEN, "the token's JSON nests too deep")

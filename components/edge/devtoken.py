@@ -2,26 +2,32 @@
 
 Mounted in the node's web transport as a Twisted resource. Outside quick-start mode it
 answers 404 to everything, so a production node mints no tokens; in quick-start mode it
-answers only clients on the loopback interface (403 for others).
+answers only requests from a person on this machine (403 for others): a loopback peer, no
+proxy headers, a ``Host`` (and ``Origin``) naming this machine
+(:func:`components.core.localonly.local_refusal`). Generated production nginx configs do
+not pass ``/dev/`` on at all.
 
 * ``GET /dev/token`` answers ``{"dev": true}`` (the page shows its sign-in form then);
 * ``POST /dev/token`` with ``{"user", "dept", "role"}`` answers ``{"token": ...}``.
 """
 
-import json
 from typing import Any, Dict, Optional
 
 from twisted.logger import Logger
 from twisted.web import resource
 
-from components.core.errors import INVALID_FRAME
+from components.core.errors import INVALID_FRAME, Refused
+from components.core.jsonlimits import load_json
+from components.core.localonly import local_refusal
 from components.core.names import MEMBER
 from components.core.tokens import issue_token
-from components.edge.http import json_body, peer_host
+from components.edge.guards import guard_worker
+from components.edge.http import error_body, header, json_body, peer_host
 from components.service.runtime import Runtime, runtime
 
 DEV_TOKEN_TTL = 8 * 3600
-_LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+#: the sign-in form's body: a user id, a department code and a role
+MAX_FORM_BYTES = 4096
 
 
 class DevTokenResource(resource.Resource):
@@ -30,6 +36,7 @@ class DevTokenResource(resource.Resource):
 
     def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
         super().__init__()
+        guard_worker(MAX_FORM_BYTES)
         settings = (rt or runtime()).settings_or_log(self.log, "dev token")
         self._settings = settings if settings is not None and settings.dev else None
         if self._settings is not None:
@@ -39,8 +46,12 @@ class DevTokenResource(resource.Resource):
     def _refusal(self, request) -> Optional[bytes]:
         if self._settings is None:
             return json_body(request, 404, {"dev": False, "error": "quick-start sign-in is off"})
-        if peer_host(request) not in _LOOPBACK:
-            return json_body(request, 403, {"dev": False, "error": "quick-start sign-in answers this machine only"})
+        names = [name.decode("latin-1") for name, _ in request.requestHeaders.getAllRawHeaders()]
+        why = local_refusal(peer_host(request), header(request, b"host"), header(request, b"origin"), names)
+        if why is not None:
+            self.log.info("deptcast dev token: refused a request from {peer}: {why}", peer=peer_host(request), why=why)
+            return json_body(request, 403, {"dev": False,
+                                            "error": f"quick-start sign-in answers this machine only: {why}"})
         return None
 
     def render_GET(self, request) -> bytes:
@@ -51,11 +62,14 @@ class DevTokenResource(resource.Resource):
         if refusal is not None:
             return refusal
         try:
-            body = json.loads(request.content.read(4096) or b"{}")
+            # bounded in size and depth before it is parsed (components.core.jsonlimits)
+            body = load_json(request.content.read(MAX_FORM_BYTES + 1) or b"{}", MAX_FORM_BYTES)
             if not isinstance(body, dict):
                 raise ValueError("expected a JSON object")
             token = issue_token(self._settings.jwt_secret, str(body.get("user", "")),
                                 str(body.get("dept", "")), str(body.get("role") or MEMBER), DEV_TOKEN_TTL)
+        except Refused as e:
+            return error_body(request, e)
         except ValueError as e:
             return json_body(request, 400, {"error": INVALID_FRAME, "detail": str(e)})
         return json_body(request, 200, {"token": token})

@@ -24,6 +24,7 @@ from twisted.web import resource, server
 from components.core import frames
 from components.core.errors import UNAVAILABLE, Refused
 from components.core.tokens import verify_token
+from components.edge.guards import guard_worker
 from components.edge.http import bearer_token, error_body, header, json_body, peer_host
 from components.service.runtime import Runtime, runtime
 
@@ -44,6 +45,8 @@ class HttpSendResource(resource.Resource):
         if self._settings is not None:
             # the body is a JSON frame like a legacy one: the same bound applies
             self._body_cap = frames.frame_cap(self._settings.max_message_bytes)
+            # ... and a larger body is refused (413) before it is read
+            guard_worker(self._body_cap)
             self.log.info("deptcast http api: POST /api/send ready")
 
     def render_POST(self, request) -> Any:
@@ -53,10 +56,7 @@ class HttpSendResource(resource.Resource):
             token = bearer_token(header(request, b"authorization"))
             # never log the token: it is a bearer credential
             identity = verify_token(self._settings.jwt_secret, token)
-            body = request.content.read(self._body_cap + 1)
-            if len(body) > self._body_cap:
-                raise frames.oversize_refusal(len(body), self._body_cap)
-            frame = frames.parse_send_body(body)
+            frame = frames.parse_send_body(request.content.read(self._body_cap + 1), self._body_cap)
         except Refused as e:
             self.log.info("deptcast http api: refused a request from {peer}: {uri}", peer=peer_host(request), uri=e.uri)
             return error_body(request, e)

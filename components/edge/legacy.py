@@ -6,8 +6,10 @@ runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's
 ``websocket-reverseproxy`` would drop the path and with it the key, hence a resource of ours.
 
 * Handshake: :func:`legacyframes.check_handshake` decides (bad key 400, missing/bad token 401,
-  a key that is not the token's 403); the socket opens only once its topics are subscribed,
-  so a client receives every message sent after its WebSocket opened.
+  a key that is not the token's 403); the token comes in the subprotocol
+  ``deptcast.token.<JWT>`` (answered ``deptcast.legacy``) or in ``?token=``. The socket opens
+  only once its topics are subscribed, so a client receives every message sent after its
+  WebSocket opened.
 * In: ``ping`` is ignored; ``{"to", "message"}`` goes to the node's
   :class:`~components.service.messaging.MessageService`, in this process: the same checks,
   error URIs, rate limit, store and publish as ``deptcast.send``. A refusal is a JSON error
@@ -41,6 +43,7 @@ from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
 from components.core.tokens import Identity
 from components.edge.fanout import Fanout, ServiceReader, SlotBridge
+from components.edge.guards import guard_worker
 from components.service.runtime import Runtime, runtime
 
 #: a frame this large closes the connection (1009) instead of being read and discarded: past
@@ -91,8 +94,10 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         try:
             if factory.refusal is not None:
                 raise factory.refusal
+            # the token comes in a subprotocol (which no proxy logs) or in ?token=
             client = legacyframes.check_handshake(request.path, request.params, factory.pattern,
-                                                  factory.settings.jwt_secret, factory.settings.legacy_open)
+                                                  factory.settings.jwt_secret, factory.settings.legacy_open,
+                                                  request.protocols)
         except HandshakeRefused as e:
             self.log.info("deptcast legacy: refused {peer}: {status} {reason}",
                           peer=request.peer, status=e.status, reason=e.reason)
@@ -109,7 +114,9 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             # the peer went while we subscribed (onClose has released its topics): do not
             # let autobahn open, and start pinging, a socket that is already gone
             raise ConnectionDeny(400, "the connection closed during the handshake")
-        return None
+        # deptcast.legacy if the page offered it: a browser that offered subprotocols fails
+        # the connection unless the answer names one of them
+        return client.protocol
 
     def onOpen(self) -> None:
         # The HTTP channel that served the upgrade is still the transport's producer; put ours
@@ -269,8 +276,9 @@ class LegacyResource(WebSocketResource):
     from the request path again during the handshake.
 
     :param extra: the path's ``extra`` dict in the node config: ``auto_ping_interval`` and
-        ``auto_ping_timeout`` in milliseconds, as for Crossbar's own WebSocket transports, and
-        ``max_send_backlog`` in bytes
+        ``auto_ping_timeout`` in milliseconds, as for Crossbar's own WebSocket transports,
+        ``max_send_backlog`` in bytes, and ``max_message_bytes``, the message limit the
+        config's WebSocket caps were made for (a warning at start if the setting is larger)
     """
 
     log = Logger()
@@ -289,6 +297,15 @@ class LegacyResource(WebSocketResource):
         super().__init__(factory)
         self.factory = factory
         if settings is not None:
+            # request bodies on the node's port are refused (413) past the largest frame, WAMP
+            # JSON nested too deep is a protocol error (components.edge.guards)
+            guard_worker(factory.frame_cap)
+            sized_for = int(extra.get("max_message_bytes", settings.max_message_bytes))
+            if settings.max_message_bytes > sized_for:
+                self.log.warn("deptcast legacy: DEPTCAST_MAX_MESSAGE_BYTES={limit}, but the node config's WebSocket "
+                              "limits were made for messages of {sized_for} bytes: a WAMP client sending a larger "
+                              "message is disconnected. Generate the config with --max-message-bytes {limit}.",
+                              limit=settings.max_message_bytes, sized_for=sized_for)
             if settings.legacy_open:
                 self.log.warn("deptcast legacy: OPEN MODE (DEPTCAST_LEGACY_OPEN=1): /webSocket/<key> accepts "
                               "clients without a token as members of the key's department; anyone can "

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 from components.ops.cluster import add_cli as add_cluster_cli
 from components.ops.supervisor import add_cli as add_run_cli
-from components.core.settings import DEFAULT_NODE_DIR, ConfigError, read_secret
+from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_NODE_DIR, ConfigError, read_secret
 from components.ops.nodeconfig import DEFAULT_PORT, node_config, render
 from components.core.names import CLIENT_ROLES
 from components.core.tokens import issue_token
@@ -33,7 +33,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
 
 def _cmd_node_config(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve() if args.root else None
-    text = render(node_config(port=args.port, root=root))
+    text = render(node_config(port=args.port, root=root, max_message_bytes=args.max_message_bytes))
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output} (port {args.port})", file=sys.stderr)
@@ -280,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Render the node configuration deptcast runs with.")
     cfg.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"web port (default {DEFAULT_PORT})")
     cfg.add_argument("--root", help="the checkout, when the node directory is not <checkout>/.crossbar")
+    cfg.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                     help=f"the message limit (default {DEFAULT_MAX_MESSAGE_BYTES}): sizes the WebSocket limits and, "
+                          "if not the default, sets DEPTCAST_MAX_MESSAGE_BYTES in the config")
     cfg.add_argument("--output", "-o", help="write to this file instead of standard output")
     cfg.set_defaults(func=_cmd_node_config)
     add_cluster_cli(sub)

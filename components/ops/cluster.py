@@ -11,9 +11,18 @@ writes, for every node, ``DIR/<name>/`` with
   so nothing is delivered twice. Each link authenticates to the peer's ``/rlink`` path
   with WAMP-cryptosign using the node key; the peer lists that public key as a principal
   of the role :data:`RLINK_ROLE`;
-- ``jwt.secret``: the JWT secret every node shares (made once, kept).
+- ``jwt.secret``: the JWT secret every node shares (made once, kept);
+- with ``--tls``, ``tls/node.key``, ``tls/node.pem`` and ``tls/ca.pem``: the links then run
+  over TLS (``wss://``) on a port of their own, both ends checking the other's certificate
+  against the cluster's CA (``DIR/tls/ca.pem``, made once with its key ``DIR/tls/ca.key``
+  unless the operator put their own certificates there first; see :mod:`components.ops.tls`).
 
-and ``DIR/nginx.conf``: a round-robin load balancer in front of all nodes.
+and ``DIR/nginx.conf``: a round-robin load balancer in front of all nodes, with connection and
+request-rate limits per client address, never passing on ``/rlink`` or (except in the local
+demo) the quick-start sign-in ``/dev/``.
+
+Files that hold secrets or the database URL are written (and, when they exist, tightened to)
+mode 0600, their directories 0700.
 """
 
 import argparse
@@ -32,13 +41,23 @@ from typing import Any, Dict, List, Optional, Sequence
 from components.core import names
 from components.core.names import RLINK_ROLE
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, SECRET_FILE, read_secret
-from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, render
+from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES
+from components.ops import tls
+from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, render, websocket_options
 from components.ops.process import NodeProcess
 #: the web path peers' links connect to (not proxied by the load balancer)
 RLINK_PATH = "rlink"
 #: nginx idle timeouts (s): longer than the WebSocket ping interval plus its timeout
 PROXY_TIMEOUT_S = max(60, 3 * (PING_INTERVAL_MS + PING_TIMEOUT_MS) // 1000)
 DEFAULT_LB_PORT = 8000
+#: per client address at the load balancer: connections held open (every WebSocket is one) and
+#: new requests per second (every WebSocket upgrade is one), with the burst allowed above that.
+#: Many users behind one NAT share an address: raise these for such sites.
+DEFAULT_LB_CONN_PER_IP = 512
+DEFAULT_LB_RATE_PER_IP = 50
+DEFAULT_LB_BURST = 200
+#: the link port, when a node's description gives none: the web port plus this
+LINK_PORT_OFFSET = 1
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
@@ -49,21 +68,36 @@ class NodeSpec:
 
     :ivar name: a short name (``n1``); it is the node's directory and its link identity
     :ivar host: the address peers and the load balancer reach the node at
-    :ivar port: the node's web port (``/``, ``/ws``, ``/webSocket/``, ``/rlink``)
+    :ivar port: the node's web port (``/``, ``/ws``, ``/webSocket/``, and ``/rlink`` for plain links)
+    :ivar link_port: the port of the node's TLS link transport (only with TLS links; default
+        the web port plus :data:`LINK_PORT_OFFSET`)
     """
 
     name: str
     host: str
     port: int
+    link_port: Optional[int] = None
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return f"{self.bracketed_host}:{self.port}"
+
+    @property
+    def bracketed_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    @property
+    def tls_port(self) -> int:
+        """The port peers' TLS links connect to."""
+        return self.link_port if self.link_port is not None else self.port + LINK_PORT_OFFSET
+
+
+def _port(text: str) -> Optional[int]:
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def parse_node_spec(text: str) -> NodeSpec:
-    """Read ``NAME=HOST:PORT``.
+    """Read ``NAME=HOST:PORT`` or ``NAME=HOST:PORT/LINKPORT`` (the port of TLS links).
 
     :raises ValueError: with a message saying what is wrong
     :rtype: NodeSpec
@@ -74,16 +108,19 @@ def parse_node_spec(text: str) -> NodeSpec:
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"--node {text!r}: the name must be lower-case letters, digits and '-', "
                          "starting with a letter")
+    address, slash, link = address.partition("/")
     host, sep, port = address.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--node {text!r}: use NAME=HOST:PORT with a port from 1 to 65535")
-    return NodeSpec(name, host, int(port))
+    if not sep or not host or _port(port) is None or (slash and _port(link) is None):
+        raise ValueError(f"--node {text!r}: use NAME=HOST:PORT (or NAME=HOST:PORT/LINKPORT) with ports "
+                         "from 1 to 65535")
+    return NodeSpec(name, host, int(port), int(link) if slash else None)
 
 
-def check_cluster(nodes: Sequence[NodeSpec], db: str) -> None:
+def check_cluster(nodes: Sequence[NodeSpec], db: str, use_tls: bool = False) -> None:
     """Refuse descriptions that cannot work.
 
+    :param use_tls: the nodes' link ports must not clash with the cluster's other ports either
     :raises ValueError: duplicate names or addresses, fewer than two nodes, no PostgreSQL URL
     """
     if len(nodes) < 2:
@@ -93,6 +130,10 @@ def check_cluster(nodes: Sequence[NodeSpec], db: str) -> None:
         raise ValueError("node names must be unique")
     if len({(n.host, n.port) for n in nodes}) != len(nodes):
         raise ValueError("node addresses must be unique")
+    ports = [(n.host, p) for n in nodes for p in (n.port, n.tls_port)]
+    if use_tls and len(set(ports)) != len(ports):
+        raise ValueError("a node's link port (PORT+1 unless given as HOST:PORT/LINKPORT) must not be "
+                         "another port of the cluster on the same host")
     if not db.startswith(("postgresql://", "postgres://")):
         raise ValueError("--db must be a postgresql:// URL: the nodes of a cluster share one database")
 
@@ -112,10 +153,20 @@ def ensure_node_key(node_dir: Path) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by its owner only (keys, secrets, database URLs)."""
+    """Write ``text`` to ``path``, readable by its owner only (keys, secrets, database URLs).
+
+    An existing file is tightened to 0600 before it is written (``os.open``'s mode only
+    applies to a file it creates)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Set ``path``'s mode to ``mode`` if it exists (files made by other code: keys, secrets)."""
+    if path.exists():
+        path.chmod(mode)
 
 
 def rlink_role() -> Dict[str, Any]:
@@ -123,7 +174,8 @@ def rlink_role() -> Dict[str, Any]:
     return {"name": RLINK_ROLE, "permissions": [permission("deptcast.", publish=True, subscribe=True)]}
 
 
-def rlink_path(peers: Sequence[NodeSpec], pubkeys: Dict[str, str]) -> Dict[str, Any]:
+def rlink_path(peers: Sequence[NodeSpec], pubkeys: Dict[str, str],
+               max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Dict[str, Any]:
     """The ``/rlink`` WebSocket path: WAMP-cryptosign, one principal per peer node."""
     return {
         "type": "websocket",
@@ -132,25 +184,53 @@ def rlink_path(peers: Sequence[NodeSpec], pubkeys: Dict[str, str]) -> Dict[str, 
             peer.name: {"realm": names.REALM, "role": RLINK_ROLE, "authorized_keys": [pubkeys[peer.name]]}
             for peer in peers
         }}},
-        "options": {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS},
+        "options": websocket_options(max_message_bytes),
     }
 
 
-def rlink(me: NodeSpec, peer: NodeSpec) -> Dict[str, Any]:
+def tls_link_transport(me: NodeSpec, peers: Sequence[NodeSpec], pubkeys: Dict[str, str],
+                       max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Dict[str, Any]:
+    """The TLS link port: a WebSocket transport that only peers reach, with the node's
+    certificate, requiring a client certificate from the cluster's CA (mutual TLS; Crossbar
+    asks for the peer's certificate whenever ``ca_certificates`` is set), and the same
+    cryptosign principals as the plain ``/rlink`` path.
+
+    :rtype: dict
+    """
+    endpoint: Dict[str, Any] = {"type": "tcp", "port": me.tls_port, "tls": tls.server_tls(),
+                                "backlog": 64}
+    interface = _listen_interface(me.host)
+    if interface:
+        endpoint["interface"] = interface
+    path = rlink_path(peers, pubkeys, max_message_bytes)
+    return {"type": "websocket", "endpoint": endpoint, **{k: path[k] for k in ("serializers", "auth", "options")}}
+
+
+def rlink(me: NodeSpec, peer: NodeSpec, use_tls: bool = False) -> Dict[str, Any]:
     """The link ``me`` owns to ``peer``: it pulls the events ``me``'s own subscribers need.
 
     On the owning node's side (the link's *local* leg), ``forward_local_events`` means:
     for every subscription made on this node, subscribe on the peer and re-publish what
     arrives here. Calls are never forwarded: every node registers its own procedures.
+
+    :param use_tls: connect to the peer's TLS link port (``wss://``), checking its certificate
+        (its host name or address) against the cluster's CA and showing this node's own
     """
+    if use_tls:
+        endpoint = {"type": "tcp", "host": peer.host, "port": peer.tls_port, "timeout": 5,
+                    "tls": tls.client_tls(peer.host)}
+        url = f"wss://{peer.bracketed_host}:{peer.tls_port}/{RLINK_PATH}"
+    else:
+        endpoint = {"type": "tcp", "host": peer.host, "port": peer.port, "timeout": 5}
+        url = f"ws://{peer.address}/{RLINK_PATH}"
     return {
         "id": f"to-{peer.name}",
         "realm": names.REALM,
         "authid": me.name,
         "transport": {
             "type": "websocket",
-            "endpoint": {"type": "tcp", "host": peer.host, "port": peer.port, "timeout": 5},
-            "url": f"ws://{peer.address}/{RLINK_PATH}",
+            "endpoint": endpoint,
+            "url": url,
             "serializers": ["cbor"],
         },
         "forward_local_events": True,
@@ -170,43 +250,76 @@ def _listen_interface(host: str) -> Optional[str]:
 
 
 def cluster_node_config(me: NodeSpec, nodes: Sequence[NodeSpec], pubkeys: Dict[str, str], db: str,
-                        root: Optional[Path] = None) -> Dict[str, Any]:
+                        root: Optional[Path] = None, use_tls: bool = False,
+                        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Dict[str, Any]:
     """The Crossbar configuration of node ``me`` in the cluster ``nodes``.
 
     :param pubkeys: node name to public key (hex)
     :param db: the PostgreSQL URL all nodes share
     :param root: the checkout holding ``components`` and ``web``
+    :param use_tls: links over TLS on each node's link port; the web port then serves no
+        ``/rlink`` at all
     :rtype: dict
     """
     peers = [n for n in nodes if n.name != me.name]
     env = {"DEPTCAST_DB": db, "DEPTCAST_NODE": me.name,
            "DEPTCAST_PEERS": ",".join(p.name for p in peers)}
+    if use_tls:
+        paths: Dict[str, Any] = {}
+        transports = [tls_link_transport(me, peers, pubkeys, max_message_bytes)]
+    else:
+        paths = {RLINK_PATH: rlink_path(peers, pubkeys, max_message_bytes)}
+        transports = []
     return node_config(port=me.port, root=root, interface=_listen_interface(me.host),
-                       extra_roles=[rlink_role()],
-                       extra_paths={RLINK_PATH: rlink_path(peers, pubkeys)},
-                       rlinks=[rlink(me, p) for p in peers], env=env)
+                       extra_roles=[rlink_role()], extra_paths=paths, extra_transports=transports,
+                       rlinks=[rlink(me, p, use_tls) for p in peers], env=env,
+                       max_message_bytes=max_message_bytes)
 
 
-def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT)) -> str:
+def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT), dev: bool = False,
+                 conn_per_ip: int = DEFAULT_LB_CONN_PER_IP, rate_per_ip: int = DEFAULT_LB_RATE_PER_IP,
+                 burst: int = DEFAULT_LB_BURST) -> str:
     """A complete nginx configuration: round robin over ``nodes`` for ``/``, ``/ws`` and
     ``/webSocket/`` (WebSocket upgrade, idle timeouts longer than the ping interval).
 
     Paths (pid, logs, temp files) are relative, so ``nginx -p DIR -c FILE`` keeps them in
-    ``DIR``; ``/rlink`` is not proxied (404): peers connect to each other directly.
+    ``DIR``; ``/rlink`` is not proxied (404): peers connect to each other directly. Every
+    request passed on carries ``X-Forwarded-For``. Each client address may hold
+    ``conn_per_ip`` connections and open ``rate_per_ip`` requests per second (``burst`` more
+    at once); past that nginx answers 429.
 
     :param listen: nginx's ``listen`` argument, e.g. ``8000`` or ``127.0.0.1:8000``
+    :param dev: the local demo's balancer: pass the quick-start sign-in ``/dev/`` on (to
+        clients on this machine only); otherwise ``/dev/`` is answered 404 by nginx itself
     :rtype: str
     """
     servers = "\n".join(f"        server {n.address} max_fails=1 fail_timeout=2s;" for n in nodes)
+    forwarded = """            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;"""
     websocket = f"""            proxy_pass http://deptcast;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+{forwarded}
             proxy_buffering off;
             proxy_read_timeout {PROXY_TIMEOUT_S}s;
             proxy_send_timeout {PROXY_TIMEOUT_S}s;"""
+    if dev:
+        dev_location = """        # the local demo's sign-in form: passed on without proxy headers (the node answers
+        # requests from this machine only, and refuses any that a proxy marked)
+        location /dev/ {
+            allow 127.0.0.1;
+            allow ::1;
+            deny all;
+            proxy_pass http://deptcast;
+            proxy_set_header Host $host;
+        }"""
+    else:
+        dev_location = """        # the quick-start sign-in mints any token: never reachable through the balancer
+        location /dev/ {
+            return 404;
+        }"""
     return f"""# deptcast load balancer, generated by `deptcast cluster init`: do not edit by hand.
 # Run: nginx -p <this directory>/nginx -c <this directory>/nginx.conf
 worker_processes 1;
@@ -218,7 +331,9 @@ events {{
 }}
 
 http {{
-    # $uri, not $request: a legacy client's query string holds its token
+    # $uri, not $request: a legacy client's query string holds its token. (The error log
+    # writes the whole request line when an upstream is down: pages that pass their token in
+    # the Sec-WebSocket-Protocol header keep it out of there too.)
     log_format deptcast '$remote_addr [$time_local] "$request_method $uri" $status '
                         'upstream=$upstream_addr time=$request_time';
     access_log logs/access.log deptcast;
@@ -234,6 +349,17 @@ http {{
     gzip_min_length 1024;
     # POST /api/send: the message limit (64 KiB) plus room for the JSON around it
     client_max_body_size 256k;
+    client_header_timeout 10s;
+    client_body_timeout 10s;
+
+    # per client address: connections held open (each WebSocket is one) and requests per
+    # second (each WebSocket upgrade is one); many users behind one NAT share an address
+    limit_conn_zone $binary_remote_addr zone=deptcast_conn:10m;
+    limit_req_zone $binary_remote_addr zone=deptcast_req:10m rate={rate_per_ip}r/s;
+    limit_conn_status 429;
+    limit_req_status 429;
+    limit_conn_log_level warn;
+    limit_req_log_level warn;
 
     map $http_upgrade $connection_upgrade {{
         default upgrade;
@@ -247,6 +373,8 @@ http {{
 
     server {{
         listen {listen};
+        limit_conn deptcast_conn {conn_per_ip};
+        limit_req zone=deptcast_req burst={burst} nodelay;
 
         location /ws {{
 {websocket}
@@ -261,9 +389,11 @@ http {{
             return 404;
         }}
 
+{dev_location}
+
         location / {{
             proxy_pass http://deptcast;
-            proxy_set_header Host $host;
+{forwarded}
             proxy_read_timeout {PROXY_TIMEOUT_S}s;
         }}
     }}
@@ -283,32 +413,56 @@ class ClusterLayout:
 
 
 def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[Path] = None,
-                 lb_listen: str = str(DEFAULT_LB_PORT)) -> ClusterLayout:
-    """Write the node directories and the nginx config; keep existing keys and secret.
+                 lb_listen: str = str(DEFAULT_LB_PORT), use_tls: bool = False, dev: bool = False,
+                 lb_conn_per_ip: int = DEFAULT_LB_CONN_PER_IP, lb_rate_per_ip: int = DEFAULT_LB_RATE_PER_IP,
+                 lb_burst: int = DEFAULT_LB_BURST,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> ClusterLayout:
+    """Write the node directories and the nginx config; keep existing keys, secret and
+    certificates; leave every file with a secret (or the database URL) mode 0600 and every
+    directory holding one 0700, however they were before.
 
     :param root: the checkout holding ``components`` and ``web`` (default: this one)
+    :param use_tls: links over TLS with certificates from the cluster's CA (made if missing)
+    :param dev: the balancer of the local demo (passes the quick-start sign-in on)
     :rtype: ClusterLayout
     """
-    check_cluster(nodes, db)
+    check_cluster(nodes, db, use_tls)
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o700)
     root = Path(root).resolve() if root else SOURCE_ROOT
     secret_file = out / SECRET_FILE
     # the cluster's one secret, made once (the same code as a quick-start node's)
     secret = read_secret(out, {}, create=True)
+    _tighten(secret_file, 0o600)
     node_dirs = {n.name: out / n.name for n in nodes}
-    pubkeys = {n.name: ensure_node_key(node_dirs[n.name]) for n in nodes}
+    pubkeys = {}
+    for n in nodes:
+        pubkeys[n.name] = ensure_node_key(node_dirs[n.name])
+        node_dirs[n.name].chmod(0o700)
+        _tighten(node_dirs[n.name] / "key.priv", 0o600)
+    if use_tls:
+        tls.ensure_cluster_certificates(out, [(n.name, n.host) for n in nodes])
     for n in nodes:
         node_secret = node_dirs[n.name] / SECRET_FILE
         if not node_secret.exists() or node_secret.read_text().strip() != secret:
             _write_private(node_secret, secret + "\n")
+        _tighten(node_secret, 0o600)
         # the config holds the database URL, which may hold a password
-        _write_private(node_dirs[n.name] / "config.json", render(cluster_node_config(n, nodes, pubkeys, db, root)))
+        _write_private(node_dirs[n.name] / "config.json",
+                       render(cluster_node_config(n, nodes, pubkeys, db, root, use_tls, max_message_bytes)))
     nginx_conf = out / "nginx.conf"
-    nginx_conf.write_text(nginx_config(nodes, lb_listen))
+    nginx_conf.write_text(nginx_config(nodes, lb_listen, dev=dev, conn_per_ip=lb_conn_per_ip,
+                                       rate_per_ip=lb_rate_per_ip, burst=lb_burst))
     for sub in ("logs", "tmp"):
         (out / "nginx" / sub).mkdir(parents=True, exist_ok=True)
     return ClusterLayout(out, list(nodes), node_dirs, nginx_conf, secret_file)
+
+
+def _spans_hosts(nodes: Sequence[NodeSpec]) -> bool:
+    """Whether the nodes are on more than one host, or on one that is not this machine."""
+    hosts = {n.host for n in nodes}
+    return len(hosts) > 1 or not hosts <= {"127.0.0.1", "::1", "localhost"}
 
 
 # ----------------------------------------------------------------------------- command line
@@ -316,10 +470,16 @@ def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[P
 def _cmd_init(args: argparse.Namespace) -> int:
     nodes = [parse_node_spec(text) for text in args.node]
     layout = init_cluster(nodes, args.db, Path(args.out), Path(args.root) if args.root else None,
-                          lb_listen=args.lb_listen)
+                          lb_listen=args.lb_listen, use_tls=args.tls, lb_conn_per_ip=args.lb_conn_per_ip,
+                          lb_rate_per_ip=args.lb_rate_per_ip, lb_burst=args.lb_burst,
+                          max_message_bytes=args.max_message_bytes)
     print(f"wrote a cluster of {len(nodes)} nodes to {layout.out}")
     for n in nodes:
-        print(f"  {n.name}: crossbar start --cbdir {layout.node_dirs[n.name]}   (on {n.address})")
+        links = f", TLS links on port {n.tls_port}" if args.tls else ""
+        print(f"  {n.name}: crossbar start --cbdir {layout.node_dirs[n.name]}   (on {n.address}{links})")
+    if not args.tls and _spans_hosts(nodes):
+        print("  warning: the links between the nodes are plain WebSocket (the traffic, though not the "
+              "link authentication, can be read on the network): use --tls across hosts", file=sys.stderr)
     print(f"  load balancer: nginx -p {layout.out / 'nginx'} -c {layout.nginx_conf}")
     print(f"  tokens: deptcast token --cbdir {layout.out} --user U --dept D")
     return 0
@@ -347,7 +507,7 @@ def run_demo(db: str, out: Path, base_port: int = 8081, lb_port: int = DEFAULT_L
     :rtype: int
     """
     nodes = [NodeSpec(f"n{i + 1}", "127.0.0.1", base_port + i) for i in range(3)]
-    layout = init_cluster(nodes, db, out, lb_listen=f"127.0.0.1:{lb_port}")
+    layout = init_cluster(nodes, db, out, lb_listen=f"127.0.0.1:{lb_port}", dev=True)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     # quick-start mode: the sign-in form of the web page works (loopback only)
     env = {**os.environ, "DEPTCAST_DEV": "1"}
@@ -407,13 +567,25 @@ def add_cli(sub: "argparse._SubParsersAction") -> None:
                            description="Write one node directory per --node (key pair, config with a full "
                                        "mesh of router links, shared JWT secret) and nginx.conf. Running it "
                                        "again keeps existing keys and the secret.")
-    init.add_argument("--node", action="append", required=True, metavar="NAME=HOST:PORT",
-                      help="a node: its name and the address peers and nginx reach it at (repeat)")
+    init.add_argument("--node", action="append", required=True, metavar="NAME=HOST:PORT[/LINKPORT]",
+                      help="a node: its name and the address peers and nginx reach it at (repeat); "
+                           "LINKPORT: its TLS link port (default PORT+1)")
     init.add_argument("--db", required=True, help="the PostgreSQL URL all nodes share")
     init.add_argument("--out", default="cluster", help="output directory (default ./cluster)")
     init.add_argument("--lb-listen", default=str(DEFAULT_LB_PORT),
                       help=f"nginx's listen address (default {DEFAULT_LB_PORT})")
     init.add_argument("--root", help="the checkout holding components/ and web/ (default: this one)")
+    init.add_argument("--tls", action="store_true",
+                      help="links over TLS (wss://) on each node's link port, with certificates from the "
+                           "cluster's CA: made in OUT/tls unless you put yours there first")
+    init.add_argument("--lb-conn-per-ip", type=int, default=DEFAULT_LB_CONN_PER_IP,
+                      help=f"connections nginx lets one client address hold (default {DEFAULT_LB_CONN_PER_IP})")
+    init.add_argument("--lb-rate-per-ip", type=int, default=DEFAULT_LB_RATE_PER_IP,
+                      help=f"requests per second per client address (default {DEFAULT_LB_RATE_PER_IP})")
+    init.add_argument("--lb-burst", type=int, default=DEFAULT_LB_BURST,
+                      help=f"requests a client address may make at once above the rate (default {DEFAULT_LB_BURST})")
+    init.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                      help=f"the message limit (default {DEFAULT_MAX_MESSAGE_BYTES}); sizes the nodes' WebSocket limits")
     init.set_defaults(func=_cmd_init)
 
     demo = csub.add_parser("demo", help="run 3 nodes and nginx on loopback until Ctrl-C",

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from components.core import names
-from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS
+from components.core.frames import wamp_message_cap
+from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES, PING_INTERVAL_MS, PING_TIMEOUT_MS
 
 #: the tree holding ``components/`` and ``web/`` (this checkout, or the installed tree)
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -58,12 +59,27 @@ def backend_role() -> Dict[str, Any]:
     ]}
 
 
+def websocket_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Dict[str, Any]:
+    """Options of the node's WAMP WebSocket paths (``/ws``, ``/rlink``): pings, and inbound
+    messages and frames no larger than a send of the largest message needs
+    (:func:`~components.core.frames.wamp_message_cap`; Crossbar's default is 16 MiB, held in
+    memory before the session has even authenticated).
+
+    :rtype: dict
+    """
+    cap = wamp_message_cap(max_message_bytes)
+    return {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS,
+            "max_message_size": cap, "max_frame_size": cap}
+
+
 def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
                 interface: Optional[str] = None,
                 extra_roles: Optional[List[Dict[str, Any]]] = None,
                 extra_paths: Optional[Dict[str, Any]] = None,
                 rlinks: Optional[List[Dict[str, Any]]] = None,
-                env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+                env: Optional[Dict[str, str]] = None,
+                max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                extra_transports: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """The node configuration as a dict.
 
     :param port: the TCP port of the web transport (``/``, ``/ws``)
@@ -72,6 +88,10 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
     :param interface: the address to listen on; ``None`` listens on all
     :param rlinks: router-to-router links of the realm (cluster nodes)
     :param env: environment variables for the router worker (e.g. ``DEPTCAST_DB``)
+    :param max_message_bytes: the message limit the WebSocket caps are sized for; a value
+        other than the default is also set as the worker's ``DEPTCAST_MAX_MESSAGE_BYTES``, so
+        the two cannot disagree
+    :param extra_transports: further transports of the router worker (a cluster's TLS link port)
     :rtype: dict
     """
     base = str(root) if root is not None else ".."
@@ -94,22 +114,26 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
             "type": "websocket",
             "serializers": ["json", "msgpack", "cbor"],
             "auth": {"ticket": {"type": "function", "create": AUTHENTICATOR_FACTORY}},
-            "options": {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS},
+            "options": websocket_options(max_message_bytes),
         },
         "dev": {"type": "path", "paths": {
             "token": {"type": "resource", "classname": "components.edge.devtoken.DevTokenResource"},
         }},
         # the old service's endpoint, /webSocket/<key> (a resource: the key is in the path)
         "webSocket": {"type": "resource", "classname": "components.edge.legacy.LegacyResource",
-                      "extra": {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS}},
+                      "extra": {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS,
+                                "max_message_bytes": max_message_bytes}},
         "api": {"type": "path", "paths": {
             "send": {"type": "resource", "classname": "components.edge.httpapi.HttpSendResource"},
         }},
     }
     paths.update(extra_paths or {})
     router_options: Dict[str, Any] = {"pythonpath": [base]}
+    env = dict(env or {})
+    if max_message_bytes != DEFAULT_MAX_MESSAGE_BYTES:
+        env["DEPTCAST_MAX_MESSAGE_BYTES"] = str(max_message_bytes)
     if env:
-        router_options["env"] = {"inherit": True, "vars": dict(env)}
+        router_options["env"] = {"inherit": True, "vars": env}
     return {
         "version": 2,
         "controller": {},
@@ -122,7 +146,7 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
                     {"type": "class", "classname": cls, "realm": names.REALM, "role": names.BACKEND_ROLE}
                     for cls in COMPONENT_CLASSES
                 ],
-                "transports": [{"type": "web", "endpoint": endpoint, "paths": paths}],
+                "transports": [{"type": "web", "endpoint": endpoint, "paths": paths}] + list(extra_transports or []),
             },
         ],
     }

@@ -1,6 +1,7 @@
 """The one path every message takes, whichever way it arrives (``deptcast.send``, a legacy
 frame, ``POST /api/send``): validate, authorize, rate-limit, hold while the links come up,
-store, publish. And ``deptcast.history`` on the same store.
+store, publish. And ``deptcast.history`` on the same store, rate-limited per user as sends
+are (a bucket of its own: paging through history does not use up a user's sends).
 
 The WAMP procedures (:mod:`components.wamp.api`) and the web transport's resources
 (:mod:`components.edge`) are thin adapters over :class:`MessageService`; all of them run in
@@ -71,6 +72,8 @@ class MessageService:
         self._now = now
         self._monotonic = monotonic
         self._limiter = RateLimiter(settings.rate, settings.burst)
+        # each answer may carry ~1 MiB read from the store: bound how often a user asks
+        self._history_limiter = RateLimiter(settings.history_rate, settings.history_burst)
         #: whether the store's schema is in place (the api migrates it in the background)
         self.store_ready = False
 
@@ -124,10 +127,14 @@ class MessageService:
         ``after``, or past the ``positions`` ``{topic: last seq}``.
 
         :raises Refused: ``invalid_frame`` for malformed arguments, ``not_authorized`` for a
-            position on a topic the caller may not read
+            position on a topic the caller may not read, ``rate_limited`` past the user's
+            history burst
         """
         request = history_request(names.client_topics(identity.dept, identity.user), after, limit, latest,
                                   positions, cap=self._settings.history_limit)
+        if not self._history_limiter.allow(identity.key, self._monotonic()):
+            raise Refused(RATE_LIMITED, f"more than {self._settings.history_burst} history calls in a burst; "
+                                        f"slow down to {self._settings.history_rate:g} per second")
         self._check_store()
         if not self._gate.is_open:
             yield self._gate.wait()

@@ -131,16 +131,19 @@ def legacy_url(port: int, key: str, token: Optional[str] = None) -> str:
 
 
 def connect_legacy(port: int, key: str, token: Optional[str] = None, answer_pings: bool = True,
-                   timeout: float = 15.0, path: Optional[str] = None) -> defer.Deferred:
+                   timeout: float = 15.0, path: Optional[str] = None,
+                   protocols: Optional[List[str]] = None) -> defer.Deferred:
     """Open ``/webSocket/<key>`` like the old page (plus ``?token=``); fire with the open
     :class:`LegacySocket`, or fail with :class:`HandshakeRefused`.
 
     :param path: a raw request path instead of ``/webSocket/<key>?token=...``
+    :param protocols: WebSocket subprotocols to offer (the socket's
+        ``websocket_protocol_in_use`` is the server's answer)
     """
     url = legacy_url(port, key, token)
     if path is not None:
         url = f"ws://127.0.0.1:{port}{path}"
-    factory = WebSocketClientFactory(url)
+    factory = WebSocketClientFactory(url, protocols=protocols)
     factory.protocol = LegacySocket if answer_pings else _SilentSocket
     factory.setProtocolOptions(autoPingInterval=0)
     d = TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
