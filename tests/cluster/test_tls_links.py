@@ -60,7 +60,7 @@ def test_init_makes_a_ca_and_one_certificate_per_node(cluster):
 
 @pytest_twisted.inlineCallbacks
 def test_a_message_crosses_the_tls_links(cluster):
-    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+    n2 = cluster.nodes["n2"]
     listener = yield connect(n1.url, token("tlsread", "tlsdept"))
     sender = yield connect(n2.url, token("tlssend", "tlsdept"))
     try:
@@ -112,7 +112,7 @@ def _tls_handshake(port: int, cert_key=None) -> bytes:
 
 
 def test_the_link_port_wants_a_certificate_of_the_cluster(cluster, tmp_path):
-    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+    n2 = cluster.nodes["n2"]
     port = cluster.layout.nodes[0].tls_port
     # a node's own certificate and key: the link port upgrades
     answer = _tls_handshake(port, (str(n2.node_dir / tls.NODE_CERT), str(n2.node_dir / tls.NODE_KEY)))
@@ -129,7 +129,7 @@ def test_the_link_port_wants_a_certificate_of_the_cluster(cluster, tmp_path):
 
 @pytest_twisted.inlineCallbacks
 def test_a_node_with_a_certificate_from_another_ca_is_refused(cluster):
-    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
+    n2 = cluster.nodes["n2"]
     ca_key, ca_cert = tls.make_ca("rogue")
     key, cert = tls.make_node_certificate(ca_key, ca_cert, "n2", "127.0.0.1")
     n2.stop()

@@ -10,6 +10,7 @@ it holds. Derandomized, so a run is reproducible; a failure prints the smallest 
 """
 
 import json
+import os
 import string
 import time
 from typing import Any
@@ -26,7 +27,10 @@ from components.core.targets import SCOPE_ALL, SCOPE_DEPT, SCOPE_USER, parse_tar
 from components.core.tokens import Identity, issue_token, verify_token
 
 SECRET = "props-secret-" + "p" * 40
-PROPS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+#: examples per property: enough to keep `pytest tests/unit` within seconds; a longer search:
+#: DEPTCAST_PROPS_EXAMPLES=2000 .venv/bin/python -m pytest tests/unit/test_parser_props.py
+EXAMPLES = int(os.environ.get("DEPTCAST_PROPS_EXAMPLES", "60"))
+PROPS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                  suppress_health_check=[HealthCheck.too_slow])
 
 # -- strategies
