@@ -60,7 +60,7 @@ def test_init_makes_a_ca_and_one_certificate_per_node(cluster):
 
 @pytest_twisted.inlineCallbacks
 def test_a_message_crosses_the_tls_links(cluster):
-    n2 = cluster.nodes["n2"]
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
     listener = yield connect(n1.url, token("tlsread", "tlsdept"))
     sender = yield connect(n2.url, token("tlssend", "tlsdept"))
     try:
@@ -129,7 +129,7 @@ def test_the_link_port_wants_a_certificate_of_the_cluster(cluster, tmp_path):
 
 @pytest_twisted.inlineCallbacks
 def test_a_node_with_a_certificate_from_another_ca_is_refused(cluster):
-    n2 = cluster.nodes["n2"]
+    n1, n2 = cluster.nodes["n1"], cluster.nodes["n2"]
     ca_key, ca_cert = tls.make_ca("rogue")
     key, cert = tls.make_node_certificate(ca_key, ca_cert, "n2", "127.0.0.1")
     n2.stop()
