@@ -22,6 +22,7 @@ from components.core.history import HistoryRequest
 from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store import Store
+from components.store.observe import observe, observe_deadline
 
 
 class StoreUnavailable(Exception):
@@ -130,6 +131,7 @@ class ThreadedStore:
         started = self._reactor.seconds()
 
         def expire() -> None:
+            observe_deadline(fn.__name__)
             self._went_down(pool, f"no answer within {self._timeout:g} s")
             result.errback(StoreUnavailable(f"no answer within {self._timeout:g} s"))
 
@@ -137,6 +139,7 @@ class ThreadedStore:
 
         def done(outcome: Any) -> None:
             pool.in_flight -= 1
+            observe(fn.__name__, self._reactor.seconds() - started, outcome, self._unavailable_errors)
             if timer.active():
                 timer.cancel()
             if isinstance(outcome, Failure):
@@ -168,6 +171,32 @@ class ThreadedStore:
 
     def history(self, request: HistoryRequest) -> defer.Deferred:
         return self._run(self._reads, self.store.history, request)
+
+    @property
+    def states(self) -> Dict[str, Optional[bool]]:
+        """Whether writes and reads last found the store answering (``None``: not asked yet).
+
+        :rtype: dict
+        """
+        return {"writes": self._writes.up, "reads": self._reads.up}
+
+    def probe(self) -> defer.Deferred:
+        """One cheap round trip through each pool, so their states stay current while no
+        client calls (a store that went away is noticed within one probe)."""
+        return defer.DeferredList([self._run(self._writes, self.store.ping, True),
+                                   self._run(self._reads, self.store.ping, False)], consumeErrors=True)
+
+    def prune_older(self, cutoff_ts: int, batch: int) -> defer.Deferred:
+        """Remove up to ``batch`` messages older than ``cutoff_ts`` (on the writes pool, between sends)."""
+        return self._run(self._writes, self.store.prune_older, cutoff_ts, batch)
+
+    def topics_over(self, keep: int) -> defer.Deferred:
+        """Topics with more than ``keep`` messages, each with the seq up to which they go."""
+        return self._run(self._reads, self.store.topics_over, keep)
+
+    def prune_topic(self, topic: str, upto_seq: int, batch: int) -> defer.Deferred:
+        """Remove up to ``batch`` messages of ``topic`` with a seq up to ``upto_seq``."""
+        return self._run(self._writes, self.store.prune_topic, topic, upto_seq, batch)
 
     def close(self) -> None:
         """Close the store's connections and let the pools' threads end, without waiting for
