@@ -3,6 +3,7 @@
 import json
 from typing import Any, Dict, Optional
 
+from components.core.metrics import HTTP_RESPONSES, http_path
 from components.core.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
                                     TOO_LARGE, UNAVAILABLE, Refused)
 
@@ -44,6 +45,7 @@ def json_body(request: Any, status: int, body: Any) -> bytes:
     :rtype: bytes
     """
     request.setResponseCode(status)
+    HTTP_RESPONSES.labels(http_path(request.path), str(status)).inc()
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(body, ensure_ascii=False).encode("utf-8")

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from twisted.internet import reactor
 
 from components.core.settings import ConfigError, Settings, load_settings
+from components.service.health import NodeHealth
 from components.service.messaging import MessageService
 from components.service.slot import Slot
 
@@ -23,12 +24,14 @@ class Runtime:
     :ivar messages: the node's :class:`~components.service.messaging.MessageService`, set
         by the api component once its store is open
     :ivar bridge: the router session the web transport's resources subscribe with
+    :ivar health: what the parts report about themselves, for ``/health`` and ``/metrics``
     """
 
     def __init__(self, clock: Any = reactor) -> None:
         self.clock = clock
         self.messages: Slot[MessageService] = Slot(clock, "the node's message service")
         self.bridge: Slot[Any] = Slot(clock, "the node's router session")
+        self.health = NodeHealth(clock)
         self._settings: Optional[Settings] = None
         self._error: Optional[ConfigError] = None
 

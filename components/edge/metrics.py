@@ -1,0 +1,34 @@
+"""``GET /metrics``: the node's metrics in the Prometheus text format, written by
+``prometheus_client`` (see :mod:`components.core.metrics` for the counters and
+:mod:`components.service.metrics` for the gauges read at scrape time).
+
+Mounted in the node's web transport as a Twisted resource; scrape every node directly (the
+generated nginx config does not proxy ``/metrics`` to the public).
+"""
+
+from typing import Any, Dict, Optional
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from twisted.web import resource
+
+from components.core.metrics import HTTP_RESPONSES, REGISTRY
+from components.service.metrics import register_collector
+from components.service.runtime import Runtime, runtime
+
+
+class MetricsResource(resource.Resource):
+    """``/metrics``."""
+
+    isLeaf = True
+
+    def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
+        super().__init__()
+        register_collector(rt or runtime())
+
+    def render_GET(self, request) -> bytes:
+        body = generate_latest(REGISTRY)
+        request.setResponseCode(200)
+        HTTP_RESPONSES.labels("/metrics", "200").inc()
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        request.setHeader(b"cache-control", b"no-store")
+        return body
