@@ -8,7 +8,7 @@ generated nginx config does not proxy ``/metrics`` to the public).
 
 from typing import Any, Dict, Optional
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from twisted.web import resource
 
 from components.core.metrics import HTTP_RESPONSES, REGISTRY
@@ -26,9 +26,11 @@ class MetricsResource(resource.Resource):
         register_collector(rt or runtime())
 
     def render_GET(self, request) -> bytes:
-        body = generate_latest(REGISTRY)
+        # the text format Prometheus asks for in its Accept header (0.0.4 by default, or OpenMetrics)
+        encode, content_type = choose_encoder((request.getHeader(b"accept") or b"").decode("latin-1"))
+        body = encode(REGISTRY)
         request.setResponseCode(200)
         HTTP_RESPONSES.labels("/metrics", "200").inc()
-        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        request.setHeader(b"content-type", content_type.encode())
         request.setHeader(b"cache-control", b"no-store")
         return body

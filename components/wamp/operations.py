@@ -95,7 +95,7 @@ class OperationsComponent(NodeComponent):
         rt = runtime()
         self._probe = StoreProbe(rt.messages, reactor)
         self._probe.start()
-        self._pruner = Pruner(settings, rt.messages, reactor)
+        self._pruner = Pruner(settings, rt.messages, reactor, interval=settings.retention_interval)
         self._pruner.start()
         self._install_drain()
         self._ready_loop = task.LoopingCall(self._say_ready_once)
@@ -191,7 +191,7 @@ class OperationsComponent(NodeComponent):
     def _say_ready_once(self) -> None:
         rt = runtime()
         address = worker.web_address(self._router)
-        if address is None or not rt.health.verdict(self.settings, rt.messages.value).serving:
+        if address is None or rt.health.draining or not rt.health.verdict(self.settings, rt.messages.value).serving:
             return
         self._ready_loop.stop()
         settings = self.settings
@@ -241,6 +241,8 @@ class OperationsComponent(NodeComponent):
         they have."""
         health = runtime().health
         health.draining = True
+        if self._ready_loop.running:
+            self._ready_loop.stop()
         wamp, legacy = self._census.client_sessions, len(health.legacy)
         started = reactor.seconds()
         yield worker.stop_listening(self._router)
@@ -252,9 +254,11 @@ class OperationsComponent(NodeComponent):
                 self.log.warn("deptcast ops: could not close the {role} sessions: {error}", role=role, error=e.error)
         for sock in list(health.legacy):
             try:
-                sock.sendClose(GOING_AWAY, SHUTDOWN_MESSAGE)
-            except Exception:  # a socket closing by itself meanwhile
-                pass
+                # sendClose() lets an application send 1000 or 3000-4999 only; 1001 is RFC 6455's
+                # own "endpoint going away", meant for exactly this, so the frame is sent directly
+                sock.sendCloseFrame(code=GOING_AWAY, reasonUtf8=SHUTDOWN_MESSAGE.encode(), isReply=False)
+            except Exception as e:  # a socket closing by itself meanwhile
+                self.log.debug("deptcast ops: could not close a legacy socket: {error}", error=str(e))
         while self._census.client_sessions or health.legacy:
             if reactor.seconds() - started > timeout:
                 break

@@ -66,7 +66,10 @@ def web_address(router: Any) -> Optional[Tuple[str, int]]:
             continue
         paths = [p for p in transport._config.get("paths", {}) if p != "/"]
         if all(p in root for p in paths):
-            address = port.getHost()
+            try:
+                address = port.getHost()
+            except (AttributeError, OSError):
+                return None  # the port stopped listening (the node is stopping)
             return getattr(address, "host", ""), int(getattr(address, "port", 0))
     return None
 
