@@ -41,6 +41,20 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str, inter
         time.sleep(interval)
 
 
+def run_args(args: Sequence[str]) -> List[str]:
+    """``deptcast run`` arguments for ``crossbar start`` arguments: its ``--loglevel`` is
+    ``deptcast run``'s own (Crossbar's output at that level), the rest goes through after ``--``.
+
+    :rtype: list
+    """
+    args = list(args)
+    level: List[str] = []
+    if "--loglevel" in args:
+        i = args.index("--loglevel")
+        level, args = ["--loglevel", args[i + 1]], args[:i] + args[i + 2:]
+    return [*level, "--", *args] if args else level
+
+
 class NodeProcess:
     """``crossbar start --cbdir <node_dir>`` in its own process group, logging to ``node.log``.
 
@@ -115,7 +129,7 @@ class NodeProcess:
         self._log_offset = len(self.log_text())
         self._old_instance = None
         with open(self.log_path, "a") as log:
-            command = ([DEPTCAST, "run", "--cbdir", str(self.node_dir), "--", *self.args] if self.supervised
+            command = ([DEPTCAST, "run", "--cbdir", str(self.node_dir), *run_args(self.args)] if self.supervised
                        else [CROSSBAR, "start", "--cbdir", str(self.node_dir), *self.args])
             self.proc = subprocess.Popen(command,
                                          stdout=log, stderr=subprocess.STDOUT, env=self.env,
