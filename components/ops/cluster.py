@@ -34,6 +34,8 @@ from components.core.names import RLINK_ROLE
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, SECRET_FILE, read_secret
 from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, render
 from components.ops.process import NodeProcess
+from components.ops.rolling import add_cli as add_restart_cli
+from components.ops.status import add_cli as add_status_cli, internal_locations, write_description
 #: the web path peers' links connect to (not proxied by the load balancer)
 RLINK_PATH = "rlink"
 #: nginx idle timeouts (s): longer than the WebSocket ping interval plus its timeout
@@ -187,7 +189,7 @@ def cluster_node_config(me: NodeSpec, nodes: Sequence[NodeSpec], pubkeys: Dict[s
                        rlinks=[rlink(me, p) for p in peers], env=env)
 
 
-def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT)) -> str:
+def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT), expose_internal: bool = False) -> str:
     """A complete nginx configuration: round robin over ``nodes`` for ``/``, ``/ws`` and
     ``/webSocket/`` (WebSocket upgrade, idle timeouts longer than the ping interval).
 
@@ -195,10 +197,15 @@ def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT)) 
     ``DIR``; ``/rlink`` is not proxied (404): peers connect to each other directly.
 
     :param listen: nginx's ``listen`` argument, e.g. ``8000`` or ``127.0.0.1:8000``
+    :param expose_internal: proxy ``/health`` and ``/metrics`` too (else 404: scrape each node)
     :rtype: str
     """
     servers = "\n".join(f"        server {n.address} max_fails=1 fail_timeout=2s;" for n in nodes)
-    websocket = f"""            proxy_pass http://deptcast;
+    ws_servers = "\n".join(f"        server {n.address} max_fails=0;" for n in nodes)
+    websocket = f"""            proxy_pass http://deptcast_ws;
+            # a node that is stopping (or down) refuses at once: the next one is tried
+            proxy_next_upstream error timeout;
+            proxy_connect_timeout 2s;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
@@ -240,9 +247,19 @@ http {{
         ''      close;
     }}
 
-    # round robin (nginx's default); a node that refuses connections is skipped
+    # round robin (nginx's default); a node that refuses connections is skipped (passive
+    # health: marked down for 2 s after a failure). Active checks of /health/serving need
+    # nginx Plus (health_check) or another balancer (HAProxy: option httpchk GET /health/serving).
     upstream deptcast {{
 {servers}
+    }}
+
+    # the same nodes for WebSockets, without marking them down: nginx counts a node's
+    # failure as cleared only when a connection through it ends, which for a WebSocket is
+    # hours later, so after a rolling restart every node would stay "down" and reconnecting
+    # clients would get 502 "no live upstreams" (seen in the rolling restart test)
+    upstream deptcast_ws {{
+{ws_servers}
     }}
 
     server {{
@@ -260,6 +277,7 @@ http {{
         location /{RLINK_PATH} {{
             return 404;
         }}
+{internal_locations(expose_internal)}
 
         location / {{
             proxy_pass http://deptcast;
@@ -283,7 +301,7 @@ class ClusterLayout:
 
 
 def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[Path] = None,
-                 lb_listen: str = str(DEFAULT_LB_PORT)) -> ClusterLayout:
+                 lb_listen: str = str(DEFAULT_LB_PORT), expose_internal: bool = False) -> ClusterLayout:
     """Write the node directories and the nginx config; keep existing keys and secret.
 
     :param root: the checkout holding ``components`` and ``web`` (default: this one)
@@ -305,7 +323,8 @@ def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[P
         # the config holds the database URL, which may hold a password
         _write_private(node_dirs[n.name] / "config.json", render(cluster_node_config(n, nodes, pubkeys, db, root)))
     nginx_conf = out / "nginx.conf"
-    nginx_conf.write_text(nginx_config(nodes, lb_listen))
+    nginx_conf.write_text(nginx_config(nodes, lb_listen, expose_internal))
+    write_description(out, nodes)
     for sub in ("logs", "tmp"):
         (out / "nginx" / sub).mkdir(parents=True, exist_ok=True)
     return ClusterLayout(out, list(nodes), node_dirs, nginx_conf, secret_file)
@@ -316,7 +335,7 @@ def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[P
 def _cmd_init(args: argparse.Namespace) -> int:
     nodes = [parse_node_spec(text) for text in args.node]
     layout = init_cluster(nodes, args.db, Path(args.out), Path(args.root) if args.root else None,
-                          lb_listen=args.lb_listen)
+                          lb_listen=args.lb_listen, expose_internal=args.expose_internal)
     print(f"wrote a cluster of {len(nodes)} nodes to {layout.out}")
     for n in nodes:
         print(f"  {n.name}: crossbar start --cbdir {layout.node_dirs[n.name]}   (on {n.address})")
@@ -414,6 +433,9 @@ def add_cli(sub: "argparse._SubParsersAction") -> None:
     init.add_argument("--lb-listen", default=str(DEFAULT_LB_PORT),
                       help=f"nginx's listen address (default {DEFAULT_LB_PORT})")
     init.add_argument("--root", help="the checkout holding components/ and web/ (default: this one)")
+    init.add_argument("--expose-internal", action="store_true",
+                      help="let nginx proxy /health and /metrics too (by default they answer 404 there: "
+                           "ask each node directly)")
     init.set_defaults(func=_cmd_init)
 
     demo = csub.add_parser("demo", help="run 3 nodes and nginx on loopback until Ctrl-C",
@@ -426,3 +448,5 @@ def add_cli(sub: "argparse._SubParsersAction") -> None:
     demo.add_argument("--lb-port", type=int, default=DEFAULT_LB_PORT,
                       help=f"nginx's port (default {DEFAULT_LB_PORT})")
     demo.set_defaults(func=_cmd_demo)
+    add_status_cli(csub)
+    add_restart_cli(csub)

@@ -26,6 +26,8 @@ from components.service.slot import Slot
 EXPECTED_COMPONENTS = ("auth", "api", "presence", "bridge", "ops")
 #: seconds between two store probes (one cheap round trip per pool)
 PROBE_INTERVAL = 5.0
+#: seconds between two looks until the store is ready and probed once (a node's start)
+PROBE_FIRST = 0.5
 
 
 class Observer(Protocol):
@@ -142,7 +144,8 @@ class StoreProbe:
         self._interval = interval
 
     def start(self) -> None:
-        self._loop.start(self._interval, now=False)
+        # often until the first probe (so /health knows both pools soon after the start), then seldom
+        self._loop.start(min(PROBE_FIRST, self._interval), now=False)
 
     def stop(self) -> None:
         if self._loop.running:
@@ -152,5 +155,6 @@ class StoreProbe:
         service = self._messages.value
         if service is None or not service.store_ready:
             return None  # the api retries its migration meanwhile, which tells the same
+        self._loop.interval = self._interval
         # failures are the store's state, logged by the store once per change
         return service.store.probe().addErrback(lambda f: None)
