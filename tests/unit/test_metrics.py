@@ -1,6 +1,8 @@
 """Unit tests of the metrics: label rules (components.core.metrics), the send and history
 counters (components.service.metrics decorators) and the scrape-time collector."""
 
+import json
+
 from prometheus_client import generate_latest
 from twisted.internet import defer, task
 
@@ -140,3 +142,21 @@ def test_the_store_probe_asks_often_until_the_store_is_ready_then_every_interval
     clock.advance(5.0)
     assert Store.probes == 3
     probe.stop()
+
+
+def test_the_dashboard_asks_only_for_metrics_a_node_exposes(tmp_path):
+    import re
+    from prometheus_client import CollectorRegistry
+    from tests.support.nodes import REPO
+    rt = Runtime(tmp_path)
+    rt.health.observer = Observer()
+    registry = CollectorRegistry()
+    registry.register(NodeCollector(rt, controller_pid=1))
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    exposed = {m.name + suffix for m in list(REGISTRY.collect()) + list(registry.collect())
+               for suffix in suffixes.get(m.type, [""])}
+    dashboard = json.loads((REPO / "docs" / "grafana-deptcast.json").read_text())
+    asked = {name for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"deptcast_[a-z_]+", target["expr"])}
+    assert len(dashboard["panels"]) == 6
+    assert asked - exposed == set(), f"the dashboard asks for metrics no node has: {asked - exposed}"
