@@ -7,7 +7,8 @@ store write of every ``deptcast.send``) for BASELINE seconds without pruning, th
 while the node's :class:`~components.service.retention.Pruner` (``DEPTCAST_RETENTION_DAYS``)
 removes every old row in its batches. Reports the append latency of both phases, how long the
 pruning took, and the database's size: full, after pruning, and after as many new messages
-again as a tenth of the rows (SQLite reuses the freed pages; PostgreSQL's autovacuum does).
+again as a tenth of the rows (SQLite reuses the freed pages at once; PostgreSQL once
+(auto)vacuum has passed).
 
     .venv/bin/python bench/retention.py [--db PATH|postgresql://...] [--rows 1000000] [--rate 200]
 
@@ -156,7 +157,7 @@ def main(reactor, args):
     with store._write() as c:
         c.execute("DELETE FROM topic_seq WHERE topic LIKE 'deptcast.dept.d%'")
     fill(store, refill, args.topics, fill_ts)
-    print(f"after {refill} new messages: size {mb(size_bytes(store, db))} (freed space is reused)", flush=True)
+    print(f"after {refill} new messages: size {mb(size_bytes(store, db))}", flush=True)
     threaded.close()
     if tmp is not None:
         yield task.deferLater(reactor, 0.5, lambda: None)  # the store's threads close their connections
