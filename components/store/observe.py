@@ -19,6 +19,9 @@ def observe(operation: str, seconds: float, outcome: Any,
             unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:
     """Record one store call: its duration, and its failure unless it is an answer (a history
     request that reaches past retention is an answer, not a store error)."""
+    from components.store.threaded import StoreUnavailable  # (threaded imports this module)
+    if isinstance(outcome, Failure) and outcome.check(StoreUnavailable):
+        return  # never ran: its deadline passed while it waited (counted as a deadline then)
     STORE_SECONDS.labels(operation).observe(seconds)
     if isinstance(outcome, Failure) and not outcome.check(PrunedHistory):
         kind = "unavailable" if unavailable_errors and outcome.check(*unavailable_errors) else "error"

@@ -154,7 +154,13 @@ class ThreadedStore:
                 self.log.info("deptcast store: a call answered after its deadline ({seconds:.1f} s)",
                               seconds=self._reactor.seconds() - started)
                 on_late(outcome)
-        threads.deferToThreadPool(self._reactor, pool.pool, fn, *args).addBoth(done)
+        def unless_answered(*a):
+            # a call whose caller was already answered (its deadline passed while it waited for
+            # a thread) does not run late: a send refused as unavailable must not be stored after all
+            if result.called:
+                raise StoreUnavailable("the call's deadline passed before it started")
+            return fn(*a)
+        threads.deferToThreadPool(self._reactor, pool.pool, unless_answered, *args).addBoth(done)
         return result
 
     def migrate(self) -> defer.Deferred:
@@ -183,8 +189,10 @@ class ThreadedStore:
     def probe(self) -> defer.Deferred:
         """One cheap round trip through each pool, so their states stay current while no
         client calls (a store that went away is noticed within one probe)."""
-        return defer.DeferredList([self._run(self._writes, self.store.ping, True),
-                                   self._run(self._reads, self.store.ping, False)], consumeErrors=True)
+        # a pool with calls under way needs no probe (they tell), and must not wait behind one
+        return defer.DeferredList([self._run(p, self.store.ping, write) for p, write in
+                                   ((self._writes, True), (self._reads, False)) if not p.in_flight],
+                                  consumeErrors=True)
 
     def prune_older(self, cutoff_ts: int, batch: int) -> defer.Deferred:
         """Remove up to ``batch`` messages older than ``cutoff_ts`` (on the writes pool, between sends)."""
