@@ -195,7 +195,7 @@ def test_retention_removes_old_messages_and_refuses_a_position_past_them(retenti
     text = yield scrape(node)
     assert metric(text, "deptcast_retention_pruned_messages_total", rule="count") == 5
     assert metric(text, "deptcast_history_seconds_count", outcome="refused") == 2
-    assert "deptcast retention: removed 5 messages (0 by age, 5 by count)" in node.log_since_start()
+    assert "deptcast retention: removed " in node.log_since_start()  # (in one round or several)
     yield ann.close()
 
 
