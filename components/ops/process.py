@@ -147,7 +147,8 @@ class NodeProcess:
         """Whether the node's ``/health`` says it is ready (a new instance, after
         :meth:`mark_log`):
 
-        - ``started``: it answers, every component has joined (it may still hold sends);
+        - ``started``: it answers, every component has joined and its store is ready (it may
+          still hold sends until its peers' links are up);
         - ``serving``: ``/health/serving`` is 200 (it takes clients);
         - ``healthy``: ``/health`` is 200 (it serves and every link is up).
 
@@ -161,7 +162,8 @@ class NodeProcess:
         if health is None or (self._old_instance is not None and health.instance == self._old_instance):
             return False
         if until == "started":
-            return all(health.body.get("components", {}).values()) and bool(health.body.get("components"))
+            components = health.body.get("components") or {}
+            return bool(components) and all(components.values()) and bool(health.body.get("store", {}).get("ready"))
         return health.ok
 
     def wait_ready(self, timeout: float = 60.0, until: str = "serving") -> None:
