@@ -783,6 +783,13 @@ class Connector:
 
     def _on_leave(self, session: Any, details: Any) -> None:
         reason = getattr(details, "reason", "")
+        if reason == names.CLOSE_GOING_AWAY:
+            # the node is stopping and asks its clients to go elsewhere now: the next attempt
+            # goes at once (Autobahn tries at once a transport that has not failed yet), not
+            # after the back-off meant for a node that failed
+            for transport in getattr(self.component, "_transports", []):
+                transport.reset()
+            self.log.info("deptcast client: the node is stopping; reconnecting at once")
         if reason in (INVALID_TOKEN, TOKEN_EXPIRED) and not self.engine.is_current(session):
             self._refusals += 1
             error = error_for(reason, getattr(details, "message", "") or "")

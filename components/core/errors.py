@@ -14,6 +14,8 @@ TOO_LARGE = "deptcast.error.too_large"
 RATE_LIMITED = "deptcast.error.rate_limited"
 #: the node cannot serve the request right now (starting, its store or links down); retry shortly
 UNAVAILABLE = "deptcast.error.unavailable"
+#: a history request reaches back past what retention removed: load the newest page (not a retry)
+PRUNED = "deptcast.error.pruned"
 #: a component stopped because a setting is missing or malformed (a leave reason, never sent to clients)
 CONFIG = "deptcast.error.config"
 

@@ -45,6 +45,9 @@ CLIENT_PROCEDURES = frozenset({PROC_SEND, PROC_HISTORY, PROC_PRESENCE_ONLINE})
 #: the dynamic authorizer, registered by the node's own auth component
 PROC_AUTHORIZE = INTERNAL_PREFIX + "authorize"
 
+#: the reason of the GOODBYE a stopping (draining) node sends its clients: reconnect elsewhere, now
+CLOSE_GOING_AWAY = "wamp.close.system_shutdown"
+
 #: the ``to`` value that addresses every user
 ALL = "All"
 

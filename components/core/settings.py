@@ -22,6 +22,9 @@ variable                         meaning                                     def
                                  sends until its peers' links are up
 ``DEPTCAST_STORE_TIMEOUT``       seconds a store call may take before the    5
                                  caller gets ``unavailable``
+``DEPTCAST_RETENTION_DAYS``      remove messages older than this many days   0 (keep all)
+``DEPTCAST_RETENTION_MESSAGES``  keep at most this many messages per topic   0 (keep all)
+``DEPTCAST_RETENTION_INTERVAL``  seconds between two retention rounds        60
 ===============================  ==========================================  =====================
 """
 
@@ -69,6 +72,9 @@ class Settings:
     peers: Tuple[str, ...] = ()
     link_wait: float = 30.0
     store_timeout: float = 5.0
+    retention_days: float = 0.0
+    retention_messages: int = 0
+    retention_interval: float = 60.0
 
     @property
     def db_is_postgres(self) -> bool:
@@ -174,4 +180,7 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         peers=tuple(p.strip() for p in env.get("DEPTCAST_PEERS", "").split(",") if p.strip()),
         link_wait=_number(env, "DEPTCAST_LINK_WAIT", 30.0, kind=float),
         store_timeout=_number(env, "DEPTCAST_STORE_TIMEOUT", 5.0, kind=float, minimum=0.1),
+        retention_days=_number(env, "DEPTCAST_RETENTION_DAYS", 0.0, kind=float),
+        retention_messages=_number(env, "DEPTCAST_RETENTION_MESSAGES", 0),
+        retention_interval=_number(env, "DEPTCAST_RETENTION_INTERVAL", 60.0, kind=float, minimum=0.1),
     )

@@ -7,6 +7,7 @@ from typing import Any, Dict, Optional
 from twisted.logger import Logger
 from twisted.web import server
 
+from components.core.metrics import HTTP_RESPONSES, http_path
 from components.core.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
                                     TOO_LARGE, UNAVAILABLE, Refused)
 
@@ -48,6 +49,8 @@ def json_body(request: Any, status: int, body: Any) -> bytes:
     :rtype: bytes
     """
     request.setResponseCode(status)
+    # (a request made in memory may have no path: it counts as "other")
+    HTTP_RESPONSES.labels(http_path(getattr(request, "path", None)), str(status)).inc()
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     request.setHeader(b"cache-control", b"no-store")
     return json.dumps(body, ensure_ascii=False).encode("utf-8")

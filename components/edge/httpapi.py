@@ -23,6 +23,7 @@ from twisted.web import resource, server
 
 from components.core import frames
 from components.core.errors import UNAVAILABLE, Refused
+from components.core.metrics import count_refusal
 from components.core.tokens import verify_token
 from components.edge.guards import guard_worker
 from components.edge.http import bearer_token, error_body, header, json_body, peer_host
@@ -58,6 +59,7 @@ class HttpSendResource(resource.Resource):
             identity = verify_token(self._settings.jwt_secret, token)
             frame = frames.parse_send_body(request.content.read(self._body_cap + 1), self._body_cap)
         except Refused as e:
+            count_refusal("http", e.uri)
             self.log.info("deptcast http api: refused a request from {peer}: {uri}", peer=peer_host(request), uri=e.uri)
             return error_body(request, e)
 
@@ -82,6 +84,6 @@ class HttpSendResource(resource.Resource):
                 request.finish()
 
         d = self._runtime.messages.get(READY_TIMEOUT)
-        d.addCallback(lambda service: service.send(identity, frame.to, frame.message))
+        d.addCallback(lambda service: service.send(identity, frame.to, frame.message, interface="http"))
         d.addCallbacks(answer, refuse)
         return server.NOT_DONE_YET

@@ -39,6 +39,7 @@ from zope.interface import implementer
 from components.core import frames
 from components.core import legacy as legacyframes
 from components.core.errors import INVALID_FRAME, UNAVAILABLE, Refused
+from components.core.metrics import LEGACY_DELIVERIES, count_refusal
 from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
 from components.core.tokens import Identity
@@ -126,6 +127,7 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             self.transport.registerProducer(_SendBacklog(self), True)
         except Exception as e:  # a transport without producer support: no backlog limit
             self.log.debug("deptcast legacy: no send backlog tracking: {e}", e=str(e))
+        self.factory.runtime.health.legacy_opened(self)
         self.log.debug("deptcast legacy: {key} connected ({mode})", key=self._client.key,
                        mode="open mode" if self._client.open_mode else self._client.identity.role)
         # presence counts the key's user online, as it counts a WAMP session
@@ -133,6 +135,7 @@ class LegacyServerProtocol(WebSocketServerProtocol):
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self.factory.runtime.legacy_users.closed(self)
+        self.factory.runtime.health.legacy_closed(self)
         if self._joined_topics:
             self.factory.fanout.leave(self, self._joined_topics)
             self._joined_topics = ()
@@ -153,6 +156,7 @@ class LegacyServerProtocol(WebSocketServerProtocol):
                 self.dropConnection(abort=True)
                 return
         self.sendPreparedMessage(prepared)
+        LEGACY_DELIVERIES.inc()
 
     # -- incoming frames, read through autobahn's frame hooks so that a binary or oversize
     #    message is dropped as it arrives instead of being buffered whole
@@ -188,12 +192,14 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             refusal = Refused(INVALID_FRAME, "binary frames are not supported; send JSON text frames")
         else:
             refusal = frames.oversize_refusal(self._incoming, self.factory.frame_cap)
+        count_refusal("legacy", refusal.uri)
         self._refuse(refusal)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:
             frame = frames.parse_frame(payload, isBinary)
         except Refused as e:
+            count_refusal("legacy", e.uri)
             self._refuse(e)
             return
         if frame is None:
@@ -266,7 +272,7 @@ class LegacyServerFactory(WebSocketServerFactory):
         :raises Refused: the contract's refusal, or ``unavailable`` while the service starts
         """
         d = self.runtime.messages.get(self.ready_timeout)
-        return d.addCallback(lambda service: service.send(identity, to, message))
+        return d.addCallback(lambda service: service.send(identity, to, message, interface="legacy"))
 
 
 class LegacyResource(WebSocketResource):

@@ -45,6 +45,8 @@ from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 from components.ops import tls
 from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, render, websocket_options
 from components.ops.process import NodeProcess
+from components.ops.rolling import add_cli as add_restart_cli
+from components.ops.status import add_cli as add_status_cli, internal_locations, write_description
 #: the web path peers' links connect to (not proxied by the load balancer)
 RLINK_PATH = "rlink"
 #: nginx idle timeouts (s): longer than the WebSocket ping interval plus its timeout
@@ -278,7 +280,7 @@ def cluster_node_config(me: NodeSpec, nodes: Sequence[NodeSpec], pubkeys: Dict[s
 
 def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT), dev: bool = False,
                  conn_per_ip: int = DEFAULT_LB_CONN_PER_IP, rate_per_ip: int = DEFAULT_LB_RATE_PER_IP,
-                 burst: int = DEFAULT_LB_BURST) -> str:
+                 burst: int = DEFAULT_LB_BURST, expose_internal: bool = False) -> str:
     """A complete nginx configuration: round robin over ``nodes`` for ``/``, ``/ws`` and
     ``/webSocket/`` (WebSocket upgrade, idle timeouts longer than the ping interval).
 
@@ -291,13 +293,18 @@ def nginx_config(nodes: Sequence[NodeSpec], listen: str = str(DEFAULT_LB_PORT), 
     :param listen: nginx's ``listen`` argument, e.g. ``8000`` or ``127.0.0.1:8000``
     :param dev: the local demo's balancer: pass the quick-start sign-in ``/dev/`` on (to
         clients on this machine only); otherwise ``/dev/`` is answered 404 by nginx itself
+    :param expose_internal: proxy ``/health`` and ``/metrics`` too (else 404: scrape each node)
     :rtype: str
     """
     servers = "\n".join(f"        server {n.address} max_fails=1 fail_timeout=2s;" for n in nodes)
+    ws_servers = "\n".join(f"        server {n.address} max_fails=0;" for n in nodes)
     forwarded = """            proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;"""
-    websocket = f"""            proxy_pass http://deptcast;
+    websocket = f"""            proxy_pass http://deptcast_ws;
+            # a node that is stopping (or down) refuses at once: the next one is tried
+            proxy_next_upstream error timeout;
+            proxy_connect_timeout 2s;
             proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
@@ -366,9 +373,19 @@ http {{
         ''      close;
     }}
 
-    # round robin (nginx's default); a node that refuses connections is skipped
+    # round robin (nginx's default); a node that refuses connections is skipped (passive
+    # health: marked down for 2 s after a failure). Active checks of /health/serving need
+    # nginx Plus (health_check) or another balancer (HAProxy: option httpchk GET /health/serving).
     upstream deptcast {{
 {servers}
+    }}
+
+    # the same nodes for WebSockets, without marking them down: nginx counts a node's
+    # failure as cleared only when a connection through it ends, which for a WebSocket is
+    # hours later, so after a rolling restart every node would stay "down" and reconnecting
+    # clients would get 502 "no live upstreams" (seen in the rolling restart test)
+    upstream deptcast_ws {{
+{ws_servers}
     }}
 
     server {{
@@ -390,6 +407,7 @@ http {{
         }}
 
 {dev_location}
+{internal_locations(expose_internal)}
 
         location / {{
             proxy_pass http://deptcast;
@@ -416,7 +434,7 @@ def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[P
                  lb_listen: str = str(DEFAULT_LB_PORT), use_tls: bool = False, dev: bool = False,
                  lb_conn_per_ip: int = DEFAULT_LB_CONN_PER_IP, lb_rate_per_ip: int = DEFAULT_LB_RATE_PER_IP,
                  lb_burst: int = DEFAULT_LB_BURST,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> ClusterLayout:
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, expose_internal: bool = False) -> ClusterLayout:
     """Write the node directories and the nginx config; keep existing keys, secret and
     certificates; leave every file with a secret (or the database URL) mode 0600 and every
     directory holding one 0700, however they were before.
@@ -453,7 +471,9 @@ def init_cluster(nodes: Sequence[NodeSpec], db: str, out: Path, root: Optional[P
                        render(cluster_node_config(n, nodes, pubkeys, db, root, use_tls, max_message_bytes)))
     nginx_conf = out / "nginx.conf"
     nginx_conf.write_text(nginx_config(nodes, lb_listen, dev=dev, conn_per_ip=lb_conn_per_ip,
-                                       rate_per_ip=lb_rate_per_ip, burst=lb_burst))
+                                       rate_per_ip=lb_rate_per_ip, burst=lb_burst,
+                                       expose_internal=expose_internal))
+    write_description(out, nodes)
     for sub in ("logs", "tmp"):
         (out / "nginx" / sub).mkdir(parents=True, exist_ok=True)
     return ClusterLayout(out, list(nodes), node_dirs, nginx_conf, secret_file)
@@ -472,7 +492,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     layout = init_cluster(nodes, args.db, Path(args.out), Path(args.root) if args.root else None,
                           lb_listen=args.lb_listen, use_tls=args.tls, lb_conn_per_ip=args.lb_conn_per_ip,
                           lb_rate_per_ip=args.lb_rate_per_ip, lb_burst=args.lb_burst,
-                          max_message_bytes=args.max_message_bytes)
+                          max_message_bytes=args.max_message_bytes, expose_internal=args.expose_internal)
     print(f"wrote a cluster of {len(nodes)} nodes to {layout.out}")
     for n in nodes:
         links = f", TLS links on port {n.tls_port}" if args.tls else ""
@@ -586,6 +606,9 @@ def add_cli(sub: "argparse._SubParsersAction") -> None:
                       help=f"requests a client address may make at once above the rate (default {DEFAULT_LB_BURST})")
     init.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
                       help=f"the message limit (default {DEFAULT_MAX_MESSAGE_BYTES}); sizes the nodes' WebSocket limits")
+    init.add_argument("--expose-internal", action="store_true",
+                      help="let nginx proxy /health and /metrics too (by default they answer 404 there: "
+                           "ask each node directly)")
     init.set_defaults(func=_cmd_init)
 
     demo = csub.add_parser("demo", help="run 3 nodes and nginx on loopback until Ctrl-C",
@@ -598,3 +621,5 @@ def add_cli(sub: "argparse._SubParsersAction") -> None:
     demo.add_argument("--lb-port", type=int, default=DEFAULT_LB_PORT,
                       help=f"nginx's port (default {DEFAULT_LB_PORT})")
     demo.set_defaults(func=_cmd_demo)
+    add_status_cli(csub)
+    add_restart_cli(csub)

@@ -6,7 +6,8 @@ tests render variants of it.
 
 The node is one router worker. Its realm's components (authorizer, api, presence, the web
 transport's bridge session) run inside it as router components, joined in-process before the
-transports open; nothing else may join with their role.
+transports open; nothing else may join with their role. ``/health`` and ``/metrics`` are
+the operator's (``components.edge.health``, ``components.edge.metrics``).
 """
 
 import json
@@ -27,7 +28,8 @@ STATIC_CACHE_SECONDS = 60
 
 #: the node's own components, run in the router worker (in-process, no network hop)
 COMPONENT_CLASSES = ("components.wamp.auth.AuthorizerComponent", "components.wamp.api.ApiComponent",
-                     "components.wamp.presence.PresenceComponent", "components.wamp.bridge.BridgeComponent")
+                     "components.wamp.presence.PresenceComponent", "components.wamp.bridge.BridgeComponent",
+                     "components.wamp.operations.OperationsComponent")
 #: Crossbar's factory of the ticket authenticator, a function in the router worker
 AUTHENTICATOR_FACTORY = "components.wamp.auth.create_authenticator"
 
@@ -55,7 +57,7 @@ def backend_role() -> Dict[str, Any]:
     return {"name": names.BACKEND_ROLE, "permissions": [
         permission("deptcast.", register=True, publish=True, subscribe=True, disclose_caller=True),
         permission("wamp.session.", call=True, subscribe=True),
-        permission("wamp.subscription.", call=True),
+        permission("wamp.subscription.", call=True, subscribe=True),
     ]}
 
 
@@ -126,6 +128,9 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
         "api": {"type": "path", "paths": {
             "send": {"type": "resource", "classname": "components.edge.httpapi.HttpSendResource"},
         }},
+        # internal: for monitoring and balancers, not proxied to the public (components.ops.cluster)
+        "health": {"type": "resource", "classname": "components.edge.health.HealthResource"},
+        "metrics": {"type": "resource", "classname": "components.edge.metrics.MetricsResource"},
     }
     paths.update(extra_paths or {})
     router_options: Dict[str, Any] = {"pythonpath": [base]}

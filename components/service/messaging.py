@@ -19,10 +19,12 @@ from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
 from components.core import names
 from components.core.history import DEFAULT_PAGE, HistoryRequest, history_request
 from components.core.messages import check_send
+from components.core.retention import PrunedHistory, pruned_refusal
 from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
 from components.core.targets import envelope_topic
 from components.core.tokens import Identity
+from components.service.metrics import counted_send, timed_history
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
 #: what a caller hears while the store is down, frozen or locked (never why: no host names)
@@ -77,6 +79,16 @@ class MessageService:
         #: whether the store's schema is in place (the api migrates it in the background)
         self.store_ready = False
 
+    @property
+    def store(self) -> ThreadedStore:
+        """The node's store (for the store probe and retention)."""
+        return self._store
+
+    @property
+    def gate(self) -> Gate:
+        """The link hold (whether sends are accepted now)."""
+        return self._gate
+
     def _check_store(self) -> None:
         if not self.store_ready:
             raise Refused(UNAVAILABLE, "the node is starting: its message store is not ready yet; "
@@ -94,9 +106,11 @@ class MessageService:
                                         f"slow down to {self._settings.rate:g} per second")
         return target
 
+    @counted_send
     @defer.inlineCallbacks
     def send(self, identity: Identity, to: Any, message: Any):
-        """Send ``message`` to ``to`` as ``identity``; fire with the envelope.
+        """Send ``message`` to ``to`` as ``identity``; fire with the envelope. (The adapters
+        pass ``interface="legacy"`` or ``"http"``, counted by :func:`counted_send`.)
 
         :raises Refused: with the contract's URI; nothing refused is stored or published
         """
@@ -120,6 +134,7 @@ class MessageService:
         d.addErrback(lambda f: self.log.warn("deptcast api: could not publish a late-stored message: {e}",
                                              e=f.getErrorMessage()))
 
+    @timed_history
     @defer.inlineCallbacks
     def history(self, identity: Identity, after: Any = None, limit: Any = DEFAULT_PAGE, latest: Any = False,
                 positions: Any = None):
@@ -128,7 +143,7 @@ class MessageService:
 
         :raises Refused: ``invalid_frame`` for malformed arguments, ``not_authorized`` for a
             position on a topic the caller may not read, ``rate_limited`` past the user's
-            history burst
+            history burst, ``pruned`` for a position older than what retention kept
         """
         request = history_request(names.client_topics(identity.dept, identity.user), after, limit, latest,
                                   positions, cap=self._settings.history_limit)
@@ -142,6 +157,8 @@ class MessageService:
             rows: List[Dict[str, Any]] = yield self._store.history(request)
         except StoreUnavailable:
             raise Refused(UNAVAILABLE, STORE_DOWN, retry_after=2) from None
+        except PrunedHistory as e:
+            raise pruned_refusal(e.gone) from None
         return rows
 
     # -- what the node itself reads back: a subscriber of its own (the legacy fan-out) that

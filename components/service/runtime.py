@@ -14,6 +14,7 @@ from twisted.internet import reactor
 
 from components.core.settings import ConfigError, Settings, load_settings
 from components.service.links import LinkState
+from components.service.health import NodeHealth
 from components.service.messaging import MessageService
 from components.service.presence import LegacyUsers
 from components.service.slot import Slot
@@ -27,6 +28,7 @@ class Runtime:
     :ivar bridge: the router session the web transport's resources subscribe with
     :ivar links: whether this node's links to its peers are up (:mod:`components.wamp.rlinks` reports)
     :ivar legacy_users: the open legacy sockets, which presence counts like WAMP sessions
+    :ivar health: what the parts report about themselves, for ``/health`` and ``/metrics``
     """
 
     def __init__(self, clock: Any = reactor) -> None:
@@ -35,6 +37,7 @@ class Runtime:
         self.bridge: Slot[Any] = Slot(clock, "the node's router session")
         self.links = LinkState()
         self.legacy_users = LegacyUsers()
+        self.health = NodeHealth(clock)
         self._settings: Optional[Settings] = None
         self._error: Optional[ConfigError] = None
 

@@ -21,6 +21,7 @@ from components.store.sql import POSTGRES, SqlStore
 #: advisory lock namespaces (the second key is the schema's hash): migrations, and appends
 _MIGRATION_LOCK = 0x64637374  # "dcst"
 _APPEND_LOCK = 0x64637361  # "dcsa"
+_PRUNE_LOCK = 0x64637370  # "dcsp"
 
 
 def connection_params(url: str, timeout: float) -> Dict[str, Any]:
@@ -82,3 +83,8 @@ class PostgresStore(SqlStore):
         # own order: one append at a time per schema makes id order the commit order, so a
         # reader that has seen an id has seen every smaller one (history after=<id> skips nothing)
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_APPEND_LOCK,))
+
+    def _prune_lock(self, conn: Any) -> bool:
+        # every node runs retention; one prunes at a time, the others skip that round
+        return bool(conn.execute("SELECT pg_try_advisory_xact_lock(%s, hashtext(current_schema()))",
+                                 (_PRUNE_LOCK,)).fetchone()[0])

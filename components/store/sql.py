@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 from components.core.history import HistoryRequest, format_id
 from components.core.messages import make_envelope
+from components.core.retention import Floor, PrunedHistory, count_cut, pruned_past
 from components.core.targets import Target
 from components.core.tokens import Identity
 
@@ -87,6 +88,15 @@ def migrations(d: Dialect) -> List[str]:
         DROP INDEX messages_all;
         CREATE INDEX messages_topic_id ON messages (topic, id);
         CREATE UNIQUE INDEX messages_topic_seq ON messages (topic, seq);
+        """,
+        # retention: per topic, the highest seq and id it removed (a reader whose position is
+        # below them is told so instead of getting an answer with a hole)
+        f"""
+        CREATE TABLE pruned (
+            topic TEXT PRIMARY KEY,
+            seq   {d.bigint} NOT NULL,
+            id    {d.bigint} NOT NULL
+        );
         """,
     ]
 
@@ -251,7 +261,10 @@ class SqlStore:
         for topic, bound in arms:
             params += [topic, bound, request.limit]
         params.append(request.limit)
-        rows = self._conn().execute(self._history_sql[key], params).fetchall()
+        conn = self._conn()
+        rows = conn.execute(self._history_sql[key], params).fetchall()
+        # read after the rows: a prune that committed before them shows here
+        self._check_pruned(conn, request)
         kept = within_bytes(rows, request.max_bytes)
         if mode == "latest":
             kept.reverse()
@@ -269,6 +282,109 @@ class SqlStore:
             for topic, seq in self._conn().execute(sql, chunk).fetchall():
                 found[topic] = seq
         return found
+
+
+    # -- retention (see components.core.retention)
+
+    def _prune_lock(self, conn: Any) -> bool:
+        """Whether this transaction may prune (one node at a time, where several share the
+        store; nothing to do where the write transaction already excludes other writers)."""
+        return True
+
+    def floors(self, conn: Any, topics: Sequence[str]) -> Dict[str, Floor]:
+        """What retention removed on ``topics`` (only topics it touched are in the answer).
+
+        :rtype: dict
+        """
+        if not topics:
+            return {}
+        p = self.dialect.placeholder
+        rows = conn.execute(f"SELECT topic, seq, id FROM pruned WHERE topic IN ({', '.join([p] * len(topics))})",
+                            list(topics)).fetchall()
+        return {topic: Floor(seq, msg_id) for topic, seq, msg_id in rows}
+
+    def _check_pruned(self, conn: Any, request: HistoryRequest) -> None:
+        topics = sorted(request.positions) if request.positions is not None else list(request.topics)
+        if request.positions is None and (not request.after or request.latest):
+            return  # asks for what there is: nothing to compare with
+        gone = pruned_past(request, self.floors(conn, topics))
+        if gone:
+            raise PrunedHistory(gone)
+
+    def _raise_floors(self, conn: Any, removed: Dict[str, Tuple[int, int]]) -> None:
+        """Record what was removed: per topic, (highest seq, highest id)."""
+        p = self.dialect.placeholder
+        for topic, (seq, msg_id) in removed.items():
+            conn.execute(f"INSERT INTO pruned (topic, seq, id) VALUES ({p}, {p}, {p}) ON CONFLICT (topic) DO UPDATE"
+                         " SET seq = CASE WHEN excluded.seq > pruned.seq THEN excluded.seq ELSE pruned.seq END,"
+                         " id = CASE WHEN excluded.id > pruned.id THEN excluded.id ELSE pruned.id END",
+                         (topic, seq, msg_id))
+
+    def prune_older(self, cutoff_ts: int, batch: int) -> int:
+        """Remove up to ``batch`` of the oldest messages with a ``ts`` below ``cutoff_ts``, in one
+        short transaction; return how many went.
+
+        Ids grow with time, so the old messages are the lowest ids: the primary key's index
+        finds them, and the delete is a range of it.
+
+        :rtype: int
+        """
+        p = self.dialect.placeholder
+        with self._write() as conn:
+            if not self._prune_lock(conn):
+                return 0
+            oldest = conn.execute(f"SELECT id, ts FROM messages ORDER BY id LIMIT {p}", (batch,)).fetchall()
+            old_ids = [msg_id for msg_id, ts in oldest if ts < cutoff_ts]
+            if not old_ids:
+                return 0
+            gone = conn.execute(f"DELETE FROM messages WHERE id <= {p} AND ts < {p} RETURNING topic, seq, id",
+                                (max(old_ids), cutoff_ts)).fetchall()
+            removed: Dict[str, Tuple[int, int]] = {}
+            for topic, seq, msg_id in gone:
+                top_seq, top_id = removed.get(topic, (0, 0))
+                removed[topic] = (max(top_seq, seq or 0), max(top_id, msg_id))
+            self._raise_floors(conn, removed)
+        return len(gone)
+
+    def topics_over(self, keep: int, limit: int = 1000) -> List[Tuple[str, int]]:
+        """Topics holding more than ``keep`` messages, each with the seq up to which its
+        messages go (at most ``limit`` topics).
+
+        :rtype: list
+        """
+        p = self.dialect.placeholder
+        rows = self._conn().execute(
+            "SELECT t.topic, t.seq, coalesce(f.seq, 0) FROM topic_seq AS t LEFT JOIN pruned AS f ON f.topic = t.topic"
+            f" WHERE t.seq - coalesce(f.seq, 0) > {p} ORDER BY t.topic LIMIT {p}", (keep, limit)).fetchall()
+        return [(topic, cut) for topic, top, floor in rows if (cut := count_cut(top, floor, keep)) is not None]
+
+    def prune_topic(self, topic: str, upto_seq: int, batch: int) -> int:
+        """Remove the messages of ``topic`` with a seq up to ``upto_seq``, at most ``batch`` of
+        them, in one short transaction (through the (topic, seq) index); return how many went.
+
+        :rtype: int
+        """
+        p = self.dialect.placeholder
+        with self._write() as conn:
+            if not self._prune_lock(conn):
+                return 0
+            floor = self.floors(conn, [topic]).get(topic, Floor(0, 0))
+            upto = min(upto_seq, floor.seq + batch)
+            if upto <= floor.seq:
+                return 0
+            gone = conn.execute(f"DELETE FROM messages WHERE topic = {p} AND seq > {p} AND seq <= {p} RETURNING id",
+                                (topic, floor.seq, upto)).fetchall()
+            self._raise_floors(conn, {topic: (upto, max([floor.id] + [r[0] for r in gone]))})
+        return len(gone)
+
+    def ping(self, write: bool) -> None:
+        """A cheap round trip; with ``write``, through a write transaction (SQLite: it takes
+        the write lock, so a file another process locks shows as writes failing)."""
+        if write:
+            with self._write() as conn:
+                conn.execute("SELECT 1").fetchone()
+        else:
+            self._conn().execute("SELECT 1").fetchone()
 
 
 #: topics per ``heads`` query (SQLite allows 999 parameters)

@@ -26,12 +26,28 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str, timeout: float = 5.0) -> None:
         super().__init__()
         self.path = path
-        self._timeout_ms = max(1, int(timeout * 1000))
+        # a little under the caller's deadline (ThreadedStore): a statement waiting for another
+        # process's lock gives up before its caller is answered "unavailable", so a refused send
+        # is never stored late when the lock goes just after the deadline
+        self._timeout_ms = max(1, int(timeout * 1000 * 0.8))
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
     def migrate(self) -> int:
         self._conn().execute("PRAGMA journal_mode=WAL")  # a property of the file, kept once set
         return super().migrate()
+
+    def ping(self, write: bool) -> None:
+        """As :meth:`SqlStore.ping`, but a write probe does not wait for a lock another process
+        holds: it fails at once (writes are failing now) and leaves the one writer thread to
+        the sends."""
+        if not write:
+            return super().ping(False)
+        db = self._conn()
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            super().ping(True)
+        finally:
+            db.execute(f"PRAGMA busy_timeout={self._timeout_ms}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

@@ -22,6 +22,7 @@ from components.core.history import HistoryRequest
 from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store import Store
+from components.store.observe import observe, observe_deadline
 
 
 class StoreUnavailable(Exception):
@@ -130,6 +131,7 @@ class ThreadedStore:
         started = self._reactor.seconds()
 
         def expire() -> None:
+            observe_deadline(fn.__name__)
             self._went_down(pool, f"no answer within {self._timeout:g} s")
             result.errback(StoreUnavailable(f"no answer within {self._timeout:g} s"))
 
@@ -137,6 +139,7 @@ class ThreadedStore:
 
         def done(outcome: Any) -> None:
             pool.in_flight -= 1
+            observe(fn.__name__, self._reactor.seconds() - started, outcome, self._unavailable_errors)
             if timer.active():
                 timer.cancel()
             if isinstance(outcome, Failure):
@@ -151,7 +154,13 @@ class ThreadedStore:
                 self.log.info("deptcast store: a call answered after its deadline ({seconds:.1f} s)",
                               seconds=self._reactor.seconds() - started)
                 on_late(outcome)
-        threads.deferToThreadPool(self._reactor, pool.pool, fn, *args).addBoth(done)
+        def unless_answered(*a):
+            # a call whose caller was already answered (its deadline passed while it waited for
+            # a thread) does not run late: a send refused as unavailable must not be stored after all
+            if result.called:
+                raise StoreUnavailable("the call's deadline passed before it started")
+            return fn(*a)
+        threads.deferToThreadPool(self._reactor, pool.pool, unless_answered, *args).addBoth(done)
         return result
 
     def migrate(self) -> defer.Deferred:
@@ -172,6 +181,34 @@ class ThreadedStore:
     def heads(self, topics: Sequence[str]) -> defer.Deferred:
         """Each topic's last committed seq (topics without messages are left out)."""
         return self._run(self._reads, self.store.heads, list(topics))
+
+    @property
+    def states(self) -> Dict[str, Optional[bool]]:
+        """Whether writes and reads last found the store answering (``None``: not asked yet).
+
+        :rtype: dict
+        """
+        return {"writes": self._writes.up, "reads": self._reads.up}
+
+    def probe(self) -> defer.Deferred:
+        """One cheap round trip through each pool, so their states stay current while no
+        client calls (a store that went away is noticed within one probe)."""
+        # a pool with calls under way needs no probe (they tell), and must not wait behind one
+        return defer.DeferredList([self._run(p, self.store.ping, write) for p, write in
+                                   ((self._writes, True), (self._reads, False)) if not p.in_flight],
+                                  consumeErrors=True)
+
+    def prune_older(self, cutoff_ts: int, batch: int) -> defer.Deferred:
+        """Remove up to ``batch`` messages older than ``cutoff_ts`` (on the writes pool, between sends)."""
+        return self._run(self._writes, self.store.prune_older, cutoff_ts, batch)
+
+    def topics_over(self, keep: int) -> defer.Deferred:
+        """Topics with more than ``keep`` messages, each with the seq up to which they go."""
+        return self._run(self._reads, self.store.topics_over, keep)
+
+    def prune_topic(self, topic: str, upto_seq: int, batch: int) -> defer.Deferred:
+        """Remove up to ``batch`` messages of ``topic`` with a seq up to ``upto_seq``."""
+        return self._run(self._writes, self.store.prune_topic, topic, upto_seq, batch)
 
     def close(self) -> None:
         """Close the store's connections and let the pools' threads end, without waiting for

@@ -31,6 +31,11 @@ class NodeComponent(ApplicationSession):
             return
         self.settings = settings
         yield defer.maybeDeferred(self.start, settings)
+        runtime().health.joined(self.who)
+
+    def onLeave(self, details):
+        runtime().health.left(self.who)
+        super().onLeave(details)
 
     def start(self, settings: Settings) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -691,7 +691,7 @@ def test_a_node_whose_peer_is_down_holds_sends_then_accepts_them(tmp_path):
         layout = init_cluster(specs, db, tmp_path)
         node = Node(layout.node_dirs["n1"], port=specs[0].port, config=None, name="n1",
                     env={"DEPTCAST_LINK_WAIT": "3"})
-        yield threads.deferToThread(node.start, 90.0)
+        yield threads.deferToThread(node.start, 90.0, True, "started")  # it holds sends: not serving yet
         try:
             assert "links from all peers" not in node.log_since_start()
             alice = yield connect(node.url, token("alice", "solo"))

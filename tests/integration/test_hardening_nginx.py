@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
 
 from components.core.legacy import PROTOCOL, TOKEN_PROTOCOL_PREFIX
 from components.core.tokens import issue_token

@@ -1,4 +1,5 @@
-"""The README's first command, run for real: ``scripts/quickstart`` in this checkout."""
+"""The README's first command, run for real: ``scripts/quickstart`` in this checkout, with
+open mode on (``DEPTCAST_LEGACY_OPEN=1``), whose warning must show in the quiet start."""
 
 import os
 import signal
@@ -11,10 +12,12 @@ import pytest
 import pytest_twisted
 from twisted.internet import threads
 
-from tests.support.nodes import REPO, READY_LINES, free_port, wait_until
+from tests.support.nodes import REPO, free_port, wait_until
 from tests.support.wamp import connect, wait_for
 
 DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
+#: the line a node logs once it serves
+READY = "is ready: page http://"
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +26,12 @@ def quickstart(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("quickstart") / "quickstart.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPTCAST_")}
     env["DEPTCAST_PORT"] = str(port)
+    env["DEPTCAST_LEGACY_OPEN"] = "1"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([str(REPO / "scripts" / "quickstart")], stdout=log, stderr=subprocess.STDOUT,
                                 env=env, cwd=str(REPO), start_new_session=True)
     try:
-        wait_until(lambda: proc.poll() is not None or all(l in log_path.read_text() for l in READY_LINES),
-                   300, "the quick-start node")
+        wait_until(lambda: proc.poll() is not None or READY in log_path.read_text(), 300, "the quick-start node")
         assert proc.poll() is None, log_path.read_text()[-3000:]
         yield port, log_path
     finally:
@@ -50,6 +53,27 @@ def test_generates_a_secret_once_and_says_so_without_printing_it(quickstart):
     assert "Traceback" not in log and "NumPy" not in log
     ignored = subprocess.run(["git", "check-ignore", "-q", str(secret_file)], cwd=REPO)
     assert ignored.returncode == 0, "the secret file must be ignored by git"
+
+
+def test_a_quiet_start_says_what_a_person_needs_and_keeps_warnings(quickstart):
+    port, log_path = quickstart
+    lines = log_path.read_text().splitlines()
+    before_ready = lines[:next(i for i, line in enumerate(lines) if READY in line) + 1]
+    print(f"\n{len(before_ready)} lines up to the ready line:\n" + "\n".join(before_ready))
+    assert len(before_ready) < 40
+    ready = before_ready[-1]
+    # where to connect, the mode, the store, the links
+    for words in (f"page http://localhost:{port}/", f"WAMP ws://localhost:{port}/ws",
+                  f"legacy ws://localhost:{port}/webSocket/<dept>_<user>", f"health http://localhost:{port}/health",
+                  "quick-start mode", "store sqlite ", "links: none"):
+        assert words in ready, words
+    # warnings are not hidden: open mode's, and quick-start mode's
+    assert any("OPEN MODE (DEPTCAST_LEGACY_OPEN=1)" in line for line in before_ready)
+    assert any("quick-start sign-in is ON" in line for line in before_ready)
+    # Crossbar's internals are not shown unless asked for (deptcast run --loglevel info)
+    text = "\n".join(before_ready)
+    assert "RouterFactory.add_role" not in text and "new session attached" not in text
+    assert ":::::" not in text  # the banner
 
 
 def test_serves_the_page(quickstart):

@@ -57,6 +57,8 @@ def test_a_locked_store_answers_unavailable_on_every_interface_and_recovers(node
     yield ann.call("deptcast.send", "lock", "after")
     yield wait_for(lambda: "after" in ann.messages("deptcast.dept.lock"))
     assert ann.messages("deptcast.dept.lock") == ["before", "after"]
+    # the worker's log line reaches the file through the controller, a moment after the event
+    yield wait_for(lambda: "deptcast store: writes available again" in node.log_since_start(), 10, "the log line")
     log = node.log_since_start()
     assert log.count("deptcast store: writes unavailable") == 1
     assert log.count("deptcast store: writes available again") == 1

@@ -76,6 +76,10 @@ class Node(NodeProcess):
         if mode is not None:
             path.chmod(mode)  # a generated cluster's config is private (it holds the database URL)
 
+    def is_ready(self, until: str = "serving") -> bool:
+        # the inspector's transport starts after the web transport that /health answers on
+        return super().is_ready(until) and self.inspect_socket.exists()
+
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"

@@ -52,6 +52,7 @@ class Client(ApplicationSession):
             self._joined.callback(self)
 
     def onLeave(self, details):
+        self.left_with = details
         if not self._joined.called:
             self._joined.errback(JoinRefused(details.reason, details.message))
         super().onLeave(details)

@@ -546,3 +546,34 @@ def test_parse_urls():
     for bad in ["", " , ", "http://a/ws", "a:1", "ws://" + "x" * 3000]:
         with pytest.raises(ValueError):
             parse_urls(bad)
+
+
+class _Transport:
+    """Autobahn's transport as far as the back-off goes: ``reset`` puts its attempts to 0."""
+
+    def __init__(self) -> None:
+        self.connect_attempts = 3
+
+    def reset(self) -> None:
+        self.connect_attempts = 0
+
+
+class _Leave:
+    def __init__(self, reason):
+        self.reason, self.message = reason, ""
+
+
+def test_a_draining_node_makes_the_next_attempt_go_at_once():
+    """A node that stops tells its clients (GOODBYE wamp.close.system_shutdown) to go elsewhere:
+    the back-off meant for failing nodes is cleared, so Autobahn tries again at once."""
+    h = Harness()
+    c = _connector(h, "tok")
+    c.start()
+    comp = c.component
+    comp._transports = [_Transport(), _Transport()]
+    s = FakeSession(h.store)
+    comp.handlers["join"](s, s.details)
+    comp.handlers["leave"](s, _Leave("wamp.close.transport_lost"))
+    assert [t.connect_attempts for t in comp._transports] == [3, 3]   # a failure keeps its back-off
+    comp.handlers["leave"](s, _Leave(names.CLOSE_GOING_AWAY))
+    assert [t.connect_attempts for t in comp._transports] == [0, 0]

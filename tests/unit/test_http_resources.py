@@ -10,7 +10,6 @@ import sys
 import time
 from typing import Any, Dict, Optional
 
-import pytest
 from treq.testing import StubTreq
 from twisted.internet import task
 from twisted.internet.address import IPv4Address, IPv6Address

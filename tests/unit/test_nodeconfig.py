@@ -32,7 +32,8 @@ def test_the_backend_role_reaches_deptcast_uris_and_the_meta_api_it_reads_only()
     [backend] = [r for r in router["realms"][0]["roles"] if r["name"] == names.BACKEND_ROLE]
     allowed = {(p["uri"], action) for p in backend["permissions"] for action, ok in p["allow"].items() if ok}
     assert allowed == {("deptcast.", "register"), ("deptcast.", "publish"), ("deptcast.", "subscribe"),
-                       ("wamp.session.", "call"), ("wamp.session.", "subscribe"), ("wamp.subscription.", "call")}
+                       ("wamp.session.", "call"), ("wamp.session.", "subscribe"), ("wamp.subscription.", "call"),
+                       ("wamp.subscription.", "subscribe")}
     assert all(p["match"] == "prefix" for p in backend["permissions"])
 
 

@@ -1,0 +1,160 @@
+"""What the router worker's parts report about themselves, gathered for ``/health`` and
+``/metrics``; and the store probe that keeps the store's state current while nobody calls.
+
+Every part reports into the runtime's :class:`NodeHealth` (``runtime().health``):
+
+- each component when it joins and leaves (:class:`~components.wamp.base.NodeComponent`);
+- the legacy endpoint when a socket opens and closes;
+- the operations component (:mod:`components.wamp.operations`) as the :class:`Observer` of
+  sessions, links and the router, and when the node starts draining.
+
+The store's state and the send hold come from the message service itself. Reading all of it is
+a few dictionary lookups: ``/health`` may be polled every second.
+"""
+
+import secrets
+from typing import Any, Dict, Optional, Protocol, Set
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from components.core.health import Facts, Verdict, judge
+from components.core.settings import Settings
+from components.service.slot import Slot
+
+#: the components every node runs (their ``who``), all of which must join for it to serve
+EXPECTED_COMPONENTS = ("auth", "api", "presence", "bridge", "ops")
+#: seconds between two store probes (one cheap round trip per pool)
+PROBE_INTERVAL = 5.0
+#: seconds between two looks until the store is ready and probed once (a node's start)
+PROBE_FIRST = 0.5
+
+
+class Observer(Protocol):
+    """What the operations component knows of the router: sessions, links, subscriptions."""
+
+    def links_in(self) -> Set[str]:
+        """Peers whose link session is joined on this node."""
+
+    def links_out(self) -> Set[str]:
+        """Peers this node's own link is connected to."""
+
+    def wamp_sessions(self) -> int:
+        """Client WAMP sessions joined on this node."""
+
+    def users_online(self) -> int:
+        """Distinct users (department, user id) with a WAMP session on this node."""
+
+    def subscribers(self) -> Dict[str, int]:
+        """Client subscriptions on this node, by topic kind (dept, all, user, presence)."""
+
+    def router_events_sent(self) -> Optional[int]:
+        """EVENT messages the router has sent to any session since it started."""
+
+
+class NodeHealth:
+    """The node's state as its parts report it.
+
+    :ivar instance: a random id for this start of the router worker (a rolling restart tells
+        the new process from the old one by it)
+    :ivar draining: the node is stopping and has asked its clients to go elsewhere
+    :ivar observer: the operations component, once it has joined
+    :ivar legacy: the open legacy sockets
+    """
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self.started = clock.seconds()
+        self.instance = secrets.token_hex(6)
+        self.draining = False
+        self.observer: Optional[Observer] = None
+        self.legacy: Set[Any] = set()
+        self._joined: Set[str] = set()
+
+    # -- reports
+
+    def joined(self, who: str) -> None:
+        self._joined.add(who)
+
+    def left(self, who: str) -> None:
+        self._joined.discard(who)
+
+    def legacy_opened(self, sock: Any) -> None:
+        self.legacy.add(sock)
+
+    def legacy_closed(self, sock: Any) -> None:
+        self.legacy.discard(sock)
+
+    # -- the verdict
+
+    def sessions(self) -> Dict[str, int]:
+        """Connected clients by kind.
+
+        :rtype: dict
+        """
+        wamp = self.observer.wamp_sessions() if self.observer is not None else 0
+        return {"wamp": wamp, "legacy": len(self.legacy)}
+
+    def facts(self, settings: Settings, service: Any) -> Facts:
+        """The facts as they are now.
+
+        :param service: the node's message service, or ``None`` while there is none
+        :rtype: Facts
+        """
+        store_states: Dict[str, Optional[bool]] = {"writes": None, "reads": None}
+        if service is not None:
+            store_states = service.store.states
+        observer = self.observer
+        return Facts(
+            node=settings.node_name,
+            expected=EXPECTED_COMPONENTS,
+            joined=set(self._joined),
+            store_kind="postgresql" if settings.db_is_postgres else "sqlite",
+            store_ready=bool(service is not None and service.store_ready),
+            store_writes=store_states["writes"],
+            store_reads=store_states["reads"],
+            accepting_sends=bool(service is not None and service.gate.is_open),
+            peers=settings.peers,
+            links_in=observer.links_in() if observer is not None else set(),
+            links_out=observer.links_out() if observer is not None else set(),
+            draining=self.draining,
+            sessions=self.sessions(),
+            uptime=self._clock.seconds() - self.started,
+            instance=self.instance,
+        )
+
+    def verdict(self, settings: Settings, service: Any) -> Verdict:
+        """:rtype: Verdict"""
+        return judge(self.facts(settings, service))
+
+
+class StoreProbe:
+    """Asks the store for one cheap round trip per pool every ``interval`` seconds, so that a
+    store that went away (or came back) shows in ``/health`` without a client call.
+
+    :param messages: the runtime's slot of the message service (the probe follows restarts)
+    """
+
+    log = Logger()
+
+    def __init__(self, messages: Slot, clock: Any, interval: float = PROBE_INTERVAL) -> None:
+        self._messages = messages
+        self._loop = task.LoopingCall(self._probe)
+        self._loop.clock = clock
+        self._interval = interval
+
+    def start(self) -> None:
+        # often until the first probe (so /health knows both pools soon after the start), then seldom
+        self._loop.start(min(PROBE_FIRST, self._interval), now=False)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def _probe(self) -> Optional[defer.Deferred]:
+        service = self._messages.value
+        if service is None or not service.store_ready:
+            return None  # the api retries its migration meanwhile, which tells the same
+        self._loop.interval = self._interval
+        # failures are the store's state, logged by the store once per change
+        return service.store.probe().addErrback(lambda f: None)
