@@ -8,6 +8,7 @@ the router worker, so a legacy frame reaches the store and the router without le
 process.
 """
 
+import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
@@ -22,6 +23,7 @@ from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
 from components.core.targets import envelope_topic
 from components.core.tokens import Identity
+from components.service.refusals import RefusalLog
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
 #: what a caller hears while the store is down, frozen or locked (never why: no host names)
@@ -50,6 +52,25 @@ class OpenGate:
 Publish = Callable[[str, Dict[str, Any]], defer.Deferred]
 
 
+def _counted(kind: str) -> Callable:
+    """Count the refusals of a service call (``self._refusals[kind]``) instead of a log line
+    each, whichever interface it came from; an unexpected failure is counted too (its first
+    traceback logged) and answered ``unavailable``, never a traceback per call."""
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(self: "MessageService", identity: Identity, *args: Any, **kwargs: Any) -> defer.Deferred:
+            def count(failure):
+                refusals: RefusalLog = self._refusals[kind]
+                if failure.check(Refused):
+                    refusals.refused(failure.value.uri, identity.key, failure.value.detail)
+                    return failure
+                refusals.failed(failure, identity.key)
+                raise Refused(UNAVAILABLE, "the node cannot answer right now; retry shortly", retry_after=2)
+            return fn(self, identity, *args, **kwargs).addErrback(count)
+        return wrapper
+    return decorate
+
+
 class MessageService:
     """Send and history for one node.
 
@@ -58,12 +79,14 @@ class MessageService:
     :param publish: how an accepted envelope reaches the router
     :param gate: the link hold of a cluster node
     :param now: wall-clock seconds (envelope timestamps); ``monotonic``: the rate limiter's clock
+    :param clock: the reactor (the refusal summaries' timer), or a ``task.Clock`` in tests
     """
 
     log = Logger()
 
     def __init__(self, settings: Settings, store: ThreadedStore, publish: Publish, gate: Optional[Gate] = None,
-                 now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 clock: Any = None) -> None:
         self._settings = settings
         self._store = store
         self._publish = publish
@@ -71,6 +94,8 @@ class MessageService:
         self._now = now
         self._monotonic = monotonic
         self._limiter = RateLimiter(settings.rate, settings.burst)
+        self._refusals = {"send": RefusalLog(self.log, "deptcast messages", "send", "sends", clock),
+                          "history": RefusalLog(self.log, "deptcast messages", "history call", "history calls", clock)}
         #: whether the store's schema is in place (the api migrates it in the background)
         self.store_ready = False
 
@@ -91,6 +116,7 @@ class MessageService:
                                         f"slow down to {self._settings.rate:g} per second")
         return target
 
+    @_counted("send")
     @defer.inlineCallbacks
     def send(self, identity: Identity, to: Any, message: Any):
         """Send ``message`` to ``to`` as ``identity``; fire with the envelope.
@@ -117,6 +143,7 @@ class MessageService:
         d.addErrback(lambda f: self.log.warn("deptcast api: could not publish a late-stored message: {e}",
                                              e=f.getErrorMessage()))
 
+    @_counted("history")
     @defer.inlineCallbacks
     def history(self, identity: Identity, after: Any = None, limit: Any = DEFAULT_PAGE, latest: Any = False,
                 positions: Any = None):
