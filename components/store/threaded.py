@@ -6,7 +6,11 @@ with :class:`StoreUnavailable` after ``timeout`` seconds instead of hanging it, 
 store's threads are all stuck, further calls fail at once rather than queue without bound.
 Writes and reads are judged apart (SQLite locked by another writer still answers reads):
 each is *down* from a call that failed that way until one succeeds again, with one log line
-each way.
+each way. A failure of a call that began before the store last answered is old news and
+changes nothing (after a freeze, the calls it held fail or succeed in any order).
+
+A call still waiting for a thread when its deadline passes is never started: its caller
+has heard ``unavailable`` and may retry, so it must not be stored after all.
 """
 
 import threading
@@ -53,6 +57,12 @@ class _Pool:
         self.in_flight = 0
         self.up: Optional[bool] = None
         self.down_since: Optional[float] = None
+        #: when (reactor seconds) the last call that succeeded began
+        self.last_answered: Optional[float] = None
+
+
+class _Expired(Exception):
+    """A call's deadline passed before a thread could start it: it was not run."""
 
 
 class ThreadedStore:
@@ -93,9 +103,11 @@ class ThreadedStore:
 
     # -- availability
 
-    def _went_down(self, pool: _Pool, reason: str) -> None:
+    def _went_down(self, pool: _Pool, reason: str, started: Optional[float] = None) -> None:
         if pool.up is False:
             return
+        if started is not None and pool.last_answered is not None and pool.last_answered >= started:
+            return  # a call that began later has been answered: this failure is old news
         pool.up = False
         pool.down_since = time.monotonic()
         self.log.warn("deptcast store: {what} unavailable ({reason}); they are answered deptcast.error.unavailable "
@@ -103,7 +115,8 @@ class ThreadedStore:
         for callback in self._on_change:
             callback(pool.what, False)
 
-    def _answered(self, pool: _Pool) -> None:
+    def _answered(self, pool: _Pool, started: float) -> None:
+        pool.last_answered = max(started, pool.last_answered or started)
         if pool.up is True:
             return
         if pool.up is False and pool.down_since is not None:
@@ -128,10 +141,17 @@ class ThreadedStore:
         pool.in_flight += 1
         result: defer.Deferred = defer.Deferred()
         started = self._reactor.seconds()
+        expired = []  # set on the reactor thread, read on the pool's (a list append is atomic)
 
         def expire() -> None:
-            self._went_down(pool, f"no answer within {self._timeout:g} s")
+            expired.append(True)
+            self._went_down(pool, f"no answer within {self._timeout:g} s", started)
             result.errback(StoreUnavailable(f"no answer within {self._timeout:g} s"))
+
+        def call() -> Any:
+            if expired:
+                raise _Expired()
+            return fn(*args)
 
         timer = self._reactor.callLater(self._timeout, expire)
 
@@ -140,18 +160,20 @@ class ThreadedStore:
             if timer.active():
                 timer.cancel()
             if isinstance(outcome, Failure):
+                if outcome.check(_Expired):
+                    return  # its caller heard "unavailable" when the deadline passed
                 if self._unavailable_errors and outcome.check(*self._unavailable_errors):
-                    self._went_down(pool, self._reason(outcome))
+                    self._went_down(pool, self._reason(outcome), started)
                     outcome = Failure(StoreUnavailable(self._reason(outcome)))
             else:
-                self._answered(pool)
+                self._answered(pool, started)
             if not result.called:
                 result.callback(outcome) if not isinstance(outcome, Failure) else result.errback(outcome)
             elif on_late is not None and not isinstance(outcome, Failure):
                 self.log.info("deptcast store: a call answered after its deadline ({seconds:.1f} s)",
                               seconds=self._reactor.seconds() - started)
                 on_late(outcome)
-        threads.deferToThreadPool(self._reactor, pool.pool, fn, *args).addBoth(done)
+        threads.deferToThreadPool(self._reactor, pool.pool, call).addBoth(done)
         return result
 
     def migrate(self) -> defer.Deferred:
