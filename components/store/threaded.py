@@ -6,8 +6,9 @@ with :class:`StoreUnavailable` after ``timeout`` seconds instead of hanging it, 
 store's threads are all stuck, further calls fail at once rather than queue without bound.
 Writes and reads are judged apart (SQLite locked by another writer still answers reads):
 each is *down* from a call that failed that way until one succeeds again, with one log line
-each way. A failure of a call that began before the store last answered is old news and
-changes nothing (after a freeze, the calls it held fail or succeed in any order).
+each way. A call that fails (or misses its deadline) when the store has answered another
+call since it began tells nothing new: it does not mark the store down (after a freeze, the
+calls it held, and those queued behind them, end in any order).
 
 A call still waiting for a thread when its deadline passes is never started: its caller
 has heard ``unavailable`` and may retry, so it must not be stored after all.
@@ -57,7 +58,7 @@ class _Pool:
         self.in_flight = 0
         self.up: Optional[bool] = None
         self.down_since: Optional[float] = None
-        #: when (reactor seconds) the last call that succeeded began
+        #: when (reactor seconds) a call last succeeded
         self.last_answered: Optional[float] = None
 
 
@@ -107,7 +108,7 @@ class ThreadedStore:
         if pool.up is False:
             return
         if started is not None and pool.last_answered is not None and pool.last_answered >= started:
-            return  # a call that began later has been answered: this failure is old news
+            return  # the store answered since this call began: its failure is old news
         pool.up = False
         pool.down_since = time.monotonic()
         self.log.warn("deptcast store: {what} unavailable ({reason}); they are answered deptcast.error.unavailable "
@@ -115,8 +116,8 @@ class ThreadedStore:
         for callback in self._on_change:
             callback(pool.what, False)
 
-    def _answered(self, pool: _Pool, started: float) -> None:
-        pool.last_answered = max(started, pool.last_answered or started)
+    def _answered(self, pool: _Pool) -> None:
+        pool.last_answered = self._reactor.seconds()
         if pool.up is True:
             return
         if pool.up is False and pool.down_since is not None:
@@ -166,7 +167,7 @@ class ThreadedStore:
                     self._went_down(pool, self._reason(outcome), started)
                     outcome = Failure(StoreUnavailable(self._reason(outcome)))
             else:
-                self._answered(pool, started)
+                self._answered(pool)
             if not result.called:
                 result.callback(outcome) if not isinstance(outcome, Failure) else result.errback(outcome)
             elif on_late is not None and not isinstance(outcome, Failure):

@@ -93,3 +93,29 @@ def test_an_old_failure_after_the_store_answered_again_does_not_mark_it_down():
         for gate in held.gates.values():
             gate.set()
         store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_queued_call_missing_its_deadline_after_the_store_answered_does_not_mark_it_down():
+    """After a freeze the calls queued behind the held ones run late: the store is answering,
+    so their deadlines passing is not news."""
+    held = HeldStore()
+    held.gates["queued"] = threading.Event()
+    store = ThreadedStore(held, reactor, writers=1, timeout=0.3, unavailable_errors=(Stuck,))
+    changes: List[Any] = []
+    store.on_change(lambda what, up: changes.append((what, up)))
+    try:
+        held_call = outcome(store.append(None, None, "held", 0))
+        yield sleep(0.15)
+        queued = outcome(store.append(None, None, "queued", 0))  # waits for the one thread
+        assert (yield held_call) == "unavailable"
+        held.gate.set()  # the held call is answered (late), then the queued one starts, slowly
+        yield sleep(0.05)
+        assert changes == [("writes", False), ("writes", True)]
+        assert (yield queued) == "unavailable"  # its own deadline, after the store answered
+        assert changes == [("writes", False), ("writes", True)]
+    finally:
+        held.gate.set()
+        for gate in held.gates.values():
+            gate.set()
+        store.close()
