@@ -12,7 +12,7 @@ import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
@@ -28,6 +28,10 @@ from components.store.threaded import StoreUnavailable, ThreadedStore
 
 #: what a caller hears while the store is down, frozen or locked (never why: no host names)
 STORE_DOWN = "the message store is not answering; retry in a few seconds"
+#: seconds before a ``rate_limited`` refusal is answered: a client that calls again at once
+#: (in a loop, from several sessions) is paced instead of costing the node thousands of
+#: refusals a second (measured in bench/fairness.py)
+RATE_LIMITED_PACE = 0.25
 
 
 class Gate(Protocol):
@@ -55,7 +59,8 @@ Publish = Callable[[str, Dict[str, Any]], defer.Deferred]
 def _counted(kind: str) -> Callable:
     """Count the refusals of a service call (``self._refusals[kind]``) instead of a log line
     each, whichever interface it came from; an unexpected failure is counted too (its first
-    traceback logged) and answered ``unavailable``, never a traceback per call."""
+    traceback logged) and answered ``unavailable``, never a traceback per call. A
+    ``rate_limited`` refusal is answered after :data:`RATE_LIMITED_PACE`."""
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def wrapper(self: "MessageService", identity: Identity, *args: Any, **kwargs: Any) -> defer.Deferred:
@@ -63,6 +68,8 @@ def _counted(kind: str) -> Callable:
                 refusals: RefusalLog = self._refusals[kind]
                 if failure.check(Refused):
                     refusals.refused(failure.value.uri, identity.key, failure.value.detail)
+                    if failure.value.uri == RATE_LIMITED:
+                        return task.deferLater(self._clock, RATE_LIMITED_PACE, lambda: failure)
                     return failure
                 refusals.failed(failure, identity.key)
                 raise Refused(UNAVAILABLE, "the node cannot answer right now; retry shortly", retry_after=2)
@@ -79,7 +86,8 @@ class MessageService:
     :param publish: how an accepted envelope reaches the router
     :param gate: the link hold of a cluster node
     :param now: wall-clock seconds (envelope timestamps); ``monotonic``: the rate limiter's clock
-    :param clock: the reactor (the refusal summaries' timer), or a ``task.Clock`` in tests
+    :param clock: the reactor (the refusal summaries' timer, the pace of ``rate_limited``
+        answers), or a ``task.Clock`` in tests
     """
 
     log = Logger()
@@ -94,6 +102,9 @@ class MessageService:
         self._now = now
         self._monotonic = monotonic
         self._limiter = RateLimiter(settings.rate, settings.burst)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._clock = clock
         self._refusals = {"send": RefusalLog(self.log, "deptcast messages", "send", "sends", clock),
                           "history": RefusalLog(self.log, "deptcast messages", "history call", "history calls", clock)}
         #: whether the store's schema is in place (the api migrates it in the background)

@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from components.core.errors import Refused
 from components.core.settings import Settings
 from components.core.tokens import Identity
-from components.service.messaging import MessageService
+from components.service.messaging import RATE_LIMITED_PACE, MessageService
 from components.service.refusals import RefusalLog
 
 
@@ -123,9 +123,10 @@ def test_the_send_path_counts_refusals_instead_of_a_line_each(service_lines):
     errors = []
     for _ in range(50):
         svc.send(ann, "cardio", "hi").addErrback(lambda f: errors.append(f.value.uri))
+    clock.advance(RATE_LIMITED_PACE)
     assert errors == ["deptcast.error.unavailable"] + ["deptcast.error.rate_limited"] * 49
     assert len(lines.texts) == 2  # the first of each reason
-    clock.advance(10)
+    clock.advance(10 - RATE_LIMITED_PACE)
     assert lines.texts[-1] == ("deptcast messages: refused 50 sends in the last 10 s: 49 rate_limited, "
                                "1 unavailable; most by cardio_ann (50)")
 
@@ -140,3 +141,20 @@ def test_an_unexpected_failure_of_the_send_path_is_answered_unavailable_with_one
     assert [(e.uri, e.retry_after) for e in errors] == [("deptcast.error.unavailable", 2)] * 20
     assert "bug" not in errors[0].detail
     assert lines.tracebacks == 1
+
+
+def test_a_rate_limited_call_is_answered_after_a_pause_other_refusals_at_once():
+    """A client that calls again as soon as it is refused is paced by the node: in a loop it
+    makes a few calls a second, not thousands (bench/fairness.py)."""
+    clock = task.Clock()
+    svc = service(clock, store=FailingStore(Refused("deptcast.error.unavailable", "store down")), rate=1, burst=1)
+    ann = Identity("ann", "cardio")
+    answers = []
+    svc.send(ann, "cardio", "hi").addErrback(lambda f: answers.append(f.value.uri))
+    svc.send(ann, "oncology", "not my department").addErrback(lambda f: answers.append(f.value.uri))
+    svc.send(ann, "cardio", "too fast").addErrback(lambda f: answers.append(f.value.uri))
+    assert answers == ["deptcast.error.unavailable", "deptcast.error.not_authorized"]
+    clock.advance(RATE_LIMITED_PACE - 0.01)
+    assert len(answers) == 2
+    clock.advance(0.01)
+    assert answers[2:] == ["deptcast.error.rate_limited"]
