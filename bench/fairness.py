@@ -27,7 +27,7 @@ cores, as they would share a small server.
 
 import argparse
 import json
-import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -213,6 +213,7 @@ async def bench_store(args, kind: str, db: str, node_dir: Path) -> Dict[str, Lis
         if flooder is not None:
             flooder.stop()
         node.stop()
+        shutil.rmtree(node_dir, ignore_errors=True)
     return results
 
 
