@@ -306,6 +306,13 @@ async def test_the_router_worker_killed_under_load(node, record_property):
 
     rows = await wait_followers(followers, db_of(node), topic, timeout=60)
     check_delivery(rows, followers, senders)
+    # Known: Crossbar opens a web transport's port before it adds the transport's paths
+    # (crossbar/node/node.py starts each web service after the transport listens), so for a
+    # moment after a (re)start /api/send answers 404; only that moment is tolerated here
+    startup_404 = [o for o in senders[2].outcomes if o.error == "HTTP 404"]
+    for o in startup_404:
+        assert killed <= o.issued <= killed + back + 1.0, "a 404 outside the restart"
+        o.error, o.in_doubt = None, True
     # while the node was down calls lost their connection (in doubt); no call got anything undocumented
     check_refusals(senders, allowed={UNAVAILABLE}, in_doubt_allowed=True)
     assert all(f.reconnects >= 1 for f in followers)
@@ -315,6 +322,7 @@ async def test_the_router_worker_killed_under_load(node, record_property):
     assert back < RESTART_BOUND, back
     figures = {"serving_again_s": round(back, 2), "stored": len(rows),
                "in_doubt": sum(1 for s in senders[:3] for o in s.outcomes if o.in_doubt),
+               "http_404_while_starting": len(startup_404),
                "reconnects": sum(f.reconnects for f in followers)}
     for k, v in figures.items():
         record_property(k, v)
