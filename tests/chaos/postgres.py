@@ -33,6 +33,21 @@ def postgres_bin() -> Optional[Path]:
     return Path(found[-1]).parent if found else None
 
 
+def why_not() -> Optional[str]:
+    """Why a private server cannot be made here, or ``None`` if it can.
+
+    :rtype: str or None
+    """
+    if postgres_bin() is None:
+        return "no PostgreSQL server binaries under /usr/lib/postgresql/*/bin (Debian package postgresql)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root, and there is no 'postgres' user to run the server as"
+    return None
+
+
 class PrivatePostgres:
     """One PostgreSQL server of our own.
 

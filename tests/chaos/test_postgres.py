@@ -32,7 +32,7 @@ from components.store.postgres import PostgresStore
 
 from tests.chaos.load import (Follower, HttpSender, LegacySender, WampSender, _sleep, check_delivery,
                               check_refusals, legacy_texts_stored, log_lines, wait_followers)
-from tests.chaos.postgres import PrivatePostgres, postgres_bin
+from tests.chaos.postgres import PrivatePostgres, why_not
 from tests.support.cluster import Cluster
 from tests.support.nodes import token
 
@@ -42,7 +42,7 @@ RECOVERY_BOUND = 10.0
 #: the api's writer threads on PostgreSQL (components.wamp.api)
 WRITERS = 4
 
-pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL server binaries are not installed")
+pytestmark = pytest.mark.skipif(why_not() is not None, reason=str(why_not()))
 
 
 @pytest.fixture(scope="module")
