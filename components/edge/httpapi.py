@@ -27,6 +27,7 @@ from components.core.metrics import count_refusal
 from components.core.tokens import verify_token
 from components.edge.guards import guard_worker
 from components.edge.http import bearer_token, error_body, header, json_body, peer_host
+from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
 
 #: seconds a request waits for a starting node's message service
@@ -43,6 +44,8 @@ class HttpSendResource(resource.Resource):
         super().__init__()
         self._runtime = rt or runtime()
         self._settings = self._runtime.settings_or_log(self.log, "http api")
+        # requests refused before the send path (token, body); the send path counts its own
+        self._refusals = RefusalLog(self.log, "deptcast http api", "HTTP request", "HTTP requests")
         if self._settings is not None:
             # the body is a JSON frame like a legacy one: the same bound applies
             self._body_cap = frames.frame_cap(self._settings.max_message_bytes)
@@ -60,7 +63,7 @@ class HttpSendResource(resource.Resource):
             frame = frames.parse_send_body(request.content.read(self._body_cap + 1), self._body_cap)
         except Refused as e:
             count_refusal("http", e.uri)
-            self.log.info("deptcast http api: refused a request from {peer}: {uri}", peer=peer_host(request), uri=e.uri)
+            self._refusals.refused(e.uri, peer_host(request), e.detail)
             return error_body(request, e)
 
         finished = {"gone": False}
@@ -73,17 +76,21 @@ class HttpSendResource(resource.Resource):
 
         def refuse(failure: Failure) -> None:
             if failure.check(Refused):
-                refusal = failure.value
-                self.log.info("deptcast http api: refused a send by {user}: {uri}",
-                              user=identity.user, uri=refusal.uri)
+                refusal = failure.value  # counted and logged by the send path
             else:
-                self.log.failure("deptcast http api: send failed", failure)
+                self._refusals.failed(failure, identity.key)
                 refusal = Refused(UNAVAILABLE, "the message could not be sent; retry shortly")
             if not finished["gone"]:
                 request.write(error_body(request, refusal))
                 request.finish()
 
         d = self._runtime.messages.get(READY_TIMEOUT)
+        d.addErrback(self._not_ready, identity.key)
         d.addCallback(lambda service: service.send(identity, frame.to, frame.message, interface="http"))
         d.addCallbacks(answer, refuse)
         return server.NOT_DONE_YET
+
+    def _not_ready(self, failure: Failure, who: str) -> Failure:
+        failure.trap(Refused)  # the node is starting: the send path never saw this request
+        self._refusals.refused(failure.value.uri, who, failure.value.detail)
+        return failure

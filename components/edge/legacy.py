@@ -41,10 +41,12 @@ from components.core import legacy as legacyframes
 from components.core.errors import INVALID_FRAME, UNAVAILABLE, Refused
 from components.core.metrics import LEGACY_DELIVERIES, count_refusal
 from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
+from components.core.logsummary import host_of
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
 from components.core.tokens import Identity
 from components.edge.fanout import Fanout, ServiceReader, SlotBridge
 from components.edge.guards import guard_worker
+from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
 
 #: a frame this large closes the connection (1009) instead of being read and discarded: past
@@ -100,15 +102,14 @@ class LegacyServerProtocol(WebSocketServerProtocol):
                                                   factory.settings.jwt_secret, factory.settings.legacy_open,
                                                   request.protocols)
         except HandshakeRefused as e:
-            self.log.info("deptcast legacy: refused {peer}: {status} {reason}",
-                          peer=request.peer, status=e.status, reason=e.reason)
+            factory.connection_refusals.refused(e.uri, host_of(request.peer), f"{e.status} {e.detail}")
             raise ConnectionDeny(e.status, e.reason)
         self._client = client
         self._joined_topics = client.topics
         try:
             yield factory.fanout.join(self, client.topics).addTimeout(factory.ready_timeout, factory.reactor)
         except Exception as e:
-            self.log.warn("deptcast legacy: {key}: subscriptions not ready: {e}", key=client.key, e=str(e))
+            factory.connection_refusals.refused(UNAVAILABLE, client.key, f"subscriptions not ready: {e}")
             raise ConnectionDeny(503, legacyframes.safe_reason(
                 f"{UNAVAILABLE}: the node's message service is not reachable yet; retry shortly"))
         if self.state == self.STATE_CLOSED:
@@ -193,14 +194,14 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         else:
             refusal = frames.oversize_refusal(self._incoming, self.factory.frame_cap)
         count_refusal("legacy", refusal.uri)
-        self._refuse(refusal)
+        self._refuse_frame(refusal)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:
             frame = frames.parse_frame(payload, isBinary)
         except Refused as e:
             count_refusal("legacy", e.uri)
-            self._refuse(e)
+            self._refuse_frame(e)
             return
         if frame is None:
             return  # the old heartbeat: it kept the connection busy, nothing to answer
@@ -210,10 +211,15 @@ class LegacyServerProtocol(WebSocketServerProtocol):
 
     def _send_failed(self, failure) -> None:
         if failure.check(Refused):
-            self._refuse(failure.value)
+            self._refuse(failure.value)  # counted by the send path
         else:
-            self.log.failure("deptcast legacy: send failed", failure)
+            self.factory.frame_refusals.failed(failure, self._client.key)
             self._refuse(Refused(UNAVAILABLE, "the message could not be sent; retry shortly"))
+
+    def _refuse_frame(self, refusal: Refused) -> None:
+        """Refuse a frame that is not a send at all (the send path never sees it)."""
+        self.factory.frame_refusals.refused(refusal.uri, self._client.key if self._client else None, refusal.detail)
+        self._refuse(refusal)
 
     def _refuse(self, refusal: Refused) -> None:
         self.log.debug("deptcast legacy: {key}: {uri}", key=self._client.key if self._client else "?",
@@ -246,6 +252,8 @@ class LegacyServerFactory(WebSocketServerFactory):
         self.pattern = KeyPattern(settings.legacy_key_pattern) if settings is not None else None
         self.frame_cap = frames.frame_cap(settings.max_message_bytes) if settings is not None else 0
         self.ready_timeout = ready_timeout
+        self.connection_refusals = RefusalLog(self.log, "deptcast legacy", "connection", "connections")
+        self.frame_refusals = RefusalLog(self.log, "deptcast legacy", "frame", "frames")
         self.fanout = Fanout(SlotBridge(rt.bridge),
                              lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True),
                              reader=ServiceReader(rt.messages), links=rt.links)
@@ -272,7 +280,13 @@ class LegacyServerFactory(WebSocketServerFactory):
         :raises Refused: the contract's refusal, or ``unavailable`` while the service starts
         """
         d = self.runtime.messages.get(self.ready_timeout)
+        d.addErrback(self._not_ready, identity.key)
         return d.addCallback(lambda service: service.send(identity, to, message, interface="legacy"))
+
+    def _not_ready(self, failure, who: str):
+        failure.trap(Refused)  # the node is starting: the send path never saw this frame
+        self.frame_refusals.refused(failure.value.uri, who, failure.value.detail)
+        return failure
 
 
 class LegacyResource(WebSocketResource):

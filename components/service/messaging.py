@@ -9,10 +9,11 @@ the router worker, so a legacy frame reaches the store and the router without le
 process.
 """
 
+import functools
 import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
@@ -25,10 +26,15 @@ from components.core.settings import Settings
 from components.core.targets import envelope_topic
 from components.core.tokens import Identity
 from components.service.metrics import counted_send, timed_history
+from components.service.refusals import RefusalLog
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
 #: what a caller hears while the store is down, frozen or locked (never why: no host names)
 STORE_DOWN = "the message store is not answering; retry in a few seconds"
+#: seconds before a ``rate_limited`` refusal is answered: a client that calls again at once
+#: (in a loop, from several sessions) is paced instead of costing the node thousands of
+#: refusals a second (measured in bench/fairness.py)
+RATE_LIMITED_PACE = 0.25
 
 
 class Gate(Protocol):
@@ -53,6 +59,28 @@ class OpenGate:
 Publish = Callable[[str, Dict[str, Any]], defer.Deferred]
 
 
+def _counted(kind: str) -> Callable:
+    """Count the refusals of a service call (``self._refusals[kind]``) instead of a log line
+    each, whichever interface it came from; an unexpected failure is counted too (its first
+    traceback logged) and answered ``unavailable``, never a traceback per call. A
+    ``rate_limited`` refusal is answered after :data:`RATE_LIMITED_PACE`."""
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(self: "MessageService", identity: Identity, *args: Any, **kwargs: Any) -> defer.Deferred:
+            def count(failure):
+                refusals: RefusalLog = self._refusals[kind]
+                if failure.check(Refused):
+                    refusals.refused(failure.value.uri, identity.key, failure.value.detail)
+                    if failure.value.uri == RATE_LIMITED:
+                        return task.deferLater(self._clock, RATE_LIMITED_PACE, lambda: failure)
+                    return failure
+                refusals.failed(failure, identity.key)
+                raise Refused(UNAVAILABLE, "the node cannot answer right now; retry shortly", retry_after=2)
+            return fn(self, identity, *args, **kwargs).addErrback(count)
+        return wrapper
+    return decorate
+
+
 class MessageService:
     """Send and history for one node.
 
@@ -61,12 +89,15 @@ class MessageService:
     :param publish: how an accepted envelope reaches the router
     :param gate: the link hold of a cluster node
     :param now: wall-clock seconds (envelope timestamps); ``monotonic``: the rate limiter's clock
+    :param clock: the reactor (the refusal summaries' timer, the pace of ``rate_limited``
+        answers), or a ``task.Clock`` in tests
     """
 
     log = Logger()
 
     def __init__(self, settings: Settings, store: ThreadedStore, publish: Publish, gate: Optional[Gate] = None,
-                 now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 clock: Any = None) -> None:
         self._settings = settings
         self._store = store
         self._publish = publish
@@ -76,6 +107,11 @@ class MessageService:
         self._limiter = RateLimiter(settings.rate, settings.burst)
         # each answer may carry ~1 MiB read from the store: bound how often a user asks
         self._history_limiter = RateLimiter(settings.history_rate, settings.history_burst)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._clock = clock
+        self._refusals = {"send": RefusalLog(self.log, "deptcast messages", "send", "sends", clock),
+                          "history": RefusalLog(self.log, "deptcast messages", "history call", "history calls", clock)}
         #: whether the store's schema is in place (the api migrates it in the background)
         self.store_ready = False
 
@@ -107,6 +143,7 @@ class MessageService:
         return target
 
     @counted_send
+    @_counted("send")
     @defer.inlineCallbacks
     def send(self, identity: Identity, to: Any, message: Any):
         """Send ``message`` to ``to`` as ``identity``; fire with the envelope. (The adapters
@@ -135,6 +172,7 @@ class MessageService:
                                              e=f.getErrorMessage()))
 
     @timed_history
+    @_counted("history")
     @defer.inlineCallbacks
     def history(self, identity: Identity, after: Any = None, limit: Any = DEFAULT_PAGE, latest: Any = False,
                 positions: Any = None):

@@ -7,7 +7,9 @@ Every connection has deadlines: to connect, per statement and per lock wait, so 
 that stops answering fails calls instead of hanging them; TCP keepalives notice a server that
 went away. Each thread of the :class:`~components.store.threaded.ThreadedStore` pool has its
 own connection (a psycopg connection must not run two queries at once); a broken one is
-replaced on its next use.
+replaced on its next use. A connection that died while idle (the server restarted) is only
+found out when it is used: then it is replaced at once and the call goes on, since nothing
+was done on it yet (a write's ``BEGIN`` failed; a read can be repeated).
 """
 
 from contextlib import contextmanager
@@ -72,8 +74,24 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _write(self) -> Iterator[Any]:
         conn = self._conn()
-        with conn.transaction():
+        try:
+            conn.execute("BEGIN")
+        except psycopg.OperationalError:
+            if not self._is_broken(conn):
+                raise
+            # it died while idle: nothing was sent on it, so begin again on a new one
+            conn = self._conn()
+            conn.execute("BEGIN")
+        try:
             yield conn
+        except BaseException:
+            try:
+                if not self._is_broken(conn):
+                    conn.execute("ROLLBACK")
+            except psycopg.Error:
+                self._forget(conn)  # the first error says what happened; start afresh next time
+            raise
+        conn.execute("COMMIT")
 
     def _migration_lock(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_MIGRATION_LOCK,))

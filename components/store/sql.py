@@ -177,6 +177,12 @@ class SqlStore:
                 self._connections.append(conn)
         return conn
 
+    def _forget(self, conn: Any) -> None:
+        """Close ``conn``; this thread makes a new connection on its next call."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        self._discard(conn)
+
     def _discard(self, conn: Any) -> None:
         with self._lock:
             if conn in self._connections:
@@ -217,6 +223,17 @@ class SqlStore:
     def _append_lock(self, conn: Any) -> None:
         """Make appends commit in the order they take their ids (nothing to do where the
         write transaction already excludes other writers)."""
+
+    def _read(self, sql: str, params: List[Any]) -> List[Any]:
+        """Run a query on this thread's connection; one that turns out broken (it died while
+        idle: the server restarted) is replaced and the read repeated once."""
+        conn = self._conn()
+        try:
+            return conn.execute(sql, params).fetchall()
+        except Exception:
+            if not self._is_broken(conn):
+                raise
+        return self._conn().execute(sql, params).fetchall()
 
     # -- the Store interface
 
@@ -261,10 +278,9 @@ class SqlStore:
         for topic, bound in arms:
             params += [topic, bound, request.limit]
         params.append(request.limit)
-        conn = self._conn()
-        rows = conn.execute(self._history_sql[key], params).fetchall()
+        rows = self._read(self._history_sql[key], params)
         # read after the rows: a prune that committed before them shows here
-        self._check_pruned(conn, request)
+        self._check_pruned(self._conn(), request)
         kept = within_bytes(rows, request.max_bytes)
         if mode == "latest":
             kept.reverse()

@@ -6,7 +6,12 @@ with :class:`StoreUnavailable` after ``timeout`` seconds instead of hanging it, 
 store's threads are all stuck, further calls fail at once rather than queue without bound.
 Writes and reads are judged apart (SQLite locked by another writer still answers reads):
 each is *down* from a call that failed that way until one succeeds again, with one log line
-each way.
+each way. A call that fails (or misses its deadline) when the store has answered another
+call since it began tells nothing new: it does not mark the store down (after a freeze, the
+calls it held, and those queued behind them, end in any order).
+
+A call still waiting for a thread when its deadline passes is never started: its caller
+has heard ``unavailable`` and may retry, so it must not be stored after all.
 """
 
 import threading
@@ -54,6 +59,12 @@ class _Pool:
         self.in_flight = 0
         self.up: Optional[bool] = None
         self.down_since: Optional[float] = None
+        #: when (reactor seconds) a call last succeeded
+        self.last_answered: Optional[float] = None
+
+
+class _Expired(Exception):
+    """A call's deadline passed before a thread could start it: it was not run."""
 
 
 class ThreadedStore:
@@ -94,9 +105,11 @@ class ThreadedStore:
 
     # -- availability
 
-    def _went_down(self, pool: _Pool, reason: str) -> None:
+    def _went_down(self, pool: _Pool, reason: str, started: Optional[float] = None) -> None:
         if pool.up is False:
             return
+        if started is not None and pool.last_answered is not None and pool.last_answered >= started:
+            return  # the store answered since this call began: its failure is old news
         pool.up = False
         pool.down_since = time.monotonic()
         self.log.warn("deptcast store: {what} unavailable ({reason}); they are answered deptcast.error.unavailable "
@@ -105,6 +118,7 @@ class ThreadedStore:
             callback(pool.what, False)
 
     def _answered(self, pool: _Pool) -> None:
+        pool.last_answered = self._reactor.seconds()
         if pool.up is True:
             return
         if pool.up is False and pool.down_since is not None:
@@ -129,11 +143,18 @@ class ThreadedStore:
         pool.in_flight += 1
         result: defer.Deferred = defer.Deferred()
         started = self._reactor.seconds()
+        expired = []  # set on the reactor thread, read on the pool's (a list append is atomic)
 
         def expire() -> None:
             observe_deadline(fn.__name__)
-            self._went_down(pool, f"no answer within {self._timeout:g} s")
+            expired.append(True)
+            self._went_down(pool, f"no answer within {self._timeout:g} s", started)
             result.errback(StoreUnavailable(f"no answer within {self._timeout:g} s"))
+
+        def call() -> Any:
+            if expired:
+                raise _Expired()
+            return fn(*args)
 
         timer = self._reactor.callLater(self._timeout, expire)
 
@@ -143,8 +164,10 @@ class ThreadedStore:
             if timer.active():
                 timer.cancel()
             if isinstance(outcome, Failure):
+                if outcome.check(_Expired):
+                    return  # its caller heard "unavailable" when the deadline passed
                 if self._unavailable_errors and outcome.check(*self._unavailable_errors):
-                    self._went_down(pool, self._reason(outcome))
+                    self._went_down(pool, self._reason(outcome), started)
                     outcome = Failure(StoreUnavailable(self._reason(outcome)))
             else:
                 self._answered(pool)
@@ -154,13 +177,7 @@ class ThreadedStore:
                 self.log.info("deptcast store: a call answered after its deadline ({seconds:.1f} s)",
                               seconds=self._reactor.seconds() - started)
                 on_late(outcome)
-        def unless_answered(*a):
-            # a call whose caller was already answered (its deadline passed while it waited for
-            # a thread) does not run late: a send refused as unavailable must not be stored after all
-            if result.called:
-                raise StoreUnavailable("the call's deadline passed before it started")
-            return fn(*a)
-        threads.deferToThreadPool(self._reactor, pool.pool, unless_answered, *args).addBoth(done)
+        threads.deferToThreadPool(self._reactor, pool.pool, call).addBoth(done)
         return result
 
     def migrate(self) -> defer.Deferred:

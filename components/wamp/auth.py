@@ -13,8 +13,10 @@ from twisted.logger import Logger
 
 from components.core import names, policy
 from components.core.errors import INVALID_TOKEN, Refused
+from components.core.logsummary import host_of, printable
 from components.core.settings import Settings
 from components.core.tokens import Identity, verify_token
+from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
 from components.wamp.base import NodeComponent
 
@@ -36,14 +38,18 @@ def authenticator(secret: str) -> Callable[[str, str, Dict[str, Any]], Dict[str,
 
     :rtype: callable ``(realm, authid, details) -> principal``
     """
+    refusals = RefusalLog(log, "deptcast auth", "session", "sessions")
+
     def authenticate(realm: str, authid: str, details: Dict[str, Any]) -> Dict[str, Any]:
-        if realm != names.REALM:
-            raise ApplicationError(INVALID_TOKEN, f"unknown realm {realm!r}")
         try:
+            if realm != names.REALM:
+                raise Refused(INVALID_TOKEN, f"unknown realm {realm!r}")
             identity = verify_token(secret, details.get("ticket"), authid)
         except Refused as e:
             # never log the ticket itself: it is a bearer credential
-            log.debug("deptcast auth: refused a session (authid={authid}): {reason}", authid=authid, reason=e.detail)
+            peer = (details.get("transport") or {}).get("peer")
+            asked = f"authid {printable(authid, 64)}: " if authid else ""
+            refusals.refused(e.uri, host_of(peer), asked + e.detail)
             raise ApplicationError(e.uri, e.detail)
         return {"authid": identity.user, "role": identity.role, "extra": {"dept": identity.dept}}
     return authenticate

@@ -9,6 +9,7 @@ from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer
 
 from components.core.errors import CONFIG, UNAVAILABLE, Refused
+from components.core.logsummary import ERROR_PREFIX
 from components.core.settings import Settings
 from components.service.runtime import runtime
 
@@ -39,6 +40,15 @@ class NodeComponent(ApplicationSession):
 
     def start(self, settings: Settings) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def onUserError(self, fail: Any, msg: str) -> None:
+        # Autobahn logs a warning for every error a procedure answers; a deptcast.error.* is
+        # a refusal, an answer like any other, counted and summarised where it is decided
+        # (components.service.refusals): a flood must not write a line per refused call
+        value = getattr(fail, "value", None)
+        if isinstance(value, ApplicationError) and value.error.startswith(ERROR_PREFIX):
+            return
+        super().onUserError(fail, msg)
 
 
 def client_errors(log_prefix: str) -> Callable:

@@ -8,12 +8,13 @@ import io
 import json
 import sys
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from treq.testing import StubTreq
 from twisted.internet import task
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.error import UnsupportedMethod
@@ -28,7 +29,7 @@ from components.core.settings import ConfigError
 from components.core.tokens import Identity, issue_token, verify_token
 from components.edge.devtoken import DevTokenResource
 from components.edge.httpapi import READY_TIMEOUT, HttpSendResource
-from components.service.messaging import MessageService
+from components.service.messaging import RATE_LIMITED_PACE, MessageService
 from components.service.runtime import Runtime
 from tests.support.fakes import SECRET, FakePublish, FakeStore, RecordingLog, make_settings
 
@@ -83,11 +84,13 @@ class HttpSendTestCase(SynchronousTestCase):
         self.clock = self.runtime.clock
         self.store = FakeStore(auto=True)
         self.publish = FakePublish()
-        self.service = MessageService(self.runtime.settings(), self.store, self.publish, monotonic=self.clock.seconds)
+        self.service = MessageService(self.runtime.settings(), self.store, self.publish, monotonic=self.clock.seconds,
+                                      clock=self.clock)
         self.service.store_ready = True
         self.runtime.messages.set(self.service)
         self.resource = HttpSendResource(rt=self.runtime)
         self.resource.log = RecordingLog()
+        self.resource._refusals._log = self.resource.log  # the resource's own refusal lines, recorded
 
     def send(self, frame: Any, tok: Optional[str] = None, authorization: Optional[str] = None) -> DummyRequest:
         body = frame if isinstance(frame, bytes) else json.dumps(frame).encode()
@@ -169,11 +172,11 @@ class HttpSendTests(HttpSendTestCase):
         self.assertEqual(self.send({"to": "hr", "message": "1"}).responseCode, 200)
         self.assertEqual(self.send({"to": "hr", "message": "2"}).responseCode, 200)
         r = self.send({"to": "hr", "message": "3"})
+        self.assertEqual(r.written, [])          # a rate_limited answer comes after a short pace
+        self.clock.advance(RATE_LIMITED_PACE)
         self.assertRefused(r, 429, RATE_LIMITED)
         self.assertEqual(header(r, b"retry-after"), b"1")
         self.assertEqual(len(self.store.appends), 2)
-        self.assertEqual(self.resource.log.lines("info")[-1],
-                         "deptcast http api: refused a send by bob: deptcast.error.rate_limited")
 
     def test_503_without_internals_when_the_store_fails(self):
         self.store.auto = False
@@ -182,18 +185,27 @@ class HttpSendTests(HttpSendTestCase):
         self.store.appends[0].deferred.errback(RuntimeError("connection to 10.9.8.7:5432 refused"))
         body = self.assertRefused(r, 503, UNAVAILABLE)
         self.assertNotIn("10.9.8.7", json.dumps(body))
-        self.assertEqual(header(r, b"retry-after"), b"1")
-        self.assertEqual([rec.level for rec in self.resource.log.records], ["failure"])
+        self.assertEqual(header(r, b"retry-after"), b"2")
+        # the send path logged it (once per spell of failures), not the resource
+        self.assertEqual(self.resource.log.records, [])
+        self.flushLoggedErrors(RuntimeError)
         self.assertEqual(self.publish.calls, [])
 
     def test_the_token_is_never_logged(self):
         tok = token("ops", "mgmt", PUBLISHER)
-        self.send({"to": "nowhere..", "message": "x"}, tok)
-        self.send({"to": "hr", "message": "x"}, authorization="Bearer " + tok[:-4] + "AAAA")
-        self.assertEqual(len(self.resource.log.records), 2)
+        seen: List[Dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)   # every logger of the process
+        try:
+            self.send({"to": "nowhere..", "message": "x"}, tok)
+            self.send({"to": "hr", "message": "x"}, authorization="Bearer " + tok[:-4] + "AAAA")
+        finally:
+            globalLogPublisher.removeObserver(seen.append)
+        lines = [(formatEvent(e) or "") + repr(e) for e in seen] + \
+                [rec.text + repr(rec.fields) for rec in self.resource.log.records]
+        self.assertEqual(len(lines), 2)  # each refusal's first line
         signature = tok.split(".")[2]
-        for rec in self.resource.log.records:
-            self.assertNotIn(signature, rec.text + repr(rec.fields))
+        for line in lines:
+            self.assertNotIn(signature, line)
 
     def test_a_client_that_went_away_gets_nothing_written(self):
         self.store.auto = False

@@ -11,7 +11,7 @@ from components.core.history import HistoryRequest
 from components.core.names import MEMBER, PUBLISHER, TOPIC_ALL
 from components.core.targets import SCOPE_USER, Target
 from components.core.tokens import Identity
-from components.service.messaging import MessageService
+from components.service.messaging import RATE_LIMITED_PACE, MessageService
 from components.store.threaded import StoreUnavailable
 from tests.support.fakes import FakeGate, FakePublish, FakeStore, make_settings
 
@@ -27,12 +27,18 @@ class MessageServiceTestCase(SynchronousTestCase):
         self.publish = FakePublish(auto=False)
         self.gate = FakeGate(is_open=True)
         self.settings = make_settings(rate=1.0, burst=2, max_message_bytes=16, history_limit=5)
+        self.pace = task.Clock()             # the reactor: refusal summaries, the pace of rate_limited
         self.service = MessageService(self.settings, self.store, self.publish, self.gate,
-                                      now=lambda: NOW, monotonic=self.clock.seconds)
+                                      now=lambda: NOW, monotonic=self.clock.seconds, clock=self.pace)
         self.service.store_ready = True
 
+    def refused(self, d: Any) -> Refused:
+        """The refusal ``d`` ends with (a ``rate_limited`` one comes after a short pace)."""
+        self.pace.advance(RATE_LIMITED_PACE)
+        return self.failureResultOf(d, Refused).value
+
     def refusal(self, d: Any) -> str:
-        return self.failureResultOf(d, Refused).value.uri
+        return self.refused(d).uri
 
     def send_through(self, identity: Identity, to: str, message: str) -> Any:
         """Send, let the store and the router answer, return the envelope."""
@@ -79,8 +85,11 @@ class SendTests(MessageServiceTestCase):
     def test_a_failing_store_fails_the_send_and_publishes_nothing(self):
         d = self.service.send(BOB, "hr", "hi")
         self.store.appends[0].deferred.errback(RuntimeError("disk full"))
-        self.failureResultOf(d, RuntimeError)
+        refusal = self.refused(d)   # the caller hears unavailable, never the store's text
+        self.assertEqual(refusal.uri, UNAVAILABLE)
+        self.assertNotIn("disk full", refusal.detail)
         self.assertEqual(self.publish.calls, [])
+        self.flushLoggedErrors(RuntimeError)  # its first traceback is logged once
 
 
 class RateLimitTests(MessageServiceTestCase):
@@ -102,7 +111,7 @@ class RateLimitTests(MessageServiceTestCase):
     def test_the_refusal_says_the_limits(self):
         self.send_through(BOB, "hr", "1")
         self.send_through(BOB, "hr", "2")
-        refused = self.failureResultOf(self.service.send(BOB, "hr", "3"), Refused).value
+        refused = self.refused(self.service.send(BOB, "hr", "3"))
         self.assertIn("more than 2 messages in a burst; slow down to 1 per second", refused.detail)
 
     def test_an_invalid_request_does_not_use_up_the_burst(self):

@@ -1,0 +1,121 @@
+"""The threaded store's deadlines (:class:`components.store.threaded.ThreadedStore`) with a
+store held by the test: a call that waited past its deadline is never run, and a late failure
+of a call older than the store's last answer does not mark the store down again."""
+
+import threading
+from typing import Any, Dict, List
+
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from components.store.threaded import StoreUnavailable, ThreadedStore
+
+
+class Stuck(Exception):
+    """What the held store raises for a call the test fails (an 'unavailable' error)."""
+
+
+class HeldStore:
+    """A store whose appends wait until the test releases them, and record what ran."""
+
+    unavailable_errors = (Stuck,)
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        #: a gate per message, where one is wanted
+        self.gates: Dict[str, threading.Event] = {}
+        self.ran: List[str] = []
+        self.fail: List[str] = []
+
+    def append(self, target: Any, sender: Any, message: str, ts: int) -> dict:
+        self.gates.get(message, self.gate).wait(10)
+        self.ran.append(message)
+        if message in self.fail:
+            raise Stuck(message)
+        return {"message": message}
+
+    def close(self) -> None:
+        pass
+
+
+def sleep(seconds: float) -> defer.Deferred:
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+def outcome(d: defer.Deferred) -> defer.Deferred:
+    return d.addCallbacks(lambda r: r["message"], lambda f: f.trap(StoreUnavailable) and "unavailable")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_call_still_waiting_for_a_thread_at_its_deadline_is_never_run():
+    held = HeldStore()
+    store = ThreadedStore(held, reactor, writers=1, timeout=0.3, unavailable_errors=(Stuck,))
+    late: List[Any] = []
+    try:
+        first = outcome(store.append(None, None, "running", 0, on_late=late.append))  # takes the one thread
+        queued = outcome(store.append(None, None, "queued", 0, on_late=late.append))  # waits for it
+        assert (yield first) == "unavailable" and (yield queued) == "unavailable"
+        held.gate.set()  # the store answers again
+        after = yield outcome(store.append(None, None, "after", 0))
+        assert after == "after"
+        # the running call committed after its deadline and is published late; the queued one
+        # never ran: its sender heard "unavailable" and may send it again
+        assert held.ran == ["running", "after"]
+        assert [e["message"] for e in late] == ["running"]
+    finally:
+        held.gate.set()
+        store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_old_failure_after_the_store_answered_again_does_not_mark_it_down():
+    held = HeldStore()
+    held.fail.append("old")
+    held.gates["old"] = threading.Event()
+    store = ThreadedStore(held, reactor, writers=2, timeout=0.3, unavailable_errors=(Stuck,))
+    changes: List[Any] = []
+    store.on_change(lambda what, up: changes.append((what, up)))
+    try:
+        old = outcome(store.append(None, None, "old", 0))  # held, like a call a frozen database holds
+        yield sleep(0.05)
+        assert (yield old) == "unavailable"  # its deadline
+        assert changes == [("writes", False)]
+        held.gate.set()  # the database answers again: a newer call succeeds
+        assert (yield outcome(store.append(None, None, "newer", 0))) == "newer"
+        assert changes == [("writes", False), ("writes", True)]
+        held.gates["old"].set()  # then the old call fails (e.g. its statement timed out)
+        yield sleep(0.2)
+        assert held.ran == ["newer", "old"]
+        assert changes == [("writes", False), ("writes", True)]  # not down again for old news
+        assert store.up is True
+    finally:
+        held.gate.set()
+        for gate in held.gates.values():
+            gate.set()
+        store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_queued_call_missing_its_deadline_after_the_store_answered_does_not_mark_it_down():
+    """After a freeze the calls queued behind the held ones run late: the store is answering,
+    so their deadlines passing is not news."""
+    held = HeldStore()
+    held.gates["queued"] = threading.Event()
+    store = ThreadedStore(held, reactor, writers=1, timeout=0.3, unavailable_errors=(Stuck,))
+    changes: List[Any] = []
+    store.on_change(lambda what, up: changes.append((what, up)))
+    try:
+        held_call = outcome(store.append(None, None, "held", 0))
+        yield sleep(0.15)
+        queued = outcome(store.append(None, None, "queued", 0))  # waits for the one thread
+        assert (yield held_call) == "unavailable"
+        held.gate.set()  # the held call is answered (late), then the queued one starts, slowly
+        yield sleep(0.05)
+        assert changes == [("writes", False), ("writes", True)]
+        assert (yield queued) == "unavailable"  # its own deadline, after the store answered
+        assert changes == [("writes", False), ("writes", True)]
+    finally:
+        held.gate.set()
+        for gate in held.gates.values():
+            gate.set()
+        store.close()
