@@ -8,7 +8,7 @@ variable                         meaning                                     def
 ``DEPTCAST_DEV``                 ``1``: quick-start mode (makes a secret,    off
                                  enables the sign-in form)
 ``DEPTCAST_MAX_MESSAGE_BYTES``   largest message, UTF-8 bytes                65536
-``DEPTCAST_HISTORY_LIMIT``       most envelopes one history call returns     1000
+``DEPTCAST_HISTORY_LIMIT``       most envelopes one history call returns     200
 ``DEPTCAST_RATE``                sends per second per user (0: no limit)     20
 ``DEPTCAST_BURST``               sends a user may make at once               50
 ``DEPTCAST_HISTORY_RATE``        history calls per second per user (0: off)  5
@@ -61,7 +61,7 @@ class Settings:
     db: str
     dev: bool = False
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    history_limit: int = 1000
+    history_limit: int = 200
     rate: float = 20.0
     burst: int = 50
     history_rate: float = 5.0
@@ -169,7 +169,7 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         db=env.get("DEPTCAST_DB", "").strip() or str(node_dir / SQLITE_FILE),
         dev=dev,
         max_message_bytes=_number(env, "DEPTCAST_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, minimum=1),
-        history_limit=_number(env, "DEPTCAST_HISTORY_LIMIT", 1000, minimum=1),
+        history_limit=_number(env, "DEPTCAST_HISTORY_LIMIT", 200, minimum=1),
         rate=_number(env, "DEPTCAST_RATE", 20.0, kind=float),
         burst=_number(env, "DEPTCAST_BURST", 50, minimum=1),
         history_rate=_number(env, "DEPTCAST_HISTORY_RATE", 5.0, kind=float),

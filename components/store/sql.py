@@ -400,7 +400,8 @@ class SqlStore:
             with self._write() as conn:
                 conn.execute("SELECT 1").fetchone()
         else:
-            self._conn().execute("SELECT 1").fetchone()
+            # as every read: a connection that died while idle is replaced, not reported
+            self._read("SELECT 1", [])
 
 
 #: topics per ``heads`` query (SQLite allows 999 parameters)

@@ -234,10 +234,13 @@ async def test_a_flood_is_refused_quietly_and_others_are_served(node, record_pro
     check_refusals([calm])
     # the flood got exactly the documented refusals
     assert set(flood) <= {"accepted", "history", RATE_LIMITED, f"history {RATE_LIMITED}"}, flood
-    assert flood[RATE_LIMITED] > 0 and flood["accepted"] > 0 and flood["history"] > 0
+    # too fast on sends or on history (both limited per user: which one bites first depends on
+    # how the sessions' calls interleave)
+    limited = flood.get(RATE_LIMITED, 0) + flood.get(f"history {RATE_LIMITED}", 0)
+    assert limited > 0 and flood["accepted"] > 0 and flood["history"] > 0
     # each refusal for going too fast is answered after a pause: a session calling again at
     # once is paced, whatever it does
-    assert flood[RATE_LIMITED] <= 5 * FLOOD_SECONDS / RATE_LIMITED_PACE + 5
+    assert limited <= 5 * FLOOD_SECONDS / RATE_LIMITED_PACE + 5
     assert joins["joined"] == 0 and set(joins) == {"joined", INVALID_TOKEN}
     assert {e["error"] for e in frame_errors} == {INVALID_FRAME}
     assert set(http) == {f"401 {INVALID_TOKEN}"}
@@ -258,7 +261,7 @@ async def test_a_flood_is_refused_quietly_and_others_are_served(node, record_pro
     others = [entry for entry in log_entries(log) if not any(k in entry for k in summary_kinds)
               and not any(k in entry for k in CROSSBAR_PER_CONNECTION)]
     assert len(others) <= 40, "\n".join(others[:60])
-    total = flood[RATE_LIMITED] + joins[INVALID_TOKEN] + len(frame_errors) + sum(http.values())
+    total = limited + joins[INVALID_TOKEN] + len(frame_errors) + sum(http.values())
     # per kind: one line per reason (at most 2 here) and at most one summary per started window
     windows = int((time.monotonic() - started) // SUMMARY_INTERVAL) + 1
     assert len(refused_lines) <= len(summary_kinds) * (2 + windows), "\n".join(refused_lines)

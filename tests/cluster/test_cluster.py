@@ -208,13 +208,14 @@ def _publishers(cluster):
 
 @defer.inlineCallbacks
 def _dept_history(client, dept: str):
-    """The whole stored history of department ``dept``, page by page."""
+    """The whole stored history of department ``dept``, page by page until an empty answer (the
+    node caps a page's size: DEPTCAST_HISTORY_LIMIT, and about 1 MiB)."""
     out, after = [], None
     while True:
         page = yield client.call(names.PROC_HISTORY, after, 1000)
-        out.extend(e for e in page if e["scope"] == "dept" and e["target"] == dept)
-        if len(page) < 1000:
+        if not page:
             return out
+        out.extend(e for e in page if e["scope"] == "dept" and e["target"] == dept)
         after = page[-1]["id"]
 
 

@@ -385,15 +385,6 @@ def test_history_is_filtered_per_caller_ordered_and_paged(node):
 
 
 @pytest_twisted.inlineCallbacks
-def test_history_limit_is_capped(node):
-    dept = fresh("cap")
-    a = yield member(node, fresh("a"), dept, topics=())
-    rows = yield a.call("deptcast.history", None, 10 ** 9)
-    assert len(rows) <= 1000
-    yield a.close()
-
-
-@pytest_twisted.inlineCallbacks
 def test_history_survives_a_restart(node):
     """Last in the module: restarts the node and compares history before and after."""
     c = yield connect(node.url, token("keeper", "persist"))

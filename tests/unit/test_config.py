@@ -14,7 +14,7 @@ def test_defaults(tmp_path):
     s = load_settings(tmp_path, {"DEPTCAST_JWT_SECRET": SECRET})
     assert s.jwt_secret == SECRET
     assert s.db == str(tmp_path.resolve() / "deptcast.sqlite3") and not s.db_is_postgres
-    assert (s.dev, s.max_message_bytes, s.history_limit, s.rate, s.burst) == (False, 65536, 1000, 20.0, 50)
+    assert (s.dev, s.max_message_bytes, s.history_limit, s.rate, s.burst) == (False, 65536, 200, 20.0, 50)
     assert (s.legacy_key_pattern, s.legacy_open) == ("{dept}_{user}", False)
 
 
