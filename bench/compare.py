@@ -267,7 +267,8 @@ def report(results: dict) -> str:
     out.append(f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
                f"{m['python']}, Node.js {m['node']}; crossbar {m['versions'].get('crossbar', '?')}, "
                f"socket.io {m['socket.io']}, redis-adapter {m['redis-adapter']}")
-    out.append(f"deptcast {m['deptcast_commit']}{' (with uncommitted changes)' if m['deptcast_dirty'] else ''}; "
+    out.append(f"deptcast {m['deptcast_commit']} (code of {m.get('deptcast_code_commit', '?')})"
+               f"{' with uncommitted changes' if m['deptcast_dirty'] else ''}; "
                f"started {results['start']['date']} (loadavg {results['start']['loadavg']}), "
                f"ended {results['end']['date']} (loadavg {results['end']['loadavg']})")
     p = results["params"]
