@@ -147,6 +147,22 @@ def rss_bytes(pids: Sequence[int]) -> int:
     return total
 
 
+def process_label(pid: int) -> str:
+    """A short name for a server process: crossbar's controller, router or container worker,
+    else the program's name."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
+    for marker, label in (("RouterController", "router"), ("ContainerController", "container"),
+                          ("crossbar-controller", "controller"), ("crossbar start", "controller"),
+                          ("postgres", "postgres"), ("redis-server", "redis")):
+        if marker in cmd:
+            return label
+    return Path(cmd.split(" ", 1)[0]).name or "?"
+
+
 @dataclass
 class CpuSample:
     ticks: Dict[int, int]
@@ -157,6 +173,14 @@ class CpuSample:
         counts whole, one that ended in between is lost (none should)."""
         used = sum(v - self.ticks.get(pid, 0) for pid, v in later.ticks.items())
         return used / CLK_TCK
+
+    def by_label(self, later: "CpuSample") -> Dict[str, float]:
+        """The same, per kind of process (``process_label``), summed."""
+        out: Dict[str, float] = {}
+        for pid, v in later.ticks.items():
+            label = process_label(pid)
+            out[label] = out.get(label, 0.0) + (v - self.ticks.get(pid, 0)) / CLK_TCK
+        return out
 
 
 class Server:

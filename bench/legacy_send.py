@@ -39,8 +39,13 @@ def one_run(args, workdir: Path, i: int) -> dict:
     try:
         h.wait_ready(node, secret, workdir)
         time.sleep(args.settle)
-        spec = {"base": node.base, "dept": "echo", "authid": "u1", "token": h.mint(secret, "u1", "echo")}
-        config = {"mode": "echo", "spec": spec, "to": "echo", "rate": args.rate, "warmup": args.warmup,
+        token = h.mint(secret, "u1", "echo")
+        if args.via == "legacy":
+            spec = {"base": node.base, "dept": "echo", "authid": "u1", "token": token}
+        else:  # the same through deptcast.send, for comparison
+            spec = {"url": node.url, "dept": "echo", "authid": "u1", "token": token, "topics": [h.DEPT_TOPIC]}
+        config = {"mode": "echo", "kind": args.via, "spec": spec, "to": "echo", "rate": args.rate,
+                  "warmup": args.warmup,
                   "duration": args.duration, "drain": 10, "size": args.size, "baseline": args.baseline}
         marks = {}
         result = None
@@ -53,6 +58,9 @@ def one_run(args, workdir: Path, i: int) -> dict:
         window_cpu = marks["window_start"].seconds_until(marks["window_end"])
         result["nodeCpuSeconds"] = window_cpu
         result["cpuUsPerSend"] = window_cpu * 1e6 / result["sentInWindow"]
+        result["cpuUsPerSendByProcess"] = {
+            k: v * 1e6 / result["sentInWindow"]
+            for k, v in marks["window_start"].by_label(marks["window_end"]).items()}
         if args.baseline:
             base = marks["baseline_start"].seconds_until(marks["baseline_end"])
             base_span = marks["baseline_end"].t - marks["baseline_start"].t
@@ -83,6 +91,8 @@ def main(argv=None) -> int:
     parser.add_argument("--settle", type=float, default=2.0, help="seconds after the node is ready")
     parser.add_argument("--size", type=int, default=100, help="message size in bytes")
     parser.add_argument("--runs", type=int, default=1, help="runs, each on a fresh node")
+    parser.add_argument("--via", choices=("legacy", "wamp"), default="legacy",
+                        help="send through a legacy socket (default) or deptcast.send over WAMP, for comparison")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -101,19 +111,23 @@ def main(argv=None) -> int:
                   f"back, errors {r['errors'] or 0}; latency p50 {r['p50Ms']} ms, p99 {r['p99Ms']} ms, "
                   f"max {r['maxMs']} ms; node CPU {r['cpuUsPerSend']:.0f} µs/send"
                   + (f" ({r['cpuUsPerSendLessIdle']:.0f} less the idle {r['idleCpuPct']:.1f}%)" if args.baseline else "")
+                  + " = " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpuUsPerSendByProcess"].items()))
                   + f"; loadavg {r['state']['loadavg']}", flush=True)
     finally:
         end = h.machine_state()
-        out = args.out or h.BENCH / "results" / f"legacy_send-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        out = args.out or h.BENCH / "results" / f"{args.via}_send-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"machine": machine, "start": start, "end": end, "params": {
             k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "runs": runs}, indent=1))
         workdir.cleanup()
     if runs:
-        print(f"\nlegacy send at {args.rate:g}/s over {len(runs)} run(s): latency p50 {span(r['p50Ms'] for r in runs)} ms, "
+        print(f"\n{args.via} send at {args.rate:g}/s over {len(runs)} run(s): latency p50 {span(r['p50Ms'] for r in runs)} ms, "
               f"p99 {span(r['p99Ms'] for r in runs)} ms; node CPU per send "
               f"{span(r['cpuUsPerSend'] / 1000 for r in runs)} ms"
               + (f" ({span(r['cpuUsPerSendLessIdle'] / 1000 for r in runs)} ms less idle)" if args.baseline else "")
+              + "; of which " + ", ".join(
+                  f"{k} {span(r['cpuUsPerSendByProcess'].get(k, 0) / 1000 for r in runs)} ms"
+                  for k in sorted({k for r in runs for k in r["cpuUsPerSendByProcess"]}))
               + f"\n(results in {out})")
     failed = any(r["missing"] or r["errors"] for r in runs) or len(runs) < args.runs
     return 1 if failed else 0

@@ -16,7 +16,8 @@
 //   rates      R receivers, a sender at fixed rates in steps: deliveries/s, latency, loss
 //   idle       N connections opened and held until "close" on stdin (memory per connection)
 //   storm      N clients connecting at once: time until all are ready
-//   echo       one legacy socket sending to its own department: send-to-own-delivery latency
+//   echo       one client (legacy socket or WAMP) sending to its own department:
+//              latency from its send until it receives the message itself
 //   burst      S subscribers, M sends with W calls in flight (closed loop)
 "use strict";
 
@@ -263,7 +264,7 @@ async function storm(cfg) {
   return failures.length ? 1 : 0;
 }
 
-// ---------------------------------------------------------------- echo (legacy send latency)
+// ---------------------------------------------------------------- echo (send latency at light load)
 
 async function echo(cfg) {
   const out = [0, 0, 0];
@@ -272,7 +273,7 @@ async function echo(cfg) {
   let t0 = Infinity;
   let t1 = Infinity;
   const latencies = [];
-  const h = await openWithRetry("legacy", cfg.spec, (data) => {
+  const h = await openWithRetry(cfg.kind || "legacy", cfg.spec, (data) => {
     const now = nowUs();
     if (!readMark(data, out) || out[0] !== 1) return;
     if (seen.has(out[1])) { dups++; return; }
