@@ -158,19 +158,25 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
             elif kind == "window_end":
                 cpu1 = running.server.cpu()
                 cpu_in_window = cpu0.seconds_until(cpu1)
+                machine_in_window = cpu0.machine_seconds_until(cpu1)
             elif kind == "step_result":
                 event["serverCpuSeconds"] = cpu_in_window
                 event["serverCpuPct"] = 100 * cpu_in_window / event["windowSeconds"]
+                # what the rest of the machine (other work, the kernel's softirqs) took meanwhile
+                event["otherCpuPct"] = (100 * machine_in_window / event["windowSeconds"]
+                                        - event["serverCpuPct"] - event["loadgenCpuPct"])
                 event["cpuUsPerDelivery"] = (cpu_in_window * 1e6 / event["delivered"]) if event["delivered"] else None
                 event["offeredPerSec"] = event["sendRate"] * event["receivers"]
                 steps.append(event)
                 print(f"    {event['offeredPerSec']:>7,}/s offered: {event['deliveredPerSec']:>9,.0f}/s delivered, "
                       f"p50 {fmt_ms(event['p50Ms'])}, p99 {fmt_ms(event['p99Ms'])}, "
                       f"{fmt(event['cpuUsPerDelivery'], 1)} µs CPU/delivery (server {event['serverCpuPct']:.0f}%, "
-                      f"loadgen {event['loadgenCpuPct']:.0f}%, busiest thread {busiest(event):.0%}), missing {event['missing']}, dups {event['dups']}",
+                      f"loadgen {event['loadgenCpuPct']:.0f}%, busiest thread {busiest(event):.0%}, "
+                      f"other {event['otherCpuPct']:.0f}%), missing {event['missing']}, dups {event['dups']}",
                       flush=True)
         return {"opened": opened, "steps": steps}
     finally:
+        h.close_loadgens()
         running.stop()
 
 
@@ -206,6 +212,7 @@ def measure_memory(system: str, args, workdir: Path) -> dict:
               f"after {args.idle_wait:.0f}s idle; {result['idleCpuSeconds']:.2f}s CPU while idle", flush=True)
         return result
     finally:
+        h.close_loadgens()
         running.stop()
 
 
@@ -223,16 +230,19 @@ def measure_storm(system: str, args, workdir: Path) -> dict:
                 cpu0 = running.server.cpu()
             elif event["event"] == "storm_end":
                 cpu1 = running.server.cpu()
+                machine = cpu0.machine_seconds_until(cpu1)
             elif event["event"] == "storm_result":
                 result = event
         cpu = cpu0.seconds_until(cpu1)
         result["serverCpuSeconds"] = cpu
         result["serverCpuMsPerClient"] = cpu * 1000 / n
+        result["otherCpuSeconds"] = machine - cpu - result["loadgenCpuSeconds"]
         print(f"    storm of {n}: {result['ready']} ready in {result['seconds']:.2f}s "
               f"(p50 {result['p50ReadyMs']:.0f} ms), {result['failures']} failed, "
               f"{result['serverCpuMsPerClient']:.2f} ms server CPU per client", flush=True)
         return result
     finally:
+        h.close_loadgens()
         running.stop()
 
 
@@ -278,7 +288,7 @@ def report(results: dict) -> str:
     rows = []
     for system, r in results["rates"].items():
         if "error" in r:
-            rows.append([SYSTEMS[system], "failed: " + r["error"].splitlines()[0][:80]] + [""] * 8)
+            rows.append([SYSTEMS[system], "failed: " + r["error"].splitlines()[0][:80]] + [""] * 9)
             continue
         for s in r["steps"]:
             ref = peer.get(s["offeredPerSec"])
@@ -287,10 +297,11 @@ def report(results: dict) -> str:
             rows.append([SYSTEMS[system], fmt(s["offeredPerSec"]), fmt(s["deliveredPerSec"]),
                          fmt_ms(s["p50Ms"]), fmt_ms(s["p99Ms"]), fmt(s["cpuUsPerDelivery"], 1),
                          "–" if ratio is None else f"{ratio:.2f}x", f"{s['serverCpuPct']:.0f}%",
-                         f"{s['loadgenCpuPct']:.0f}% ({busiest(s):.0%})", f"{s['missing']}/{s['dups']}"])
+                         f"{s['loadgenCpuPct']:.0f}% ({busiest(s):.0%})", f"{s.get('otherCpuPct', 0):.0f}%",
+                         f"{s['missing']}/{s['dups']}"])
     out.append("")
     out.append(table(["system", "offered/s", "delivered/s", "p50", "p99", "server CPU µs/delivery",
-                      "vs peer", "server CPU", "loadgen CPU (busiest thread)", "missing/dup"], rows))
+                      "vs peer", "server CPU", "loadgen CPU (busiest thread)", "other CPU", "missing/dup"], rows))
     if results["memory"]:
         out.append("")
         rows = []
@@ -307,13 +318,13 @@ def report(results: dict) -> str:
         rows = []
         for system, r in results["storm"].items():
             if "error" in r:
-                rows.append([SYSTEMS[system], "failed", "", "", "", ""])
+                rows.append([SYSTEMS[system], "failed", "", "", "", "", ""])
                 continue
             rows.append([SYSTEMS[system], f"{r['ready']}/{r['clients']}", f"{r['seconds']:.2f} s",
                          fmt_ms(r["p50ReadyMs"]), f"{r['serverCpuMsPerClient']:.2f} ms",
-                         f"{r['loadgenCpuSeconds']:.1f} s"])
+                         f"{r['loadgenCpuSeconds']:.1f} s", f"{r.get('otherCpuSeconds', 0):.1f} s"])
         out.append(table(["connection storm", "ready", "all ready after", "p50 ready", "server CPU per client",
-                          "loadgen CPU"], rows))
+                          "loadgen CPU", "other CPU"], rows))
     return "\n".join(out)
 
 

@@ -136,6 +136,16 @@ def cpu_ticks(pids: Sequence[int]) -> Dict[int, int]:
     return out
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of the machine spent busy since boot (``/proc/stat``): with the
+    servers' and the load generator's own, it shows what other work took during a window."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / CLK_TCK
+
+
 def rss_bytes(pids: Sequence[int]) -> int:
     total = 0
     for pid in pids:
@@ -167,6 +177,11 @@ def process_label(pid: int) -> str:
 class CpuSample:
     ticks: Dict[int, int]
     t: float
+    machine: float = field(default_factory=machine_busy_seconds)
+
+    def machine_seconds_until(self, later: "CpuSample") -> float:
+        """Busy CPU seconds of the whole machine between the two samples."""
+        return later.machine - self.machine
 
     def seconds_until(self, later: "CpuSample") -> float:
         """CPU seconds the processes used between the two samples; a process born in between
@@ -409,6 +424,16 @@ class LoadgenFailed(RuntimeError):
     pass
 
 
+#: load generators still running, stopped by :func:`close_loadgens`
+_LIVE: set = set()
+
+
+def close_loadgens() -> None:
+    """Stop every load generator still running (after an error or an interrupt)."""
+    for lg in list(_LIVE):
+        lg.close()
+
+
 class Loadgen:
     """The Node.js load generator run with one ``config``; read its events with :meth:`events`."""
 
@@ -424,6 +449,7 @@ class Loadgen:
             self.proc = subprocess.Popen([node, str(LOADGEN), cfg_path], stdout=subprocess.PIPE, stderr=err,
                                          stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, text=True,
                                          bufsize=1, start_new_session=True)
+        _LIVE.add(self)
 
     def events(self) -> Iterator[dict]:
         """Each event as the load generator prints it; raises if it fails."""
@@ -450,8 +476,15 @@ class Loadgen:
         return self.err_path.read_text(errors="replace")[-2000:]
 
     def close(self) -> None:
+        _LIVE.discard(self)
         if self.proc.poll() is None:
             stop_process(self.proc, timeout=5)
+
+    def __enter__(self) -> "Loadgen":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def loadgen_events(config: dict, workdir: Path) -> List[dict]:

@@ -70,6 +70,7 @@ def one_run(args, workdir: Path, i: int) -> dict:
         result["state"] = h.machine_state()
         return result
     finally:
+        h.close_loadgens()
         node.stop()
 
 

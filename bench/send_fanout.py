@@ -58,6 +58,7 @@ def main(argv=None) -> int:
             elif event["event"] == "burst_result":
                 r = event
     finally:
+        h.close_loadgens()
         node.stop()
         workdir.cleanup()
     cpu = marks["window_start"].seconds_until(marks["window_end"])

@@ -110,9 +110,13 @@ def summarize(runs: List[dict]) -> str:
                 f"socket.io {m['socket.io']}, @socket.io/redis-adapter {m['redis-adapter']}."]
     for r in runs:
         mm = r["machine"]
+        other = sorted(st["otherCpuPct"] for sys_ in r["rates"].values() for st in sys_.get("steps", [])
+                       if st.get("otherCpuPct") is not None)
+        busy = (f"; other work during the measured windows: median {other[len(other) // 2]:.0f}%, "
+                f"max {other[-1]:.0f}% of a core" if other else "")
         out.append(f"- run {r['start']['date']} – {r['end']['date'][11:]}: deptcast "
                    f"{mm.get('deptcast_code_commit') or mm['deptcast_commit']}, loadavg {r['start']['loadavg']} -> "
-                   f"{r['end']['loadavg']}, {r['seconds'] / 60:.1f} min")
+                   f"{r['end']['loadavg']}, {r['seconds'] / 60:.1f} min{busy}")
     p = runs[0]["params"]
     out.append(f"- {p['receivers']} receivers in one department, {p['size']}-byte messages, {p['warmup']:g} s warm-up "
                f"+ {p['duration']:g} s measured per step")

@@ -376,6 +376,10 @@ async function burst(cfg) {
 const MODES = { probe, linkprobe, rates, idle, storm, echo, burst };
 
 async function main() {
+  // never outlive the driver: a load generator left behind would load the next measurement
+  const parent = process.ppid;
+  setInterval(() => { if (process.ppid !== parent) process.exit(3); }, 500).unref();
+  process.stdout.on("error", () => process.exit(3));
   const cfg = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
   const mode = MODES[cfg.mode];
   if (!mode) throw new Error(`unknown mode ${cfg.mode}`);
