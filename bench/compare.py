@@ -352,6 +352,10 @@ def parse_args(argv=None):
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: rates, memory, storm")
     parser.add_argument("--pg", default=h.PG_URL, help="PostgreSQL for the cluster (a schema is made and dropped)")
     parser.add_argument("--redis", default=h.REDIS_URL, help="Redis for the peer's adapter")
+    parser.add_argument("--quiet-below", type=float, default=0,
+                        help="before each part, wait until the machine is under this %% of one core busy "
+                             "(other work on a shared machine); 0: do not wait")
+    parser.add_argument("--quiet-wait", type=float, default=600, help="longest wait for --quiet-below, seconds")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (small numbers, short steps)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/compare-<date>.json)")
@@ -390,6 +394,8 @@ def main(argv=None) -> int:
           f"work directory {workdir.path}", flush=True)
     failed = False
     started = time.monotonic()
+    quiet_log: List[dict] = []
+    results["quiet"] = quiet_log
     plan = []
     if "rates" not in args.skip:
         plan += [("rates", s, measure_rates) for s in args.systems]
@@ -400,6 +406,12 @@ def main(argv=None) -> int:
     try:
         for part, system, measure in plan:
             print(f"==> {part}: {SYSTEMS[system]}", flush=True)
+            if args.quiet_below:
+                t = time.monotonic()
+                busy = h.wait_quiet(args.quiet_below, args.quiet_wait)
+                waited = time.monotonic() - t
+                quiet_log.append({"part": part, "system": system, "waited": waited, "busyPct": busy})
+                print(f"    machine {busy:.0f}% busy (waited {waited:.0f}s for under {args.quiet_below:g}%)", flush=True)
             try:
                 results[part][system] = measure(system, args, workdir.path)
             except Exception as exc:  # one system failing must not lose the others' figures

@@ -146,6 +146,19 @@ def machine_busy_seconds() -> float:
     return busy / CLK_TCK
 
 
+def wait_quiet(below_pct: float, max_wait: float, sample: float = 3.0) -> float:
+    """Wait until the machine's busy CPU (over ``sample`` seconds) is under ``below_pct`` percent
+    of one core, at most ``max_wait`` seconds; return the last reading. Call it when nothing of
+    ours runs: it lets other work on a shared machine finish before a measurement."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0 = machine_busy_seconds()
+        time.sleep(sample)
+        pct = 100 * (machine_busy_seconds() - b0) / sample
+        if pct < below_pct or time.monotonic() >= deadline:
+            return pct
+
+
 def rss_bytes(pids: Sequence[int]) -> int:
     total = 0
     for pid in pids:
