@@ -380,6 +380,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    h.stop_cleanly_on_signals()
     nofile = h.raise_nofile()
     need = max(args.idle_connections, args.storm_clients, args.receivers) * 2 + 200
     if nofile < need:

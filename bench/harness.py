@@ -61,6 +61,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_cleanly_on_signals() -> None:
+    """SIGTERM (and SIGINT, which a shell ignores in background jobs) raise SystemExit, so the
+    ``finally`` blocks stop every server and load generator we started."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def raise_nofile() -> int:
     """Raise the soft open-files limit to the hard one (children inherit it); return it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

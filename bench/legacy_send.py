@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    h.stop_cleanly_on_signals()
     args.root = args.root.resolve()
     workdir = h.Workdir(keep=args.keep)
     machine = h.machine_info(args.root)

@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=100, help="message size in bytes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
+    h.stop_cleanly_on_signals()
     args.root = args.root.resolve()
     workdir = h.Workdir(keep=args.keep)
     secret = secrets.token_urlsafe(48)
