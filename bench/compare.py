@@ -158,10 +158,14 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
             elif kind == "window_end":
                 cpu1 = running.server.cpu()
                 cpu_in_window = cpu0.seconds_until(cpu1)
+                by_process = cpu0.by_label(cpu1)
                 machine_in_window = cpu0.machine_seconds_until(cpu1)
             elif kind == "step_result":
                 event["serverCpuSeconds"] = cpu_in_window
                 event["serverCpuPct"] = 100 * cpu_in_window / event["windowSeconds"]
+                # per kind of process (router, container, controller, postgres; node, redis), % of a core
+                event["serverCpuPctByProcess"] = {k: round(100 * v / event["windowSeconds"], 1)
+                                                  for k, v in by_process.items()}
                 # what the rest of the machine (other work, the kernel's softirqs) took meanwhile
                 event["otherCpuPct"] = (100 * machine_in_window / event["windowSeconds"]
                                         - event["serverCpuPct"] - event["loadgenCpuPct"])
