@@ -127,6 +127,21 @@ def start(system: str, args, workdir: Path) -> Running:
     return running
 
 
+#: every wait for a quiet machine: what for, how long, how busy it was at the end
+QUIET_LOG: List[dict] = []
+
+
+def wait_quiet(args, what: str) -> None:
+    """With --quiet-below, wait for other work on the machine to calm down before ``what``."""
+    if not args.quiet_below:
+        return
+    t = time.monotonic()
+    busy = h.wait_quiet(args.quiet_below, args.quiet_wait)
+    waited = time.monotonic() - t
+    QUIET_LOG.append({"what": what, "waited": round(waited, 1), "busyPct": round(busy, 1)})
+    print(f"    [{what}: machine {busy:.0f}% busy, waited {waited:.0f} s for under {args.quiet_below:g}%]", flush=True)
+
+
 def loadgen_kind(running: Running, args) -> str:
     return args.sio_client if running.kind == "peer" else running.kind
 
@@ -143,13 +158,18 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
             "steps": [max(1, round(rate / args.receivers)) for rate in args.rates],
             "warmup": args.warmup, "duration": args.duration, "drain": args.drain,
             "threads": args.threads, "concurrency": 50, "size": args.size,
+            "handshake": bool(args.quiet_below),
         }
         steps, opened = [], None
         cpu0 = None
         cpu_in_window = 0.0
-        for event in h.Loadgen(config, workdir).events():
+        loadgen = h.Loadgen(config, workdir, stdin=bool(args.quiet_below))
+        for event in loadgen.events():
             kind = event["event"]
-            if kind == "opened":
+            if kind == "step_ready":
+                wait_quiet(args, f"step {event['step'] + 1}")
+                loadgen.tell("go")
+            elif kind == "opened":
                 opened = event
                 if event["failures"]:
                     print(f"    {event['failures']} receivers failed to open: {event['firstFailure']}")
@@ -161,6 +181,7 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
                 by_process = cpu0.by_label(cpu1)
                 machine_in_window = cpu0.machine_seconds_until(cpu1)
             elif kind == "step_result":
+                event["quietBefore"] = QUIET_LOG[-1] if QUIET_LOG else None
                 event["serverCpuSeconds"] = cpu_in_window
                 event["serverCpuPct"] = 100 * cpu_in_window / event["windowSeconds"]
                 # per kind of process (router, container, controller, postgres; node, redis), % of a core
@@ -357,9 +378,9 @@ def parse_args(argv=None):
     parser.add_argument("--pg", default=h.PG_URL, help="PostgreSQL for the cluster (a schema is made and dropped)")
     parser.add_argument("--redis", default=h.REDIS_URL, help="Redis for the peer's adapter")
     parser.add_argument("--quiet-below", type=float, default=0,
-                        help="before each part, wait until the machine is under this %% of one core busy "
-                             "(other work on a shared machine); 0: do not wait")
-    parser.add_argument("--quiet-wait", type=float, default=600, help="longest wait for --quiet-below, seconds")
+                        help="before each part and each step, wait until the machine is under this %% of one "
+                             "core busy (other work on a shared machine); 0: do not wait")
+    parser.add_argument("--quiet-wait", type=float, default=120, help="longest wait for --quiet-below, seconds")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (small numbers, short steps)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/compare-<date>.json)")
@@ -399,8 +420,7 @@ def main(argv=None) -> int:
           f"work directory {workdir.path}", flush=True)
     failed = False
     started = time.monotonic()
-    quiet_log: List[dict] = []
-    results["quiet"] = quiet_log
+    results["quiet"] = QUIET_LOG
     plan = []
     if "rates" not in args.skip:
         plan += [("rates", s, measure_rates) for s in args.systems]
@@ -412,11 +432,7 @@ def main(argv=None) -> int:
         for part, system, measure in plan:
             print(f"==> {part}: {SYSTEMS[system]}", flush=True)
             if args.quiet_below:
-                t = time.monotonic()
-                busy = h.wait_quiet(args.quiet_below, args.quiet_wait)
-                waited = time.monotonic() - t
-                quiet_log.append({"part": part, "system": system, "waited": waited, "busyPct": busy})
-                print(f"    machine {busy:.0f}% busy (waited {waited:.0f}s for under {args.quiet_below:g}%)", flush=True)
+                wait_quiet(args, f"{part} {system}")
             try:
                 results[part][system] = measure(system, args, workdir.path)
             except Exception as exc:  # one system failing must not lose the others' figures

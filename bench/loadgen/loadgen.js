@@ -134,8 +134,16 @@ async function rates(cfg) {
 
   const sender = await openWithRetry(cfg.kind, cfg.sender, () => {}, { attempts: 10 });
   const size = cfg.size || 100;
+  // with cfg.handshake the driver says "go" on stdin before each step (it may wait for the
+  // machine to be quiet first)
+  const lines = cfg.handshake ? readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]() : null;
   for (let k = 0; k < cfg.steps.length; k++) {
     const rate = cfg.steps[k];
+    if (lines) {
+      emit({ event: "step_ready", step: k, rate });
+      const { done } = await lines.next();
+      if (done) break;
+    }
     const total = cfg.warmup + cfg.duration;
     const capacity = Math.ceil(rate * total) + 16;
     await ask(workers, { type: "step", step: k, capacity });
