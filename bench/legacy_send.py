@@ -57,6 +57,10 @@ def one_run(args, workdir: Path, i: int) -> dict:
                 result = event
         window_cpu = marks["window_start"].seconds_until(marks["window_end"])
         result["nodeCpuSeconds"] = window_cpu
+        # the rest of the machine meanwhile (other work on a shared machine shows here)
+        result["otherCpuPct"] = (100 * marks["window_start"].machine_seconds_until(marks["window_end"])
+                                 / result["windowSeconds"] - 100 * window_cpu / result["windowSeconds"]
+                                 - result["loadgenCpuPct"])
         result["cpuUsPerSend"] = window_cpu * 1e6 / result["sentInWindow"]
         result["cpuUsPerSendByProcess"] = {
             k: v * 1e6 / result["sentInWindow"]
@@ -114,7 +118,7 @@ def main(argv=None) -> int:
                   f"max {r['maxMs']} ms; node CPU {r['cpuUsPerSend']:.0f} µs/send"
                   + (f" ({r['cpuUsPerSendLessIdle']:.0f} less the idle {r['idleCpuPct']:.1f}%)" if args.baseline else "")
                   + " = " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpuUsPerSendByProcess"].items()))
-                  + f"; loadavg {r['state']['loadavg']}", flush=True)
+                  + f"; other work {r['otherCpuPct']:.0f}% of a core, loadavg {r['state']['loadavg']}", flush=True)
     finally:
         end = h.machine_state()
         out = args.out or h.BENCH / "results" / f"{args.via}_send-{time.strftime('%Y%m%d-%H%M%S')}.json"
