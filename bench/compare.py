@@ -1,7 +1,7 @@
 """deptcast side by side with Socket.IO + Redis, in one run, on this machine.
 
-    .venv/bin/python bench/compare.py                 # the full comparison (about 15 minutes)
-    .venv/bin/python bench/compare.py --quick         # a smoke run (about 2 minutes)
+    .venv/bin/python bench/compare.py                 # the full comparison (about 9 minutes)
+    .venv/bin/python bench/compare.py --quick         # a smoke run (about 1.5 minutes)
     .venv/bin/python bench/compare.py --root /path/to/other/checkout --systems wamp,peer
 
 Each system is started in turn, through its outside interfaces only (see ``harness.py``):
