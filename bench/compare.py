@@ -199,7 +199,7 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
                       f"loadgen {event['loadgenCpuPct']:.0f}%, busiest thread {busiest(event):.0%}, "
                       f"other {event['otherCpuPct']:.0f}%), missing {event['missing']}, dups {event['dups']}",
                       flush=True)
-        return {"opened": opened, "steps": steps}
+        return {"opened": opened, "steps": steps, "userTopic": running.user_topic}
     finally:
         h.close_loadgens()
         running.stop()
@@ -227,7 +227,7 @@ def measure_memory(system: str, args, workdir: Path) -> dict:
             pass
         count = opened["count"]
         result = {
-            "opened": opened, "connections": count, "rssBaseMiB": base / 2**20,
+            "opened": opened, "connections": count, "rssBaseMiB": base / 2**20, "userTopic": running.user_topic,
             "kibPerConnection": (after_open - base) / count / 1024 if count else None,
             "kibPerConnectionAfterIdle": (after_idle - base) / count / 1024 if count else None,
             "idleSeconds": args.idle_wait, "idleCpuSeconds": cpu0.seconds_until(cpu1),
@@ -261,6 +261,7 @@ def measure_storm(system: str, args, workdir: Path) -> dict:
         cpu = cpu0.seconds_until(cpu1)
         result["serverCpuSeconds"] = cpu
         result["serverCpuMsPerClient"] = cpu * 1000 / n
+        result["userTopic"] = running.user_topic
         result["otherCpuSeconds"] = machine - cpu - result["loadgenCpuSeconds"]
         print(f"    storm of {n}: {result['ready']} ready in {result['seconds']:.2f}s "
               f"(p50 {result['p50ReadyMs']:.0f} ms), {result['failures']} failed, "
