@@ -197,7 +197,8 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
                       f"p50 {fmt_ms(event['p50Ms'])}, p99 {fmt_ms(event['p99Ms'])}, "
                       f"{fmt(event['cpuUsPerDelivery'], 1)} µs CPU/delivery (server {event['serverCpuPct']:.0f}%, "
                       f"loadgen {event['loadgenCpuPct']:.0f}%, busiest thread {busiest(event):.0%}, "
-                      f"other {event['otherCpuPct']:.0f}%), missing {event['missing']}, dups {event['dups']}",
+                      f"other {event['otherCpuPct']:.0f}%), missing {event['missing']}, dups {event['dups']}"
+                      + (f", sender errors {event['senderErrors']}" if event["senderErrors"] else ""),
                       flush=True)
         return {"opened": opened, "steps": steps, "userTopic": running.user_topic}
     finally:
