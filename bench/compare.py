@@ -375,7 +375,8 @@ def parse_args(argv=None):
     parser.add_argument("--settle", type=float, default=2.0, help="seconds before memory readings")
     parser.add_argument("--threads", type=int, default=2, help="receiver threads of the load generator")
     parser.add_argument("--sio-client", choices=("sio", "sio-raw"), default="sio-raw",
-                        help="the peer's client: the Socket.IO protocol over ws (sio-raw, default) or socket.io-client (sio)")
+                        help="the peer's client: the Socket.IO protocol over ws (sio-raw, default) "
+                             "or socket.io-client (sio)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: rates, memory, storm")
     parser.add_argument("--pg", default=h.PG_URL, help="PostgreSQL for the cluster (a schema is made and dropped)")
     parser.add_argument("--redis", default=h.REDIS_URL, help="Redis for the peer's adapter")
@@ -385,7 +386,8 @@ def parse_args(argv=None):
     parser.add_argument("--quiet-wait", type=float, default=120, help="longest wait for --quiet-below, seconds")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (small numbers, short steps)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/compare-<date>.json)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results JSON (default bench/results/compare-<date>.json)")
     args = parser.parse_args(argv)
     quick = args.quick
     defaults = {"rates": "2000,4000" if quick else "10000,20000,40000,80000", "receivers": 100 if quick else 500,

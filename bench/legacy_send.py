@@ -116,7 +116,8 @@ def main(argv=None) -> int:
             print(f"run {i + 1}: {r['sentInWindow']} sends in {r['windowSeconds']:.1f}s, {r['received']}/{r['sent']} "
                   f"back, errors {r['errors'] or 0}; latency p50 {r['p50Ms']} ms, p99 {r['p99Ms']} ms, "
                   f"max {r['maxMs']} ms; node CPU {r['cpuUsPerSend']:.0f} µs/send"
-                  + (f" ({r['cpuUsPerSendLessIdle']:.0f} less the idle {r['idleCpuPct']:.1f}%)" if args.baseline else "")
+                  + (f" ({r['cpuUsPerSendLessIdle']:.0f} less the idle {r['idleCpuPct']:.1f}%)"
+                     if args.baseline else "")
                   + " = " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(r["cpuUsPerSendByProcess"].items()))
                   + f"; other work {r['otherCpuPct']:.0f}% of a core, loadavg {r['state']['loadavg']}", flush=True)
     finally:
@@ -127,7 +128,8 @@ def main(argv=None) -> int:
             k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "runs": runs}, indent=1))
         workdir.cleanup()
     if runs:
-        print(f"\n{args.via} send at {args.rate:g}/s over {len(runs)} run(s): latency p50 {span(r['p50Ms'] for r in runs)} ms, "
+        print(f"\n{args.via} send at {args.rate:g}/s over {len(runs)} run(s): "
+              f"latency p50 {span(r['p50Ms'] for r in runs)} ms, "
               f"p99 {span(r['p99Ms'] for r in runs)} ms; node CPU per send "
               f"{span(r['cpuUsPerSend'] / 1000 for r in runs)} ms"
               + (f" ({span(r['cpuUsPerSendLessIdle'] / 1000 for r in runs)} ms less idle)" if args.baseline else "")

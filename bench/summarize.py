@@ -48,7 +48,8 @@ def ratio(step: dict, peer: Dict[int, dict]) -> Optional[float]:
 
 def summarize(runs: List[dict]) -> str:
     systems = [s for s in SYSTEMS if any(s in r["rates"] and "steps" in r["rates"][s] for r in runs)]
-    rates = sorted({st["offeredPerSec"] for r in runs for s in systems for st in r["rates"].get(s, {}).get("steps", [])})
+    rates = sorted({st["offeredPerSec"] for r in runs for s in systems
+                    for st in r["rates"].get(s, {}).get("steps", [])})
     rows = []
     for rate in rates:
         row = [f"{rate:,}"]

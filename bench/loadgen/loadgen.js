@@ -227,7 +227,11 @@ async function idle(cfg) {
   async function lane() {
     while (next < cfg.clients.length) {
       const spec = cfg.clients[next++];
-      try { handles.push(await openWithRetry(cfg.kind, spec, () => {})); } catch (err) { failures.push(String(err.message || err)); }
+      try {
+        handles.push(await openWithRetry(cfg.kind, spec, () => {}));
+      } catch (err) {
+        failures.push(String(err.message || err));
+      }
     }
   }
   await Promise.all(Array.from({ length: Math.min(cfg.concurrency || 50, cfg.clients.length) }, lane));
