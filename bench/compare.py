@@ -443,6 +443,9 @@ def main(argv=None) -> int:
                 failed = True
                 traceback.print_exc()
                 results[part][system] = {"error": f"{type(exc).__name__}: {exc}"}
+    except BaseException:
+        results["aborted"] = True  # stopped part-way (a signal): summarize.py leaves it out
+        raise
     finally:
         results["end"] = h.machine_state()
         results["seconds"] = time.monotonic() - started

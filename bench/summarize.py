@@ -128,7 +128,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="+", type=Path, help="compare-*.json files")
     args = parser.parse_args(argv)
-    runs = [json.loads(p.read_text()) for p in args.results]
+    runs = []
+    for p in args.results:
+        run = json.loads(p.read_text())
+        if run.get("aborted"):
+            print(f"(leaving out {p}: the run was stopped part-way)", file=sys.stderr)
+        else:
+            runs.append(run)
     print(summarize(runs))
     return 0
 
