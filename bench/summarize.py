@@ -100,11 +100,12 @@ def summarize(runs: List[dict]) -> str:
             storm_rows.append([SYSTEMS[s], rng((v["seconds"] for v in vals), 2, " s"),
                                ms_range(v["p50ReadyMs"] for v in vals),
                                rng((v["serverCpuMsPerClient"] for v in vals), 2, " ms"),
-                               f"{sum(v['failures'] for v in vals)}"])
+                               f"{sum(v['failures'] for v in vals)}",
+                               rng((v.get("otherCpuSeconds") for v in vals), 1, " s")])
     if storm_rows:
         n = {r["params"]["storm_clients"] for r in runs}
         out += ["", table([f"storm of {'/'.join(map(str, sorted(n)))} clients", "all ready after", "p50 ready",
-                           "server CPU per client", "failed"], storm_rows)]
+                           "server CPU per client", "failed", "other work meanwhile (CPU)"], storm_rows)]
     m = runs[0]["machine"]
     out += ["", f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
                 f"{m['python']}, Node.js {m['node']}, crossbar {m['versions'].get('crossbar', '?')}, "
