@@ -577,7 +577,8 @@ def machine_info(root: Path) -> dict:
         "deptcast_commit": _run(["git", "rev-parse", "--short", "HEAD"], root),
         # the last commit that changed deptcast itself (not the benchmark)
         "deptcast_code_commit": _run(["git", "log", "-1", "--format=%h", "--", ".", ":(exclude)bench",
-                                      ":(exclude)scripts/bench", ":(exclude).gitignore"], root),
+                                      ":(exclude)scripts/bench", ":(exclude).gitignore",
+                                      ":(exclude)NOTES-*.md"], root),
         # changes to the measured code (the benchmark's own files do not count)
         "deptcast_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                      ":(exclude)bench", ":(exclude)scripts/bench"], root)),

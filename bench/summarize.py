@@ -30,13 +30,23 @@ def rng(values: Iterable[Optional[float]], digits: int = 0, unit: str = "") -> s
     return (a if a == b else f"{a}–{b}") + unit
 
 
+def _ms(v: float) -> str:
+    if v >= 1000:
+        return f"{v / 1000:.1f} s"
+    return f"{v:.1f} ms" if v < 10 else f"{v:,.0f} ms"
+
+
 def ms_range(values: Iterable[Optional[float]]) -> str:
+    """``lo–hi`` with a unit each (ms below a second, s above); one unit when they share it."""
     vals = [v for v in values if v is not None]
     if not vals:
         return "–"
-    if max(vals) >= 1000:
-        return rng([v / 1000 for v in vals], 1, " s")
-    return rng(vals, 0 if min(vals) >= 10 else 1, " ms")
+    lo, hi = _ms(min(vals)), _ms(max(vals))
+    if lo == hi:
+        return lo
+    lo_num, lo_unit = lo.split(" ")
+    hi_num, hi_unit = hi.split(" ")
+    return f"{lo_num}–{hi}" if lo_unit == hi_unit else f"{lo}–{hi}"
 
 
 def ratio(step: dict, peer: Dict[int, dict]) -> Optional[float]:
