@@ -111,7 +111,9 @@ def summarize(runs: List[dict]) -> str:
                                ms_range(v["p50ReadyMs"] for v in vals),
                                rng((v["serverCpuMsPerClient"] for v in vals), 2, " ms"),
                                f"{sum(v['failures'] for v in vals)}",
-                               rng((v.get("otherCpuSeconds") for v in vals), 1, " s")])
+                               # clamped: tick rounding makes a quiet storm's "other" slightly negative
+                               rng((max(0.0, v["otherCpuSeconds"]) if v.get("otherCpuSeconds") is not None
+                                    else None for v in vals), 1, " s")])
     if storm_rows:
         n = {r["params"]["storm_clients"] for r in runs}
         out += ["", table([f"storm of {'/'.join(map(str, sorted(n)))} clients", "all ready after", "p50 ready",
