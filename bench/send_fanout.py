@@ -1,92 +1,82 @@
-"""Benchmark: ``deptcast.send`` throughput and fan-out to WAMP subscribers on one real node.
-
-Starts a node (SQLite store, rate limit off) in a temp directory, connects SUBSCRIBERS
-sessions to one department, sends MESSAGES messages with WINDOW calls in flight, and reports
-accepted sends per second, event deliveries per second and the send-to-delivery latency.
+"""``deptcast.send`` throughput, closed loop: how fast one sender can push, and the fan-out.
 
     .venv/bin/python bench/send_fanout.py [--subscribers 50] [--messages 2000] [--window 20]
 
-The subscribers run in this process, so on a 2-core machine client and router share the CPU:
-read the figures as a floor, and compare runs on the same machine only.
+Starts a fresh 1-node deptcast (SQLite, rate limit off) through its outside interfaces
+(``harness.py``), connects SUBSCRIBERS WAMP sessions of one department (the load generator,
+``burst`` mode), and has one publisher call ``deptcast.send`` MESSAGES times with WINDOW calls in
+flight. Reports accepted sends/s (until the last call returned), deliveries/s (until the last
+subscriber had the last message), send-to-delivery latency, and the node's CPU per send and
+per delivery. Unlike ``compare.py``'s fixed offered rates, this measures the send path's
+ceiling: the sender waits for its answers.
 """
 
+from __future__ import annotations
+
 import argparse
-import statistics
+import json
+import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from twisted.internet import defer, reactor, task  # noqa: E402
-
-from components.core.tokens import issue_token  # noqa: E402
-from tests.support.nodes import TEST_SECRET, Node  # noqa: E402
-from tests.support.wamp import connect, wait_for  # noqa: E402
+import harness as h  # noqa: E402
 
 
-@defer.inlineCallbacks
-def run(args, node: Node):
-    dept = "bench"
-    latencies = []
-    received = [0]
-
-    def on_event(envelope):
-        received[0] += 1
-        latencies.append(time.time() * 1000 - envelope["ts"])
-
-    subscribers = []
-    for i in range(args.subscribers):
-        c = yield connect(node.url, issue_token(TEST_SECRET, f"sub{i}", dept))
-        yield c.subscribe(on_event, f"deptcast.dept.{dept}")
-        subscribers.append(c)
-    sender = yield connect(node.url, issue_token(TEST_SECRET, "sender", dept, "publisher"))
-    print(f"{args.subscribers} subscribers connected; sending {args.messages} messages "
-          f"({args.window} in flight) ...", flush=True)
-
-    expected = args.messages * args.subscribers
-    started = time.perf_counter()
-    sem = defer.DeferredSemaphore(args.window)
-    sends = [sem.run(sender.call, "deptcast.send", dept, f"message {i}") for i in range(args.messages)]
-    yield defer.gatherResults(sends, consumeErrors=True)
-    sent_at = time.perf_counter()
-    yield wait_for(lambda: received[0] >= expected, timeout=600, what="all deliveries")
-    done = time.perf_counter()
-
-    send_s, total_s = sent_at - started, done - started
-    latencies.sort()
-    print(f"accepted sends:   {args.messages / send_s:9.0f} /s  ({args.messages} in {send_s:.2f} s)")
-    print(f"deliveries:       {expected / total_s:9.0f} /s  ({expected} in {total_s:.2f} s)")
-    print(f"latency ms:       p50 {statistics.median(latencies):.0f}  "
-          f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.0f}  max {latencies[-1]:.0f}")
-    for c in subscribers + [sender]:
-        yield c.close()
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=h.REPO, help="the deptcast checkout to measure")
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--window", type=int, default=20)
-    args = parser.parse_args()
-    node = Node(Path(tempfile.mkdtemp(prefix="deptcast-bench-")), name="bench", env={"DEPTCAST_RATE": "0"})
-    print(f"starting a node in {node.node_dir} ...", flush=True)
-    node.start()
-    status = []
-
-    def finish(result):
-        status.append(result)
+    parser.add_argument("--window", type=int, default=20, help="calls in flight")
+    parser.add_argument("--size", type=int, default=100, help="message size in bytes")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    h.stop_cleanly_on_signals()
+    args.root = args.root.resolve()
+    workdir = h.Workdir(keep=args.keep)
+    secret = secrets.token_urlsafe(48)
+    machine = h.machine_info(args.root)
+    state = h.machine_state()
+    print(f"deptcast {machine['deptcast_commit']} at {args.root}; {state['date']}, loadavg {state['loadavg']}",
+          flush=True)
+    node = h.start_single_node(args.root, workdir.path / "node", secret)
+    try:
+        probe = h.wait_ready(node, secret, workdir.path)
+        subscribers = [{"url": node.url, "authid": f"sub{i}", "token": h.mint(secret, f"sub{i}", "bench"),
+                        "dept": "bench", "topics": [h.DEPT_TOPIC, h.ALL_TOPIC, probe["userTopic"]]}
+                       for i in range(args.subscribers)]
+        sender = {"url": node.url, "authid": "sender", "token": h.mint(secret, "sender", "hq", "publisher"),
+                  "dept": "hq"}
+        config = {"mode": "burst", "subscribers": subscribers, "sender": sender, "to": "bench",
+                  "messages": args.messages, "window": args.window, "drain": 600, "size": args.size}
+        marks, r = {}, None
+        for event in h.Loadgen(config, workdir.path).events():
+            if event["event"] in ("window_start", "window_end"):
+                marks[event["event"]] = node.cpu()
+            elif event["event"] == "burst_result":
+                r = event
+    finally:
+        h.close_loadgens()
         node.stop()
-        reactor.stop()
-
-    d = run(args, node)
-    d.addBoth(finish)
-    reactor.run()
-    if status and hasattr(status[0], "printTraceback"):
-        status[0].printTraceback()
-        sys.exit(1)
+        workdir.cleanup()
+    cpu = marks["window_start"].seconds_until(marks["window_end"])
+    print(f"{args.subscribers} subscribers, {args.messages} sends ({args.window} in flight):")
+    print(f"accepted sends:  {r['acceptedPerSec']:9,.0f} /s  ({args.messages} in {r['sendSeconds']:.2f} s)")
+    print(f"deliveries:      {r['deliveredPerSec']:9,.0f} /s  ({r['delivered']} in {r['totalSeconds']:.2f} s; "
+          f"missing {r['missing']}, errors {r['errors'] or 0})")
+    print(f"latency:         p50 {r['p50Ms']} ms, p99 {r['p99Ms']} ms, max {r['maxMs']} ms")
+    print(f"node CPU:        {cpu:.2f} s = {cpu * 1e6 / args.messages:,.0f} µs per send, "
+          f"{cpu * 1e6 / max(1, r['delivered']):.1f} µs per delivery (load generator {r['loadgenCpuPct']:.0f}%)")
+    out = h.BENCH / "results" / f"send_fanout-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "state": state, "params": {
+        k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "result": r,
+        "nodeCpuSeconds": cpu}, indent=1))
+    return 1 if r["missing"] or r["errors"] else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
