@@ -2,7 +2,7 @@
 leak internals to a client."""
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.exception import ApplicationError
@@ -75,3 +75,27 @@ def client_errors(log_prefix: str) -> Callable:
             return d.addErrback(translate)
         return wrapper
     return decorate
+
+
+@defer.inlineCallbacks
+def scan_sessions(session: Any, roles: Optional[List[str]], known: Callable[[int], bool],
+                  left: Set[int], found: Callable[[Dict[str, Any]], None]):
+    """Call ``found(info)`` for every session that joined before now, as the meta API
+    describes it: the start scan of a component that follows sessions from their join and
+    leave events.
+
+    :param roles: only sessions of these authroles (``None``: all)
+    :param known: whether the caller has a session already (from a join event that came first)
+    :param left: the sessions that left while the scan runs (the caller's leave handler adds
+        to it meanwhile): they are skipped, whenever they left
+    """
+    ids = yield (session.call("wamp.session.list", roles) if roles is not None else session.call("wamp.session.list"))
+    for sid in ids:
+        if sid in left or known(sid):
+            continue
+        try:
+            info = yield session.call("wamp.session.get", sid)
+        except ApplicationError:
+            continue  # left in the meantime
+        if sid not in left:
+            found(info)

@@ -35,7 +35,7 @@ from components.service.health import StoreProbe
 from components.service.retention import Pruner, retention_text
 from components.service.runtime import runtime
 from components.wamp import worker
-from components.wamp.base import NodeComponent
+from components.wamp.base import NodeComponent, scan_sessions
 
 #: the WAMP close reason a stopping node says goodbye with (the WAMP spec's own URI)
 SHUTDOWN_REASON = names.CLOSE_GOING_AWAY
@@ -142,15 +142,7 @@ class OperationsComponent(NodeComponent):
     @inlineCallbacks
     def _scan(self):
         """Take in the sessions and subscriptions that were there before this component."""
-        for sid in (yield self.call("wamp.session.list")):
-            if sid in self._scan_left or self._census.knows(sid):
-                continue
-            try:
-                info = yield self.call("wamp.session.get", sid)
-            except ApplicationError:
-                continue  # left in the meantime
-            if sid not in self._scan_left:
-                self._on_join(info)
+        yield scan_sessions(self, None, self._census.knows, self._scan_left, self._on_join)
         self._scan_left = None
         subscriptions = yield self.call("wamp.subscription.list")
         for sub_id in subscriptions.get("exact", []):

@@ -26,7 +26,6 @@ from its own node.
 
 from typing import Any, Dict, Hashable, List, Optional, Set
 
-from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions, RegisterOptions
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -38,7 +37,7 @@ from components.core.presence import (Change, PresenceBook, check_dept, forget_p
                                       parse_internal)
 from components.core.settings import Settings
 from components.service.runtime import runtime
-from components.wamp.base import NodeComponent, client_errors
+from components.wamp.base import NodeComponent, client_errors, scan_sessions
 from components.wamp.callers import Callers
 
 #: seconds before the first repeat of a snapshot request, and the most between two
@@ -108,16 +107,9 @@ class PresenceComponent(NodeComponent):
     @inlineCallbacks
     def _scan(self):
         """Take in the client and link sessions that joined before this component."""
-        ids = yield self.call("wamp.session.list", list(CLIENT_ROLES) + [RLINK_ROLE])
-        for sid in ids:
-            if sid in self._scan_left or self._book.has_session(sid) or sid in self._links:
-                continue
-            try:
-                info = yield self.call("wamp.session.get", sid)
-            except ApplicationError:
-                continue  # left in the meantime
-            if sid not in self._scan_left:
-                self._on_session_join(info, announce_links=False)
+        yield scan_sessions(self, list(CLIENT_ROLES) + [RLINK_ROLE],
+                            lambda sid: self._book.has_session(sid) or sid in self._links, self._scan_left,
+                            lambda info: self._on_session_join(info, announce_links=False))
         self._scan_left = None
 
     def _on_session_join(self, info: Dict[str, Any], *args, announce_links: bool = True, **kwargs) -> None:

@@ -25,7 +25,7 @@ from components.ops.cli import main as cli_main
 from components.ops.cluster import (PROXY_TIMEOUT_S, RLINK_PATH, NodeSpec, check_cluster,
                                 init_cluster, nginx_config, parse_node_spec)
 from components.ops.nodeconfig import COMPONENT_CLASSES
-from tests.support.cluster import NGINX, Cluster, ListenProcess, Subscriber, wait_links_carry
+from tests.support.cluster import NGINX, Cluster, ListenProcess, Sender, Subscriber, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import REPO, Node, free_port, token
 from tests.support.pg import pg_schema
@@ -479,44 +479,6 @@ def test_presence_is_the_same_on_every_node_and_follows_a_killed_node(cluster):
 DOWN_SECONDS = 4.0
 
 
-class Sender:
-    """Sends to one department via one node, as fast as the node answers, reconnecting
-    straight to that node when its connection drops. Accepted envelopes are recorded."""
-
-    def __init__(self, cluster, via: str, dept: str) -> None:
-        self.cluster = cluster
-        self.via = via
-        self.dept = dept
-        self.accepted = []
-        self.failed = 0
-        self.client = None
-        self.running = True
-        self.latencies = []  # (monotonic send time, seconds until accepted)
-
-    @defer.inlineCallbacks
-    def run(self):
-        n = 0
-        while self.running:
-            if self.client is None or not self.client.is_attached():
-                try:
-                    self.client = yield connect(self.cluster.nodes[self.via].url,
-                                                token(f"sender-{self.via}", "ops", "publisher"), timeout=5)
-                except Exception:
-                    yield task.deferLater(reactor, 0.1, lambda: None)
-                    continue
-            n += 1
-            began = reactor.seconds()
-            try:
-                env = yield self.client.call(names.PROC_SEND, self.dept, f"{self.via}#{n}")
-            except Exception:
-                self.failed += 1  # not accepted (node down, or its api not registered yet)
-                yield task.deferLater(reactor, 0.05, lambda: None)
-                continue
-            self.accepted.append(env)
-            self.latencies.append((began, reactor.seconds() - began))
-            yield task.deferLater(reactor, 0.05, lambda: None)  # under the 20/s rate limit per user
-
-
 @pytest.mark.parametrize("victim,sig", [("n2", signal.SIGTERM), ("n3", signal.SIGKILL)],
                          ids=["sigterm", "sigkill"])
 @pytest_twisted.inlineCallbacks
@@ -575,7 +537,7 @@ def _restart_scenario(cluster, victim, sig, hold: bool):
         yield wait_links_carry(cluster, [names.dept_topic(dept), names.TOPIC_ALL, names.user_topic(dept, "listener")]
                                + [names.user_topic(dept, f"s{i}") for i in range(30)])
 
-        senders = {name: Sender(cluster, name, dept) for name in cluster.nodes}
+        senders = {name: Sender(n.url, f"sender-{name}", dept) for name, n in cluster.nodes.items()}
         runs = [s.run() for s in senders.values()]
         try:
             yield task.deferLater(reactor, 1.5, lambda: None)

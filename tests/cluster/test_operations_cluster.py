@@ -22,7 +22,7 @@ from twisted.internet import defer, reactor, task, threads
 from components.client.tx import Client
 from components.core import names
 from components.ops.cluster import NodeSpec, init_cluster, nginx_config
-from tests.support.cluster import NGINX, Cluster, Subscriber, wait_links_carry
+from tests.support.cluster import NGINX, Cluster, Sender, Subscriber, wait_links_carry
 from tests.support.nodes import token, wait_until
 from tests.support.pg import pg_schema
 from tests.support.wamp import connect, wait_for
@@ -148,39 +148,6 @@ class TimedSubscriber(Subscriber):
         return "history" if msg_id in self.client.stats.history_ids else "live"
 
 
-class Sender:
-    """Sends to one department through the balancer, as fast as answers come (under the rate
-    limit), reconnecting through the balancer when its node goes."""
-
-    def __init__(self, url: str, user: str, dept: str) -> None:
-        self.url, self.user, self.dept = url, user, dept
-        self.accepted = []       # (started, answered, envelope)
-        self.failed = 0
-        self.running = True
-        self.client = None
-
-    @defer.inlineCallbacks
-    def run(self):
-        n = 0
-        while self.running:
-            if self.client is None or not self.client.is_attached():
-                try:
-                    self.client = yield connect(self.url, token(self.user, "ops", "publisher"), timeout=5)
-                except Exception:
-                    yield task.deferLater(reactor, 0.1, lambda: None)
-                    continue
-            n += 1
-            started = time.time()
-            try:
-                env = yield self.client.call(names.PROC_SEND, self.dept, f"{self.user}#{n}")
-            except Exception:
-                self.failed += 1
-                yield task.deferLater(reactor, 0.05, lambda: None)
-                continue
-            self.accepted.append((started, time.time(), env))
-            yield task.deferLater(reactor, 0.1, lambda: None)
-
-
 @pytest_twisted.inlineCallbacks
 def test_rolling_restart_under_load_loses_and_duplicates_nothing(cluster):
     yield threads.deferToThread(wait_until, lambda: all(n.is_ready("healthy") for n in cluster.nodes.values()),
@@ -191,7 +158,7 @@ def test_rolling_restart_under_load_loses_and_duplicates_nothing(cluster):
     first_nodes = [node_of(cluster, s.client) for s in subs]
     assert set(first_nodes) == {"n1", "n2", "n3"}
     yield wait_links_carry(cluster, [names.dept_topic(dept)])
-    senders = [Sender(cluster.url, f"roller{i}", dept) for i in range(3)]
+    senders = [Sender(cluster.url, f"roller{i}", dept, pause=0.1) for i in range(3)]
     runs = [s.run() for s in senders]
     yield task.deferLater(reactor, 2.0, lambda: None)
     started = time.time()
@@ -218,9 +185,9 @@ def test_rolling_restart_under_load_loses_and_duplicates_nothing(cluster):
     yield wait_for(lambda: not any(s.gaps() for s in subs), 30, "every subscriber to fill its seq gaps")
     yield task.deferLater(reactor, 0.5, lambda: None)
 
-    accepted = {env["id"]: began for s in senders for began, _, env in s.accepted}
+    accepted = {env["id"]: began for s in senders for (began, _), env in zip(s.latencies, s.accepted)}
     accepted[marker["id"]] = marker_at
-    send_waits = [answered - began for s in senders for began, answered, _ in s.accepted]
+    send_waits = [waited for s in senders for _, waited in s.latencies]
     delays = []
     for s in subs:
         got = [e["id"] for e in s.received]

@@ -18,10 +18,11 @@ from typing import Any, Dict, List, Optional, Set
 from twisted.internet import defer, reactor, task
 
 from components.client.tx import Client
+from components.core import names
 from components.core.names import RLINK_ROLE
 from components.ops.cluster import ClusterLayout, NodeSpec, init_cluster
-from tests.support.nodes import Node, free_port, wait_until
-from tests.support.wamp import connect_inspector
+from tests.support.nodes import Node, free_port, token, wait_until
+from tests.support.wamp import connect, connect_inspector
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -187,6 +188,48 @@ class Subscriber:
 
     def close(self) -> defer.Deferred:
         return self.client.stop()
+
+
+class Sender:
+    """A publisher that sends to one department as fast as the node answers (pausing
+    ``pause`` s between sends, under the rate limit), reconnecting to ``url`` whenever its
+    connection drops, until ``running`` is set false.
+
+    :ivar accepted: the envelopes of the accepted sends, in order
+    :ivar latencies: for each of them, (reactor time it was sent, seconds until accepted)
+    :ivar failed: sends that were not accepted (node down, or not serving yet)
+    """
+
+    def __init__(self, url: str, user: str, dept: str, pause: float = 0.05) -> None:
+        self.url, self.user, self.dept, self.pause = url, user, dept, pause
+        self.accepted: List[Dict[str, Any]] = []
+        self.latencies: List[Any] = []
+        self.failed = 0
+        self.client = None
+        self.running = True
+
+    @defer.inlineCallbacks
+    def run(self):
+        n = 0
+        while self.running:
+            if self.client is None or not self.client.is_attached():
+                try:
+                    self.client = yield connect(self.url, token(self.user, "ops", "publisher"), timeout=5)
+                except Exception:
+                    yield task.deferLater(reactor, 0.1, lambda: None)
+                    continue
+            n += 1
+            began = reactor.seconds()
+            try:
+                env = yield self.client.call(names.PROC_SEND, self.dept, f"{self.user}#{n}")
+            except Exception:
+                self.failed += 1
+                yield task.deferLater(reactor, 0.05, lambda: None)
+                continue
+            self.accepted.append(env)
+            self.latencies.append((began, reactor.seconds() - began))
+            yield task.deferLater(reactor, self.pause, lambda: None)
+        self.client = None
 
 
 class ListenProcess:

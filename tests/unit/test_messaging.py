@@ -135,7 +135,7 @@ class GateTests(MessageServiceTestCase):
 
     def test_sends_wait_for_the_gate_and_then_go_in_order(self):
         first = self.service.send(BOB, "hr", "first")
-        second = self.service.send(BOSS, "All", "second")
+        self.service.send(BOSS, "All", "second")
         self.assertEqual(self.store.appends, [])
         self.assertNoResult(first)
         self.gate.open()
