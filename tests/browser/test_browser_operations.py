@@ -176,6 +176,35 @@ def test_a_cache_older_than_retention_resumes_from_what_is_kept_without_looping(
     assert wire.sockets == 1
 
 
+def test_a_first_visit_reads_an_older_topic_from_what_retention_kept(retention_node, open_page):
+    """Nothing cached: the newest page (3) holds only department notices; the direct messages,
+    older than that page, lost their first 3 to retention. Reading them from seq 0 is refused
+    (``pruned``): the page finds where they are kept from and shows those, once."""
+    node = retention_node
+    dept, user = "ret2", "uma"
+    user_topic = f"deptcast.user.{dept}_{user}"
+    sam = token("sam", "ops", "publisher")
+    send_via_wamp(node.url, sam, [(f"{dept}_{user}", f"direct {i}") for i in range(1, 7)])
+    send_via_wamp(node.url, sam, [(dept, f"notice {i}") for i in range(1, 11)])
+    wait_until(lambda: kept_seqs(node, f"deptcast.dept.{dept}") == [8, 9, 10] and kept_seqs(node, user_topic) == [4, 5, 6],
+               30, "retention to keep the newest 3 of each topic")
+    wire = Wire()
+    page = open_page(base_url(node) + "#token=" + token(user, dept), setup=wire.setup)
+    wait_connected(page)
+    expect_timeline(page, ["notice 10", "notice 9", "notice 8", "direct 6", "direct 5", "direct 4"])
+    dept_topic, all_topic = f"deptcast.dept.{dept}", "deptcast.all"
+    assert wire.asked() == [
+        ("latest", 3),                                                 # notices 8-10
+        ({dept_topic: 10, all_topic: 0, user_topic: 0}, PRUNED),       # direct 1-3 are gone
+        ({all_topic: 0}, 0),
+        ({user_topic: 0}, PRUNED), ({user_topic: 1}, PRUNED),
+        ({user_topic: 3}, 1), ({user_topic: 2}, PRUNED),               # kept from seq 4
+        ({dept_topic: 10, all_topic: 0, user_topic: 3}, 3),
+        ({dept_topic: 10, all_topic: 0, user_topic: 6}, 0),
+    ], wire.asked()
+    assert wire.sockets == 1
+
+
 # ---- the history rate limit -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
