@@ -30,12 +30,12 @@
 //    older than what the node keeps; asking again fails the same way) stops asking for the
 //    gone range. The client asks ``{latest: true}`` once and delivers, for the read's topics,
 //    what is new in it; each topic shown takes its highest seq there as its position (as on a
-//    first visit). Then it reads on by position. If that is refused with ``pruned`` again, a
-//    topic the newest page did not show is behind (its kept messages, if any, are older than
-//    the page): for each such topic it asks its position alone (``limit`` 1), and if that is
-//    refused, the first position the node accepts, doubling the step and then halving it
-//    (the node accepts exactly the positions at or past what it removed); the topic moves
-//    there and its kept messages are read from history.
+//    first visit). Then it reads on by position. Refused again right after a newest page (a
+//    first visit's too), a topic that page did not show is behind (its kept messages, if any,
+//    are older than the page): for each such topic it asks its position alone (``limit`` 1)
+//    and, if that is refused, the first position the node accepts, doubling the step and then
+//    halving it (the node accepts exactly the positions at or past what it removed); the
+//    topic moves there and its kept messages are read from history.
 // 8. ``deptcast.error.rate_limited`` on a history call: wait (the error's ``retry_after``,
 //    else 1 s) and ask the same again, on the same connection.
 
