@@ -135,6 +135,7 @@ function clearTimeline() {
   page.items.clear();
   $("timeline").replaceChildren();
   $("timeline-empty").hidden = false;
+  $("timeline-pruned").hidden = true;
 }
 
 /** The node accepted a token of ``me``: show its cached timeline and resume from its positions. */
@@ -154,6 +155,12 @@ function accept(me) {
     deliver: show,
     busy: (busy) => $("timeline").setAttribute("aria-busy", String(busy)), // one announcement per catch-up
     warn: (text) => console.warn(`deptcast: ${text}`),
+    onPruned: (reason) => {
+      // the node's retention removed messages after this page's position: it goes on from
+      // the newest page (catchup.js); say so once, in words, not the node's reason
+      if ($("timeline-pruned").hidden) console.info(`deptcast: ${reason || "deptcast.error.pruned"}`);
+      $("timeline-pruned").hidden = false;
+    },
   });
 }
 
@@ -234,6 +241,7 @@ function setConnectionText(state, text) {
 
 function showConnection(state, info) {
   let text = STATE_TEXT[state];
+  if (state === RECONNECTING && info.goingAway) text = "Server restarting: reconnecting…";
   if ((state === CONNECTING || state === RECONNECTING) && !navigator.onLine) {
     // retrying is pointless until the device has a network again ("online" retries at once)
     setConnectionText(OFFLINE, "Offline: no network; reconnects when it is back");

@@ -26,6 +26,18 @@
 // 5. Whatever is delivered at once goes out in id order (ids sort in send order). An envelope
 //    without seq (stored before seq existed) is delivered once by id and never held.
 // 6. A lost connection drops the held events and any read under way; the next join reads them.
+// 7. Retention: a ``{positions}`` read refused with ``deptcast.error.pruned`` (a position is
+//    older than what the node keeps; asking again fails the same way) stops asking for the
+//    gone range. The client asks ``{latest: true}`` once and delivers, for the read's topics,
+//    what is new in it; each topic shown takes its highest seq there as its position (as on a
+//    first visit). Then it reads on by position. Refused again right after a newest page (a
+//    first visit's too), a topic that page did not show is behind (its kept messages, if any,
+//    are older than the page): for each such topic it asks its position alone (``limit`` 1)
+//    and, if that is refused, the first position the node accepts, doubling the step and then
+//    halving it (the node accepts exactly the positions at or past what it removed); the
+//    topic moves there and its kept messages are read from history.
+// 8. ``deptcast.error.rate_limited`` on a history call: wait (the error's ``retry_after``,
+//    else 1 s) and ask the same again, on the same connection.
 
 import { compareIds, isEnvelope, seqOf, topicOf } from "./timeline.js";
 
@@ -42,8 +54,41 @@ export const GAP_RETRY_MS = 5000;
 /** How many ids of envelopes without seq are remembered to deliver each once. */
 const SEQLESS_MEMORY = 2000;
 
+/** A history position older than what the node's retention kept (rule 7). */
+export const PRUNED = "deptcast.error.pruned";
+
+/** Too many history calls: wait and ask again (rule 8). */
+export const RATE_LIMITED = "deptcast.error.rate_limited";
+
+/** The wait after ``rate_limited`` when the error says nothing (no ``retry_after``). */
+export const RATE_LIMIT_WAIT_MS = 1000;
+
+/** The longest wait a ``retry_after`` may ask for (a larger one is taken as this). */
+const MAX_RETRY_AFTER_MS = 60000;
+
+/** How many ``pruned`` refusals in a row (no page delivered between) before giving up the
+ * read: a node that keeps refusing every position is broken, and the connection is made again. */
+const MAX_PRUNED_IN_A_ROW = 8;
+
+/** The largest seq (JSON numbers are exact up to here). */
+const MAX_SEQ = Number.MAX_SAFE_INTEGER;
+
 /** A history read abandoned because its connection is gone. */
 class Abandoned extends Error {}
+
+/** The error URI of a failed call (autobahn-js rejects with an ``autobahn.Error``: ``error``,
+ * ``args``, ``kwargs``), or null. */
+export function errorUri(err) {
+  return err && typeof err.error === "string" ? err.error : null;
+}
+
+/** How long to wait, in ms, after a ``rate_limited`` refusal: its ``retry_after`` (seconds)
+ * if it carries a usable one, else :data:`RATE_LIMIT_WAIT_MS`. */
+export function rateLimitWait(err) {
+  const after = err && err.kwargs ? err.kwargs.retry_after : undefined;
+  if (typeof after !== "number" || !Number.isFinite(after) || after <= 0) return RATE_LIMIT_WAIT_MS;
+  return Math.min(MAX_RETRY_AFTER_MS, after * 1000);
+}
 
 /**
  * Positions for a cache written before positions were stored (a list of envelopes, possibly
@@ -88,10 +133,12 @@ export class Recovery {
    * @param {(handle: any) => void} [options.cancel] clearTimeout
    * @param {(busy: boolean) => void} [options.busy] told when a history read starts and ends
    * @param {(text: string) => void} [options.warn]
+   * @param {(reason: string) => void} [options.onPruned] told when the node said that messages
+   *   after a position are no longer kept (rule 7), with the node's reason
    */
   constructor({
     topics, positions = null, deliver, schedule = (fn, ms) => setTimeout(fn, ms),
-    cancel = (handle) => clearTimeout(handle), busy = () => {}, warn = () => {},
+    cancel = (handle) => clearTimeout(handle), busy = () => {}, warn = () => {}, onPruned = () => {},
     graceMs = GAP_GRACE_MS, retryMs = GAP_RETRY_MS, pageSize = HISTORY_PAGE,
   }) {
     this.topics = [...topics];
@@ -108,6 +155,7 @@ export class Recovery {
     this.cancel = cancel;
     this.busy = busy;
     this.warn = warn;
+    this.onPruned = onPruned;
     this.graceMs = graceMs;
     this.retryMs = retryMs;
     this.pageSize = pageSize;
@@ -118,6 +166,8 @@ export class Recovery {
     this.joining = false;
     this.filling = false;
     this.timer = null;
+    this.prunedCount = 0; // pruned refusals met
+    this.rateLimitedCount = 0; // rate_limited refusals waited out
   }
 
   /** The positions to store, or null while none are known (before a first join). */
@@ -148,12 +198,13 @@ export class Recovery {
     this.busy(true);
     try {
       await subscribe();
+      let shown = null;
       if (this.first) {
         const rows = await this._call(generation, { latest: true, limit: this.pageSize });
-        this._deliverLatest(rows);
+        shown = this._deliverNewest(rows, this.topics);
         this.first = false;
       }
-      await this._read(generation, this.topics);
+      await this._read(generation, this.topics, shown);
     } catch (err) {
       if (err instanceof Abandoned) return false;
       if (generation === this.generation) {
@@ -212,24 +263,59 @@ export class Recovery {
 
   // ---- internals ------------------------------------------------------------------------
 
+  /** One deptcast.history call on the current connection; ``rate_limited`` is waited out
+   * and asked again (rule 8). */
   async _call(generation, kwargs) {
-    if (generation !== this.generation || !this.history) throw new Abandoned();
-    let rows;
-    try {
-      rows = await this.history(kwargs);
-    } catch (err) {
-      if (generation !== this.generation) throw new Abandoned(); // failed because the connection went
-      throw err;
+    for (;;) {
+      if (generation !== this.generation || !this.history) throw new Abandoned();
+      let rows;
+      try {
+        rows = await this.history(kwargs);
+      } catch (err) {
+        if (generation !== this.generation) throw new Abandoned(); // failed because the connection went
+        if (errorUri(err) !== RATE_LIMITED) throw err;
+        this.rateLimitedCount += 1;
+        await this._sleep(rateLimitWait(err));
+        continue;
+      }
+      if (generation !== this.generation) throw new Abandoned();
+      return Array.isArray(rows) ? rows : [];
     }
-    if (generation !== this.generation) throw new Abandoned();
-    return Array.isArray(rows) ? rows : [];
   }
 
-  /** Ask ``{positions}`` for ``topics`` page by page until an empty answer. */
-  async _read(generation, topics) {
+  _sleep(ms) {
+    return new Promise((resolve) => this.schedule(resolve, ms));
+  }
+
+  /**
+   * Ask ``{positions}`` for ``topics`` page by page until an empty answer (a short page is not
+   * the end: the node bounds pages by bytes too). ``shown``: the topics of a newest page read
+   * just before (rule 7), or null.
+   */
+  async _read(generation, topics, shown = null) {
+    let refusals = 0;
     for (;;) {
       const positions = Object.fromEntries(topics.map((t) => [t, this.pos.get(t)]));
-      const rows = await this._call(generation, { positions, limit: this.pageSize });
+      let rows;
+      try {
+        rows = await this._call(generation, { positions, limit: this.pageSize });
+      } catch (err) {
+        if (errorUri(err) !== PRUNED) throw err;
+        refusals += 1;
+        this.prunedCount += 1;
+        if (refusals > MAX_PRUNED_IN_A_ROW) throw err;
+        this.onPruned(Array.isArray(err.args) && typeof err.args[0] === "string" ? err.args[0] : "");
+        if (shown === null) {
+          const newest = await this._call(generation, { latest: true, limit: this.pageSize });
+          shown = this._deliverNewest(newest, topics);
+        } else {
+          await this._findKept(generation, topics.filter((t) => !shown.has(t)));
+          shown = null;
+        }
+        continue;
+      }
+      shown = null;
+      refusals = 0;
       if (!rows.length) return;
       if (!this._deliverHistory(rows)) {
         // an answer that moves no position would be asked again for ever
@@ -239,20 +325,61 @@ export class Recovery {
     }
   }
 
-  _deliverLatest(rows) {
+  /**
+   * A newest page (``latest: true``): deliver, for ``topics``, what lies past their positions;
+   * each topic shown takes its highest seq in the page as its position. Returns the topics
+   * shown.
+   */
+  _deliverNewest(rows, topics) {
+    const wanted = new Set(topics);
+    const shown = new Set();
     const out = [];
     for (const env of rows) {
       const topic = topicOf(env);
-      if (!this.covers(topic)) continue;
+      if (!wanted.has(topic) || !this.covers(topic)) continue;
       const seq = seqOf(env);
       if (seq === null) {
         out.push(...this._unseenSeqless([env]));
-      } else if (seq > this.pos.get(topic)) {
+        continue;
+      }
+      shown.add(topic);
+      if (seq > this.pos.get(topic)) {
         this.pos.set(topic, seq);
         out.push(env);
       }
     }
     this._deliver(out);
+    return shown;
+  }
+
+  /**
+   * Rule 7, for topics a newest page did not show: for each, ask its position alone; if the node
+   * refuses it as pruned, find the first position it accepts (the seq up to which retention
+   * removed the topic's messages) and move there.
+   */
+  async _findKept(generation, topics) {
+    for (const topic of topics) {
+      let refused = null; // the highest position refused as pruned
+      let accepted = null; // the lowest position accepted
+      const probe = async (seq) => {
+        try {
+          await this._call(generation, { positions: { [topic]: seq }, limit: 1 });
+          accepted = seq;
+        } catch (err) {
+          if (errorUri(err) !== PRUNED) throw err;
+          refused = seq;
+        }
+      };
+      await probe(this.pos.get(topic));
+      if (accepted !== null) continue; // this topic's position is kept
+      for (let step = 1; accepted === null; step *= 2) {
+        if (refused + step > MAX_SEQ) throw new Error(`${topic}: the node refuses every position as pruned`);
+        await probe(refused + step);
+      }
+      while (accepted - refused > 1) await probe(Math.floor((refused + accepted) / 2));
+      this.warn(`${topic}: seq ${this.pos.get(topic) + 1}..${accepted} are no longer kept; going on`);
+      this.pos.set(topic, accepted);
+    }
   }
 
   /** Deliver a history page; true if a position moved. */

@@ -4,7 +4,8 @@
 // autobahn's own auto-reconnect is switched off (max_retries: 0) and every attempt uses a
 // fresh connection, because autobahn stops retrying for good when the router says
 // GOODBYE (as Crossbar does when it shuts down), and because the page wants to retry at
-// once when the browser comes back online.
+// once when the browser comes back online, or when a draining node says GOODBYE with
+// ``wamp.close.system_shutdown`` (within half a second, spread at random).
 //
 // No import of autobahn here: the page hands in ``connect`` (options => an autobahn
 // Connection), so this module runs under node's test runner with a stand-in.
@@ -13,6 +14,14 @@ export const CONNECTING = "connecting";
 export const CONNECTED = "connected";
 export const RECONNECTING = "reconnecting";
 export const OFFLINE = "offline";
+
+/** The reason of the GOODBYE a draining node sends (SIGTERM, a rolling restart): go elsewhere
+ * now. The balancer sends the new connection to another node. */
+export const GOING_AWAY = "wamp.close.system_shutdown";
+
+/** After GOING_AWAY, the new attempt goes within this many seconds, at a random point, so that
+ * a node's pages do not all reach the balancer in the same millisecond. */
+export const GOING_AWAY_SPREAD = 0.5;
 
 /** Refusals that the same token would meet again: stop and ask for a new sign-in. */
 export const REFUSALS = new Set([
@@ -58,12 +67,15 @@ export class Link {
    *   lost or stopped), told before the new state
    * @param {(fn: () => void, ms: number) => any} [options.schedule] a timer (setTimeout)
    * @param {(handle: any) => void} [options.cancel] clearTimeout
+   * @param {() => number} [options.random] Math.random
    */
   constructor({
     url, realm, token, onJoin, onState, connect, onLost = () => {}, retry = {},
     schedule = (fn, ms) => setTimeout(fn, ms), cancel = (handle) => clearTimeout(handle),
+    random = Math.random,
   }) {
     this.connect = connect;
+    this.random = random;
     this.onLost = onLost;
     this.schedule = schedule;
     this.cancel = cancel;
@@ -175,10 +187,19 @@ export class Link {
         this._set(OFFLINE, { refusal, message: details.message || "" });
         return true;
       }
-      const delay = retryDelay(this.attempt, this.retry);
-      this.attempt += 1;
+      const goingAway = refusal === GOING_AWAY;
+      let delay;
+      if (goingAway) {
+        // the node is stopping and asks its clients to go elsewhere: now, not after the
+        // back-off meant for a node that failed (which starts afresh if this attempt fails)
+        delay = GOING_AWAY_SPREAD * this.random();
+        this.attempt = 0;
+      } else {
+        delay = retryDelay(this.attempt, this.retry);
+        this.attempt += 1;
+      }
       this._set(this.everJoined ? RECONNECTING : CONNECTING,
-        { retryIn: delay, lost: reason, error: this.lastError });
+        { retryIn: delay, lost: reason, error: this.lastError, goingAway });
       this.lastError = null;
       this.timer = this.schedule(() => {
         this.timer = null;

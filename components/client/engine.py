@@ -14,7 +14,7 @@ import functools
 import inspect
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import txaio
 from autobahn.wamp.exception import ApplicationError, TransportLost
@@ -22,10 +22,11 @@ from autobahn.wamp.interfaces import IAuthenticator
 
 from components.core import names
 from components.core.errors import INVALID_TOKEN, TOKEN_EXPIRED
-from components.core.recovery import (GAP_GRACE, HISTORY_PAGE, START_PAGE, Envelope, Recovery, StartSearch,
-                                      backoff, envelope_key, fresh_start)
-from components.client.errors import (ConnectionLost, DeptcastError, InvalidFrame, NotAuthorized, Unavailable,
-                                      error_for)
+from components.core.recovery import (GAP_GRACE, HISTORY_PAGE, MAX_PRUNED_IN_A_ROW, START_PAGE, Envelope,
+                                      KeptSearch, Recovery, StartSearch, backoff, envelope_key, fresh_start,
+                                      rate_limit_wait)
+from components.client.errors import (ConnectionLost, DeptcastError, InvalidFrame, NotAuthorized, Pruned,
+                                      RateLimited, Unavailable, error_for)
 from components.client.state import PositionStore, StateError
 
 #: a token, or a function that returns one (or an awaitable of one), asked on every connect
@@ -121,6 +122,9 @@ class Stats:
     :ivar skipped: seqs given up on (history did not have them)
     :ivar joins: sessions joined (the first one included)
     :ivar reconnects: sessions joined after the first
+    :ivar pruned: history reads refused because a position was older than what the node's
+        retention kept (``deptcast.error.pruned``): the client went on from the newest page
+    :ivar rate_limited: history calls refused as ``rate_limited``, waited out and made again
     :ivar history_ids: the ids of the last 1000 envelopes that history brought first
     """
 
@@ -134,6 +138,8 @@ class Stats:
     skipped: int = 0
     joins: int = 0
     reconnects: int = 0
+    pruned: int = 0
+    rate_limited: int = 0
     history_ids: "deque[str]" = field(default_factory=lambda: deque(maxlen=1000))
 
 
@@ -194,6 +200,8 @@ class Engine:
         self._stopping = False
         self._connection_listeners: List[Callable[[bool, Any], None]] = []
         self._replayed = False
+        #: the generation (session) whose first rate-limited history call was logged at info
+        self._rate_limit_logged: Optional[int] = None
 
     # -- what the front ends ask
 
@@ -369,9 +377,12 @@ class Engine:
         if generation != self._generation:
             return
         self.recovery.begin_join()  # live events wait until the join's read is done
-        if self.recovery.unknown() and not await self._start(session, generation):
-            return  # lost meanwhile: the next join starts again
-        if await self._fill(session, generation, None, join=True):
+        shown: Optional[Set[str]] = None
+        if self.recovery.unknown():
+            shown = await self._start(session, generation)
+            if shown is None:
+                return  # lost meanwhile: the next join starts again
+        if await self._fill(session, generation, None, join=True, shown=shown):
             self._caught_up(generation)
 
     def _caught_up(self, generation: int) -> None:
@@ -404,21 +415,24 @@ class Engine:
         if positions:
             self.log.info("deptcast client: resuming after {positions}", positions=positions)
 
-    async def _start(self, session: Any, generation: int) -> bool:
+    async def _start(self, session: Any, generation: int) -> Optional[Set[str]]:
         """A topic without a saved position starts now: what history holds is from before.
-        ``False`` if the session was lost before every topic had its start."""
+        Returns the topics whose start the newest page gave (a read refused as pruned right
+        after it looks at the others), or ``None`` if the session was lost before every topic
+        had its start."""
         recovery = self.recovery
         first_start = recovery.unknown() == list(recovery.topics)
         # the newest few are shown once, even if this start is cut short and runs again
         replay = self._history if first_start and not self._replayed else 0
         page = await self._history_call(session, generation, latest=True, limit=max(replay, START_PAGE))
         if page is None:
-            return False
+            return None
         if self._first_start == "page" and first_start:
             replay = len(page)
         # the whole page says where the start is; only the topics without a position take it
         # (start_at ignores a topic that has one)
         shown, starts, newest, rest = fresh_start(page, recovery.topics, replay)
+        from_page = {t for t in starts if t in recovery.unknown()}
         rest = [t for t in rest if t in recovery.unknown()]
         if self._first_start == "page":
             starts.update({topic: 0 for topic in rest})  # read from the beginning
@@ -437,32 +451,68 @@ class Engine:
                 search.learn(envelope)
             while not search.done:
                 asked = search.next_position()
-                answer = await self._history_call(session, generation, positions={topic: asked}, limit=1)
+                try:
+                    answer = await self._history_call(session, generation, positions={topic: asked}, limit=1)
+                except Pruned:
+                    search.refused(asked)  # retention removed seq asked + 1: the start is past it
+                    continue
                 if answer is None:
-                    return False
+                    return None
                 search.answer(asked, answer)
             self._emit(recovery.start_at(topic, search.position, self._now()))
         for topic, seq in recovery.positions().items():
             self._committed.setdefault(topic, seq)
         self._save()
         self.log.info("deptcast client: starting after {positions}", positions=recovery.positions())
-        return True
+        return from_page
 
-    async def _fill(self, session: Any, generation: int, topics: Optional[List[str]], join: bool = False) -> bool:
+    async def _fill(self, session: Any, generation: int, topics: Optional[List[str]], join: bool = False,
+                    shown: Optional[Set[str]] = None) -> bool:
         """Read history past the positions of ``topics`` (all: ``None``) until an empty answer
-        (``join``: the read of a join, after which the events held meanwhile go). ``False``
-        if it did not get to the end (the session was lost, or another read is under way)."""
+        (``join``: the read of a join, after which the events held meanwhile go); a short
+        answer is not the end (the node bounds answers by bytes too). ``False`` if it did not
+        get to the end (the session was lost, or another read is under way).
+
+        A read refused as pruned (retention removed what follows a position) goes on from the
+        newest page; refused again right after it, the topics that page did not show move to
+        the first position the node accepts (``shown``: the topics of a newest page read just
+        before this read, by a first start).
+
+        :raises Pruned: after :data:`MAX_PRUNED_IN_A_ROW` refusals in a row
+        """
         if self._fill_generation == generation:
             return False  # one read at a time; the timer looks again when it is done
         self._fill_generation = generation
         recovery = self.recovery
         mark = recovery.begin_fill()
+        refusals = 0
         try:
             while True:
                 asked = {t: p for t, p in recovery.positions().items() if topics is None or t in topics}
                 if not asked:
                     break
-                page = await self._history_call(session, generation, positions=asked, limit=self._page)
+                try:
+                    page = await self._history_call(session, generation, positions=asked, limit=self._page)
+                except Pruned as refused:
+                    refusals += 1
+                    self.stats.pruned += 1
+                    if refusals > MAX_PRUNED_IN_A_ROW:
+                        raise
+                    if refusals == 1:
+                        self.log.warn("deptcast client: messages after this client's position were removed by "
+                                      "the node's retention ({reason}); going on from the newest page",
+                                      reason=refused.reason or refused.uri)
+                    if shown is None:
+                        shown = await self._newest_page(session, generation, list(asked))
+                        if shown is None:
+                            return False
+                    else:
+                        if not await self._find_kept(session, generation, [t for t in asked if t not in shown]):
+                            return False
+                        shown = None
+                    continue
+                shown = None
+                refusals = 0
                 if page is None:
                     return False
                 if not page:
@@ -480,9 +530,49 @@ class Engine:
         self._schedule()
         return True
 
+    async def _newest_page(self, session: Any, generation: int, topics: List[str]) -> Optional[Set[str]]:
+        """After a refusal as pruned: read the newest page and deliver, for ``topics``, what
+        is new in it; the topics it shows, or ``None`` if the session was lost."""
+        page = await self._history_call(session, generation, latest=True, limit=self._page)
+        if page is None:
+            return None
+        self.stats.from_history += len(page)
+        for envelope in page:
+            if isinstance(envelope, dict):
+                self._origin.setdefault(str(envelope.get("id")), "history")
+        out, shown = self.recovery.offer_newest(page, topics, self._now())
+        self._emit(out)
+        return set(shown)
+
+    async def _find_kept(self, session: Any, generation: int, topics: List[str]) -> bool:
+        """Refused as pruned right after a newest page: each topic that page did not show
+        moves to the first position the node accepts (its own position, if accepted).
+        ``False`` if the session was lost."""
+        for topic in topics:
+            search = KeptSearch(topic, self.recovery.positions()[topic])
+            while not search.done:
+                asked = search.next_position()
+                try:
+                    answer = await self._history_call(session, generation, positions={topic: asked}, limit=1)
+                except Pruned:
+                    search.refused(asked)
+                    continue
+                if answer is None:
+                    return False
+                search.accepted(asked)
+            if search.position > self.recovery.positions()[topic]:
+                self.log.info("deptcast client: {topic}: retention removed seq {first}..{last}; reading on from there",
+                              topic=topic, first=self.recovery.positions()[topic] + 1, last=search.position)
+            self._emit(self.recovery.skip_to(topic, search.position, self._now()))
+        return True
+
     async def _history_call(self, session: Any, generation: int, **kwargs: Any) -> Optional[List[Any]]:
-        """Call ``deptcast.history`` on this session, retrying ``unavailable``; ``None`` if the
-        session was replaced or lost meanwhile (the next join reads on)."""
+        """Call ``deptcast.history`` on this session, waiting out ``rate_limited`` (its
+        ``retry_after``, else 1 s) and retrying ``unavailable``; ``None`` if the session was
+        replaced or lost meanwhile (the next join reads on).
+
+        :raises Pruned: a position older than what the node's retention kept (not retried)
+        """
         attempt = 0
         while generation == self._generation and self._fatal is None:
             try:
@@ -496,6 +586,20 @@ class Engine:
                 if isinstance(error, (InvalidFrame, NotAuthorized)):
                     self.fail(error)  # will not fix itself: a client and a node that disagree
                     return None
+                if isinstance(error, Pruned):
+                    if generation != self._generation:
+                        return None
+                    raise error
+                if isinstance(error, RateLimited):
+                    # a limit per user, not a fault: wait as told and ask the same again
+                    delay = rate_limit_wait(e.kwargs.get("retry_after") if e.kwargs else None)
+                    self.stats.rate_limited += 1
+                    log = self.log.info if self._rate_limit_logged != generation else self.log.debug
+                    self._rate_limit_logged = generation
+                    log("deptcast client: history calls are rate-limited; asking again in {delay:.2f} s",
+                        delay=delay)
+                    await self._sleep(delay)
+                    continue
                 self.log.info("deptcast client: history refused ({error}); retrying", error=str(error))
                 await self._sleep(backoff(attempt, base=0.5, cap=10.0))
                 attempt += 1

@@ -61,8 +61,15 @@ class TooLarge(DeptcastError):
 
 
 class RateLimited(DeptcastError):
-    """Too many sends in a burst: slow down."""
+    """Too many sends (or history calls) in a burst: slow down."""
     URI = errors.RATE_LIMITED
+
+
+class Pruned(DeptcastError):
+    """A history position older than what the node's retention kept: not a retry (the same
+    request fails the same way). The client handles it itself: it goes on from the newest
+    page (see :mod:`components.core.recovery`)."""
+    URI = errors.PRUNED
 
 
 class Unavailable(DeptcastError):
@@ -80,7 +87,7 @@ class ConnectionLost(Unavailable):
 TOKEN_ERRORS = (InvalidToken, TokenExpired)
 
 _BY_URI: Dict[str, Type[DeptcastError]] = {cls.URI: cls for cls in (
-    InvalidToken, TokenExpired, InvalidFrame, NotAuthorized, TooLarge, RateLimited, Unavailable)}
+    InvalidToken, TokenExpired, InvalidFrame, NotAuthorized, TooLarge, RateLimited, Pruned, Unavailable)}
 # the router's own refusals that mean the same to a client
 _BY_URI["wamp.error.not_authorized"] = NotAuthorized
 _BY_URI["wamp.error.authorization_failed"] = NotAuthorized

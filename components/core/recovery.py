@@ -13,10 +13,20 @@ The facts they rest on (the contract, ``deptcast.history``):
   oldest first, a bounded page at a time: read it until an answer is empty and nothing
   stored is left out;
 - events relayed by different nodes may arrive out of order, so a missing ``seq`` is given
-  :data:`GAP_GRACE` seconds to arrive before history is asked for it.
+  :data:`GAP_GRACE` seconds to arrive before history is asked for it;
+- with retention on, a position older than what the node kept is refused
+  (``deptcast.error.pruned``, not a retry): the client goes on from the newest page
+  (:meth:`Recovery.offer_newest`), and a topic that page does not show moves to the first
+  position the node accepts (:class:`KeptSearch`);
+- history calls are rate-limited per user: a ``deptcast.error.rate_limited`` refusal is
+  waited out (:func:`rate_limit_wait`) and the same call made again.
+
+``tests/vectors/recovery.json`` states these rules as cases that this client's tests and the
+browser's run alike.
 """
 
 import json
+import math
 import random
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -35,6 +45,13 @@ START_PAGE = 100
 REMEMBER_IDS = 10000
 #: the largest ``seq`` or position accepted (JSON numbers stay exact up to here)
 MAX_SEQ = 2 ** 53 - 1
+#: seconds to wait after a ``rate_limited`` history refusal that carries no ``retry_after``
+RATE_LIMIT_WAIT = 1.0
+#: the longest wait a ``retry_after`` may ask for (a larger one is taken as this)
+MAX_RETRY_AFTER = 60.0
+#: ``pruned`` refusals in a row (no page read between) after which a read gives up: a node
+#: that refuses every position is broken, not pruning
+MAX_PRUNED_IN_A_ROW = 8
 
 Envelope = Dict[str, Any]
 
@@ -78,6 +95,19 @@ def backoff(attempt: int, base: float = 0.25, cap: float = 5.0,
     :rtype: float
     """
     return min(cap, base * (2 ** min(attempt, 30))) * (0.5 + rand())
+
+
+def rate_limit_wait(retry_after: object) -> float:
+    """Seconds to wait after a ``rate_limited`` refusal: its ``retry_after`` keyword (seconds)
+    if it is a usable number, else :data:`RATE_LIMIT_WAIT`; at most :data:`MAX_RETRY_AFTER`.
+
+    :rtype: float
+    """
+    if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
+        return RATE_LIMIT_WAIT
+    if math.isnan(retry_after) or retry_after <= 0:
+        return RATE_LIMIT_WAIT
+    return min(MAX_RETRY_AFTER, float(retry_after))
 
 
 class Recovery:
@@ -254,6 +284,50 @@ class Recovery:
         for envelope in page:
             out += self.offer(envelope, now, live=False)
         return _in_id_order(out)
+
+    def offer_newest(self, page: Sequence[object], topics: Sequence[str], now: float
+                     ) -> Tuple[List[Envelope], List[str]]:
+        """Take a newest page (``deptcast.history(latest=True)``), read after a position of
+        ``topics`` was refused as pruned: for those topics only, what lies past their
+        positions is delivered and each topic shown takes its highest seq in the page as its
+        position (a seq the page skips is gone, or older than the page: given up).
+
+        :returns: ``(envelopes to deliver, in id order; the topics the page shows)``
+        :rtype: tuple
+        """
+        wanted = set(topics)
+        out: List[Envelope] = []
+        shown: List[str] = []
+        for envelope in page:
+            key = envelope_key(envelope)
+            if key is None or key[0] not in wanted or key[0] not in self._positions:
+                continue
+            if key[1] is not None and key[0] not in shown:
+                shown.append(key[0])
+            out += self.offer(envelope, now, live=False)
+        return _in_id_order(out), [t for t in self.topics if t in shown]
+
+    def skip_to(self, topic: str, seq: int, now: float) -> List[Envelope]:
+        """Move ``topic``'s position forward to ``seq``: the seqs up to it are not stored any
+        more (retention removed them). Held envelopes up to it are dropped, later ones released
+        (after the join's read, during a join).
+
+        :rtype: list
+        """
+        pos = self._positions.get(topic)
+        if pos is None or seq <= pos:
+            return []
+        self.skipped += seq - pos
+        self._positions[topic] = seq
+        held = self._held[topic]
+        for old in [s for s in held if s <= seq]:
+            del held[old]
+        if self._joining:
+            return []
+        out = self._release(topic)
+        if held and topic not in self._gap_since:
+            self._gap_since[topic] = now
+        return out
 
     def _skip_below(self, topic: str, seq: int) -> List[Envelope]:
         """Give up the seqs missing below ``seq`` (envelopes held below it are still delivered)."""
@@ -447,6 +521,13 @@ class StartSearch:
             probe = (self.low + self.high) // 2
         return probe - 1
 
+    def refused(self, asked: int) -> None:
+        """``positions={topic: asked}`` was refused as pruned: seq ``asked + 1`` was removed by
+        retention, so the start is past it (what retention removed is not wanted either)."""
+        self.low = max(self.low, asked + 1)
+        if self.high is not None and self.high <= self.low:
+            self.high = self.low + 1
+
     def answer(self, asked: int, page: Sequence[object]) -> None:
         """Take the answer to ``positions={topic: asked}``: seq ``asked + 1`` or nothing."""
         before = (self.low, self.high)
@@ -458,6 +539,64 @@ class StartSearch:
         if (self.low, self.high) == before:
             # an answer that teaches nothing (a store that numbers oddly): settle for what is known
             self.high = self.low + 1
+
+
+class KeptSearch:
+    """Find where retention left a topic: the first position the node accepts
+    (``deptcast.history(positions={topic: x}, limit=1)`` is refused as pruned exactly for the
+    ``x`` below the seq up to which the topic's messages were removed). Asks the position
+    itself first; if it is refused, the position + 1, + 3, + 7, ... (doubling the step) until
+    one is accepted, then halves between the last refused and the first accepted.
+
+    :param topic: the topic
+    :param position: its position (the first one asked)
+    """
+
+    def __init__(self, topic: str, position: int) -> None:
+        self.topic = topic
+        self._first = position
+        self._refusals = 0
+        #: the highest position refused as pruned (None: none yet)
+        self.refused_at: Optional[int] = None
+        #: the lowest position accepted (None: none yet)
+        self.accepted_at: Optional[int] = None
+
+    @property
+    def done(self) -> bool:
+        return self.accepted_at is not None and (self.refused_at is None or self.accepted_at - self.refused_at <= 1)
+
+    @property
+    def position(self) -> int:
+        """The answer, once :attr:`done`: the first position the node accepts.
+
+        :rtype: int
+        """
+        assert self.accepted_at is not None
+        return self.accepted_at
+
+    def next_position(self) -> int:
+        """The position to ask next.
+
+        :raises ValueError: if the node refused every position up to :data:`MAX_SEQ`
+        :rtype: int
+        """
+        if self.refused_at is None:
+            return self._first
+        if self.accepted_at is None:
+            probe = self.refused_at + 2 ** (self._refusals - 1)
+            if probe > MAX_SEQ:
+                raise ValueError(f"the node refuses every position of {self.topic} as pruned")
+            return probe
+        return (self.refused_at + self.accepted_at) // 2
+
+    def refused(self, asked: int) -> None:
+        """The node refused ``asked`` as pruned."""
+        self._refusals += 1
+        self.refused_at = asked if self.refused_at is None else max(self.refused_at, asked)
+
+    def accepted(self, asked: int) -> None:
+        """The node answered ``asked`` (whatever the answer holds)."""
+        self.accepted_at = asked if self.accepted_at is None else min(self.accepted_at, asked)
 
 
 # -- the durable position: a small JSON file a restarted client resumes from

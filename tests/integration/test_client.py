@@ -1,6 +1,8 @@
 """The Python client and ``deptcast listen`` / ``deptcast send`` on a real node: a listener
 killed (SIGKILL) and restarted with ``--state`` while messages flow prints each message once
-overall, and the README's asyncio and Twisted examples run as written."""
+overall; a listener whose saved position is older than what retention kept prints exactly the
+kept messages once and goes on; a catch-up past the history rate limit waits and goes on; and
+the README's asyncio and Twisted examples run as written."""
 
 import json
 import os
@@ -13,12 +15,14 @@ from typing import Dict, List
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor, task, threads
 
 from components.client.errors import NotAuthorized
 from components.client.tx import Client
-from components.core.recovery import envelope_key, parse_state
-from tests.support.nodes import REPO, TEST_SECRET, token
+from components.core.recovery import envelope_key, format_state, parse_state
+from components.ops.nodeconfig import node_config
+from tests.support.browser import send_via_wamp
+from tests.support.nodes import REPO, TEST_SECRET, Node, free_port, token, wait_until
 from tests.support.wamp import wait_for
 
 DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
@@ -164,6 +168,110 @@ def test_a_refused_send_raises_its_class(node):
         assert refused.value.uri == "deptcast.error.not_authorized"
     finally:
         yield client.stop()
+
+
+# -- retention and the history rate limit
+
+
+@pytest.fixture(scope="module")
+def retention_node(tmp_path_factory):
+    """Keeps the newest 3 messages per topic, pruning every 0.2 s; history pages of 3."""
+    n = Node(tmp_path_factory.mktemp("retention"), name="retention",
+             env={"DEPTCAST_RETENTION_MESSAGES": "3", "DEPTCAST_RETENTION_INTERVAL": "0.2",
+                  "DEPTCAST_HISTORY_LIMIT": "3"})
+    n.start()
+    yield n
+    n.stop()
+
+
+def _kept_seqs(node: Node, topic: str) -> List[int]:
+    import sqlite3
+    db = sqlite3.connect(str(node.node_dir / "deptcast.sqlite3"))
+    try:
+        return [r[0] for r in db.execute("SELECT seq FROM messages WHERE topic = ? ORDER BY seq", (topic,))]
+    finally:
+        db.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_listen_with_a_position_older_than_retention_prints_what_is_kept_once_and_goes_on(retention_node,
+                                                                                         tmp_path):
+    """The saved position lies below what retention kept on the department and the direct
+    messages. The listener goes on from the newest page (the department's newest 3), finds
+    where its direct messages are kept from, prints exactly the kept messages once, logs one
+    line about it, and keeps listening on its one connection."""
+    node = retention_node
+    dept, user = "ret", "lena"
+    topics = {"dept": f"deptcast.dept.{dept}", "all": "deptcast.all", "user": f"deptcast.user.{dept}_{user}"}
+    sam = token("sam", "ops", "publisher")
+    direct = yield threads.deferToThread(send_via_wamp, node.url, sam,
+                                         [(f"{dept}_{user}", f"direct {i}") for i in range(1, 7)])
+    notices = yield threads.deferToThread(send_via_wamp, node.url, sam, [(dept, f"notice {i}") for i in range(1, 11)])
+    yield threads.deferToThread(
+        wait_until, lambda: (_kept_seqs(node, topics["dept"]), _kept_seqs(node, topics["user"])) == ([8, 9, 10],
+                                                                                                   [4, 5, 6]),
+        30, "retention to keep the newest 3 of each topic")
+    state = tmp_path / "lena.state"
+    state.write_text(format_state(f"{dept}_{user}", {topics["dept"]: 1, topics["all"]: 0, topics["user"]: 1}))
+    listener = Listener(tmp_path, "kept", ["--url", node.url, "--user", user, "--dept", dept, "--state", str(state),
+                                           "--verbose"])
+    try:
+        yield wait_for(lambda: len(listener.lines()) >= 6, 30, "the kept messages")
+        [after] = yield threads.deferToThread(send_via_wamp, node.url, sam, [(dept, "after the catch-up")])
+        yield wait_for(lambda: len(listener.lines()) >= 7, 30, "the next message")
+        yield wait_for(lambda: parse_state(state.read_bytes())[1][topics["dept"]] == after["seq"], 10,
+                       "the position of the next message")
+        assert listener.proc.poll() is None, "still listening"
+    finally:
+        listener.kill(signal.SIGTERM)
+    printed = [e["message"] for e in listener.envelopes()]
+    assert printed == ["notice 8", "notice 9", "notice 10", "direct 4", "direct 5", "direct 6", "after the catch-up"]
+    assert [e["id"] for e in listener.envelopes()[:6]] == [e["id"] for e in notices[7:] + direct[3:]]
+    assert parse_state(state.read_bytes())[1] == {topics["dept"]: after["seq"], topics["all"]: 0, topics["user"]: 6}
+    err = listener.err.read_text()
+    assert err.count("deptcast listen: connected") == 1, err          # no reconnect loop
+    assert err.count("removed by the node's retention") == 1, err     # one line says so
+    assert "Traceback" not in err and listener.proc.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def slow_history_node(tmp_path_factory):
+    """One history call per second per user, two at once; WebSocket limits sized for messages of
+    256 KiB, so that a history answer of ~1 MiB can be sent (with the default limits it cannot:
+    see the browser's test of the same)."""
+    port = free_port()
+    config = node_config(port=port, root=REPO, interface="127.0.0.1", max_message_bytes=256 * 1024)
+    n = Node(tmp_path_factory.mktemp("slowhistory"), port=port, config=config, name="slowhistory",
+             env={"DEPTCAST_HISTORY_RATE": "1", "DEPTCAST_HISTORY_BURST": "2"})
+    n.start()
+    yield n
+    n.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_catch_up_past_the_history_rate_limit_waits_and_goes_on(slow_history_node, tmp_path):
+    """40 messages of 60,000 characters to catch up: pages of 17, 17 and 6 (the node bounds
+    answers at ~1 MiB) and an empty one, where the node allows two calls at once and one a
+    second. The client waits the refusals out and gets every message once, in order, on its
+    first session."""
+    node = slow_history_node
+    dept, user = "slow", "sid"
+    sent = yield threads.deferToThread(send_via_wamp, node.url, token("sam", "ops", "publisher"),
+                                       [(dept, f"big {i} " + "x" * 60000) for i in range(1, 41)])
+    state = tmp_path / "sid.state"
+    state.write_text(format_state(f"{dept}_{user}", {f"deptcast.dept.{dept}": 0, "deptcast.all": 0,
+                                                     f"deptcast.user.{dept}_{user}": 0}))
+    received: List[dict] = []
+    client = Client(node.url, token(user, dept), received.append, state=state)
+    try:
+        yield client.start()   # caught up
+    finally:
+        yield client.stop()
+    assert [e["id"] for e in received] == [e["id"] for e in sent]
+    stats = client.stats
+    assert stats.from_history == 40 and stats.rate_limited >= 1, stats
+    assert stats.joins == 1 and stats.reconnects == 0 and client.engine.fatal is None
+    print(f"\nrate-limited catch-up: {stats.rate_limited} refusals waited out")
 
 
 # -- the README's examples, as written

@@ -12,7 +12,7 @@ import txaio
 
 txaio.use_twisted()
 
-from autobahn.wamp.exception import TransportLost  # noqa: E402
+from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from components.client.engine import Engine  # noqa: E402
@@ -87,7 +87,7 @@ def test_vector(case):
     requests: List[Dict[str, Any]] = []
     pending: List[defer.Deferred] = []
     session: Optional[ScriptedSession] = None
-    for step in case["steps"]:
+    for i, step in enumerate(case["steps"]):
         if step["do"] == "join":
             session = ScriptedSession(requests, pending)
             engine.on_join(session, session.details)
@@ -96,9 +96,15 @@ def test_vector(case):
             session.handlers[topic](dict(step["envelope"]))
         elif step["do"] == "answer":
             assert pending, f"the client asked nothing to answer (requests so far: {requests})"
-            pending.pop(0).callback([dict(e) for e in step["envelopes"]])
+            if "error" in step:
+                extra = {"retry_after": step["retry_after"]} if "retry_after" in step else {}
+                pending.pop(0).errback(ApplicationError(step["error"], f"refused: {step['error']}", **extra))
+            else:
+                pending.pop(0).callback([dict(e) for e in step["envelopes"]])
         elif step["do"] == "grace":
             clock.advance(GAP_GRACE)
+        elif step["do"] == "wait":
+            clock.advance(step["seconds"])
         elif step["do"] == "disconnect":
             session.attached = False
             engine.on_disconnect(session, False)
@@ -107,6 +113,8 @@ def test_vector(case):
         else:
             raise AssertionError(f"unknown step {step['do']!r}")
         clock.advance(0)  # let the client run until it waits for something again
+        if "asked" in step:
+            assert len(requests) == step["asked"], f"history calls after step {i}: {requests}"
     assert engine.fatal is None, engine.fatal
     assert requests == case["requests"]
     assert delivered == case["delivered"]

@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from components.core.recovery import (MAX_STATE_BYTES, Recovery, StartSearch, backoff, envelope_key,
-                                      format_state, fresh_start, json_depth, parse_state)
+from components.core.recovery import (MAX_RETRY_AFTER, MAX_SEQ, MAX_STATE_BYTES, RATE_LIMIT_WAIT, KeptSearch,
+                                      Recovery, StartSearch, backoff, envelope_key, format_state, fresh_start,
+                                      json_depth, parse_state, rate_limit_wait)
 
 DEPT, ALL, DM = "deptcast.dept.cardio", "deptcast.all", "deptcast.user.cardio_alice"
 TOPICS = (DEPT, ALL, DM)
@@ -247,6 +248,88 @@ def test_start_search_uses_live_envelopes():
     position, calls = _search(store, f"{400:016d}", live=[store[41]])
     assert position == 40
     assert calls < _search(store, f"{400:016d}")[1]
+
+
+def _search_pruned(store, floor, newest_id):
+    """A StartSearch against ``store`` whose seqs up to ``floor`` were removed by retention
+    (positions below ``floor`` are refused as pruned)."""
+    s = StartSearch(DM, newest_id)
+    calls = 0
+    while not s.done:
+        asked = s.next_position()
+        calls += 1
+        if asked < floor:
+            s.refused(asked)
+        else:
+            s.answer(asked, [store[asked + 1]] if asked + 1 in store else [])
+        assert calls < 200
+    return s.position
+
+
+@pytest.mark.parametrize("floor", [1, 5, 39, 40, 63])
+def test_start_search_moves_past_what_retention_removed(floor):
+    store = {n: env(DM, n, msg_id=n * 10) for n in range(floor + 1, 65)}
+    # the start (id 400: seq 40) if it is still kept, else where retention stopped
+    assert _search_pruned(store, floor, f"{400:016d}") == max(40, floor)
+
+
+def _kept(floor, position):
+    """Run a KeptSearch from ``position`` against a node that removed seqs up to ``floor``."""
+    s = KeptSearch(DM, position)
+    asked = []
+    while not s.done:
+        x = s.next_position()
+        asked.append(x)
+        (s.refused if x < floor else s.accepted)(x)
+        assert len(asked) < 200
+    return s.position, asked
+
+
+def test_kept_search_asks_the_position_first_then_doubles_then_halves():
+    assert _kept(0, 7) == (7, [7])                      # kept: one question
+    assert _kept(3, 0) == (3, [0, 1, 3, 2])
+    assert _kept(5, 1) == (5, [1, 2, 4, 8, 6, 5])
+    for floor in range(1, 300):
+        for position in (0, 1, floor - 1):
+            found, asked = _kept(floor, position)
+            assert found == floor
+            assert len(asked) <= 2 * (floor - position).bit_length() + 2
+    with pytest.raises(ValueError, match="refuses every position"):
+        _kept(MAX_SEQ + 1, 0)
+
+
+def test_offer_newest_delivers_what_is_new_for_the_topics_read_and_says_which_it_shows():
+    r = started(**{DEPT: 2, ALL: 5})
+    page = [env(ALL, 5), env(DEPT, 8), env(ALL, 6), env(DM, 1), env(DEPT, 9)]
+    out, shown = r.offer_newest(page, [DEPT, ALL], 0.0)
+    assert [(envelope_key(e)[0], e["seq"]) for e in out] == [(DEPT, 8), (ALL, 6), (DEPT, 9)]
+    assert shown == [DEPT, ALL]            # in the recovery's topic order
+    assert r.positions() == {DEPT: 9, ALL: 6, DM: 0}, "the DM topic was not read: left alone"
+    assert r.skipped == 5 and r.duplicates == 1
+
+
+def test_skip_to_moves_a_position_past_what_was_removed():
+    r = started(**{DM: 1})
+    r.offer(env(DM, 7), 0.0)                # a live event behind a gap
+    assert r.skip_to(DM, 5, 1.0) == []      # a hole left at 6
+    assert r.positions()[DM] == 5 and r.skipped == 4 and r.gaps() == {DM: [(6, 6)]}
+    assert r.skip_to(DM, 3, 1.0) == []      # never backwards
+    assert [e["seq"] for e in r.skip_to(DM, 6, 2.0)] == [7]
+    assert r.positions()[DM] == 7 and r.gaps() == {}
+    # during a join, what is held waits for the join's read
+    r.begin_join()
+    r.offer(env(DM, 12), 3.0)
+    assert r.skip_to(DM, 11, 3.0) == [] and r.held() == 1
+    assert [e["seq"] for e in r.end_fill(r.begin_fill(), join=True)] == [12]
+
+
+def test_rate_limit_wait_is_retry_after_or_one_second():
+    assert RATE_LIMIT_WAIT == 1.0
+    assert rate_limit_wait(None) == 1.0
+    assert rate_limit_wait(2) == 2.0 and rate_limit_wait(0.25) == 0.25
+    assert rate_limit_wait(3600) == MAX_RETRY_AFTER == rate_limit_wait(float("inf"))
+    for bad in (0, -1, float("nan"), True, "2", [2]):
+        assert rate_limit_wait(bad) == 1.0, bad
 
 
 def test_backoff_grows_and_is_spread():

@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { HISTORY_PAGE, Recovery, positionsFromEnvelopes } from "../../../web/catchup.js";
+import {
+  HISTORY_PAGE, PRUNED, RATE_LIMITED, RATE_LIMIT_WAIT_MS, Recovery, positionsFromEnvelopes, rateLimitWait,
+} from "../../../web/catchup.js";
 
 const D = "deptcast.dept.d";
 const A = "deptcast.all";
@@ -20,7 +22,7 @@ const settle = () => new Promise((resolve) => setImmediate(resolve));
 
 /** A recovery with fake timers; history answers come from ``answers`` (arrays, or errors). */
 function harness(positions, answers = []) {
-  const log = { delivered: [], calls: [], busy: [], warnings: [], timers: new Map() };
+  const log = { delivered: [], calls: [], busy: [], warnings: [], pruned: [], timers: new Map() };
   let next = 1;
   const recovery = new Recovery({
     topics: TOPICS,
@@ -33,11 +35,12 @@ function harness(positions, answers = []) {
     cancel: (h) => log.timers.delete(h),
     busy: (b) => log.busy.push(b),
     warn: (text) => log.warnings.push(text),
+    onPruned: (reason) => log.pruned.push(reason),
   });
   const history = async (kwargs) => {
     log.calls.push(kwargs);
-    const answer = answers.shift();
-    if (answer instanceof Error) throw answer;
+    const answer = typeof answers === "function" ? answers(kwargs) : answers.shift();
+    if (answer instanceof Error || (answer && answer.error)) throw answer;
     return answer || [];
   };
   const fire = () => {
@@ -138,4 +141,84 @@ test("positions for a cache without them: the unbroken run from each topic's old
   assert.deepEqual(positionsFromEnvelopes(cached, TOPICS), { [D]: 4, [A]: 11, [U]: 0 });
   assert.equal(positionsFromEnvelopes([d(1)], TOPICS), null, "no seq at all: nothing to resume from");
   assert.equal(positionsFromEnvelopes([], TOPICS), null);
+});
+
+/** A refusal as autobahn-js rejects a call with it. */
+const refusal = (uri, reason = "refused", kwargs = {}) => ({ error: uri, args: [reason], kwargs });
+
+test("the wait after rate_limited: the error's retry_after, else 1 s, at most a minute", () => {
+  assert.equal(RATE_LIMIT_WAIT_MS, 1000);
+  assert.equal(rateLimitWait(refusal(RATE_LIMITED)), 1000);
+  assert.equal(rateLimitWait(refusal(RATE_LIMITED, "", { retry_after: 2.5 })), 2500);
+  assert.equal(rateLimitWait(refusal(RATE_LIMITED, "", { retry_after: 3600 })), 60000);
+  for (const bad of [0, -1, "2", null, Number.NaN, true]) {
+    assert.equal(rateLimitWait(refusal(RATE_LIMITED, "", { retry_after: bad })), 1000, String(bad));
+  }
+  assert.equal(rateLimitWait(new Error("no kwargs")), 1000);
+});
+
+test("rate_limited during a join is waited out on the same connection; the join resolves caught up", async () => {
+  const limited = refusal(RATE_LIMITED, "slow down", { retry_after: 2 });
+  const { recovery, history, log, fire } = harness({ [D]: 1, [A]: 0, [U]: 0 }, [limited, [d(5, 2)], []]);
+  const joined = recovery.join(history);
+  await settle();
+  assert.deepEqual([...log.timers.values()].map((t) => t.ms), [2000], "the retry_after");
+  assert.equal(log.calls.length, 1, "nothing asked before the wait is over");
+  fire();
+  assert.equal(await joined, true);
+  assert.deepEqual(log.calls.map((c) => c.positions[D]), [1, 1, 2], "the same request again, then on");
+  assert.deepEqual(log.delivered, [id(5)]);
+  assert.equal(recovery.rateLimitedCount, 1);
+  assert.deepEqual(log.busy, [true, false]);
+});
+
+test("a connection lost while waiting out rate_limited abandons the join", async () => {
+  const { recovery, history, log, fire } = harness({ [D]: 1 }, [refusal(RATE_LIMITED), [d(5, 2)]]);
+  const joined = recovery.join(history);
+  await settle();
+  recovery.disconnect();
+  fire();
+  assert.equal(await joined, false);
+  assert.equal(log.calls.length, 1, "not asked again on a connection that is gone");
+  assert.deepEqual(log.delivered, []);
+});
+
+test("pruned: the page is told the node's reason, counts it, and resumes from the newest page", async () => {
+  const reason = "the messages after your position were removed by this service's retention";
+  const { recovery, history, log } = harness({ [D]: 2, [A]: 0, [U]: 0 },
+    [refusal(PRUNED, reason), [d(8, 7), d(9, 8)], []]);
+  assert.equal(await recovery.join(history), true);
+  assert.deepEqual(log.pruned, [reason]);
+  assert.equal(recovery.prunedCount, 1);
+  assert.deepEqual(log.calls, [
+    { positions: { [D]: 2, [A]: 0, [U]: 0 }, limit: HISTORY_PAGE },
+    { latest: true, limit: HISTORY_PAGE },
+    { positions: { [D]: 8, [A]: 0, [U]: 0 }, limit: HISTORY_PAGE },
+  ]);
+  assert.deepEqual(log.delivered, [id(8), id(9)]);
+});
+
+test("a topic searched past retention is probed with limit 1", async () => {
+  // the user topic: removed up to seq 5 (positions 0..4 refused), nothing else anywhere
+  const answers = (kwargs) => {
+    if (kwargs.latest) return [];
+    const { positions } = kwargs;
+    if (U in positions && positions[U] < 5) return refusal(PRUNED);
+    return [];
+  };
+  const { recovery, history, log } = harness({ [D]: 0, [A]: 0, [U]: 1 }, answers);
+  assert.equal(await recovery.join(history), true);
+  const probes = log.calls.filter((c) => Object.keys(c.positions || {}).length === 1);
+  assert.deepEqual(probes.map((c) => [Object.keys(c.positions)[0], c.positions[Object.keys(c.positions)[0]], c.limit]),
+    [[D, 0, 1], [A, 0, 1], [U, 1, 1], [U, 2, 1], [U, 4, 1], [U, 8, 1], [U, 6, 1], [U, 5, 1]]);
+  assert.deepEqual(recovery.positions(), { [D]: 0, [A]: 0, [U]: 5 });
+  assert.match(log.warnings.at(-1), /deptcast\.user\.d_u: seq 2\.\.5 are no longer kept/);
+});
+
+test("a node that refuses every position as pruned fails the join instead of asking for ever", async () => {
+  const answers = (kwargs) => (kwargs.latest ? [] : refusal(PRUNED));
+  const { recovery, history, log } = harness({ [D]: 3, [A]: 0, [U]: 0 }, answers);
+  await assert.rejects(recovery.join(history));
+  assert.ok(log.calls.length < 200, `${log.calls.length} calls`);
+  assert.deepEqual(log.busy, [true, false]);
 });

@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { CONNECTED, CONNECTING, Link, OFFLINE, RECONNECTING, REFUSALS, nodeUrl, retryDelay } from "../../../web/link.js";
+import {
+  CONNECTED, CONNECTING, GOING_AWAY, GOING_AWAY_SPREAD, Link, OFFLINE, RECONNECTING, REFUSALS, nodeUrl, retryDelay,
+} from "../../../web/link.js";
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -52,7 +54,7 @@ class FakeConnection {
   }
 }
 
-function harness({ onJoin = async () => {} } = {}) {
+function harness({ onJoin = async () => {}, random = Math.random } = {}) {
   const made = [];
   const states = [];
   const lost = [];
@@ -72,6 +74,7 @@ function harness({ onJoin = async () => {} } = {}) {
       return next++;
     },
     cancel: (h) => timers.delete(h),
+    random,
   });
   const fire = () => {
     const due = [...timers.values()];
@@ -168,4 +171,54 @@ test("stop: offline, the session reported lost, no retry; retryNow only while wa
   made[1].end("closed", {});
   link.retryNow();
   assert.equal(made.length, 2, "stopped: no retry");
+});
+
+test("a draining node's GOODBYE (system_shutdown) reconnects within half a second, spread at random", async () => {
+  assert.equal(GOING_AWAY, "wamp.close.system_shutdown");
+  assert.equal(GOING_AWAY_SPREAD, 0.5);
+  const draws = [0.5, 0, 0.999];
+  const { link, made, states, lost, timers, fire } = harness({ random: () => draws.shift() });
+  link.start();
+  made[0].join();
+  await settle();
+  // an ordinary loss first: the back-off has grown by the time the node drains
+  made[0].end("lost", {});
+  fire();
+  made[1].end("unreachable", {});
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [1600]);
+  fire();
+  const session = made[2].join();
+  await settle();
+  assert.equal(made[2].end("closed", { reason: GOING_AWAY, message: "node stopping" }), true);
+  assert.equal(lost.at(-1), session);
+  assert.deepEqual(states.at(-1), [RECONNECTING, { retryIn: 0.25, lost: "closed", error: null, goingAway: true }]);
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [250], "at once, not after the back-off");
+  fire();
+  assert.equal(made.length, 4, "a fresh connection (through the balancer: another node)");
+  // the same while the next one has not joined yet, and the spread reaches from 0 to 0.5 s
+  made[3].end("closed", { reason: GOING_AWAY });
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [0]);
+  fire();
+  made[4].end("closed", { reason: GOING_AWAY });
+  const [last] = [...timers.values()].map((t) => t.ms);
+  assert.ok(last > 499 && last < 500, String(last));
+  fire();
+  // if the new node cannot be reached either, the back-off starts afresh
+  made[5].end("unreachable", {});
+  assert.deepEqual([...timers.values()].map((t) => t.ms), [1000]);
+});
+
+test("the spread of a drain is random by default: every delay within 0 to 0.5 s", async () => {
+  const delays = [];
+  for (let i = 0; i < 40; i += 1) {
+    const { link, made, timers } = harness();
+    link.start();
+    made[0].join();
+    await settle();
+    made[0].end("closed", { reason: GOING_AWAY });
+    delays.push(...[...timers.values()].map((t) => t.ms));
+  }
+  assert.equal(delays.length, 40);
+  assert.ok(delays.every((ms) => ms >= 0 && ms <= 500), String(delays));
+  assert.ok(new Set(delays).size > 30, "spread, not one instant");
 });
