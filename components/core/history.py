@@ -4,6 +4,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED, Refused
+from components.core.frames import JSON_ESCAPE_FACTOR, WAMP_OVERHEAD_BYTES, wamp_message_cap
+from components.core.messages import DEFAULT_MAX_MESSAGE_BYTES
 
 #: width of a message id: zero-padded decimal, so ids sort as strings in send order
 ID_WIDTH = 16
@@ -55,9 +57,33 @@ def parse_latest(latest: Any) -> bool:
     return latest
 
 
-#: most bytes of messages one history answer carries (the caller pages on); well under the
-#: WAMP message limit, so an answer always fits in one message
-DEFAULT_MAX_BYTES = 1024 * 1024
+#: the most bytes one envelope may take in a WAMP message beyond its message text: JSON
+#: escaping aside, its other fields (ids, names, numbers, keys) are a few hundred bytes
+ENVELOPE_OVERHEAD_BYTES = 512
+
+
+def envelope_bytes(message: str) -> int:
+    """The most bytes an envelope holding ``message`` takes in any serializer (JSON escapes a
+    control character in six bytes).
+
+    :rtype: int
+    """
+    return JSON_ESCAPE_FACTOR * len(message.encode("utf-8")) + ENVELOPE_OVERHEAD_BYTES
+
+
+def answer_cap(max_message_bytes: int) -> int:
+    """The most bytes of envelopes one history answer carries: what fits in one WAMP message
+    on ``/ws`` (:func:`~components.core.frames.wamp_message_cap`, which the router applies to
+    what it sends too), less room for the RESULT around them. A single envelope of the largest
+    message always fits.
+
+    :rtype: int
+    """
+    return wamp_message_cap(max_message_bytes) - WAMP_OVERHEAD_BYTES // 2
+
+
+#: the answer bound at the default message limit (64 KiB): 416 KiB
+DEFAULT_MAX_BYTES = answer_cap(DEFAULT_MAX_MESSAGE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -69,7 +95,8 @@ class HistoryRequest:
     :ivar positions: topic to the last ``seq`` the reader has (``positions`` mode), or ``None``
     :ivar limit: most envelopes in the answer
     :ivar latest: the newest ``limit`` rather than the oldest (``after`` mode only)
-    :ivar max_bytes: most bytes of messages in the answer (at least one envelope is returned)
+    :ivar max_bytes: most bytes of envelopes in the answer, as :func:`envelope_bytes` counts
+        them (at least one envelope is returned)
     """
 
     topics: Tuple[str, ...]

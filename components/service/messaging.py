@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
 from components.core import names
-from components.core.history import DEFAULT_PAGE, HistoryRequest, history_request
+from components.core.history import DEFAULT_PAGE, HistoryRequest, answer_cap, history_request
 from components.core.messages import check_send
 from components.core.retention import PrunedHistory, pruned_refusal
 from components.core.ratelimit import RateLimiter
@@ -184,7 +184,8 @@ class MessageService:
             history burst, ``pruned`` for a position older than what retention kept
         """
         request = history_request(names.client_topics(identity.dept, identity.user), after, limit, latest,
-                                  positions, cap=self._settings.history_limit)
+                                  positions, cap=self._settings.history_limit,
+                                  max_bytes=answer_cap(self._settings.max_message_bytes))
         if not self._history_limiter.allow(identity.key, self._monotonic()):
             raise Refused(RATE_LIMITED, f"more than {self._settings.history_burst} history calls in a burst; "
                                         f"slow down to {self._settings.history_rate:g} per second")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
-from components.core.history import HistoryRequest, format_id
+from components.core.history import HistoryRequest, envelope_bytes, format_id
 from components.core.messages import make_envelope
 from components.core.retention import Floor, PrunedHistory, count_cut, pruned_past
 from components.core.targets import Target
@@ -409,13 +409,14 @@ HEADS_CHUNK = 500
 
 
 def within_bytes(rows: List[Any], max_bytes: int) -> List[Any]:
-    """The leading ``rows`` whose messages fit in ``max_bytes`` (at least one row).
+    """The leading ``rows`` whose envelopes fit in ``max_bytes`` (at least one row), each
+    counted at the most it can take in a WAMP message (:func:`envelope_bytes`).
 
     :rtype: list
     """
     kept, size = [], 0
     for row in rows:
-        size += len(row[7].encode("utf-8")) + 256  # the message, and room for the envelope around it
+        size += envelope_bytes(row[7])
         if kept and size > max_bytes:
             break
         kept.append(row)

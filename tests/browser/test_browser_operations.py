@@ -21,6 +21,7 @@ from tests.browser.test_browser import (RECONNECT_TIMEOUT_MS, base_url, cache_of
                                         plant_cache, wait_connected)
 from tests.support.browser import launch_chromium, screenshot, send_via_wamp
 from tests.support.cluster import Cluster
+from components.core.history import answer_cap, envelope_bytes
 from components.ops.nodeconfig import node_config
 from tests.support.nodes import REPO, Node, free_port, token, wait_until
 from tests.support.pg import pg_schema
@@ -209,10 +210,8 @@ def test_a_first_visit_reads_an_older_topic_from_what_retention_kept(retention_n
 
 @pytest.fixture(scope="module")
 def slow_history_node(tmp_path_factory):
-    """One history call per second per user, two at once. Its WebSocket limit is sized for
-    messages of 256 KiB: with the default (64 KiB: 448 KiB per WAMP message, both ways) a history
-    answer of ~1 MiB cannot be sent at all (the router answers ``wamp.error.invalid_argument``),
-    so the node's own bound by bytes would never show."""
+    """One history call per second per user, two at once; messages up to 256 KiB (so its
+    answers' bound by bytes, which follows the WAMP message cap, is larger than the default's)."""
     port = free_port()
     config = node_config(port=port, root=REPO, interface="127.0.0.1", max_message_bytes=256 * 1024)
     n = Node(tmp_path_factory.mktemp("slowhistory"), port=port, config=config, name="slowhistory",
@@ -223,13 +222,14 @@ def slow_history_node(tmp_path_factory):
 
 
 def test_a_catch_up_past_the_history_rate_limit_waits_and_goes_on(slow_history_node, open_page):
-    """20 messages of 60,000 characters: more than one page holds (answers stop at ~1 MiB, 17 of
-    them), and three calls where the node allows two at once. The page pages on past the short
-    page, waits out the refusal and asks the same again, on its one connection."""
+    """20 messages of 60,000 characters: more than one page holds (an answer is bounded by what
+    fits in one WAMP message, each envelope counted at its worst), and more calls than the node
+    allows at once. The page pages on past a short page, waits out the refusals and asks the
+    same again, on its one connection."""
     node = slow_history_node
     dept, user = "slow", "sid"
     dept_topic, all_topic, user_topic = f"deptcast.dept.{dept}", "deptcast.all", f"deptcast.user.{dept}_{user}"
-    big = [(dept, f"big {i} " + "x" * 60000) for i in range(1, 21)]
+    big = [(dept, f"big {i} " + "x" * 60000) for i in range(1, 22)]   # 21: the last page is a short one
     sent = send_via_wamp(node.url, token("sam", "ops", "publisher"), big)
 
     wire = Wire()
@@ -241,8 +241,19 @@ def test_a_catch_up_past_the_history_rate_limit_waits_and_goes_on(slow_history_n
     ids = [li.get_attribute("data-id") for li in page.locator("#timeline .msg").all()]
     assert ids == [e["id"] for e in reversed(sent)], "each once, newest first"
 
+    # the pages the node's bound makes: envelopes until the next would pass answer_cap
+    cap, expected, start = answer_cap(256 * 1024), [], 0
+    while start < len(big):
+        total, n = 0, 0
+        while start + n < len(big) and (n == 0 or total + envelope_bytes(big[start + n][1]) <= cap):
+            total += envelope_bytes(big[start + n][1])
+            n += 1
+        expected.append((start, n))
+        start += n
+    assert len(expected) >= 2   # more than one answer
     answered = [(asked[dept_topic], outcome) for asked, outcome in wire.asked() if outcome != RATE_LIMITED]
-    assert answered == [(0, 17), (17, 3), (20, 0)], wire.asked()   # a short page (3) is not the end
+    assert expected[-1][1] < expected[0][1]
+    assert answered == expected + [(len(big), 0)], wire.asked()   # a short page is not the end
     refused = [i for i, (_, outcome) in enumerate(wire.asked()) if outcome == RATE_LIMITED]
     assert refused, "the third call came while the burst was spent"
     for i in refused:  # each refused call is asked again, the same

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from components.core.targets import SCOPE_ALL, SCOPE_DEPT, SCOPE_USER, Target, parse_target
-from components.core.history import DEFAULT_MAX_BYTES, ID_WIDTH, HistoryRequest
+from components.core.history import DEFAULT_MAX_BYTES, ID_WIDTH, HistoryRequest, envelope_bytes
 from components.core.names import client_topics
 from components.store import open_store
 from components.store import postgres as pg_module
@@ -316,10 +316,13 @@ def test_reading_one_topic_past_a_seq(store):
 def test_history_answers_are_bounded_by_bytes(store):
     big = "x" * 20_000
     sent = [store.append(HR, ALICE, big, i) for i in range(10)]
-    page = history(store, BOB, limit=100, max_bytes=50_000)
+    # each counts at the most it can take in a WAMP message: six bytes a character, plus room
+    two = 2 * envelope_bytes(big)
+    page = history(store, BOB, limit=100, max_bytes=two)
     assert page == sent[:2]
-    assert history(store, BOB, after=int(page[-1]["id"]), limit=100, max_bytes=50_000) == sent[2:4]
-    assert history(store, BOB, limit=100, latest=True, max_bytes=50_000) == sent[8:]
+    assert history(store, BOB, after=int(page[-1]["id"]), limit=100, max_bytes=two) == sent[2:4]
+    assert history(store, BOB, limit=100, latest=True, max_bytes=two) == sent[8:]
+    assert history(store, BOB, limit=100, max_bytes=two - 1) == sent[:1]
     # one envelope larger than the bound still comes, alone: the caller can always page on
     assert history(store, BOB, limit=100, max_bytes=10) == sent[:1]
 

@@ -52,3 +52,23 @@ def test_refusals(kwargs, uri):
     with pytest.raises(Refused) as info:
         history_request(TOPICS, **kwargs)
     assert info.value.uri == uri
+
+
+def test_a_full_answer_fits_in_one_wamp_message_on_ws():
+    """The router applies /ws's message cap to what it sends: a history answer bounded by
+    answer_cap, with every envelope at its worst (all control characters, escaped by JSON in
+    six bytes each), still fits; and one envelope of the largest message always does."""
+    import json
+    from components.core.frames import wamp_message_cap
+    from components.core.history import answer_cap, envelope_bytes
+    for limit in (1024, 64 * 1024, 256 * 1024):
+        cap = wamp_message_cap(limit)
+        worst = "\x01" * limit
+        envelope = {"id": "0" * 16, "scope": "user", "target": "d" * 64 + "_" + "u" * 64, "sender": "s" * 64,
+                    "sender_dept": "d" * 64, "message": worst, "ts": 10 ** 13, "seq": 10 ** 12}
+        assert len(json.dumps(envelope)) <= envelope_bytes(worst) <= answer_cap(limit) < cap
+        # a page of many small envelopes under the bound stays under the cap too
+        small = dict(envelope, message="\x01" * 100)
+        rows = answer_cap(limit) // envelope_bytes(small["message"])
+        result = json.dumps([50, 1, {}, [[small] * rows]])   # RESULT, request, details, [answer]
+        assert len(result) < cap
