@@ -13,7 +13,7 @@ not pass ``/dev/`` on at all.
 
 from typing import Any, Dict, Optional
 
-from twisted.logger import Logger
+import txaio
 from twisted.web import resource
 
 from components.core.errors import INVALID_FRAME, Refused
@@ -25,6 +25,8 @@ from components.edge.guards import guard_worker
 from components.edge.http import error_body, header, json_body, peer_host
 from components.service.runtime import Runtime, runtime
 
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
 DEV_TOKEN_TTL = 8 * 3600
 #: the sign-in form's body: a user id, a department code and a role
 MAX_FORM_BYTES = 4096
@@ -32,7 +34,7 @@ MAX_FORM_BYTES = 4096
 
 class DevTokenResource(resource.Resource):
     isLeaf = True
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
         super().__init__()

@@ -25,13 +25,15 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequ
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import defer, reactor as default_reactor
-from twisted.logger import Logger
+import txaio
 
 from components.core import legacy as legacyframes
 from components.core.errors import UNAVAILABLE, Refused
 from components.core.sequence import TopicSequence, seq_of
 from components.service.links import LinkState
 from components.service.slot import Slot
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: seconds a seq gap may stay open before the fan-out reads the missing messages from the store
 GAP_GRACE = 0.2
@@ -144,7 +146,7 @@ class Fanout:
     :param clock: the reactor (a ``task.Clock`` in tests)
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, bridge: SlotBridge, prepare: Callable[[bytes], PreparedMessage],
                  reader: Optional[Reader] = None, links: Optional[LinkState] = None,

@@ -17,12 +17,15 @@ which is before the transport listens.
 
 from typing import Any, Callable
 
-from twisted.logger import Logger
+import txaio
 
 from components.core.jsonlimits import WAMP_MAX_DEPTH, check_depth
+from components.edge import hotpath
 from components.edge.http import bound_request_bodies
 
-log = Logger()
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
+log = txaio.make_logger()
 
 
 def bound_wamp_json(max_depth: int = WAMP_MAX_DEPTH) -> None:
@@ -50,7 +53,12 @@ def bound_wamp_json(max_depth: int = WAMP_MAX_DEPTH) -> None:
 def guard_worker(max_body: int) -> None:
     """Install the worker-wide guards: request bodies of at most ``max_body`` bytes (413
     past it, see :func:`~components.edge.http.bound_request_bodies`) and WAMP JSON nested at
-    most :data:`~components.core.jsonlimits.WAMP_MAX_DEPTH` levels.
+    most :data:`~components.core.jsonlimits.WAMP_MAX_DEPTH` levels; and, once, the worker's
+    per-message paths without invisible log lines (:mod:`components.edge.hotpath`).
     """
     bound_request_bodies(max_body)
     bound_wamp_json()
+    if not hotpath.installed():
+        names = hotpath.install()
+        log.info("deptcast: the worker's message paths skip invisible log lines and frame each event once "
+                 "({n} of {total} upstream functions replaced)", n=len(names), total=len(hotpath.REPLACED))

@@ -16,18 +16,20 @@ The generated nginx config does not proxy ``/health`` to the public.
 
 from typing import Any, Dict, Optional
 
-from twisted.logger import Logger
+import txaio
 from twisted.web import resource
 
 from components.edge.http import json_body
 from components.service.runtime import Runtime, runtime
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 
 class HealthResource(resource.Resource):
     """``/health`` (and ``/health/serving``)."""
 
     isLeaf = True
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
         super().__init__()

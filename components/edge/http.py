@@ -4,12 +4,14 @@ tokens, and the cap on request bodies."""
 import json
 from typing import Any, Dict, Optional
 
-from twisted.logger import Logger
+import txaio
 from twisted.web import server
 
 from components.core.metrics import HTTP_RESPONSES, http_path
 from components.core.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
                                     TOO_LARGE, UNAVAILABLE, Refused)
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: HTTP status of each refusal, for the HTTP send API
 HTTP_STATUS: Dict[str, int] = {
@@ -111,7 +113,7 @@ class BoundedRequest(server.Request):
     max_body: int = 64 * 1024
     #: seconds a refused client may go on sending (dropped) before the connection is cut
     linger: float = 2.0
-    log = Logger()
+    log = txaio.make_logger()
 
     _body_refused = False
     _body_received = 0

@@ -17,7 +17,7 @@ past validation, authorization and the store.
 
 from typing import Any, Dict, Optional
 
-from twisted.logger import Logger
+import txaio
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
@@ -30,6 +30,8 @@ from components.edge.http import bearer_token, error_body, header, json_body, pe
 from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
 
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
 #: seconds a request waits for a starting node's message service
 READY_TIMEOUT = 10.0
 
@@ -38,7 +40,7 @@ class HttpSendResource(resource.Resource):
     """``/api/send``: one POST, one message."""
 
     isLeaf = True
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
         super().__init__()

@@ -33,7 +33,7 @@ from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
+import txaio
 from zope.interface import implementer
 
 from components.core import frames
@@ -48,6 +48,8 @@ from components.edge.fanout import Fanout, ServiceReader, SlotBridge
 from components.edge.guards import guard_worker
 from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: a frame this large closes the connection (1009) instead of being read and discarded: past
 #: this a client is not an old page with a long message but something to be cut off
@@ -82,7 +84,7 @@ class _SendBacklog:
 class LegacyServerProtocol(WebSocketServerProtocol):
     """One old-style client: a key, a sender identity, text frames in and out."""
 
-    log = Logger()
+    log = txaio.make_logger()
 
     _client: Optional[LegacyClient] = None
     _joined_topics: tuple = ()
@@ -239,7 +241,7 @@ class LegacyServerFactory(WebSocketServerFactory):
     """
 
     protocol = LegacyServerProtocol
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, settings: Optional[Settings], rt: Runtime, ping_interval: float,
                  ping_timeout: float, ready_timeout: float = 10.0, refusal: Optional[HandshakeRefused] = None,
@@ -301,7 +303,7 @@ class LegacyResource(WebSocketResource):
         config's WebSocket caps were made for (a warning at start if the setting is larger)
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
         extra = extra or {}

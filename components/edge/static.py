@@ -26,9 +26,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from twisted.logger import Logger
+import txaio
 from twisted.web import pages
 from twisted.web.static import File
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: the package holding the page's files (``web/`` in the checkout)
 WEB_PACKAGE = "deptcast_web"
@@ -43,7 +45,7 @@ FALLBACK_POLICY = "default-src 'self'; object-src 'none'; base-uri 'none'"
 #: an origin as ``frame-ancestors`` may name it: scheme, host, optional port; nothing else
 _ORIGIN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*)(:[0-9]{1,5})?$")
 
-log = Logger(namespace="deptcast.web")
+log = txaio.make_logger()
 
 
 class _MetaTags(HTMLParser):

@@ -16,11 +16,13 @@ import secrets
 from typing import Any, Dict, Optional, Protocol, Set
 
 from twisted.internet import defer, task
-from twisted.logger import Logger
+import txaio
 
 from components.core.health import Facts, Verdict, judge
 from components.core.settings import Settings
 from components.service.slot import Slot
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: the components every node runs (their ``who``), all of which must join for it to serve
 EXPECTED_COMPONENTS = ("auth", "api", "presence", "bridge", "ops")
@@ -135,7 +137,7 @@ class StoreProbe:
     :param messages: the runtime's slot of the message service (the probe follows restarts)
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, messages: Slot, clock: Any, interval: float = PROBE_INTERVAL) -> None:
         self._messages = messages

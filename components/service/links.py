@@ -10,7 +10,9 @@ and the presence component (asks the peer for a fresh snapshot) listen.
 
 from typing import Callable, Dict, List, Optional
 
-from twisted.logger import Logger
+import txaio
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 Listener = Callable[[str], None]
 
@@ -23,7 +25,7 @@ class LinkState:
     connection is lost, and unknown (``None``) before anything was reported.
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self) -> None:
         self._up: Dict[str, bool] = {}

@@ -14,7 +14,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
 
 from twisted.internet import defer, task
-from twisted.logger import Logger
+import txaio
 
 from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
 from components.core import names
@@ -28,6 +28,8 @@ from components.core.tokens import Identity
 from components.service.metrics import counted_send, timed_history
 from components.service.refusals import RefusalLog
 from components.store.threaded import StoreUnavailable, ThreadedStore
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: what a caller hears while the store is down, frozen or locked (never why: no host names)
 STORE_DOWN = "the message store is not answering; retry in a few seconds"
@@ -93,7 +95,7 @@ class MessageService:
         answers), or a ``task.Clock`` in tests
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, settings: Settings, store: ThreadedStore, publish: Publish, gate: Optional[Gate] = None,
                  now: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,

@@ -9,7 +9,9 @@ it starts and listens from then on, so either may start first.
 
 from typing import Dict, Hashable, List, Optional, Protocol, Tuple
 
-from twisted.logger import Logger
+import txaio
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 
 class LegacyListener(Protocol):
@@ -23,7 +25,7 @@ class LegacyListener(Protocol):
 class LegacyUsers:
     """The open legacy sockets of this worker and their users."""
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self) -> None:
         self._sockets: Dict[Hashable, Tuple[str, str]] = {}

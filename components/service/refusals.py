@@ -9,10 +9,12 @@ spell gets a line of its own at once; the rest are counted and summarised every
 
 from typing import Any, Optional
 
-from twisted.logger import Logger
+import txaio
 from twisted.python.failure import Failure
 
 from components.core.logsummary import SUMMARY_INTERVAL, RefusalCounter, printable, short_reason
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: the reason an unexpected failure is counted under (its exception type is added)
 INTERNAL = "internal_error"
@@ -27,7 +29,7 @@ class RefusalLog:
     :param clock: the reactor, or a ``task.Clock`` in tests
     """
 
-    def __init__(self, log: Logger, prefix: str, one: str, many: str, clock: Any = None,
+    def __init__(self, log: Any, prefix: str, one: str, many: str, clock: Any = None,
                  interval: float = SUMMARY_INTERVAL) -> None:
         if clock is None:
             from twisted.internet import reactor as clock

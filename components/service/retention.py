@@ -13,13 +13,15 @@ import time
 from typing import Any, Callable, Optional
 
 from twisted.internet import defer, task
-from twisted.logger import Logger
+import txaio
 
 from components.core.metrics import RETENTION_PRUNED
 from components.core.retention import age_cutoff
 from components.core.settings import Settings
 from components.service.slot import Slot
 from components.store.threaded import StoreUnavailable
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: rows per transaction: a few milliseconds of the writer's time
 BATCH = 500
@@ -51,7 +53,7 @@ class Pruner:
     :param now: wall-clock seconds (messages' ``ts`` are wall-clock milliseconds)
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, settings: Settings, messages: Slot, clock: Any, interval: float = INTERVAL,
                  batch: int = BATCH, pause: float = PAUSE, now: Callable[[], float] = time.time) -> None:

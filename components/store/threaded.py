@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 from twisted.internet import defer, threads
-from twisted.logger import Logger
+import txaio
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
@@ -28,6 +28,8 @@ from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store import Store
 from components.store.observe import observe, observe_deadline
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 
 class StoreUnavailable(Exception):
@@ -78,7 +80,7 @@ class ThreadedStore:
         (others are bugs, passed on as they are)
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, store: Store, reactor: Any, writers: int = 1, readers: int = 1, timeout: float = 5.0,
                  queue: int = 100, unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:

@@ -9,7 +9,7 @@ authorizer refuses every procedure outside :data:`names.CLIENT_PROCEDURES`).
 from typing import Any, Callable, Dict
 
 from autobahn.wamp.exception import ApplicationError
-from twisted.logger import Logger
+import txaio
 
 from components.core import names, policy
 from components.core.errors import INVALID_TOKEN, Refused
@@ -20,7 +20,9 @@ from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
 from components.wamp.base import NodeComponent
 
-log = Logger()
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
+log = txaio.make_logger()
 
 
 def identity_of(session: Dict[str, Any]) -> Identity:

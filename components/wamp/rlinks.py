@@ -47,9 +47,11 @@ and reports (and repairs nothing) when a Crossbar upgrade moved them.
 from typing import Any, Dict, Optional, Sequence
 
 from autobahn.wamp.request import Subscription
-from twisted.logger import Logger
+import txaio
 
 from components.service.links import LinkState
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 #: the id ``deptcast cluster init`` gives a node's link to ``peer``: ``to-<peer>``
 LINK_ID_PREFIX = "to-"
@@ -124,7 +126,7 @@ class LinkWatch:
     :param peers: the peers' names (a link ``to-<peer>`` to anything else is ignored)
     """
 
-    log = Logger()
+    log = txaio.make_logger()
 
     def __init__(self, state: LinkState, peers: Sequence[str]) -> None:
         self.state = state

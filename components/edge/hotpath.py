@@ -1,0 +1,319 @@
+"""The router worker's per-message paths, without the work nobody sees.
+
+Profiled with py-spy at 40,000 deliveries/s (issue 13), a third to a half of the router
+worker's CPU went to things no one reads or that need doing once, not once per receiver:
+
+* Autobahn's ``WampWebSocketProtocol.send`` and ``onMessage`` build five coloured strings
+  (``autobahn.util.hlval`` -> ``click.style``) for a ``trace`` log line on every WAMP message,
+  whether or not trace is on; ``WebSocketProtocol.sendData`` does the same for a ``debug`` line
+  on every write. txaio turns a disabled level's method into a no-op, but the arguments are
+  built before the call.
+* An EVENT is one message object for all receivers of a subscription, and Autobahn caches its
+  serialization per serializer object, but every connection has its own serializer object: the
+  same JSON is produced once per receiver, and then framed once per receiver.
+* Twisted's ``FileDescriptor.write`` only buffers: every delivery registers the socket with
+  epoll, waits for the next reactor turn, sends, and unregisters: two ``epoll_ctl`` calls and
+  a reactor turn per receiver, where one ``send`` would do.
+
+:func:`install` replaces those four functions, in this process only, with versions that do the
+same, minus that work:
+
+* ``send``/``onMessage``/``sendData`` skip the log line when its level is off, and call
+  Autobahn's own function when it is on (so ``trace``/``debug`` logs are exactly as before);
+* ``send`` serializes through one shared serializer object per (serializer class, settings), so
+  the message's own cache answers every receiver after the first, and sends a WebSocket frame
+  built once per event (Autobahn's ``PreparedMessage``) on connections where Autobahn would frame
+  it the same way: no compression, no masking, no fragmentation, no frame logging;
+* a plain-TCP write with nothing buffered goes to the socket at once; what the socket does not
+  take, and every other write, goes through Twisted's buffer as before.
+
+Each replaced function is recorded with a digest of the upstream source it was checked
+against (:data:`CHECKED`). If an upgrade changes one, :func:`install` leaves that one alone,
+logs it, and ``tests/unit/test_hotpath.py`` fails, so whoever upgrades rechecks the
+replacement (or drops it, if upstream fixed the cost).
+"""
+
+import hashlib
+import inspect
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import txaio
+
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
+log = txaio.make_logger()
+
+#: sha256 of the upstream source of every function :func:`install` replaces, or whose behaviour
+#: a replacement mirrors or relies on, as checked (Autobahn 26.x and Twisted 26.10.0 of
+#: ``constraints.txt``)
+CHECKED: Dict[str, str] = {
+    "autobahn.wamp.websocket.WampWebSocketProtocol.send":
+        "811ed7bd88f1a2c9ea86d6cba69f3a8ea5b16b8cca1a75fd12d1c0e1bba48ee5",
+    "autobahn.wamp.websocket.WampWebSocketProtocol.onMessage":
+        "d1ba23b42b823852d10386068a7b513a1cc82930f64d558ec64848823db23d86",
+    "autobahn.websocket.protocol.WebSocketProtocol.sendData":
+        "5dcca425b048b07eb27d56a625a790d7a8e48fbe958753074cb1e55e174b2423",
+    "autobahn.websocket.protocol.WebSocketProtocol.sendMessage":
+        "048d6bcf0d71230997c4b4225086c891ed1247eed9307e58546b1bfb5b174443",
+    "autobahn.websocket.protocol.WebSocketProtocol.sendFrame":
+        "89cc8b024c413aa09943880cb5bcf0667bc2cce07b6cb3c9c864bba04fe9e659",
+    "autobahn.websocket.protocol.PreparedMessage.__init__":
+        "76eab585334bdb7191702fc9b2a77dbb616430c095e26bbd63770f06668fd0d7",
+    "autobahn.wamp.serializer.Serializer.serialize":
+        "cd15fee2e94c110103d80b48c08a2c3227d249bbf60dd1fc39a6e0a865e5fd28",
+    "autobahn.wamp.message.Message.serialize":
+        "aa23f385e6f405c944f6e6644d70600a27c7ee436a621fec3ae8f346f6a6ac0e",
+    "twisted.internet._newtls.ConnectionMixin.write":
+        "ea311df0946d3f997a11838e59692e33a6734dcd42a0f29b3331e7ad3ca8117a",
+    "twisted.internet.abstract.FileDescriptor.write":
+        "3e46c97fc173bc7e227065420969c27688f24903c27dcc165b63166a605d688c",
+    "twisted.internet.abstract.FileDescriptor.doWrite":
+        "a986d7b1b1054e431495d50528824683fa7ebb1ffcf3e57333bdd6f37f603141",
+}
+
+#: the functions :func:`install` replaces (the others of :data:`CHECKED` are relied on)
+REPLACED = ("autobahn.wamp.websocket.WampWebSocketProtocol.send",
+            "autobahn.wamp.websocket.WampWebSocketProtocol.onMessage",
+            "autobahn.websocket.protocol.WebSocketProtocol.sendData",
+            "twisted.internet._newtls.ConnectionMixin.write")
+
+#: name: (the class patched, the attribute, what the class had there, the upstream function)
+_originals: Dict[str, Tuple[Any, str, Any, Any]] = {}
+
+
+def source_digest(function: Callable[..., Any]) -> str:
+    """The sha256 of a function's source text."""
+    return hashlib.sha256(inspect.getsource(function).encode("utf-8")).hexdigest()
+
+
+def _enabled(logger: Any, level: str) -> bool:
+    """Whether ``logger`` would emit at ``level``: txaio binds a disabled level's method to a
+    shared no-op; anything else (another kind of logger) counts as enabled."""
+    return getattr(logger, level, None) is not _txaio_no_op()
+
+
+def _txaio_no_op() -> Any:
+    from txaio import tx
+    return tx._no_op
+
+
+# -- one serialization and one frame per event --------------------------------------------
+
+_shared: Dict[Tuple[Any, ...], Any] = {}
+_PLAIN = (bool, int, float, str, bytes)
+
+
+def shared_object_serializer(object_serializer: Any) -> Any:
+    """The object serializer every connection with the same serializer class and settings
+    uses as its key into a message's serialization cache (the first one seen), or
+    ``object_serializer`` itself where that is not safe to share (FlatBuffers, unhashable
+    settings)."""
+    if getattr(object_serializer, "NAME", None) == "flatbuffers":
+        return object_serializer
+    try:
+        # its settings; _parent_serializer points back at the connection's Serializer (used
+        # by FlatBuffers only)
+        settings = tuple(sorted((k, v) for k, v in vars(object_serializer).items() if k != "_parent_serializer"))
+    except TypeError:
+        return object_serializer
+    if not all(v is None or type(v) in _PLAIN for _, v in settings):
+        return object_serializer
+    return _shared.setdefault((type(object_serializer), settings), object_serializer)
+
+
+def serialize_shared(serializer: Any, msg: Any) -> Tuple[bytes, bool]:
+    """What ``serializer.serialize(msg)`` answers (Autobahn's ``Serializer.serialize``,
+    statistics included), with the message's cache keyed by the shared object serializer."""
+    if serializer._autoreset_callback is not None:
+        return serializer.serialize(msg)
+    object_serializer = shared_object_serializer(serializer._serializer)
+    data = msg.serialize(object_serializer)
+    serializer._serialized_bytes += len(data)
+    serializer._serialized_messages += 1
+    serializer._serialized_rated_messages += -(-len(data) // serializer.RATED_MESSAGE_SIZE)
+    return data, object_serializer.BINARY
+
+
+def _frame_once(protocol: Any, msg: Any, payload: bytes, is_binary: bool) -> bool:
+    """Send ``payload`` as one unmasked, uncompressed WebSocket frame built once per message
+    and serializer, where Autobahn's ``sendMessage`` would send exactly those bytes; answer
+    whether it did (``False``: the caller sends it the usual way)."""
+    from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+
+    size = len(payload)
+    if (protocol.state != WebSocketProtocol.STATE_OPEN
+            or protocol._perMessageCompress is not None
+            or not protocol.factory.isServer or protocol.maskServerFrames
+            or protocol.logFrames or protocol.trackedTimings
+            or 0 < protocol.maxMessagePayloadSize < size
+            or 0 < protocol.autoFragmentSize < size):
+        return False
+    key = ("deptcast.frame", shared_object_serializer(protocol._serializer._serializer))
+    cache = msg._serialized
+    frame = cache.get(key)
+    if frame is None:
+        frame = cache[key] = PreparedMessage(payload, is_binary, False, True).payloadHybi
+    stats = protocol.trafficStats
+    stats.outgoingWebSocketMessages += 1
+    stats.outgoingOctetsAppLevel += size
+    stats.outgoingOctetsWebSocketLevel += size
+    stats.outgoingWebSocketFrames += 1
+    protocol.sendData(frame)
+    return True
+
+
+# -- the replacements ----------------------------------------------------------------------
+
+def _send(original: Callable[..., Any]) -> Callable[..., Any]:
+    from autobahn.wamp.exception import SerializationError, TransportLost
+
+    def send(self, msg):
+        if self._session is None:
+            raise TransportLost()
+        if _enabled(self.log, "trace"):
+            return original(self, msg)
+        try:
+            payload, is_binary = serialize_shared(self._serializer, msg)
+        except Exception as e:
+            self.log.error(f"WAMP message serialization error: {e}")
+            raise SerializationError(f"WAMP message serialization error: {e}")
+        if not _frame_once(self, msg, payload, is_binary):
+            self.sendMessage(payload, is_binary)
+    return send
+
+
+def _on_message(original: Callable[..., Any]) -> Callable[..., Any]:
+    from autobahn.wamp.exception import ProtocolError
+    from autobahn.websocket import protocol
+
+    def onMessage(self, payload, isBinary):
+        if _enabled(self.log, "trace"):
+            return original(self, payload, isBinary)
+        try:
+            for msg in self._serializer.unserialize(payload, isBinary):
+                self._session.onMessage(msg)
+        except ProtocolError as e:
+            self.log.critical("{tb}", tb=traceback.format_exc())
+            self._bailout(protocol.WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR,
+                          reason=f"WAMP Protocol Error ({e})")
+        except Exception as e:
+            self.log.critical("{tb}", tb=traceback.format_exc())
+            self._bailout(protocol.WebSocketProtocol.CLOSE_STATUS_CODE_INTERNAL_ERROR,
+                          reason=f"WAMP Internal Error ({e})")
+    return onMessage
+
+
+def _send_data(original: Callable[..., Any]) -> Callable[..., Any]:
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    def sendData(self, data, sync=False, chopsize=None):
+        if chopsize or sync or self.send_queue or self.logOctets or _enabled(self.log, "debug"):
+            return original(self, data, sync, chopsize)
+        self.transport.write(data)
+        if self.state == WebSocketProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state in (WebSocketProtocol.STATE_CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+    return sendData
+
+
+def _write(original: Callable[..., Any]) -> Callable[..., Any]:
+    def write(self, data):
+        if (self.TLS or type(data) is not bytes or not data or not self.connected
+                or self._writeDisconnected or self._tempDataBuffer or self.dataBuffer
+                or self.producer is not None):
+            return original(self, data)
+        try:
+            sent = self.socket.send(data)
+        except OSError:
+            # would block, or the connection is gone: Twisted's own write path handles both
+            return original(self, data)
+        if sent < len(data):
+            original(self, data[sent:])
+    return write
+
+
+def _resolve(name: str) -> Any:
+    """The upstream function a dotted name of :data:`CHECKED` names (from the class's own
+    ``__dict__``: what the class defines, not what it inherits; the upstream one where
+    :func:`install` replaced it)."""
+    import importlib
+
+    if name in _originals:
+        return _originals[name][3]
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for part in parts[split:-1]:
+            owner = getattr(owner, part)
+        return owner.__dict__[parts[-1]] if isinstance(owner, type) else getattr(owner, parts[-1])
+    raise LookupError(name)
+
+
+def _targets() -> List[Tuple[str, Any, str, Callable[[Callable[..., Any]], Callable[..., Any]], List[str]]]:
+    """What :func:`install` replaces: (name, the class that gets the replacement, attribute,
+    the maker of the replacement from the original, the other upstream functions it mirrors or
+    relies on)."""
+    from autobahn.wamp.websocket import WampWebSocketProtocol
+    from autobahn.websocket.protocol import WebSocketProtocol
+    from twisted.internet import tcp
+
+    ws = "autobahn.websocket.protocol."
+    return [
+        ("autobahn.wamp.websocket.WampWebSocketProtocol.send", WampWebSocketProtocol, "send", _send,
+         [ws + "WebSocketProtocol.sendMessage", ws + "WebSocketProtocol.sendFrame", ws + "PreparedMessage.__init__",
+          "autobahn.wamp.serializer.Serializer.serialize", "autobahn.wamp.message.Message.serialize"]),
+        ("autobahn.wamp.websocket.WampWebSocketProtocol.onMessage", WampWebSocketProtocol, "onMessage",
+         _on_message, []),
+        (ws + "WebSocketProtocol.sendData", WebSocketProtocol, "sendData", _send_data, []),
+        # plain TCP connections (tcp.Connection) get the replacement; TLS ones take the original
+        ("twisted.internet._newtls.ConnectionMixin.write", tcp.Connection, "write", _write,
+         ["twisted.internet.abstract.FileDescriptor.write", "twisted.internet.abstract.FileDescriptor.doWrite"]),
+    ]
+
+
+def install() -> List[str]:
+    """Replace the functions of :func:`_targets` whose upstream source, and that of what they
+    rely on, is the one checked (idempotent). Answers the names of those in place; one whose
+    upstream changed is left alone and logged.
+
+    :rtype: list
+    """
+    for name, target, attribute, make, relies_on in _targets():
+        if name in _originals:
+            continue
+        changed = [n for n in [name] + relies_on if source_digest(_resolve(n)) != CHECKED[n]]
+        if changed:
+            log.warn("deptcast: {changed} changed upstream since deptcast's hot path was checked; {name} is left "
+                     "as it is (see components/edge/hotpath.py)", changed=", ".join(changed), name=name)
+            continue
+        upstream = _resolve(name)
+        _originals[name] = (target, attribute, target.__dict__.get(attribute), upstream)
+        setattr(target, attribute, make(upstream))
+    return sorted(_originals)
+
+
+def uninstall() -> None:
+    """Put the upstream functions back (tests)."""
+    for name, (target, attribute, had, _) in list(_originals.items()):
+        if had is None:
+            delattr(target, attribute)
+        else:
+            setattr(target, attribute, had)
+        del _originals[name]
+
+
+def installed() -> List[str]:
+    """The names of the functions replaced in this process.
+
+    :rtype: list
+    """
+    return sorted(_originals)
+
+
+__all__ = ["CHECKED", "REPLACED", "install", "installed", "uninstall", "serialize_shared", "shared_object_serializer",
+           "source_digest"]

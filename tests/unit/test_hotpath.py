@@ -1,0 +1,278 @@
+"""components.edge.hotpath: the worker's message paths give the same bytes as Autobahn's and
+Twisted's own, without the invisible log lines, with one serialization and one frame per event,
+and with plain-TCP writes sent at once; and the replacements notice an upgrade."""
+
+import socket
+
+import pytest
+from autobahn.twisted.websocket import WampWebSocketServerFactory
+from autobahn.wamp import message
+from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
+from autobahn.websocket.compress import PerMessageDeflate
+from autobahn.websocket.protocol import PreparedMessage
+from autobahn.exception import PayloadExceededError
+from twisted.internet import tcp
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
+
+from components.edge import hotpath
+
+SERIALIZERS = [JsonSerializer, MsgPackSerializer, CBORSerializer]
+
+
+class _Session:
+    _authid = "cardio_alice"
+    _session_id = 42
+
+
+def open_connection(serializer_class=JsonSerializer):
+    """A WAMP-over-WebSocket server connection in the open state on a string transport, with its
+    own serializer object (as every real connection has)."""
+    factory = WampWebSocketServerFactory(lambda: None, serializers=[serializer_class()])
+    factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0, autoPingInterval=0)
+    protocol = factory.buildProtocol(None)
+    protocol.makeConnection(StringTransport())
+    protocol.state = protocol.STATE_OPEN
+    protocol._serializer = serializer_class()
+    protocol._session = _Session()
+    protocol.transport.clear()
+    return protocol
+
+
+def event(n=1):
+    return message.Event(7, 1000 + n, args=[{"id": n, "from": "cardio_alice", "to": "cardio",
+                                             "message": "Ward round at 10:30 " * 3}])
+
+
+def wire(serializer_class, install, sends=3, **options):
+    if install:
+        hotpath.install()
+    else:
+        hotpath.uninstall()
+    protocol = open_connection(serializer_class)
+    for key, value in options.items():
+        setattr(protocol, key, value)
+    for n in range(sends):
+        protocol.send(event(n))
+    return protocol.transport.value()
+
+
+def test_every_replacement_is_in_place_with_the_checked_upstream_versions():
+    # fails after an upgrade of Autobahn or Twisted that changes a replaced function or one it
+    # relies on: recheck the replacement against the new source, then update CHECKED
+    assert hotpath.install() == sorted(hotpath.REPLACED)
+    for name in hotpath.CHECKED:
+        assert hotpath.source_digest(hotpath._resolve(name)) == hotpath.CHECKED[name], name
+
+
+def test_a_replacement_whose_upstream_changed_is_left_alone(monkeypatch):
+    monkeypatch.setitem(hotpath.CHECKED, "autobahn.websocket.protocol.PreparedMessage.__init__", "0" * 64)
+    installed = hotpath.install()
+    assert "autobahn.wamp.websocket.WampWebSocketProtocol.send" not in installed
+    assert "autobahn.websocket.protocol.WebSocketProtocol.sendData" in installed
+    from autobahn.wamp.websocket import WampWebSocketProtocol
+    assert WampWebSocketProtocol.send is hotpath._resolve("autobahn.wamp.websocket.WampWebSocketProtocol.send")
+
+
+@pytest.mark.parametrize("serializer_class", SERIALIZERS)
+def test_events_on_the_wire_are_the_bytes_autobahn_sends(serializer_class):
+    upstream = wire(serializer_class, install=False)
+    assert upstream
+    assert wire(serializer_class, install=True) == upstream
+
+
+def test_an_event_is_serialized_and_framed_once_for_all_receivers(monkeypatch):
+    hotpath.install()
+    receivers = [open_connection() for _ in range(5)]
+    assert len({id(r._serializer._serializer) for r in receivers}) == 5
+    calls = []
+    original = type(receivers[0]._serializer._serializer).serialize
+    monkeypatch.setattr(type(receivers[0]._serializer._serializer), "serialize",
+                        lambda self, obj: calls.append(obj) or original(self, obj))
+    frames = []
+    original_prepare = PreparedMessage.__init__
+    monkeypatch.setattr(PreparedMessage, "__init__",
+                        lambda self, *a, **kw: frames.append(a) or original_prepare(self, *a, **kw))
+    msg = event()
+    for receiver in receivers:
+        receiver.send(msg)
+    assert len(calls) == 1 and len(frames) == 1
+    sent = {r.transport.value() for r in receivers}
+    assert len(sent) == 1
+    payload, _ = JsonSerializer().serialize(event())
+    assert sent == {PreparedMessage(payload, False, False, True).payloadHybi}
+    # the serializers' statistics count every message, as Autobahn's own path does
+    assert [r._serializer._serialized_messages for r in receivers] == [1] * 5
+
+
+def test_without_the_hot_path_every_receiver_serializes_the_event_again(monkeypatch):
+    # what the test above guards against: Autobahn's cache is per serializer object
+    hotpath.uninstall()
+    receivers = [open_connection() for _ in range(5)]
+    calls = []
+    original = type(receivers[0]._serializer._serializer).serialize
+    monkeypatch.setattr(type(receivers[0]._serializer._serializer), "serialize",
+                        lambda self, obj: calls.append(obj) or original(self, obj))
+    msg = event()
+    for receiver in receivers:
+        receiver.send(msg)
+    assert len(calls) == 5
+
+
+def count_highlights(monkeypatch):
+    from autobahn.wamp import websocket
+    calls = []
+    original = websocket.hlval
+    monkeypatch.setattr(websocket, "hlval", lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    return calls
+
+
+def test_no_log_line_is_built_when_trace_is_off(monkeypatch):
+    calls = count_highlights(monkeypatch)
+    wire(JsonSerializer, install=False, sends=1)
+    assert len(calls) >= 4  # Autobahn's own send colours a trace line nobody sees
+    calls.clear()
+    wire(JsonSerializer, install=True, sends=1)
+    assert calls == []
+
+
+def test_with_trace_on_autobahns_own_send_logs_as_before(monkeypatch):
+    calls = count_highlights(monkeypatch)
+    hotpath.install()
+    protocol = open_connection()
+    level = protocol.log._log_level
+    protocol.log.set_log_level("trace")
+    try:
+        protocol.send(event(0))
+    finally:
+        protocol.log.set_log_level(level)
+    assert len(calls) >= 4
+    hotpath.uninstall()
+    assert protocol.transport.value() == wire(JsonSerializer, install=False, sends=1)
+
+
+def test_a_compressed_connection_is_framed_by_autobahn_per_receiver():
+    hotpath.install()
+    compressed = open_connection()
+    compressed._perMessageCompress = PerMessageDeflate(True, False, False, 15, 15, 8)
+    plain = open_connection()
+    msg = event()
+    compressed.send(msg)
+    plain.send(msg)
+    assert compressed.transport.value()[0] & 0x40  # RSV1: a compressed message
+    assert not plain.transport.value()[0] & 0x40
+
+
+def test_a_message_over_the_connections_limit_is_refused_as_autobahn_refuses_it():
+    hotpath.install()
+    protocol = open_connection()
+    protocol.maxMessagePayloadSize = 20
+    with pytest.raises(PayloadExceededError):
+        protocol.send(event())
+    assert protocol.transport.value() == b""
+
+
+def test_a_message_is_read_as_autobahn_reads_it():
+    received = []
+
+    class Session(_Session):
+        def onMessage(self, msg):
+            received.append(msg)
+
+    payload, _ = JsonSerializer().serialize(message.Publish(1, "deptcast.all", args=["x"]))
+    for install in (False, True):
+        if install:
+            hotpath.install()
+        protocol = open_connection()
+        protocol._session = Session()
+        protocol.onMessage(payload, False)
+    assert len(received) == 2 and received[0].marshal() == received[1].marshal()
+
+
+def test_a_malformed_message_still_closes_the_connection():
+    hotpath.install()
+    protocol = open_connection()
+    closed = []
+    protocol._bailout = lambda code, reason=None: closed.append((code, reason))
+    protocol.onMessage(b'["not a wamp message"', False)
+    assert closed and closed[0][0] == protocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR
+
+
+# -- plain TCP writes ----------------------------------------------------------------------
+
+class _Reactor:
+    def __init__(self):
+        self.writers = []
+
+    def addWriter(self, writer):
+        self.writers.append(writer)
+
+    def removeWriter(self, writer):
+        self.writers.remove(writer)
+
+
+def tcp_connection():
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    reactor = _Reactor()
+    connection = tcp.Connection(ours, Protocol(), reactor)
+    connection.connected = 1
+    return connection, theirs, reactor
+
+
+def read_all(sock):
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except BlockingIOError:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def test_a_write_with_nothing_buffered_goes_to_the_socket_at_once():
+    hotpath.install()
+    connection, peer, reactor = tcp_connection()
+    connection.write(b"frame one")
+    assert read_all(peer) == b"frame one"
+    assert reactor.writers == []
+
+
+def test_without_the_hot_path_a_write_waits_for_the_reactor():
+    hotpath.uninstall()
+    connection, peer, reactor = tcp_connection()
+    connection.write(b"frame one")
+    assert read_all(peer) == b""
+    assert reactor.writers == [connection]
+
+
+def test_what_the_socket_does_not_take_is_buffered_in_order():
+    hotpath.install()
+    connection, peer, reactor = tcp_connection()
+    big = bytes(range(256)) * 40_000  # 10 MB: more than a socket buffer holds
+    connection.write(big)
+    assert reactor.writers == [connection]
+    connection.write(b"after")  # must not overtake what is buffered
+    received = [read_all(peer)]
+    assert len(received[0]) < len(big)
+    while reactor.writers:
+        connection.doWrite()
+        received.append(read_all(peer))
+    received.append(read_all(peer))
+    assert b"".join(received) == big + b"after"
+
+
+def test_a_tls_connection_writes_through_twisted():
+    hotpath.install()
+    connection, peer, reactor = tcp_connection()
+    sent = []
+
+    class TLSProtocol:
+        def write(self, data):
+            sent.append(data)
+
+    connection.TLS = True
+    connection.protocol = TLSProtocol()
+    connection.write(b"secret")
+    assert sent == [b"secret"] and read_all(peer) == b""
