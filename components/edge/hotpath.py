@@ -39,8 +39,11 @@ import traceback
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import txaio
+from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
+from txaio.tx import _no_op as _TXAIO_NO_OP  # noqa: E402 (the Twisted flavour's, once chosen)
 
 log = txaio.make_logger()
 
@@ -90,12 +93,7 @@ def source_digest(function: Callable[..., Any]) -> str:
 def _enabled(logger: Any, level: str) -> bool:
     """Whether ``logger`` would emit at ``level``: txaio binds a disabled level's method to a
     shared no-op; anything else (another kind of logger) counts as enabled."""
-    return getattr(logger, level, None) is not _txaio_no_op()
-
-
-def _txaio_no_op() -> Any:
-    from txaio import tx
-    return tx._no_op
+    return getattr(logger, level, None) is not _TXAIO_NO_OP
 
 
 # -- one serialization and one frame per event --------------------------------------------
@@ -122,12 +120,22 @@ def shared_object_serializer(object_serializer: Any) -> Any:
     return _shared.setdefault((type(object_serializer), settings), object_serializer)
 
 
+def _shared_keys(serializer: Any) -> Tuple[Any, Tuple[str, Any]]:
+    """A connection's shared object serializer and its frame key, worked out once per
+    connection (kept on its :class:`~autobahn.wamp.serializer.Serializer`)."""
+    keys = serializer.__dict__.get("_deptcast_shared")
+    if keys is None:
+        shared = shared_object_serializer(serializer._serializer)
+        keys = serializer._deptcast_shared = (shared, ("deptcast.frame", shared))
+    return keys
+
+
 def serialize_shared(serializer: Any, msg: Any) -> Tuple[bytes, bool]:
     """What ``serializer.serialize(msg)`` answers (Autobahn's ``Serializer.serialize``,
     statistics included), with the message's cache keyed by the shared object serializer."""
     if serializer._autoreset_callback is not None:
         return serializer.serialize(msg)
-    object_serializer = shared_object_serializer(serializer._serializer)
+    object_serializer = _shared_keys(serializer)[0]
     data = msg.serialize(object_serializer)
     serializer._serialized_bytes += len(data)
     serializer._serialized_messages += 1
@@ -139,8 +147,6 @@ def _frame_once(protocol: Any, msg: Any, payload: bytes, is_binary: bool) -> boo
     """Send ``payload`` as one unmasked, uncompressed WebSocket frame built once per message
     and serializer, where Autobahn's ``sendMessage`` would send exactly those bytes; answer
     whether it did (``False``: the caller sends it the usual way)."""
-    from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
-
     size = len(payload)
     if (protocol.state != WebSocketProtocol.STATE_OPEN
             or protocol._perMessageCompress is not None
@@ -149,7 +155,7 @@ def _frame_once(protocol: Any, msg: Any, payload: bytes, is_binary: bool) -> boo
             or 0 < protocol.maxMessagePayloadSize < size
             or 0 < protocol.autoFragmentSize < size):
         return False
-    key = ("deptcast.frame", shared_object_serializer(protocol._serializer._serializer))
+    key = _shared_keys(protocol._serializer)[1]
     cache = msg._serialized
     frame = cache.get(key)
     if frame is None:
@@ -205,8 +211,6 @@ def _on_message(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _send_data(original: Callable[..., Any]) -> Callable[..., Any]:
-    from autobahn.websocket.protocol import WebSocketProtocol
-
     def sendData(self, data, sync=False, chopsize=None):
         if chopsize or sync or self.send_queue or self.logOctets or _enabled(self.log, "debug"):
             return original(self, data, sync, chopsize)
@@ -259,7 +263,6 @@ def _targets() -> List[Tuple[str, Any, str, Callable[[Callable[..., Any]], Calla
     the maker of the replacement from the original, the other upstream functions it mirrors or
     relies on)."""
     from autobahn.wamp.websocket import WampWebSocketProtocol
-    from autobahn.websocket.protocol import WebSocketProtocol
     from twisted.internet import tcp
 
     ws = "autobahn.websocket.protocol."
