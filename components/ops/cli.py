@@ -3,6 +3,7 @@
     deptcast token --user U --dept D [--role publisher] [--ttl SECONDS]
     deptcast node-config [--port N] [--output FILE]
     deptcast cluster init --node n1=HOST:PORT --node n2=HOST:PORT ... --db postgresql://... --out DIR
+    deptcast cluster init --local [N|auto] [--base-port P] --db postgresql://... --out DIR
     deptcast cluster demo --db postgresql://... [--out DIR]
     deptcast run [--cbdir DIR] [-- crossbar start arguments]
     deptcast send --to TO MESSAGE [--url URL ...] [--token T | --user U --dept D [--role R]]

@@ -1,7 +1,8 @@
 """A deptcast cluster generated from one description: node directories and an nginx config.
 
 ``deptcast cluster init --node n1=HOST:PORT --node n2=... --db postgresql://... --out DIR``
-writes, for every node, ``DIR/<name>/`` with
+(or ``--local N`` for N nodes on this machine, one per core: the same nodes, listed by
+:func:`local_nodes`) writes, for every node, ``DIR/<name>/`` with
 
 - ``key.priv`` / ``key.pub``: the node key pair, made by Crossbar's own key code (kept
   when the generator runs again, so the peers' principals stay valid);
@@ -36,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from components.core import names
 from components.core.names import RLINK_ROLE
@@ -60,6 +61,12 @@ DEFAULT_LB_RATE_PER_IP = 50
 DEFAULT_LB_BURST = 200
 #: the link port, when a node's description gives none: the web port plus this
 LINK_PORT_OFFSET = 1
+
+#: ``cluster init --local``: the nodes' address, the first node's port by default, and the most
+#: nodes it makes (a full mesh: every node holds a link to each of the others)
+LOCAL_HOST = "127.0.0.1"
+DEFAULT_BASE_PORT = 8081
+MAX_LOCAL_NODES = 64
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
@@ -117,6 +124,56 @@ def parse_node_spec(text: str) -> NodeSpec:
         raise ValueError(f"--node {text!r}: use NAME=HOST:PORT (or NAME=HOST:PORT/LINKPORT) with ports "
                          "from 1 to 65535")
     return NodeSpec(name, host, int(port), int(link) if slash else None)
+
+
+def local_count(text: str, cpu_count: Optional[Callable[[], Optional[int]]] = None) -> int:
+    """Read ``--local``'s value: a number of nodes, or ``auto`` for one node per core.
+
+    :param cpu_count: the machine's core count (default ``os.cpu_count``)
+    :raises ValueError: with a message saying what is wrong
+    :rtype: int
+    """
+    text = text.strip().lower()
+    if text == "auto":
+        cores = (cpu_count or os.cpu_count)() or 1
+        if cores < 2:
+            raise ValueError(f"auto: this machine has {cores} core, and a cluster needs at least two nodes "
+                             "(give --local 2 to run two anyway, or run a single node)")
+        return min(cores, MAX_LOCAL_NODES)
+    if not re.fullmatch(r"[0-9]{1,6}", text):
+        raise ValueError(f"{text!r}: give a number of nodes (2 to {MAX_LOCAL_NODES}) or 'auto' (one per core)")
+    count = int(text)
+    if not 2 <= count <= MAX_LOCAL_NODES:
+        raise ValueError(f"{count}: a local cluster has 2 to {MAX_LOCAL_NODES} nodes")
+    return count
+
+
+def local_nodes(count: int, base_port: int = DEFAULT_BASE_PORT, avoid: Sequence[int] = ()) -> List[NodeSpec]:
+    """``count`` nodes on this machine: ``n1`` .. ``nN`` on :data:`LOCAL_HOST`, web ports
+    ``base_port`` .. ``base_port+N-1`` and link ports (used with ``--tls``) the next N ports,
+    so no port is used twice.
+
+    :param avoid: ports the nodes must not take (the load balancer's)
+    :raises ValueError: if the ports run past 65535 or take one of ``avoid``
+    :rtype: list of NodeSpec
+    """
+    ports = range(base_port, base_port + 2 * count)
+    if base_port < 1 or ports[-1] > 65535:
+        raise ValueError(f"--base-port {base_port}: {count} nodes take ports {base_port}-{ports[-1]} "
+                         "(web ports, then link ports), which must lie from 1 to 65535")
+    taken = sorted(set(ports) & set(avoid))
+    if taken:
+        raise ValueError(f"--base-port {base_port}: {count} nodes take ports {base_port}-{ports[-1]} "
+                         f"(web ports, then link ports), which includes the load balancer's port {taken[0]}")
+    return [NodeSpec(f"n{i + 1}", LOCAL_HOST, base_port + i, base_port + count + i) for i in range(count)]
+
+
+def listen_port(listen: str) -> Optional[int]:
+    """The port of an nginx ``listen`` argument (``8000``, ``127.0.0.1:8000``, ``[::1]:8000``).
+
+    :rtype: int or None
+    """
+    return _port(listen.rpartition(":")[2])
 
 
 def check_cluster(nodes: Sequence[NodeSpec], db: str, use_tls: bool = False) -> None:
@@ -487,8 +544,22 @@ def _spans_hosts(nodes: Sequence[NodeSpec]) -> bool:
 
 # ----------------------------------------------------------------------------- command line
 
+def _local_nodes_of(args: argparse.Namespace) -> Optional[List[NodeSpec]]:
+    """The nodes of ``--local`` (``None`` with ``--node``); a bad combination is an argparse error."""
+    parser: argparse.ArgumentParser = args.init_parser
+    if args.local is None:
+        if args.base_port is not None:
+            parser.error("--base-port goes with --local (with --node, each node's port is in its entry)")
+        return None
+    lb_port = listen_port(args.lb_listen)
+    try:
+        return local_nodes(args.local, args.base_port or DEFAULT_BASE_PORT, [lb_port] if lb_port else [])
+    except ValueError as e:
+        parser.error(str(e))
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
-    nodes = [parse_node_spec(text) for text in args.node]
+    nodes = _local_nodes_of(args) or [parse_node_spec(text) for text in args.node]
     layout = init_cluster(nodes, args.db, Path(args.out), Path(args.root) if args.root else None,
                           lb_listen=args.lb_listen, use_tls=args.tls, lb_conn_per_ip=args.lb_conn_per_ip,
                           lb_rate_per_ip=args.lb_rate_per_ip, lb_burst=args.lb_burst,
@@ -526,7 +597,7 @@ def run_demo(db: str, out: Path, base_port: int = 8081, lb_port: int = DEFAULT_L
 
     :rtype: int
     """
-    nodes = [NodeSpec(f"n{i + 1}", "127.0.0.1", base_port + i) for i in range(3)]
+    nodes = local_nodes(3, base_port, [lb_port])
     layout = init_cluster(nodes, db, out, lb_listen=f"127.0.0.1:{lb_port}", dev=True)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     # quick-start mode: the sign-in form of the web page works (loopback only)
@@ -578,18 +649,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.db, Path(args.out), args.base_port, args.lb_port)
 
 
+def _local_count_arg(text: str) -> int:
+    try:
+        return local_count(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _port_arg(text: str) -> int:
+    port = _port(text.strip())
+    if port is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: a port from 1 to 65535")
+    return port
+
+
 def add_cli(sub: "argparse._SubParsersAction") -> None:
     """Add ``deptcast cluster init`` and ``deptcast cluster demo`` to the command line."""
     cluster = sub.add_parser("cluster", help="generate or try out a cluster of nodes",
                              description="Generate a cluster from one description, or run a local demo.")
     csub = cluster.add_subparsers(dest="cluster_command", required=True)
     init = csub.add_parser("init", help="write node directories and an nginx config",
-                           description="Write one node directory per --node (key pair, config with a full "
-                                       "mesh of router links, shared JWT secret) and nginx.conf. Running it "
-                                       "again keeps existing keys and the secret.")
-    init.add_argument("--node", action="append", required=True, metavar="NAME=HOST:PORT[/LINKPORT]",
-                      help="a node: its name and the address peers and nginx reach it at (repeat); "
-                           "LINKPORT: its TLS link port (default PORT+1)")
+                           description="Write one node directory per --node, or per node of --local (key pair, "
+                                       "config with a full mesh of router links, shared JWT secret) and "
+                                       "nginx.conf. Running it again keeps existing keys and the secret.")
+    where = init.add_mutually_exclusive_group(required=True)
+    where.add_argument("--node", action="append", metavar="NAME=HOST:PORT[/LINKPORT]",
+                       help="a node: its name and the address peers and nginx reach it at (repeat); "
+                            "LINKPORT: its TLS link port (default PORT+1)")
+    where.add_argument("--local", nargs="?", const="auto", type=_local_count_arg, metavar="N|auto",
+                       help=f"instead of --node: N nodes n1..nN on {LOCAL_HOST}, one per core with 'auto' "
+                            "(the default when N is left out)")
+    init.add_argument("--base-port", type=_port_arg,
+                      help=f"with --local: the first node's port (default {DEFAULT_BASE_PORT}); the nodes take "
+                           "N web ports from it, then N link ports")
     init.add_argument("--db", required=True, help="the PostgreSQL URL all nodes share")
     init.add_argument("--out", default="cluster", help="output directory (default ./cluster)")
     init.add_argument("--lb-listen", default=str(DEFAULT_LB_PORT),
@@ -609,7 +701,7 @@ def add_cli(sub: "argparse._SubParsersAction") -> None:
     init.add_argument("--expose-internal", action="store_true",
                       help="let nginx proxy /health and /metrics too (by default they answer 404 there: "
                            "ask each node directly)")
-    init.set_defaults(func=_cmd_init)
+    init.set_defaults(func=_cmd_init, init_parser=init)
 
     demo = csub.add_parser("demo", help="run 3 nodes and nginx on loopback until Ctrl-C",
                            description="Generate a 3-node cluster on loopback, start it and nginx, "

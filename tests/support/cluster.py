@@ -21,6 +21,7 @@ from components.client.tx import Client
 from components.core import names
 from components.core.names import RLINK_ROLE
 from components.ops.cluster import ClusterLayout, NodeSpec, init_cluster
+from components.ops.status import read_description
 from tests.support.nodes import Node, free_port, token, wait_until
 from tests.support.wamp import connect, connect_inspector
 
@@ -84,14 +85,31 @@ class Cluster:
         self.db = db
         specs = [NodeSpec(f"n{i + 1}", "127.0.0.1", free_port(), free_port() if use_tls else None)
                  for i in range(count)]
-        self.lb_port = free_port()
-        self.layout: ClusterLayout = init_cluster(specs, db, out, lb_listen=f"127.0.0.1:{self.lb_port}",
-                                                  use_tls=use_tls, **init_options)
+        lb_port = free_port()
+        self._adopt(init_cluster(specs, db, out, lb_listen=f"127.0.0.1:{lb_port}", use_tls=use_tls,
+                                 **init_options), lb_port, env)
+
+    def _adopt(self, layout: ClusterLayout, lb_port: int, env: Optional[Dict[str, str]]) -> None:
+        self.lb_port = lb_port
+        self.layout = layout
         self.nodes: Dict[str, Node] = {
-            s.name: Node(self.layout.node_dirs[s.name], port=s.port, config=None, name=s.name, env=env)
-            for s in specs}
-        self.nginx = Nginx(self.layout.nginx_conf, out / "nginx", self.lb_port)
+            s.name: Node(layout.node_dirs[s.name], port=s.port, config=None, name=s.name, env=env)
+            for s in layout.nodes}
+        self.nginx = Nginx(layout.nginx_conf, layout.out / "nginx", lb_port)
         self.start_seconds: Optional[float] = None
+
+    @classmethod
+    def generated(cls, out: Path, db: str, lb_port: int, env: Optional[Dict[str, str]] = None) -> "Cluster":
+        """The cluster ``deptcast cluster init`` wrote into ``out`` (its nodes from ``cluster.json``),
+        with nginx listening on ``lb_port`` as ``--lb-listen`` told it."""
+        out = Path(out).resolve()
+        nodes = read_description(out)
+        layout = ClusterLayout(out, nodes, {n.name: out / n.name for n in nodes}, out / "nginx.conf",
+                               out / "jwt.secret")
+        cluster = cls.__new__(cls)
+        cluster.db = db
+        cluster._adopt(layout, lb_port, env)
+        return cluster
 
     @property
     def url(self) -> str:

@@ -6,6 +6,7 @@ Unix socket in the node's (temporary) directory whose role may only read the WAM
 (who is subscribed to what), so tests can ask the router directly.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -34,6 +35,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_run(count: int, tries: int = 100) -> int:
+    """The first of ``count`` consecutive ports that are free now (for ``cluster init --local``,
+    whose nodes take consecutive ports from ``--base-port``)."""
+    for _ in range(tries):
+        base = free_port()
+        if base + count > 65536:
+            continue
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found in {tries} tries")
 
 
 def with_inspector(config: Dict[str, Any]) -> Dict[str, Any]:
