@@ -224,9 +224,12 @@ def _send_data(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _write(original: Callable[..., Any]) -> Callable[..., Any]:
     def write(self, data):
+        # a pull producer is asked for more when Twisted's buffer drains: its writes take
+        # Twisted's path (a streaming one, such as the HTTP channel a WebSocket upgraded from,
+        # is only paused when the buffer fills, which still happens)
         if (self.TLS or type(data) is not bytes or not data or not self.connected
                 or self._writeDisconnected or self._tempDataBuffer or self.dataBuffer
-                or self.producer is not None):
+                or (self.producer is not None and not self.streamingProducer)):
             return original(self, data)
         try:
             sent = self.socket.send(data)

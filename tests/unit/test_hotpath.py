@@ -276,3 +276,39 @@ def test_a_tls_connection_writes_through_twisted():
     connection.protocol = TLSProtocol()
     connection.write(b"secret")
     assert sent == [b"secret"] and read_all(peer) == b""
+
+
+class _Producer:
+    def __init__(self):
+        self.calls = []
+
+    def resumeProducing(self):
+        self.calls.append("resume")
+
+    def pauseProducing(self):
+        self.calls.append("pause")
+
+    def stopProducing(self):
+        self.calls.append("stop")
+
+
+def test_a_connection_with_a_streaming_producer_writes_at_once():
+    # a WebSocket upgraded from HTTP: Twisted's HTTP channel stays the transport's producer
+    hotpath.install()
+    connection, peer, reactor = tcp_connection()
+    connection.registerProducer(_Producer(), True)
+    connection.write(b"frame one")
+    assert read_all(peer) == b"frame one"
+    assert reactor.writers == []
+
+
+def test_a_pull_producer_is_still_asked_for_more_when_the_buffer_drains():
+    hotpath.install()
+    connection, peer, reactor = tcp_connection()
+    producer = _Producer()
+    connection.registerProducer(producer, False)
+    producer.calls.clear()
+    connection.write(b"chunk")
+    assert reactor.writers == [connection]
+    connection.doWrite()
+    assert read_all(peer) == b"chunk" and producer.calls == ["resume"]
