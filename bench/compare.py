@@ -46,6 +46,7 @@ from typing import Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness as h  # noqa: E402
+import cpu_profile as profile  # noqa: E402
 
 SYSTEMS = {
     "wamp": "deptcast 1 node, WAMP",
@@ -161,6 +162,8 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
             "handshake": bool(args.quiet_below),
         }
         steps, opened = [], None
+        profiling: list = []
+        profiles = None
         cpu0 = None
         cpu_in_window = 0.0
         loadgen = h.Loadgen(config, workdir, stdin=bool(args.quiet_below))
@@ -175,8 +178,12 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
                     print(f"    {event['failures']} receivers failed to open: {event['firstFailure']}")
             elif kind == "window_start":
                 cpu0 = running.server.cpu()
+                if args.profile and system != "peer":
+                    profiling = start_profiles(running, args, workdir, len(steps))
             elif kind == "window_end":
                 cpu1 = running.server.cpu()
+                profiles = finish_profiles(profiling) if profiling else None
+                profiling = []
                 cpu_in_window = cpu0.seconds_until(cpu1)
                 by_process = cpu0.by_label(cpu1)
                 machine_in_window = cpu0.machine_seconds_until(cpu1)
@@ -192,6 +199,8 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
                                         - event["serverCpuPct"] - event["loadgenCpuPct"])
                 event["cpuUsPerDelivery"] = (cpu_in_window * 1e6 / event["delivered"]) if event["delivered"] else None
                 event["offeredPerSec"] = event["sendRate"] * event["receivers"]
+                if profiles:
+                    event["profile"] = profiles
                 steps.append(event)
                 print(f"    {event['offeredPerSec']:>7,}/s offered: {event['deliveredPerSec']:>9,.0f}/s delivered, "
                       f"p50 {fmt_ms(event['p50Ms'])}, p99 {fmt_ms(event['p99Ms'])}, "
@@ -200,10 +209,36 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
                       f"other {event['otherCpuPct']:.0f}%), missing {event['missing']}, dups {event['dups']}"
                       + (f", sender errors {event['senderErrors']}" if event["senderErrors"] else ""),
                       flush=True)
+                for pid_label, summary in (profiles or {}).items():
+                    print(f"      {pid_label}:")
+                    print("\n".join(profile.lines(summary)), flush=True)
         return {"opened": opened, "steps": steps, "userTopic": running.user_topic}
     finally:
         h.close_loadgens()
         running.stop()
+
+
+def start_profiles(running: Running, args, workdir: Path, step: int) -> list:
+    """py-spy on each router worker of a deptcast system for the step's window."""
+    out = []
+    for pid in running.server.pids():
+        if h.process_label(pid) == "router":
+            raw = workdir / f"profile-{running.system}-{pid}-step{step + 1}.raw"
+            out.append((f"router worker {pid}", raw, profile.record(pid, args.duration, raw)))
+    return out
+
+
+def finish_profiles(profiling: list) -> dict:
+    """The summaries of the profiles :func:`start_profiles` started."""
+    summaries = {}
+    for label, raw, process in profiling:
+        try:
+            process.wait(timeout=30)
+        except Exception:
+            process.kill()
+        if raw.exists():
+            summaries[label] = profile.summarize(raw)
+    return summaries
 
 
 def measure_memory(system: str, args, workdir: Path) -> dict:
@@ -385,6 +420,9 @@ def parse_args(argv=None):
                              "core busy (other work on a shared machine); 0: do not wait")
     parser.add_argument("--quiet-wait", type=float, default=120, help="longest wait for --quiet-below, seconds")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (small numbers, short steps)")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample deptcast's router worker(s) with py-spy during each rate step's window and "
+                             "print where their CPU goes (the sampling costs a few %% of a core)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default bench/results/compare-<date>.json)")
