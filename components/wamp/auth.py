@@ -82,9 +82,11 @@ class AuthorizerComponent(NodeComponent):
             identity = identity_of(session)
         except KeyError:
             return False
-        allow = policy.authorize(identity, uri, action, options or {})
+        options = options or {}
+        allow = policy.authorize(identity, uri, action, options)
+        # Crossbar caches an answer per (realm, role, uri, action), not per session or options:
+        # only answers that are the same for the whole role may say so
+        cache = policy.same_for_role(uri, action, options)
         if action == "subscribe":
-            # Crossbar caches per (realm, role, uri, action), not per session: a subscribe
-            # decision depends on the session's department or user, so it must not be cached.
-            return {"allow": allow, "cache": False}
-        return {"allow": allow, "disclose": allow, "cache": True}
+            return {"allow": allow, "cache": cache}
+        return {"allow": allow, "disclose": allow, "cache": cache}

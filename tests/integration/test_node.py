@@ -162,6 +162,16 @@ def test_router_refuses_what_clients_may_not_do(node):
     intruder = yield member(node, fresh("eve"), fresh("elsewhere"), topics=())
     e = yield call_error(intruder.subscribe(lambda *a: None, f"deptcast.dept.{dept}"))
     assert e.error == not_authorized
+    # deptcast.all is the same for every member (its answer is cached per role); alice's user
+    # topic is hers alone, before and after she subscribed to it
+    alice_topic = f"deptcast.user.{dept}_{alice.details.authid}"
+    e = yield call_error(intruder.subscribe(lambda *a: None, alice_topic))
+    assert e.error == not_authorized
+    for c in (alice, intruder):
+        yield c.subscribe(lambda *a: None, "deptcast.all")
+    yield alice.subscribe(lambda *a: None, alice_topic)
+    e = yield call_error(intruder.subscribe(lambda *a: None, alice_topic))
+    assert e.error == not_authorized
     # a publisher may subscribe to any department, but not to another user's topic
     yield pat.subscribe(lambda *a: None, f"deptcast.dept.{dept}")
     e = yield call_error(pat.subscribe(lambda *a: None, f"deptcast.user.{alice.details.authextra['dept']}_{alice.details.authid}"))
