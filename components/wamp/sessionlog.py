@@ -1,0 +1,73 @@
+"""Crossbar's per-connection info lines, logged at debug in the router worker.
+
+At ``info``, Crossbar logs about three lines per WAMP connection: the WebSocket's cookie line
+(``WampWebSocketServerProtocol.onConnect``), the session attach line (a multi-line dump of its
+authextra) and its detach line (``Router.attach`` / ``detach``), and one per
+``wamp.session.get`` (``RouterServiceAgent.session_get``, which deptcast's components call once
+per client session). The worker formats each event as JSON and writes it to the controller,
+which parses and prints it again: in a storm of 2,000 connections these lines were about a sixth
+of the router worker's CPU (py-spy, ``bench/compare.py``'s storm). :func:`install` makes the
+loggers of those three Crossbar classes log exactly those lines at ``debug`` (shown by
+``--loglevel debug``); every other line, at every level, passes as it was.
+
+Written against Crossbar 26.10 (``constraints.txt``): the lines are recognised by their format
+strings (:data:`PER_CONNECTION`); ``tests/unit/test_sessionlog.py`` fails if an upgrade changes
+them.
+"""
+
+from typing import Any, Dict, Iterable, Tuple
+
+#: (module, class, a part of the format string of each per-connection info line)
+PER_CONNECTION: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
+    ("crossbar.router.protocol", "WampWebSocketServerProtocol", ("cookie",)),
+    ("crossbar.router.router", "Router", ("new session attached", "router session detached")),
+    ("crossbar.router.service", "RouterServiceAgent", ("in active memory",)),
+)
+
+
+class DemotedLogger:
+    """A logger that logs the info lines whose format contains one of ``markers`` at debug,
+    and everything else as ``log`` does (which keeps following the worker's log level).
+
+    Set as a class's ``log`` attribute, like txaio's loggers (a non-data descriptor that is
+    its own value for every instance).
+    """
+
+    def __init__(self, log: Any, markers: Iterable[str]) -> None:
+        self.original = log
+        self.markers = tuple(markers)
+
+    def __get__(self, instance: Any, owner: Any = None) -> "DemotedLogger":
+        return self
+
+    def info(self, format: Any = None, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (txaio's name)
+        if isinstance(format, str) and any(m in format for m in self.markers):
+            return self.original.debug(format, *args, **kwargs)
+        return self.original.info(format, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.original, name)
+
+
+def install() -> Dict[str, DemotedLogger]:
+    """Demote the per-connection lines of :data:`PER_CONNECTION` (once per process; a class
+    that is missing or has no ``log`` is left alone).
+
+    :returns: the demoted loggers by ``module.Class``
+    :rtype: dict
+    """
+    import importlib
+    done = {}
+    for module_name, class_name, markers in PER_CONNECTION:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        log = cls.__dict__.get("log")
+        if log is None:
+            continue
+        if not isinstance(log, DemotedLogger):
+            log = DemotedLogger(log, markers)
+            cls.log = log
+        done[f"{module_name}.{class_name}"] = log
+    return done

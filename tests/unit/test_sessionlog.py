@@ -1,0 +1,65 @@
+"""Crossbar's per-connection info lines are logged at debug in the router worker
+(:mod:`components.wamp.sessionlog`), and nothing else is."""
+
+import inspect
+import importlib
+from typing import Any, Dict, List
+
+import pytest
+import txaio
+from twisted.logger import LogLevel, globalLogPublisher
+
+from components.wamp import sessionlog
+
+txaio.use_twisted()
+
+
+@pytest.mark.parametrize("module_name, class_name, markers", sessionlog.PER_CONNECTION)
+def test_the_installed_crossbar_still_logs_those_lines_at_info(module_name, class_name, markers):
+    """An upgrade of Crossbar that renames these lines (or moves them to another class, or logs
+    them another way) makes this fail: look at what the new version logs per connection."""
+    cls = getattr(importlib.import_module(module_name), class_name)
+    source = inspect.getsource(cls)
+    for marker in markers:
+        info_lines = [chunk for chunk in source.split("self.log.info(")[1:] if marker in chunk.split(")")[0]]
+        assert info_lines, f"{class_name} no longer logs a line with {marker!r} at info"
+    assert cls.__dict__.get("log") is not None
+
+
+@pytest.fixture
+def events():
+    seen: List[Dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    old = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    yield seen
+    txaio.set_global_log_level(old)
+    globalLogPublisher.removeObserver(seen.append)
+
+
+def test_the_per_connection_lines_are_logged_at_debug_and_the_rest_as_before(events):
+    demoted = sessionlog.install()
+    assert set(demoted) == {f"{m}.{c}" for m, c, _ in sessionlog.PER_CONNECTION}
+    assert sessionlog.install() == demoted  # once per process
+    from crossbar.router.router import Router
+    Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
+    Router.log.info("{func} router session detached from realm {realm}", func="f", realm="deptcast")
+    Router.log.info("{func}: realm started", func="f")
+    Router.log.warn("{func} new session attached, but a warning", func="f")
+    from crossbar.router.protocol import WampWebSocketServerProtocol
+    WampWebSocketServerProtocol.log.info("{func} cookie tracking disabled on WebSocket connection", func="f")
+    levels = [(e["log_format"].split(" ", 1)[1], e["log_level"]) for e in events if e.get("log_format")]
+    assert levels == [("new session attached for realm={realm}", LogLevel.debug),
+                      ("router session detached from realm {realm}", LogLevel.debug),
+                      ("realm started", LogLevel.info),
+                      ("new session attached, but a warning", LogLevel.warn),
+                      ("cookie tracking disabled on WebSocket connection", LogLevel.debug)]
+
+
+def test_at_info_the_per_connection_lines_are_not_logged(events):
+    sessionlog.install()
+    txaio.set_global_log_level("info")
+    from crossbar.router.router import Router
+    Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
+    Router.log.info("{func}: realm started", func="f")
+    assert [e["log_format"] for e in events if e.get("log_format")] == ["{func}: realm started"]
