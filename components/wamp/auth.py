@@ -18,7 +18,7 @@ from components.core.settings import Settings
 from components.core.tokens import Identity, verify_token
 from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
-from components.wamp import sessionlog
+from components.wamp import sessionlog, worker
 from components.wamp.base import NodeComponent
 
 log = Logger()
@@ -74,7 +74,7 @@ class AuthorizerComponent(NodeComponent):
             self.log.warn("deptcast auth: quick-start mode (DEPTCAST_DEV=1): the JWT secret is read from "
                           "{path}; do not use this mode in production", path=str(settings.node_dir / "jwt.secret"))
         # Crossbar's per-connection info lines at debug (see components.wamp.sessionlog)
-        sessionlog.install()
+        sessionlog.install(worker.router_of(self))
         await self.register(self.authorize, names.PROC_AUTHORIZE)
         self.log.info("deptcast auth: authorizer ready on node {node}", node=settings.node_name)
 

@@ -49,25 +49,45 @@ class DemotedLogger:
         return getattr(self.original, name)
 
 
-def install() -> Dict[str, DemotedLogger]:
-    """Demote the per-connection lines of :data:`PER_CONNECTION` (once per process; a class
-    that is missing or has no ``log`` is left alone).
+def _demote(owner: Any, markers: Tuple[str, ...]) -> Any:
+    """Demote the ``log`` an object or class holds itself (``None`` if it holds none)."""
+    log = vars(owner).get("log")
+    if log is None or isinstance(log, DemotedLogger):
+        return log
+    demoted = DemotedLogger(log, markers)
+    setattr(owner, "log", demoted)
+    return demoted
 
-    :returns: the demoted loggers by ``module.Class``
+
+def install(router: Any = None) -> Dict[str, DemotedLogger]:
+    """Demote the per-connection lines of :data:`PER_CONNECTION` (once per process; a class
+    that is missing or has no ``log`` is left alone), and those of ``router``'s service
+    session (the realm's ``RouterServiceAgent``, which answers ``wamp.session.get``: an
+    Autobahn session sets its own ``log`` when it is made, so the class's is not the one it
+    uses).
+
+    :param router: the :class:`crossbar.router.router.Router` of the realm (see
+        :func:`components.wamp.worker.router_of`), or ``None``
+    :returns: the demoted loggers by ``module.Class`` (and ``"service session"``)
     :rtype: dict
     """
     import importlib
     done = {}
+    classes = {}
     for module_name, class_name, markers in PER_CONNECTION:
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
         except (ImportError, AttributeError):
             continue
-        log = cls.__dict__.get("log")
-        if log is None:
-            continue
-        if not isinstance(log, DemotedLogger):
-            log = DemotedLogger(log, markers)
-            cls.log = log
-        done[f"{module_name}.{class_name}"] = log
+        classes[class_name] = (cls, markers)
+        log = _demote(cls, markers)
+        if log is not None:
+            done[f"{module_name}.{class_name}"] = log
+    agent = getattr(getattr(router, "_realm", None), "session", None)
+    if "RouterServiceAgent" in classes:
+        cls, markers = classes["RouterServiceAgent"]
+        if isinstance(agent, cls):
+            log = _demote(agent, markers)
+            if log is not None:
+                done["service session"] = log
     return done

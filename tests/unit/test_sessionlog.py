@@ -63,3 +63,22 @@ def test_at_info_the_per_connection_lines_are_not_logged(events):
     Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
     Router.log.info("{func}: realm started", func="f")
     assert [e["log_format"] for e in events if e.get("log_format")] == ["{func}: realm started"]
+
+
+def test_the_realms_service_session_logs_wamp_session_get_at_debug(events):
+    """The service session answers ``wamp.session.get`` (deptcast's components ask once per
+    client session); an Autobahn session makes its own logger when it is made, so the one the
+    realm's instance holds is demoted too."""
+    from types import SimpleNamespace
+    from autobahn.wamp.types import ComponentConfig
+    from crossbar.router.service import RouterServiceAgent
+    agent = RouterServiceAgent(ComponentConfig("deptcast"), None)
+    assert "log" in vars(agent)  # its own, not the class's
+    demoted = sessionlog.install(SimpleNamespace(_realm=SimpleNamespace(session=agent)))
+    assert demoted["service session"] is agent.log
+    agent.log.info("{func} session {session_id} in active memory", func="f", session_id=1)
+    agent.log.info("{func} something else", func="f")
+    levels = [(e["log_format"], e["log_level"]) for e in events if e.get("log_format")]
+    assert levels == [("{func} session {session_id} in active memory", LogLevel.debug),
+                      ("{func} something else", LogLevel.info)]
+    assert "service session" not in sessionlog.install(None)
