@@ -10,11 +10,18 @@ of the router worker's CPU (py-spy, ``bench/compare.py``'s storm). :func:`instal
 loggers of those three Crossbar classes log exactly those lines at ``debug`` (shown by
 ``--loglevel debug``); every other line, at every level, passes as it was.
 
-Written against Crossbar 26.10 (``constraints.txt``): the lines are recognised by their format
+Autobahn's WebSocket protocol also pretty-prints its configuration for a debug line on every
+new connection, whether or not debug lines are logged (``pformat(configAttrLog)`` in
+``WebSocketProtocol._connectionMade``, about 7% of the router worker's CPU in that storm):
+:func:`install` gives that module a ``pformat`` that renders lists only when a log line is
+formatted (:class:`LazyPformat`); everything else it pretty-prints as before.
+
+Written against Crossbar 26.10 and Autobahn 26.x (``constraints.txt``): the lines are recognised by their format
 strings (:data:`PER_CONNECTION`); ``tests/unit/test_sessionlog.py`` fails if an upgrade changes
-them.
+them, or Autobahn's uses of ``pformat``.
 """
 
+import pprint
 from typing import Any, Dict, Iterable, Tuple
 
 #: (module, class, a part of the format string of each per-connection info line)
@@ -49,6 +56,43 @@ class DemotedLogger:
         return getattr(self.original, name)
 
 
+class LazyPformat:
+    """``pprint.pformat(obj)``, computed when it is formatted into a log line (or JSON-encoded
+    by Crossbar's worker log observer, which uses ``repr``), never before."""
+
+    __slots__ = ("obj", "args", "kwargs")
+
+    def __init__(self, obj: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+        self.obj, self.args, self.kwargs = obj, args, kwargs
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.obj, *self.args, **self.kwargs)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def lazy_pformat(obj: Any, *args: Any, **kwargs: Any) -> Any:
+    """Autobahn's WebSocket module's ``pformat``: a list (only its per-connection debug line
+    pretty-prints one) as a :class:`LazyPformat`; anything else (``Timings.__str__`` must
+    return a ``str``) pretty-printed at once."""
+    if isinstance(obj, list):
+        return LazyPformat(obj, args, kwargs)
+    return pprint.pformat(obj, *args, **kwargs)
+
+
+def _lazy_websocket_pformat() -> bool:
+    try:
+        from autobahn.websocket import protocol
+    except ImportError:
+        return False
+    if getattr(protocol, "pformat", None) is pprint.pformat:
+        protocol.pformat = lazy_pformat
+    return protocol.pformat is lazy_pformat
+
+
 def _demote(owner: Any, markers: Tuple[str, ...]) -> Any:
     """Demote the ``log`` an object or class holds itself (``None`` if it holds none)."""
     log = vars(owner).get("log")
@@ -68,7 +112,8 @@ def install(router: Any = None) -> Dict[str, DemotedLogger]:
 
     :param router: the :class:`crossbar.router.router.Router` of the realm (see
         :func:`components.wamp.worker.router_of`), or ``None``
-    :returns: the demoted loggers by ``module.Class`` (and ``"service session"``)
+    :returns: the demoted loggers by ``module.Class`` (and ``"service session"``), and
+        :func:`lazy_pformat` as ``autobahn.websocket.protocol.pformat``
     :rtype: dict
     """
     import importlib
@@ -83,6 +128,8 @@ def install(router: Any = None) -> Dict[str, DemotedLogger]:
         log = _demote(cls, markers)
         if log is not None:
             done[f"{module_name}.{class_name}"] = log
+    if _lazy_websocket_pformat():
+        done["autobahn.websocket.protocol.pformat"] = lazy_pformat
     agent = getattr(getattr(router, "_realm", None), "session", None)
     if "RouterServiceAgent" in classes:
         cls, markers = classes["RouterServiceAgent"]

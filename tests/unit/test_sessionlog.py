@@ -39,7 +39,8 @@ def events():
 
 def test_the_per_connection_lines_are_logged_at_debug_and_the_rest_as_before(events):
     demoted = sessionlog.install()
-    assert set(demoted) == {f"{m}.{c}" for m, c, _ in sessionlog.PER_CONNECTION}
+    assert set(demoted) == {f"{m}.{c}" for m, c, _ in sessionlog.PER_CONNECTION} | {
+        "autobahn.websocket.protocol.pformat"}
     assert sessionlog.install() == demoted  # once per process
     from crossbar.router.router import Router
     Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
@@ -82,3 +83,28 @@ def test_the_realms_service_session_logs_wamp_session_get_at_debug(events):
     assert levels == [("{func} session {session_id} in active memory", LogLevel.debug),
                       ("{func} something else", LogLevel.info)]
     assert "service session" not in sessionlog.install(None)
+
+
+def test_autobahns_websocket_module_pretty_prints_lists_only_for_log_lines():
+    """Its uses of ``pformat``: the per-connection configuration dump (a list, for a debug
+    line), ``Timings.__str__`` and the client's handshake line (dicts). An upgrade that
+    pretty-prints anything else makes this fail: look whether a lazy value is still right."""
+    from autobahn.websocket import protocol
+    source = inspect.getsource(protocol)
+    uses = [line.strip() for line in source.splitlines() if "pformat(" in line]
+    assert uses == ["return pformat(self._timings)",
+                    'self.log.debug("\\n{attrs}", attrs=pformat(configAttrLog))',
+                    "transport_details=pformat(self._transport_details.marshal()),"]
+    sessionlog.install()
+    assert protocol.pformat is sessionlog.lazy_pformat
+    timings = protocol.Timings()
+    timings.track("a")
+    assert isinstance(str(timings), str) and "'a'" in str(timings)
+    attrs = [("utf8validateIncoming", True, "WebSocketServerFactory")]
+    lazy = protocol.pformat(attrs)
+    assert isinstance(lazy, sessionlog.LazyPformat)
+    import pprint
+    from twisted.logger import formatEvent
+    assert formatEvent({"log_format": "\n{attrs}", "attrs": lazy}) == "\n" + pprint.pformat(attrs)
+    import json
+    assert json.dumps({"attrs": lazy}, default=repr) == json.dumps({"attrs": pprint.pformat(attrs)})
