@@ -18,7 +18,7 @@ from components.core.settings import Settings
 from components.core.tokens import Identity, verify_token
 from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
-from components.wamp import sessionlog, worker
+from components.wamp import roles, sessionlog, worker
 from components.wamp.base import NodeComponent
 
 log = Logger()
@@ -76,7 +76,16 @@ class AuthorizerComponent(NodeComponent):
         # Crossbar's per-connection info lines at debug (see components.wamp.sessionlog)
         sessionlog.install(worker.router_of(self))
         await self.register(self.authorize, names.PROC_AUTHORIZE)
+        # the client roles ask self.authorize in-process, not through a WAMP call (see components.wamp.roles)
+        self._inprocess_roles = roles.install(worker.router_of(self), list(names.CLIENT_ROLES), names.PROC_AUTHORIZE,
+                                    self.authorize)
         self.log.info("deptcast auth: authorizer ready on node {node}", node=settings.node_name)
+
+    def onLeave(self, details):
+        replaced = getattr(self, "_inprocess_roles", None)
+        if replaced:
+            roles.uninstall(worker.router_of(self), replaced)
+        super().onLeave(details)
 
     def authorize(self, session: Dict[str, Any], uri: str, action: str, options: Dict[str, Any]):
         if session.get("authrole") not in names.CLIENT_ROLES:
