@@ -60,3 +60,23 @@ def authorize(identity: Identity, uri: str, action: str, options: dict) -> bool:
     if action == "call":
         return may_call(identity, uri)
     return False
+
+
+def same_for_role(uri: str, action: str, options: dict) -> bool:
+    """Whether :func:`authorize` gives every client session of a role the same answer for
+    ``uri`` and ``action``, so that Crossbar may cache it per (realm, role, URI, action).
+
+    Crossbar's cache key holds neither the session nor the options: a cached answer is
+    given to every session of the role, for any options. So only answers that depend on
+    neither are cacheable: calls (the procedures check their caller themselves), publish and
+    register (refused to every client), and the exact subscription to ``deptcast.all``. A
+    non-exact subscription is refused without caching (an exact one must still be allowed);
+    a prefix subscription to ``deptcast.all`` that finds the cached allow gets what the exact
+    one gets, as no other topic starts with it. Department, presence and user topics depend on
+    the session's department or user: never cached.
+
+    :rtype: bool
+    """
+    if action == "subscribe":
+        return uri == names.TOPIC_ALL and options.get("match", "exact") == "exact"
+    return action in ("call", "publish", "register")

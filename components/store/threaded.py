@@ -54,15 +54,23 @@ class _Pool:
     """A thread pool, how many calls it holds (running or waiting), and whether its calls
     find the store answering (``None`` before the first call)."""
 
-    def __init__(self, what: str, threads_: int, queue: int) -> None:
+    def __init__(self, what: str, threads_: int, queue: int, busy_queue: int) -> None:
         self.what = what
         self.pool = _DaemonThreadPool(minthreads=1, maxthreads=threads_, name=f"deptcast-store-{what}")
+        #: calls held while the store is down (or before it first answered: maybe it never will)
         self.capacity = threads_ + queue
+        #: calls held while the store answers
+        self.busy_capacity = threads_ + max(queue, busy_queue)
         self.in_flight = 0
         self.up: Optional[bool] = None
         self.down_since: Optional[float] = None
         #: when (reactor seconds) a call last succeeded
         self.last_answered: Optional[float] = None
+
+    @property
+    def full(self) -> bool:
+        """Whether a further call must fail at once."""
+        return self.in_flight >= (self.busy_capacity if self.up else self.capacity)
 
 
 class _Expired(Exception):
@@ -75,7 +83,9 @@ class ThreadedStore:
     :param writers: threads that may write at once (1 for SQLite)
     :param readers: threads that read (history)
     :param timeout: seconds a call may take before it fails with :class:`StoreUnavailable`
-    :param queue: calls that may wait for a busy pool's thread before calls fail at once
+    :param queue: calls that may wait for a pool's thread when the store is not known to
+        answer (down, or before its first answer); further calls fail at once
+    :param busy_queue: calls that may wait for a busy pool's thread while the store answers
     :param unavailable_errors: the store's exceptions that mean "down, locked or frozen"
         (others are bugs, passed on as they are)
     """
@@ -83,13 +93,14 @@ class ThreadedStore:
     log = txaio.make_logger()
 
     def __init__(self, store: Store, reactor: Any, writers: int = 1, readers: int = 1, timeout: float = 5.0,
-                 queue: int = 100, unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:
+                 queue: int = 100, busy_queue: int = 10000,
+                 unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:
         self.store = store
         self._reactor = reactor
         self._timeout = timeout
         self._unavailable_errors = unavailable_errors
-        self._writes = _Pool("writes", writers, queue)
-        self._reads = _Pool("reads", readers, queue)
+        self._writes = _Pool("writes", writers, queue, busy_queue)
+        self._reads = _Pool("reads", readers, queue, busy_queue)
         for p in (self._writes, self._reads):
             p.pool.start()
         self._on_change: List[Callable[[str, bool], None]] = []
@@ -139,7 +150,7 @@ class ThreadedStore:
 
     def _run(self, pool: _Pool, fn: Callable, *args, on_late: Optional[Callable[[Any], None]] = None
              ) -> defer.Deferred:
-        if pool.in_flight >= pool.capacity:
+        if pool.full:
             self._went_down(pool, f"{pool.in_flight} calls already waiting for it")
             return defer.fail(StoreUnavailable("the store's threads are all busy"))
         pool.in_flight += 1

@@ -18,6 +18,7 @@ from components.core.settings import Settings
 from components.core.tokens import Identity, verify_token
 from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
+from components.wamp import roles, sessionlog, worker
 from components.wamp.base import NodeComponent
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
@@ -74,8 +75,19 @@ class AuthorizerComponent(NodeComponent):
         if settings.dev:
             self.log.warn("deptcast auth: quick-start mode (DEPTCAST_DEV=1): the JWT secret is read from "
                           "{path}; do not use this mode in production", path=str(settings.node_dir / "jwt.secret"))
+        # Crossbar's per-connection info lines at debug (see components.wamp.sessionlog)
+        sessionlog.install(worker.router_of(self))
         await self.register(self.authorize, names.PROC_AUTHORIZE)
+        # the client roles ask self.authorize in-process, not through a WAMP call (see components.wamp.roles)
+        self._inprocess_roles = roles.install(worker.router_of(self), list(names.CLIENT_ROLES), names.PROC_AUTHORIZE,
+                                    self.authorize)
         self.log.info("deptcast auth: authorizer ready on node {node}", node=settings.node_name)
+
+    def onLeave(self, details):
+        replaced = getattr(self, "_inprocess_roles", None)
+        if replaced:
+            roles.uninstall(worker.router_of(self), replaced)
+        super().onLeave(details)
 
     def authorize(self, session: Dict[str, Any], uri: str, action: str, options: Dict[str, Any]):
         if session.get("authrole") not in names.CLIENT_ROLES:
@@ -84,9 +96,11 @@ class AuthorizerComponent(NodeComponent):
             identity = identity_of(session)
         except KeyError:
             return False
-        allow = policy.authorize(identity, uri, action, options or {})
+        options = options or {}
+        allow = policy.authorize(identity, uri, action, options)
+        # Crossbar caches an answer per (realm, role, uri, action), not per session or options:
+        # only answers that are the same for the whole role may say so
+        cache = policy.same_for_role(uri, action, options)
         if action == "subscribe":
-            # Crossbar caches per (realm, role, uri, action), not per session: a subscribe
-            # decision depends on the session's department or user, so it must not be cached.
-            return {"allow": allow, "cache": False}
-        return {"allow": allow, "disclose": allow, "cache": True}
+            return {"allow": allow, "cache": cache}
+        return {"allow": allow, "disclose": allow, "cache": cache}

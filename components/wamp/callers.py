@@ -2,8 +2,11 @@
 procedures (registered with caller disclosure).
 
 The router discloses the caller's session id, authid and authrole, but not its authextra,
-where the department is; :class:`Callers` asks the meta API once per session and keeps the
-answer until the session leaves.
+where the department is; :class:`Callers` reads it once per session from the router the
+component is attached to (:func:`components.wamp.worker.session_info`: a dict lookup, where a
+``wamp.session.get`` call is a round trip through the dealer, a storm of new clients making one
+each), or asks the meta API when that is not possible, and keeps the answer until the session
+leaves.
 """
 
 from typing import Any, Dict
@@ -14,6 +17,7 @@ from twisted.internet.defer import inlineCallbacks
 from components.core.errors import NOT_AUTHORIZED
 from components.core.names import CLIENT_ROLES
 from components.core.tokens import Identity
+from components.wamp import worker
 
 
 class Callers:
@@ -42,7 +46,9 @@ class Callers:
         if identity is None:
             if session_id is None or details.caller_authrole not in CLIENT_ROLES:
                 raise ApplicationError(NOT_AUTHORIZED, "the caller has no deptcast identity")
-            info = yield self._session.call("wamp.session.get", session_id)
+            info = worker.session_info(worker.router_of(self._session), session_id)
+            if info is None:
+                info = yield self._session.call("wamp.session.get", session_id)
             dept = (info.get("authextra") or {}).get("dept")
             identity = Identity(user=info["authid"], dept=dept, role=info["authrole"])
             self._identities[session_id] = identity

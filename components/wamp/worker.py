@@ -22,6 +22,23 @@ def router_of(session: Any) -> Optional[Any]:
     return getattr(getattr(session, "_transport", None), "_router", None)
 
 
+def session_info(router: Any, session_id: Any) -> Optional[Dict[str, Any]]:
+    """What ``wamp.session.get`` answers of a joined session (``authid``, ``authrole``,
+    ``authextra``), read from the router's own session map instead of a meta API call;
+    ``None`` if the session is not (or no longer) there, or the shape differs.
+
+    :rtype: dict or None
+    """
+    try:
+        details = router._session_id_to_session[session_id]._session_details
+        info = {"authid": details.authid, "authrole": details.authrole, "authextra": details.authextra}
+    except (AttributeError, KeyError, TypeError):
+        return None
+    if not isinstance(info["authid"], str) or not isinstance(info["authextra"], (dict, type(None))):
+        return None
+    return info
+
+
 def events_sent(router: Any) -> Optional[int]:
     """EVENT messages the router has sent (to any session) since it started.
 

@@ -163,6 +163,16 @@ def test_router_refuses_what_clients_may_not_do(node):
     intruder = yield member(node, fresh("eve"), fresh("elsewhere"), topics=())
     e = yield call_error(intruder.subscribe(lambda *a: None, f"deptcast.dept.{dept}"))
     assert e.error == not_authorized
+    # deptcast.all is the same for every member (its answer is cached per role); alice's user
+    # topic is hers alone, before and after she subscribed to it
+    alice_topic = f"deptcast.user.{dept}_{alice.details.authid}"
+    e = yield call_error(intruder.subscribe(lambda *a: None, alice_topic))
+    assert e.error == not_authorized
+    for c in (alice, intruder):
+        yield c.subscribe(lambda *a: None, "deptcast.all")
+    yield alice.subscribe(lambda *a: None, alice_topic)
+    e = yield call_error(intruder.subscribe(lambda *a: None, alice_topic))
+    assert e.error == not_authorized
     # a publisher may subscribe to any department, but not to another user's topic
     yield pat.subscribe(lambda *a: None, f"deptcast.dept.{dept}")
     e = yield call_error(pat.subscribe(lambda *a: None, f"deptcast.user.{alice.details.authextra['dept']}_{alice.details.authid}"))
@@ -417,3 +427,32 @@ def test_static_files_are_cached_briefly(node):
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{node.port}/index.html", timeout=10) as r:
         assert r.headers["cache-control"] == "max-age=60, public"
+
+
+
+@pytest_twisted.inlineCallbacks
+def test_sessions_cost_no_info_lines_and_the_roles_are_asked_in_process(tmp_path):
+    """At ``--loglevel info`` a client's connection, session, first history page and leave
+    write no Crossbar line (they are at debug: components.wamp.sessionlog), and the client
+    roles' authorizer is asked in-process (components.wamp.roles: no warning that it is not).
+    A node of its own, stopped before its log is read (so every line is in it)."""
+    n = Node(tmp_path / "quiet", name="quiet")
+    n.start()
+    try:
+        dept = fresh("quiet")
+        c = yield member(n, fresh("quinn"), dept)
+        yield c.call("deptcast.history", limit=1)
+        intruder = yield member(n, fresh("eve"), fresh("elsewhere"), topics=())
+        e = yield call_error(intruder.subscribe(lambda *a: None, f"deptcast.dept.{dept}"))
+        assert e.error == "wamp.error.not_authorized"
+        for client in (c, intruder):
+            yield client.close()
+    finally:
+        yield threads.deferToThread(n.stop)
+    # from the moment the authorizer component is ready (the node's own sessions before it
+    # are attached while Crossbar starts)
+    log = n.log_text().partition("deptcast auth: authorizer ready")[2]
+    log = "\n".join(line for line in log.splitlines() if "[Router " in line)  # the controller's are its own
+    for line in ("new session attached", "router session detached", "cookie tracking disabled",
+                 "in active memory", "is asked through WAMP calls"):
+        assert line not in log, line

@@ -57,3 +57,60 @@ class CallersTests(SynchronousTestCase):
         self.router.join(11, "bob", MEMBER, "cardio")
         self.successResultOf(self.identity(11))
         self.assertEqual(len(self.lookups()), 2)
+
+
+class _Details:
+    def __init__(self, authid, authrole, dept):
+        self.authid, self.authrole, self.authextra = authid, authrole, {"dept": dept}
+
+
+class _Joined:
+    def __init__(self, details):
+        self._session_details = details
+
+
+class _Transport:
+    def __init__(self, sessions):
+        self._router = type("Router", (), {})()
+        self._router._session_id_to_session = sessions
+
+
+class InProcessRouterTests(SynchronousTestCase):
+    """A component attached to its router in-process reads a caller's department from the
+    router's session map: no ``wamp.session.get`` call (one per new client in a storm)."""
+
+    def setUp(self) -> None:
+        self.router = FakeRouter()
+        self.router.join(11, "bob", MEMBER, "cardio")
+        self.session = FakeSession(self.router)
+        self.sessions = {11: _Joined(_Details("bob", MEMBER, "cardio"))}
+        self.session._transport = _Transport(self.sessions)
+        self.callers = Callers(self.session)
+
+    def test_the_router_answers_without_a_meta_call(self):
+        identity = self.successResultOf(self.callers.identity(call_details(11, "whatever", MEMBER)))
+        self.assertEqual(identity, Identity("bob", "cardio", MEMBER))
+        self.assertEqual(self.session.calls, [])
+
+    def test_a_session_the_router_does_not_have_is_asked_of_the_meta_api(self):
+        del self.sessions[11]
+        identity = self.successResultOf(self.callers.identity(call_details(11, "whatever", MEMBER)))
+        self.assertEqual(identity, Identity("bob", "cardio", MEMBER))
+        self.assertEqual([p for p, _ in self.session.calls], ["wamp.session.get"])
+
+    def test_an_unexpected_shape_is_asked_of_the_meta_api(self):
+        self.sessions[11] = object()
+        self.successResultOf(self.callers.identity(call_details(11, "whatever", MEMBER)))
+        self.assertEqual([p for p, _ in self.session.calls], ["wamp.session.get"])
+
+
+def test_the_installed_crossbar_keeps_the_session_map_it_is_read_from():
+    """An upgrade of Crossbar that renames what :func:`components.wamp.worker.session_info`
+    reads makes this fail (the node would still work, through the meta API, but slower)."""
+    import inspect
+    from autobahn.wamp.types import SessionDetails
+    from crossbar.router.router import Router
+    from crossbar.router.session import RouterSession
+    assert "self._session_id_to_session[session._session_id] = session" in inspect.getsource(Router.attach)
+    assert "self._session_details = " in inspect.getsource(RouterSession)
+    assert {"authid", "authrole", "authextra"} <= {name for name in dir(SessionDetails)}

@@ -119,3 +119,45 @@ def test_a_queued_call_missing_its_deadline_after_the_store_answered_does_not_ma
         for gate in held.gates.values():
             gate.set()
         store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_busy_store_that_answers_queues_calls_past_the_small_queue():
+    """A storm of clients asks for history faster than the threads answer: while the store
+    answers, calls past ``queue`` wait for a thread (every one refused would be a client
+    retrying); only past ``busy_queue`` do they fail at once."""
+    held = HeldStore()
+    store = ThreadedStore(held, reactor, writers=1, timeout=5, queue=2, busy_queue=5, unavailable_errors=(Stuck,))
+    try:
+        held.gate.set()
+        assert (yield outcome(store.append(None, None, "first", 0))) == "first"  # the store answers
+        held.gate.clear()
+        calls = [outcome(store.append(None, None, f"m{i}", 0)) for i in range(7)]
+        # 1 running + 5 waiting; the 7th fails at once
+        assert [d.called for d in calls] == [False] * 6 + [True]
+        assert (yield calls[6]) == "unavailable"
+        held.gate.set()
+        assert (yield defer.gatherResults(calls[:6])) == [f"m{i}" for i in range(6)]
+        assert held.ran == ["first"] + [f"m{i}" for i in range(6)]
+    finally:
+        held.gate.set()
+        store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_store_known_down_takes_only_the_small_queue():
+    """Before its first answer, and once a call missed its deadline, the store is not known to
+    answer: calls past ``queue`` fail at once instead of piling up behind stuck threads."""
+    held = HeldStore()
+    store = ThreadedStore(held, reactor, writers=1, timeout=0.2, queue=2, busy_queue=5, unavailable_errors=(Stuck,))
+    try:
+        calls = [outcome(store.append(None, None, f"a{i}", 0)) for i in range(4)]  # never answered yet
+        assert [d.called for d in calls] == [False, False, False, True]
+        assert (yield defer.gatherResults(calls)) == ["unavailable"] * 4  # the deadlines pass: down
+        calls = [outcome(store.append(None, None, f"b{i}", 0)) for i in range(4)]
+        # the 3 held calls still hold the pool (in flight until their thread ends): all refused at once
+        assert all(d.called for d in calls)
+        assert (yield defer.gatherResults(calls)) == ["unavailable"] * 4
+    finally:
+        held.gate.set()
+        store.close()

@@ -1,0 +1,110 @@
+"""Crossbar's per-connection info lines are logged at debug in the router worker
+(:mod:`components.wamp.sessionlog`), and nothing else is."""
+
+import inspect
+import importlib
+from typing import Any, Dict, List
+
+import pytest
+import txaio
+from twisted.logger import LogLevel, globalLogPublisher
+
+from components.wamp import sessionlog
+
+txaio.use_twisted()
+
+
+@pytest.mark.parametrize("module_name, class_name, markers", sessionlog.PER_CONNECTION)
+def test_the_installed_crossbar_still_logs_those_lines_at_info(module_name, class_name, markers):
+    """An upgrade of Crossbar that renames these lines (or moves them to another class, or logs
+    them another way) makes this fail: look at what the new version logs per connection."""
+    cls = getattr(importlib.import_module(module_name), class_name)
+    source = inspect.getsource(cls)
+    for marker in markers:
+        info_lines = [chunk for chunk in source.split("self.log.info(")[1:] if marker in chunk.split(")")[0]]
+        assert info_lines, f"{class_name} no longer logs a line with {marker!r} at info"
+    assert cls.__dict__.get("log") is not None
+
+
+@pytest.fixture
+def events():
+    seen: List[Dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    old = txaio.get_global_log_level()
+    txaio.set_global_log_level("debug")
+    yield seen
+    txaio.set_global_log_level(old)
+    globalLogPublisher.removeObserver(seen.append)
+
+
+def test_the_per_connection_lines_are_logged_at_debug_and_the_rest_as_before(events):
+    demoted = sessionlog.install()
+    assert set(demoted) == {f"{m}.{c}" for m, c, _ in sessionlog.PER_CONNECTION} | {
+        "autobahn.websocket.protocol.pformat"}
+    assert sessionlog.install() == demoted  # once per process
+    from crossbar.router.router import Router
+    Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
+    Router.log.info("{func} router session detached from realm {realm}", func="f", realm="deptcast")
+    Router.log.info("{func}: realm started", func="f")
+    Router.log.warn("{func} new session attached, but a warning", func="f")
+    from crossbar.router.protocol import WampWebSocketServerProtocol
+    WampWebSocketServerProtocol.log.info("{func} cookie tracking disabled on WebSocket connection", func="f")
+    levels = [(e["log_format"].split(" ", 1)[1], e["log_level"]) for e in events if e.get("log_format")]
+    assert levels == [("new session attached for realm={realm}", LogLevel.debug),
+                      ("router session detached from realm {realm}", LogLevel.debug),
+                      ("realm started", LogLevel.info),
+                      ("new session attached, but a warning", LogLevel.warn),
+                      ("cookie tracking disabled on WebSocket connection", LogLevel.debug)]
+
+
+def test_at_info_the_per_connection_lines_are_not_logged(events):
+    sessionlog.install()
+    txaio.set_global_log_level("info")
+    from crossbar.router.router import Router
+    Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
+    Router.log.info("{func}: realm started", func="f")
+    assert [e["log_format"] for e in events if e.get("log_format")] == ["{func}: realm started"]
+
+
+def test_the_realms_service_session_logs_wamp_session_get_at_debug(events):
+    """The service session answers ``wamp.session.get`` (deptcast's components ask once per
+    client session); an Autobahn session makes its own logger when it is made, so the one the
+    realm's instance holds is demoted too."""
+    from types import SimpleNamespace
+    from autobahn.wamp.types import ComponentConfig
+    from crossbar.router.service import RouterServiceAgent
+    agent = RouterServiceAgent(ComponentConfig("deptcast"), None)
+    assert "log" in vars(agent)  # its own, not the class's
+    demoted = sessionlog.install(SimpleNamespace(_realm=SimpleNamespace(session=agent)))
+    assert demoted["service session"] is agent.log
+    agent.log.info("{func} session {session_id} in active memory", func="f", session_id=1)
+    agent.log.info("{func} something else", func="f")
+    levels = [(e["log_format"], e["log_level"]) for e in events if e.get("log_format")]
+    assert levels == [("{func} session {session_id} in active memory", LogLevel.debug),
+                      ("{func} something else", LogLevel.info)]
+    assert "service session" not in sessionlog.install(None)
+
+
+def test_autobahns_websocket_module_pretty_prints_lists_only_for_log_lines():
+    """Its uses of ``pformat``: the per-connection configuration dump (a list, for a debug
+    line), ``Timings.__str__`` and the client's handshake line (dicts). An upgrade that
+    pretty-prints anything else makes this fail: look whether a lazy value is still right."""
+    from autobahn.websocket import protocol
+    source = inspect.getsource(protocol)
+    uses = [line.strip() for line in source.splitlines() if "pformat(" in line]
+    assert uses == ["return pformat(self._timings)",
+                    'self.log.debug("\\n{attrs}", attrs=pformat(configAttrLog))',
+                    "transport_details=pformat(self._transport_details.marshal()),"]
+    sessionlog.install()
+    assert protocol.pformat is sessionlog.lazy_pformat
+    timings = protocol.Timings()
+    timings.track("a")
+    assert isinstance(str(timings), str) and "'a'" in str(timings)
+    attrs = [("utf8validateIncoming", True, "WebSocketServerFactory")]
+    lazy = protocol.pformat(attrs)
+    assert isinstance(lazy, sessionlog.LazyPformat)
+    import pprint
+    from twisted.logger import formatEvent
+    assert formatEvent({"log_format": "\n{attrs}", "attrs": lazy}) == "\n" + pprint.pformat(attrs)
+    import json
+    assert json.dumps({"attrs": lazy}, default=repr) == json.dumps({"attrs": pprint.pformat(attrs)})
