@@ -21,14 +21,16 @@ are otherwise (the decisions are then the WAMP calls' as before, and the node lo
 
 from typing import Any, Callable, Dict, List
 
-from twisted.logger import Logger
+import txaio
 
 try:
     from crossbar.router.role import RouterRole, RouterRoleDynamicAuth
 except ImportError:  # pragma: no cover - Crossbar is what runs the node
     RouterRole = RouterRoleDynamicAuth = None
 
-log = Logger()
+txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
+log = txaio.make_logger()
 
 #: ``(session details, uri, action, options) -> answer``: the authorizer's method
 Authorize = Callable[[Dict[str, Any], str, str, Dict[str, Any]], Any]
