@@ -6,6 +6,7 @@ handshake is done, on the real Twisted Web, Autobahn and Crossbar classes of the
 import gc
 import json
 import os
+import sys
 import weakref
 
 import pytest
@@ -22,7 +23,7 @@ from twisted.internet.testing import StringTransport  # noqa: E402
 from twisted.web import resource, server  # noqa: E402
 
 from components.edge.http import BoundedRequest  # noqa: E402
-from components.edge.upgraded import trim_upgraded  # noqa: E402
+from components.edge.upgraded import HANDSHAKE_ONLY, trim_upgraded  # noqa: E402
 from components.ops.nodeconfig import websocket_options  # noqa: E402
 
 UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -33,6 +34,14 @@ UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\nC
 class Echo(WebSocketServerProtocol):
     def onMessage(self, payload, is_binary):
         self.sendMessage(payload, is_binary)
+
+
+class TcpTransport(StringTransport):
+    """An in-memory transport that, like Twisted's TCP transports (``FileDescriptor``), lets a
+    producer be unregistered when none is (Autobahn does it when it drops a connection)."""
+
+    def unregisterProducer(self):
+        self.producer = None
 
 
 def client_frame(text: str) -> bytes:
@@ -68,7 +77,7 @@ def serve(ws_factory, request_factory=BoundedRequest):
     site = server.Site(root)
     site.requestFactory = Recorded
     channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = TcpTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     transport.protocol = channel  # as a TCP transport holds its protocol
     channel.makeConnection(transport)
     channel_ref = weakref.ref(channel._channel)  # Twisted's HTTPChannel (inside a version switcher)
@@ -85,7 +94,8 @@ def test_an_upgraded_connection_keeps_no_http_request_and_still_works():
     assert isinstance(ws, WebSocketServerProtocol) and ws.state == ws.STATE_OPEN
     assert transport.producer is None
     assert channel() is None and request() is None  # the HTTP channel and request are gone
-    assert ws.http_request_data is None and ws.http_response_data is None
+    assert not set(HANDSHAKE_ONLY) & set(vars(ws))
+    assert sys.getsizeof(vars(ws)) < 2048  # the next smaller dict size (3.3 KiB before)
     assert ws.http_headers["cookie"] == "a=" + "x" * 500  # the parsed headers stay
 
 
@@ -94,6 +104,11 @@ def test_the_connection_still_echoes_after_the_trim():
     transport.clear()
     transport.protocol.dataReceived(client_frame("hello"))
     assert transport.value() == b"\x81\x05hello"
+    transport.clear()
+    close = os.urandom(4)  # a client's close frame, code 1000
+    transport.protocol.dataReceived(b"\x88\x82" + close + bytes(b ^ close[i] for i, b in enumerate(b"\x03\xe8")))
+    assert transport.value() == b"\x88\x02\x03\xe8"  # answered with the same code
+    assert transport.protocol.state == transport.protocol.STATE_CLOSING or transport.disconnecting
 
 
 def test_without_the_trim_the_request_stays_for_the_connections_life():
@@ -102,7 +117,7 @@ def test_without_the_trim_the_request_stays_for_the_connections_life():
     transport, channel, request = serve(ws_factory(), server.Request)
     assert transport.protocol.state == transport.protocol.STATE_OPEN
     assert channel() is not None and request() is not None and transport.producer is channel()
-    assert transport.protocol.http_request_data is not None
+    assert transport.protocol.http_request_data is not None and sys.getsizeof(vars(transport.protocol)) > 3000
 
 
 def test_a_wamp_router_session_logs_through_its_class_logger():
@@ -145,7 +160,7 @@ def test_trim_leaves_plain_http_requests_alone():
     site = server.Site(Page())
     site.requestFactory = Recording
     channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-    transport = StringTransport()
+    transport = TcpTransport()
     transport.protocol = channel
     channel.makeConnection(transport)
     channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
