@@ -63,7 +63,7 @@ def wamp_factory():
                                       None)
 
 
-def serve(ws_factory, request_factory=BoundedRequest):
+def serve(ws_factory, request_factory=BoundedRequest, upgrade=UPGRADE):
     """A site with the WebSocket at /ws, one connection to it, and the upgrade request sent."""
     root = resource.Resource()
     root.putChild(b"ws", WebSocketResource(ws_factory))
@@ -81,7 +81,7 @@ def serve(ws_factory, request_factory=BoundedRequest):
     transport.protocol = channel  # as a TCP transport holds its protocol
     channel.makeConnection(transport)
     channel_ref = weakref.ref(channel._channel)  # Twisted's HTTPChannel (inside a version switcher)
-    channel.dataReceived(UPGRADE)
+    channel.dataReceived(upgrade)
     del channel
     gc.collect()
     return transport, channel_ref, requests[0]
@@ -141,6 +141,17 @@ def test_trim_reports_each_part_on_crossbars_own_objects():
     transport, _, _ = serve(wamp_factory(), Recording)
     assert results == [{"channel": True, "handshake": True, "session_log": True}]
     assert transport.value().startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+
+
+def test_the_node_declines_permessage_deflate():
+    """/ws with the node's options answers a browser's offer of compression without it: zlib's
+    state would be about 290 KiB per connection at the default window (README, Performance)."""
+    offer = UPGRADE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
+    transport, _, _ = serve(wamp_factory(), upgrade=offer)
+    answer = transport.value().split(b"\r\n\r\n")[0].lower()
+    assert answer.startswith(b"http/1.1 101 switching protocols")
+    assert b"sec-websocket-extensions" not in answer
+    assert transport.protocol.websocket_extensions_in_use == []
 
 
 def test_trim_leaves_plain_http_requests_alone():
