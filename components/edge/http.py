@@ -8,6 +8,7 @@ import txaio
 from twisted.web import server
 
 from components.core.metrics import HTTP_RESPONSES, http_path
+from components.edge.upgraded import trim_upgraded
 from components.core.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
                                     TOO_LARGE, UNAVAILABLE, Refused)
 
@@ -138,6 +139,11 @@ class BoundedRequest(server.Request):
         if self._body_refused:
             return  # answered when the body passed the cap; no resource sees this request
         super().requestReceived(command, path, version)
+
+    def process(self) -> None:
+        super().process()
+        # a WebSocket took the connection over: drop what it no longer needs (memory per connection)
+        trim_upgraded(self)
 
     def connectionLost(self, reason) -> None:
         if self._linger_call is not None and self._linger_call.active():
