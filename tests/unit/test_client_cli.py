@@ -114,7 +114,7 @@ def test_a_bad_state_file_is_named_with_its_reason(tmp_path, capsys):
 
 def test_send_to_no_node_says_unavailable_and_fails():
     """Run as a process: the command runs the reactor, and the user must see no traceback."""
-    out = run("send", "--to", "cardio", "hi", "--token", "a.b.c", "--url", "ws://127.0.0.1:9/ws", "--timeout", "1")
+    out = run("send", "--to", "cardio", "hi", "--token", "a.b.c", "--url", "ws://127.0.0.1:9/ws", "--timeout", "0.3")
     assert out.returncode == 1, out
     assert out.stderr.strip() == "deptcast send: deptcast.error.unavailable: no deptcast node could be reached in time"
     assert out.stdout == ""
