@@ -34,12 +34,16 @@ replacement (or drops it, if upstream fixed the cost).
 """
 
 import hashlib
+import importlib
 import inspect
 import traceback
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import txaio
+from autobahn.wamp.exception import ProtocolError, SerializationError, TransportLost
+from autobahn.wamp.websocket import WampWebSocketProtocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from twisted.internet import tcp
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
@@ -74,12 +78,6 @@ CHECKED: Dict[str, str] = {
     "twisted.internet.abstract.FileDescriptor.doWrite":
         "a986d7b1b1054e431495d50528824683fa7ebb1ffcf3e57333bdd6f37f603141",
 }
-
-#: the functions :func:`install` replaces (the others of :data:`CHECKED` are relied on)
-REPLACED = ("autobahn.wamp.websocket.WampWebSocketProtocol.send",
-            "autobahn.wamp.websocket.WampWebSocketProtocol.onMessage",
-            "autobahn.websocket.protocol.WebSocketProtocol.sendData",
-            "twisted.internet._newtls.ConnectionMixin.write")
 
 #: name: (the class patched, the attribute, what the class had there, the upstream function)
 _originals: Dict[str, Tuple[Any, str, Any, Any]] = {}
@@ -172,8 +170,6 @@ def _frame_once(protocol: Any, msg: Any, payload: bytes, is_binary: bool) -> boo
 # -- the replacements ----------------------------------------------------------------------
 
 def _send(original: Callable[..., Any]) -> Callable[..., Any]:
-    from autobahn.wamp.exception import SerializationError, TransportLost
-
     def send(self, msg):
         if self._session is None:
             raise TransportLost()
@@ -190,9 +186,6 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _on_message(original: Callable[..., Any]) -> Callable[..., Any]:
-    from autobahn.wamp.exception import ProtocolError
-    from autobahn.websocket import protocol
-
     def onMessage(self, payload, isBinary):
         if _enabled(self.log, "trace"):
             return original(self, payload, isBinary)
@@ -201,11 +194,11 @@ def _on_message(original: Callable[..., Any]) -> Callable[..., Any]:
                 self._session.onMessage(msg)
         except ProtocolError as e:
             self.log.critical("{tb}", tb=traceback.format_exc())
-            self._bailout(protocol.WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR,
+            self._bailout(WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR,
                           reason=f"WAMP Protocol Error ({e})")
         except Exception as e:
             self.log.critical("{tb}", tb=traceback.format_exc())
-            self._bailout(protocol.WebSocketProtocol.CLOSE_STATUS_CODE_INTERNAL_ERROR,
+            self._bailout(WebSocketProtocol.CLOSE_STATUS_CODE_INTERNAL_ERROR,
                           reason=f"WAMP Internal Error ({e})")
     return onMessage
 
@@ -225,8 +218,8 @@ def _send_data(original: Callable[..., Any]) -> Callable[..., Any]:
 def _write(original: Callable[..., Any]) -> Callable[..., Any]:
     def write(self, data):
         # a pull producer is asked for more when Twisted's buffer drains: its writes take
-        # Twisted's path (a streaming one, such as the HTTP channel a WebSocket upgraded from,
-        # is only paused when the buffer fills, which still happens)
+        # Twisted's path (a streaming one is only paused when the buffer fills, which still
+        # happens)
         if (self.TLS or type(data) is not bytes or not data or not self.connected
                 or self._writeDisconnected or self._tempDataBuffer or self.dataBuffer
                 or (self.producer is not None and not self.streamingProducer)):
@@ -245,8 +238,6 @@ def _resolve(name: str) -> Any:
     """The upstream function a dotted name of :data:`CHECKED` names (from the class's own
     ``__dict__``: what the class defines, not what it inherits; the upstream one where
     :func:`install` replaced it)."""
-    import importlib
-
     if name in _originals:
         return _originals[name][3]
     parts = name.split(".")
@@ -261,35 +252,34 @@ def _resolve(name: str) -> Any:
     raise LookupError(name)
 
 
-def _targets() -> List[Tuple[str, Any, str, Callable[[Callable[..., Any]], Callable[..., Any]], List[str]]]:
-    """What :func:`install` replaces: (name, the class that gets the replacement, attribute,
-    the maker of the replacement from the original, the other upstream functions it mirrors or
-    relies on)."""
-    from autobahn.wamp.websocket import WampWebSocketProtocol
-    from twisted.internet import tcp
+#: what :func:`install` replaces: (name, the class that gets the replacement, attribute, the
+#: maker of the replacement from the original, the other upstream functions it mirrors or
+#: relies on)
+_TARGETS: List[Tuple[str, Any, str, Callable[[Callable[..., Any]], Callable[..., Any]], List[str]]] = [
+    ("autobahn.wamp.websocket.WampWebSocketProtocol.send", WampWebSocketProtocol, "send", _send,
+     ["autobahn.websocket.protocol.WebSocketProtocol.sendMessage",
+      "autobahn.websocket.protocol.WebSocketProtocol.sendFrame",
+      "autobahn.websocket.protocol.PreparedMessage.__init__",
+      "autobahn.wamp.serializer.Serializer.serialize", "autobahn.wamp.message.Message.serialize"]),
+    ("autobahn.wamp.websocket.WampWebSocketProtocol.onMessage", WampWebSocketProtocol, "onMessage", _on_message, []),
+    ("autobahn.websocket.protocol.WebSocketProtocol.sendData", WebSocketProtocol, "sendData", _send_data, []),
+    # plain TCP connections (tcp.Connection) get the replacement; TLS ones take the original
+    ("twisted.internet._newtls.ConnectionMixin.write", tcp.Connection, "write", _write,
+     ["twisted.internet.abstract.FileDescriptor.write", "twisted.internet.abstract.FileDescriptor.doWrite"]),
+]
 
-    ws = "autobahn.websocket.protocol."
-    return [
-        ("autobahn.wamp.websocket.WampWebSocketProtocol.send", WampWebSocketProtocol, "send", _send,
-         [ws + "WebSocketProtocol.sendMessage", ws + "WebSocketProtocol.sendFrame", ws + "PreparedMessage.__init__",
-          "autobahn.wamp.serializer.Serializer.serialize", "autobahn.wamp.message.Message.serialize"]),
-        ("autobahn.wamp.websocket.WampWebSocketProtocol.onMessage", WampWebSocketProtocol, "onMessage",
-         _on_message, []),
-        (ws + "WebSocketProtocol.sendData", WebSocketProtocol, "sendData", _send_data, []),
-        # plain TCP connections (tcp.Connection) get the replacement; TLS ones take the original
-        ("twisted.internet._newtls.ConnectionMixin.write", tcp.Connection, "write", _write,
-         ["twisted.internet.abstract.FileDescriptor.write", "twisted.internet.abstract.FileDescriptor.doWrite"]),
-    ]
+#: the functions :func:`install` replaces (the others of :data:`CHECKED` are relied on)
+REPLACED = tuple(target[0] for target in _TARGETS)
 
 
 def install() -> List[str]:
-    """Replace the functions of :func:`_targets` whose upstream source, and that of what they
+    """Replace the functions of :data:`_TARGETS` whose upstream source, and that of what they
     rely on, is the one checked (idempotent). Answers the names of those in place; one whose
     upstream changed is left alone and logged.
 
     :rtype: list
     """
-    for name, target, attribute, make, relies_on in _targets():
+    for name, target, attribute, make, relies_on in _TARGETS:
         if name in _originals:
             continue
         changed = [n for n in [name] + relies_on if source_digest(_resolve(n)) != CHECKED[n]]
