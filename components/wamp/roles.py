@@ -28,28 +28,14 @@ try:
 except ImportError:  # pragma: no cover - Crossbar is what runs the node
     RouterRole = RouterRoleDynamicAuth = None
 
+from components.wamp import worker
+
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 log = txaio.make_logger()
 
 #: ``(session details, uri, action, options) -> answer``: the authorizer's method
 Authorize = Callable[[Dict[str, Any], str, str, Dict[str, Any]], Any]
-
-
-def session_details(session: Any) -> Dict[str, Any]:
-    """What the dynamic authorizer is told about a session (without its transport, which
-    deptcast's authorizer does not read).
-
-    :rtype: dict
-    """
-    details = getattr(session, "_session_details", None)
-    if details is None:
-        return {"session": session._session_id, "authid": session._authid, "authrole": session._authrole,
-                "authmethod": session._authmethod, "authprovider": session._authprovider,
-                "authextra": session._authextra}
-    return {"session": details.session, "authid": details.authid, "authrole": details.authrole,
-            "authmethod": details.authmethod, "authprovider": details.authprovider,
-            "authextra": details.authextra}
 
 
 if RouterRole is not None:
@@ -65,7 +51,7 @@ if RouterRole is not None:
             self.replaces = replaces
 
         def authorize(self, session: Any, uri: str, action: str, options: Dict[str, Any]) -> Any:
-            return self.decide(session_details(session), uri, action, options)
+            return self.decide(worker.session_details(session), uri, action, options)
 
 
 def install(router: Any, roles: List[str], procedure: str, authorize: Authorize) -> List[str]:

@@ -22,18 +22,36 @@ def router_of(session: Any) -> Optional[Any]:
     return getattr(getattr(session, "_transport", None), "_router", None)
 
 
+def session_details(session: Any) -> Dict[str, Any]:
+    """What the dynamic authorizer is told about a router session (without its transport,
+    which deptcast does not read): ``session``, ``authid``, ``authrole``, ``authmethod``,
+    ``authprovider``, ``authextra``.
+
+    :rtype: dict
+    """
+    details = getattr(session, "_session_details", None)
+    if details is None:
+        return {"session": session._session_id, "authid": session._authid, "authrole": session._authrole,
+                "authmethod": session._authmethod, "authprovider": session._authprovider,
+                "authextra": session._authextra}
+    return {"session": details.session, "authid": details.authid, "authrole": details.authrole,
+            "authmethod": details.authmethod, "authprovider": details.authprovider,
+            "authextra": details.authextra}
+
+
 def session_info(router: Any, session_id: Any) -> Optional[Dict[str, Any]]:
     """What ``wamp.session.get`` answers of a joined session (``authid``, ``authrole``,
-    ``authextra``), read from the router's own session map instead of a meta API call;
-    ``None`` if the session is not (or no longer) there, or the shape differs.
+    ``authextra``), read from the router's own session map (:func:`session_details`) instead
+    of a meta API call; ``None`` if the session is not (or no longer) there, or the shape
+    differs.
 
     :rtype: dict or None
     """
     try:
-        details = router._session_id_to_session[session_id]._session_details
-        info = {"authid": details.authid, "authrole": details.authrole, "authextra": details.authextra}
+        details = session_details(router._session_id_to_session[session_id])
     except (AttributeError, KeyError, TypeError):
         return None
+    info = {"authid": details["authid"], "authrole": details["authrole"], "authextra": details["authextra"]}
     if not isinstance(info["authid"], str) or not isinstance(info["authextra"], (dict, type(None))):
         return None
     return info

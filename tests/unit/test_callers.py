@@ -2,6 +2,7 @@
 session, forgotten on leave, and no identity for a caller that is not a client."""
 
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import SessionDetails
 from twisted.trial.unittest import SynchronousTestCase
 
 from components.core.errors import NOT_AUTHORIZED
@@ -59,9 +60,10 @@ class CallersTests(SynchronousTestCase):
         self.assertEqual(len(self.lookups()), 2)
 
 
-class _Details:
-    def __init__(self, authid, authrole, dept):
-        self.authid, self.authrole, self.authextra = authid, authrole, {"dept": dept}
+def _details(authid, authrole, dept):
+    """A joined session's details, as Crossbar's router keeps them."""
+    return SessionDetails(realm="deptcast", session=11, authid=authid, authrole=authrole, authmethod="ticket",
+                          authprovider="function", authextra={"dept": dept})
 
 
 class _Joined:
@@ -83,7 +85,7 @@ class InProcessRouterTests(SynchronousTestCase):
         self.router = FakeRouter()
         self.router.join(11, "bob", MEMBER, "cardio")
         self.session = FakeSession(self.router)
-        self.sessions = {11: _Joined(_Details("bob", MEMBER, "cardio"))}
+        self.sessions = {11: _Joined(_details("bob", MEMBER, "cardio"))}
         self.session._transport = _Transport(self.sessions)
         self.callers = Callers(self.session)
 
