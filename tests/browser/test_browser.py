@@ -16,11 +16,11 @@ import time
 from typing import List
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from components.core.tokens import issue_token
 from components.edge.static import page_policy
-from tests.support.browser import host_app, launch_chromium, screenshot, send_via_wamp
+from tests.support.browser import host_app, screenshot, send_via_wamp
 from tests.support.nodes import token
 from tests.support.nodes import TEST_SECRET, Node
 
@@ -47,14 +47,6 @@ def all_log() -> AllLog:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def dev_node(tmp_path_factory):
     """A node in quick-start mode: only the dev sign-in form test uses it."""
     n = Node(tmp_path_factory.mktemp("devnode"), name="dev", env={"DEPTCAST_DEV": "1"})
@@ -65,29 +57,6 @@ def dev_node(tmp_path_factory):
 
 def base_url(node: Node) -> str:
     return f"http://127.0.0.1:{node.port}/"
-
-
-@pytest.fixture
-def open_page(browser):
-    """``open_page(url, viewport=None, setup=None)``: a page in a browser context of its own
-    (its own storage: one user each); ``setup(page)`` runs before it loads (e.g. to route its
-    WebSocket); console errors are printed for the failure report."""
-    contexts = []
-
-    def open_(url: str, viewport=None, setup=None) -> Page:
-        context = browser.new_context(viewport=viewport or {"width": 1200, "height": 800})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("console", lambda m: m.type in ("error", "warning") and print(f"[console {m.type}] {m.text}"))
-        page.on("pageerror", lambda e: print(f"[page error] {e}"))
-        if setup is not None:
-            setup(page)
-        page.goto(url)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
 
 
 def connection(page: Page):

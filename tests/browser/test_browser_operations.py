@@ -15,11 +15,11 @@ import sqlite3
 from typing import Any, Dict, List
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.browser.test_browser import (RECONNECT_TIMEOUT_MS, base_url, cache_of, connection, expect_timeline,
                                         plant_cache, wait_connected)
-from tests.support.browser import launch_chromium, screenshot, send_via_wamp
+from tests.support.browser import screenshot, send_via_wamp
 from tests.support.cluster import Cluster
 from components.core.history import answer_cap, envelope_bytes
 from components.ops.nodeconfig import node_config
@@ -30,36 +30,6 @@ PRUNED = "deptcast.error.pruned"
 RATE_LIMITED = "deptcast.error.rate_limited"
 #: WAMP message types (JSON serializer): what the page sends and gets
 CALL, RESULT, ERROR, GOODBYE = 48, 50, 8, 6
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def open_page(browser):
-    """``open_page(url, setup=None)``: a page in a context of its own; ``setup(page)`` runs
-    before it loads."""
-    contexts = []
-
-    def open_(url: str, setup=None) -> Page:
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        contexts.append(context)
-        page = context.new_page()
-        page.on("console", lambda m: m.type in ("error", "warning") and print(f"[console {m.type}] {m.text}"))
-        page.on("pageerror", lambda e: print(f"[page error] {e}"))
-        if setup is not None:
-            setup(page)
-        page.goto(url)
-        return page
-
-    yield open_
-    for context in contexts:
-        context.close()
 
 
 class Wire:
@@ -114,17 +84,6 @@ def kept_seqs(node: Node, topic: str) -> List[int]:
 
 
 # ---- retention ----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def retention_node(tmp_path_factory):
-    """Keeps the newest 3 messages per topic, pruning every 0.2 s; history pages of 3."""
-    n = Node(tmp_path_factory.mktemp("retention"), name="retention",
-             env={"DEPTCAST_RETENTION_MESSAGES": "3", "DEPTCAST_RETENTION_INTERVAL": "0.2",
-                  "DEPTCAST_HISTORY_LIMIT": "3"})
-    n.start()
-    yield n
-    n.stop()
-
 
 def test_a_cache_older_than_retention_resumes_from_what_is_kept_without_looping(retention_node, open_page):
     """The page's cached positions lie below what retention kept on two topics. The node refuses

@@ -1,11 +1,7 @@
 """An old page in a real chromium passes its token as a WebSocket subprotocol (issue 9, item 8):
 the browser accepts the node's answer, and the page works as with ``?token=``."""
 
-import pytest
-from playwright.sync_api import sync_playwright
-
-from tests.support.browser import launch_chromium
-from tests.support.nodes import Node, token
+from tests.support.nodes import token
 
 OPEN_AND_ECHO = """async ([url, protocols, to]) => await new Promise((resolve) => {
     const ws = protocols ? new WebSocket(url, protocols) : new WebSocket(url);
@@ -19,27 +15,17 @@ OPEN_AND_ECHO = """async ([url, protocols, to]) => await new Promise((resolve) =
 })"""
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    n = Node(tmp_path_factory.mktemp("subprotocol"), name="subprotocol")
-    n.start()
-    yield n
-    n.stop()
-
-
-def test_an_old_page_passes_its_token_as_a_subprotocol(node):
+def test_an_old_page_passes_its_token_as_a_subprotocol(node, browser):
     url = f"ws://127.0.0.1:{node.port}/webSocket/brdept_bea"
-    with sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{node.port}/")
-            seen = page.evaluate(OPEN_AND_ECHO, [url, ["deptcast.legacy", "deptcast.token." + token("bea", "brdept")],
-                                                 "brdept"])
-            assert seen["events"] == ["open", "message", "close"], seen
-            assert (seen["protocol"], seen["data"]) == ("deptcast.legacy", "from the browser")
-            # without any token the node refuses the handshake (the browser sees an error, no open)
-            seen = page.evaluate(OPEN_AND_ECHO, [url, None, "brdept"])
-            assert "open" not in seen["events"] and "error" in seen["events"], seen
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{node.port}/")
+        seen = page.evaluate(OPEN_AND_ECHO, [url, ["deptcast.legacy", "deptcast.token." + token("bea", "brdept")],
+                                             "brdept"])
+        assert seen["events"] == ["open", "message", "close"], seen
+        assert (seen["protocol"], seen["data"]) == ("deptcast.legacy", "from the browser")
+        # without any token the node refuses the handshake (the browser sees an error, no open)
+        seen = page.evaluate(OPEN_AND_ECHO, [url, None, "brdept"])
+        assert "open" not in seen["events"] and "error" in seen["events"], seen
+    finally:
+        page.close()

@@ -173,17 +173,6 @@ def test_a_refused_send_raises_its_class(node):
 # -- retention and the history rate limit
 
 
-@pytest.fixture(scope="module")
-def retention_node(tmp_path_factory):
-    """Keeps the newest 3 messages per topic, pruning every 0.2 s; history pages of 3."""
-    n = Node(tmp_path_factory.mktemp("retention"), name="retention",
-             env={"DEPTCAST_RETENTION_MESSAGES": "3", "DEPTCAST_RETENTION_INTERVAL": "0.2",
-                  "DEPTCAST_HISTORY_LIMIT": "3"})
-    n.start()
-    yield n
-    n.stop()
-
-
 def _kept_seqs(node: Node, topic: str) -> List[int]:
     import sqlite3
     db = sqlite3.connect(str(node.node_dir / "deptcast.sqlite3"))

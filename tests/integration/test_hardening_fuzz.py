@@ -12,14 +12,13 @@ import random
 import string
 from typing import List, Tuple
 
-import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer
 
 from tests.support import raw
 from tests.support.legacy import connect_legacy, post_send
-from tests.support.nodes import Node, token
+from tests.support.nodes import token
 from tests.support.wamp import connect, wait_for
 
 SEED = 20261126
@@ -29,14 +28,6 @@ SEND_ERRORS = {"deptcast.error.invalid_frame", "deptcast.error.too_large", "dept
 FRAMES = 3000
 HTTP_REQUESTS = 300
 WAMP_CALLS = 300
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    n = Node(tmp_path_factory.mktemp("fuzz"), name="fuzz")
-    n.start()
-    yield n
-    n.stop()
 
 
 # -- what a fuzzing client sends
