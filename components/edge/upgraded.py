@@ -80,8 +80,10 @@ def trim_upgraded(request: Any) -> Dict[str, bool]:
         done["channel"] = True
     if protocol.state == protocol.STATE_OPEN:
         state = vars(protocol)
-        for name in HANDSHAKE_ONLY:
-            done["handshake"] = state.pop(name, done) is not done or done["handshake"]
+        dropped = [name for name in HANDSHAKE_ONLY if name in state]
+        for name in dropped:
+            del state[name]
+        done["handshake"] = bool(dropped)
         # a dict never shrinks when keys go: a copy is sized for what is left
         protocol.__dict__ = dict(state)
     session = getattr(protocol, "_session", None)
