@@ -15,15 +15,19 @@ worker's CPU went to things no one reads or that need doing once, not once per r
   epoll, waits for the next reactor turn, sends, and unregisters: two ``epoll_ctl`` calls and
   a reactor turn per receiver, where one ``send`` would do.
 
-:func:`install` replaces those four functions, in this process only, with versions that do the
+:func:`install` replaces five functions, in this process only, with versions that do the
 same, minus that work:
 
 * ``send``/``onMessage``/``sendData`` skip the log line when its level is off, and call
   Autobahn's own function when it is on (so ``trace``/``debug`` logs are exactly as before);
 * ``send`` serializes through one shared serializer object per (serializer class, settings), so
-  the message's own cache answers every receiver after the first, and sends a WebSocket frame
-  built once per event (Autobahn's ``PreparedMessage``) on connections where Autobahn would frame
-  it the same way: no compression, no masking, no fragmentation, no frame logging;
+  the message's own cache answers every receiver after the first; on connections where
+  Autobahn's ``sendMessage`` would frame it the same way (no compression, no masking, no
+  fragmentation, no frame or octet logging: decided once per connection) it sends a WebSocket
+  frame built once per event (Autobahn's ``PreparedMessage``) straight to the transport,
+  keeping the statistics Autobahn keeps;
+* Crossbar's ``Router.send`` (once per receiver of every event) skips its trace check and the
+  class-name formatting of its message statistics; traced routers take Crossbar's own;
 * a plain-TCP write with nothing buffered goes to the socket at once; what the socket does not
   take, and every other write, goes through Twisted's buffer as before.
 
@@ -43,6 +47,7 @@ import txaio
 from autobahn.wamp.exception import ProtocolError, SerializationError, TransportLost
 from autobahn.wamp.websocket import WampWebSocketProtocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
+from crossbar.router.router import Router
 from twisted.internet import tcp
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
@@ -52,9 +57,13 @@ from txaio.tx import _no_op as _TXAIO_NO_OP  # noqa: E402 (the Twisted flavour's
 log = txaio.make_logger()
 
 #: sha256 of the upstream source of every function :func:`install` replaces, or whose behaviour
-#: a replacement mirrors or relies on, as checked (Autobahn 26.x and Twisted 26.10.0 of
+#: a replacement mirrors or relies on, as checked (Autobahn, Crossbar and Twisted of
 #: ``constraints.txt``)
 CHECKED: Dict[str, str] = {
+    "crossbar.router.router.Router.send":
+        "4724a7e8f8ed777658617155817ebf1f63303587b0ba2619a83e063f45b6b311",
+    "crossbar.router.router.Router._check_trace":
+        "c5340c7f09ddfe4850645c7ce70fc1c151a1aa621ffaa57e2fcb541d8ff62f81",
     "autobahn.wamp.websocket.WampWebSocketProtocol.send":
         "811ed7bd88f1a2c9ea86d6cba69f3a8ea5b16b8cca1a75fd12d1c0e1bba48ee5",
     "autobahn.wamp.websocket.WampWebSocketProtocol.onMessage":
@@ -96,7 +105,8 @@ def _enabled(logger: Any, level: str) -> bool:
 
 # -- one serialization and one frame per event --------------------------------------------
 
-_shared: Dict[Tuple[Any, ...], Any] = {}
+_shared_serializers: Dict[Tuple[Any, ...], Any] = {}
+_OPEN = WebSocketProtocol.STATE_OPEN
 _PLAIN = (bool, int, float, str, bytes)
 
 
@@ -115,25 +125,15 @@ def shared_object_serializer(object_serializer: Any) -> Any:
         return object_serializer
     if not all(v is None or type(v) in _PLAIN for _, v in settings):
         return object_serializer
-    return _shared.setdefault((type(object_serializer), settings), object_serializer)
+    return _shared_serializers.setdefault((type(object_serializer), settings), object_serializer)
 
 
-def _shared_keys(serializer: Any) -> Tuple[Any, Tuple[str, Any]]:
-    """A connection's shared object serializer and its frame key, worked out once per
-    connection (kept on its :class:`~autobahn.wamp.serializer.Serializer`)."""
-    keys = serializer.__dict__.get("_deptcast_shared")
-    if keys is None:
-        shared = shared_object_serializer(serializer._serializer)
-        keys = serializer._deptcast_shared = (shared, ("deptcast.frame", shared))
-    return keys
-
-
-def serialize_shared(serializer: Any, msg: Any) -> Tuple[bytes, bool]:
+def serialize_shared(serializer: Any, msg: Any, object_serializer: Any) -> Tuple[bytes, bool]:
     """What ``serializer.serialize(msg)`` answers (Autobahn's ``Serializer.serialize``,
-    statistics included), with the message's cache keyed by the shared object serializer."""
+    statistics included), with the message's cache keyed by ``object_serializer``, the shared
+    one of the connection's kind."""
     if serializer._autoreset_callback is not None:
         return serializer.serialize(msg)
-    object_serializer = _shared_keys(serializer)[0]
     data = msg.serialize(object_serializer)
     serializer._serialized_bytes += len(data)
     serializer._serialized_messages += 1
@@ -141,30 +141,20 @@ def serialize_shared(serializer: Any, msg: Any) -> Tuple[bytes, bool]:
     return data, object_serializer.BINARY
 
 
-def _frame_once(protocol: Any, msg: Any, payload: bytes, is_binary: bool) -> bool:
-    """Send ``payload`` as one unmasked, uncompressed WebSocket frame built once per message
-    and serializer, where Autobahn's ``sendMessage`` would send exactly those bytes; answer
-    whether it did (``False``: the caller sends it the usual way)."""
-    size = len(payload)
-    if (protocol.state != WebSocketProtocol.STATE_OPEN
-            or protocol._perMessageCompress is not None
-            or not protocol.factory.isServer or protocol.maskServerFrames
-            or protocol.logFrames or protocol.trackedTimings
-            or 0 < protocol.maxMessagePayloadSize < size
-            or 0 < protocol.autoFragmentSize < size):
-        return False
-    key = _shared_keys(protocol._serializer)[1]
-    cache = msg._serialized
-    frame = cache.get(key)
-    if frame is None:
-        frame = cache[key] = PreparedMessage(payload, is_binary, False, True).payloadHybi
-    stats = protocol.trafficStats
-    stats.outgoingWebSocketMessages += 1
-    stats.outgoingOctetsAppLevel += size
-    stats.outgoingOctetsWebSocketLevel += size
-    stats.outgoingWebSocketFrames += 1
-    protocol.sendData(frame)
-    return True
+def _route(protocol: Any) -> Tuple[Any, Any, int]:
+    """How a connection sends: ``(its shared object serializer, its frame key, the payload size
+    above which Autobahn would refuse or fragment a message, 0 for none)``; the frame key is
+    ``None`` where Autobahn frames differently (compression, masking, frame or octet logging,
+    timings). Kept from the connection's first send in the open state (on its
+    :class:`~autobahn.wamp.serializer.Serializer`, one attribute): these options are settled by
+    the end of the opening handshake."""
+    shared = shared_object_serializer(protocol._serializer._serializer)
+    if (protocol._perMessageCompress is not None or not protocol.factory.isServer
+            or protocol.maskServerFrames or protocol.logFrames or protocol.logOctets
+            or protocol.trackedTimings):
+        return shared, None, 0
+    limits = [n for n in (protocol.maxMessagePayloadSize, protocol.autoFragmentSize) if n > 0]
+    return shared, ("deptcast.frame", shared), min(limits) if limits else 0
 
 
 # -- the replacements ----------------------------------------------------------------------
@@ -173,15 +163,50 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
     def send(self, msg):
         if self._session is None:
             raise TransportLost()
-        if _enabled(self.log, "trace"):
+        log = self.log
+        if log.trace is not _TXAIO_NO_OP:
             return original(self, msg)
+        serializer = self._serializer
+        route = serializer.__dict__.get("_deptcast_route")
+        if route is None:
+            route = _route(self)
+            if self.state == _OPEN:
+                serializer._deptcast_route = route
+        shared, key, limit = route
+        # the common case: one frame per event, sent as Autobahn's sendMessage would send it,
+        # with the statistics Autobahn keeps (its serializer's and the connection's)
+        if (key is not None and self.state == _OPEN and serializer._autoreset_callback is None
+                and not self.send_queue and log.debug is _TXAIO_NO_OP):
+            cache = msg._serialized
+            framed = cache.get(key)
+            if framed is None:
+                try:
+                    payload = msg.serialize(shared)
+                except Exception as e:
+                    log.error(f"WAMP message serialization error: {e}")
+                    raise SerializationError(f"WAMP message serialization error: {e}")
+                frame = PreparedMessage(payload, shared.BINARY, False, True).payloadHybi
+                framed = cache[key] = (frame, len(payload))
+            frame, size = framed
+            if not limit or size <= limit:
+                serializer._serialized_bytes += size
+                serializer._serialized_messages += 1
+                serializer._serialized_rated_messages += -(-size // serializer.RATED_MESSAGE_SIZE)
+                stats = self.trafficStats
+                stats.outgoingWebSocketMessages += 1
+                stats.outgoingOctetsAppLevel += size
+                stats.outgoingOctetsWebSocketLevel += size
+                stats.outgoingWebSocketFrames += 1
+                stats.outgoingOctetsWireLevel += len(frame)
+                self.transport.write(frame)
+                return
+        # anything else: serialized once per event all the same, framed by Autobahn
         try:
-            payload, is_binary = serialize_shared(self._serializer, msg)
+            payload, is_binary = serialize_shared(serializer, msg, shared)
         except Exception as e:
-            self.log.error(f"WAMP message serialization error: {e}")
+            log.error(f"WAMP message serialization error: {e}")
             raise SerializationError(f"WAMP message serialization error: {e}")
-        if not _frame_once(self, msg, payload, is_binary):
-            self.sendMessage(payload, is_binary)
+        self.sendMessage(payload, is_binary)
     return send
 
 
@@ -213,6 +238,26 @@ def _send_data(original: Callable[..., Any]) -> Callable[..., Any]:
         elif self.state in (WebSocketProtocol.STATE_CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
     return sendData
+
+
+_MESSAGE_NAMES: Dict[type, str] = {}
+
+
+def _router_send(original: Callable[..., Any]) -> Callable[..., Any]:
+    def send(self, session, msg):
+        # traced, or the session gone: Crossbar's own (its trace lines, its debug line)
+        transport = session._transport
+        if self._trace_traffic or self._is_traced or not transport:
+            return original(self, session, msg)
+        transport.send(msg)
+        # the router's message statistics, as Crossbar counts them (per lower-case class name)
+        kind = type(msg)
+        name = _MESSAGE_NAMES.get(kind)
+        if name is None:
+            name = _MESSAGE_NAMES[kind] = kind.__name__.lower()
+        sent = self._message_stats["sent"]
+        sent[name] = sent.get(name, 0) + 1
+    return send
 
 
 def _write(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -259,8 +304,11 @@ _TARGETS: List[Tuple[str, Any, str, Callable[[Callable[..., Any]], Callable[...,
     ("autobahn.wamp.websocket.WampWebSocketProtocol.send", WampWebSocketProtocol, "send", _send,
      ["autobahn.websocket.protocol.WebSocketProtocol.sendMessage",
       "autobahn.websocket.protocol.WebSocketProtocol.sendFrame",
+      "autobahn.websocket.protocol.WebSocketProtocol.sendData",
       "autobahn.websocket.protocol.PreparedMessage.__init__",
       "autobahn.wamp.serializer.Serializer.serialize", "autobahn.wamp.message.Message.serialize"]),
+    ("crossbar.router.router.Router.send", Router, "send", _router_send,
+     ["crossbar.router.router.Router._check_trace"]),
     ("autobahn.wamp.websocket.WampWebSocketProtocol.onMessage", WampWebSocketProtocol, "onMessage", _on_message, []),
     ("autobahn.websocket.protocol.WebSocketProtocol.sendData", WebSocketProtocol, "sendData", _send_data, []),
     # plain TCP connections (tcp.Connection) get the replacement; TLS ones take the original

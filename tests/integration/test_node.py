@@ -61,7 +61,7 @@ def test_start_log_is_clean(node):
     assert "Traceback" not in log
     assert "NumPy" not in log and "numpy" not in log
     assert "deptcast api: store ready (sqlite" in log
-    assert "frame each event once (4 of 4 upstream functions replaced)" in log
+    assert "frame each event once (5 of 5 upstream functions replaced)" in log
 
 
 @pytest_twisted.inlineCallbacks

@@ -119,6 +119,51 @@ def test_without_the_hot_path_every_receiver_serializes_the_event_again(monkeypa
     assert len(calls) == 5
 
 
+def sent_and_counted(install, sends=3, **options):
+    """What a connection sends and the statistics it keeps (the connection's traffic, its
+    serializer's), with or without the hot path."""
+    if install:
+        hotpath.install()
+    else:
+        hotpath.uninstall()
+    protocol = open_connection()
+    for key, value in options.items():
+        setattr(protocol, key, value)
+    for n in range(sends):
+        protocol.send(event(n))
+    serializer = protocol._serializer
+    return (protocol.transport.value(), protocol.trafficStats.__json__(),
+            (serializer._serialized_bytes, serializer._serialized_messages, serializer._serialized_rated_messages))
+
+
+def test_the_statistics_are_the_ones_autobahn_keeps():
+    upstream = sent_and_counted(install=False)
+    assert upstream[1]["outgoingWebSocketMessages"] == 3 and upstream[2][1] == 3
+    assert sent_and_counted(install=True) == upstream
+
+
+@pytest.mark.parametrize("option", ["logOctets", "logFrames", "trackedTimings", "maskServerFrames"])
+def test_a_connection_autobahn_frames_differently_gets_autobahns_framing(monkeypatch, option):
+    hotpath.install()
+    protocol = open_connection()
+    setattr(protocol, option, True)
+    if option == "trackedTimings":
+        protocol.setTrackTimings(True)
+    framed = []
+    original = type(protocol).sendMessage
+    monkeypatch.setattr(type(protocol), "sendMessage",
+                        lambda self, *a, **kw: framed.append(a) or original(self, *a, **kw))
+    msg = event()
+    protocol.send(msg)
+    other = open_connection()
+    other.send(msg)  # a connection with none of those options shares the event's frame
+    assert len(framed) == 1
+    payload, _ = JsonSerializer().serialize(event())
+    assert other.transport.value() == PreparedMessage(payload, False, False, True).payloadHybi
+    if option != "maskServerFrames":
+        assert protocol.transport.value() == other.transport.value()
+
+
 def count_highlights(monkeypatch):
     from autobahn.wamp import websocket
     calls = []
@@ -149,6 +194,26 @@ def test_with_trace_on_autobahns_own_send_logs_as_before(monkeypatch):
     assert len(calls) >= 4
     hotpath.uninstall()
     assert protocol.transport.value() == wire(JsonSerializer, install=False, sends=1)
+
+
+def test_with_debug_on_every_write_is_logged_as_before(monkeypatch):
+    from autobahn.websocket import protocol as websocket_protocol
+    calls = []
+    original = websocket_protocol.hlval
+    monkeypatch.setattr(websocket_protocol, "hlval", lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    hotpath.install()
+    protocol = open_connection()
+    protocol.send(event(0))
+    assert calls == []
+    level = protocol.log._log_level
+    protocol.log.set_log_level("debug")
+    try:
+        protocol.send(event(1))
+    finally:
+        protocol.log.set_log_level(level)
+    assert calls  # sendData's debug line about the write
+    hotpath.uninstall()
+    assert protocol.transport.value() == wire(JsonSerializer, install=False, sends=2)
 
 
 def test_a_compressed_connection_is_framed_by_autobahn_per_receiver():
@@ -312,3 +377,62 @@ def test_a_pull_producer_is_still_asked_for_more_when_the_buffer_drains():
     assert reactor.writers == [connection]
     connection.doWrite()
     assert read_all(peer) == b"chunk" and producer.calls == ["resume"]
+
+
+# -- the router's send ---------------------------------------------------------------------
+
+def router_sends(install, traced=False):
+    """Three events and a call result sent by a real Crossbar router to a session with a
+    transport and one without: what each transport got, the router's statistics, its log."""
+    from crossbar.router.router import RouterFactory
+    from crossbar.worker.types import RouterRealm
+    if install:
+        hotpath.install()
+    else:
+        hotpath.uninstall()
+    factory = RouterFactory("node1", "worker1", None)
+    factory.start_realm(RouterRealm(None, None, {"name": "deptcast"}))
+    router = factory.get("deptcast")
+    router._trace_traffic = traced
+    logged = []
+
+    class Log:
+        def info(self, text, **kw):
+            logged.append(("info", text))
+
+        def debug(self, text, **kw):
+            logged.append(("debug", text))
+
+    router.log = Log()
+
+    class Transport:
+        def __init__(self):
+            self.sent = []
+
+        def send(self, msg):
+            self.sent.append(msg)
+
+    class Session:
+        def __init__(self, transport):
+            self._transport = transport
+            self._authrole = "member"
+
+    online, gone = Session(Transport()), Session(None)
+    messages = [event(1), event(2), message.Result(5, args=[1]), event(3)]
+    for msg in messages:
+        router.send(online, msg)
+    router.send(gone, event(4))
+    return [m.marshal() for m in online._transport.sent], router._message_stats["sent"], logged
+
+
+def test_the_router_sends_and_counts_as_crossbar_does():
+    upstream = router_sends(install=False)
+    assert upstream[1] == {"event": 4, "result": 1}
+    assert upstream[2] == [("debug", "skip sending msg - transport already closed")]
+    assert router_sends(install=True) == upstream
+
+
+def test_a_traced_router_logs_its_traffic_as_before():
+    upstream = router_sends(install=False, traced=True)
+    assert len([line for line in upstream[2] if line[0] == "info"]) == 5
+    assert router_sends(install=True, traced=True) == upstream
