@@ -29,6 +29,7 @@ import txaio
 
 from components.core import legacy as legacyframes
 from components.core.errors import UNAVAILABLE, Refused
+from components.core.metrics import LEGACY_DELIVERIES
 from components.core.sequence import TopicSequence, seq_of
 from components.service.links import LinkState
 from components.service.slot import Slot
@@ -52,7 +53,8 @@ LOG_EVERY = 10.0
 class Socket(Protocol):
     """A legacy socket, as the fan-out sees it."""
 
-    def deliver(self, prepared: PreparedMessage) -> None: ...
+    def deliver(self, prepared: PreparedMessage) -> bool:
+        """Write the frame; answer whether it was written."""
 
 
 class SlotBridge:
@@ -477,5 +479,9 @@ class Fanout:
             return
         prepared = self._prepare(payload)
         # a copy: a write may fail and close a socket, which leaves the set
+        written = 0
         for sock in tuple(entry.sockets):
-            sock.deliver(prepared)
+            if sock.deliver(prepared):
+                written += 1
+        if written:
+            LEGACY_DELIVERIES.inc(written)  # once per event: the counter takes a lock

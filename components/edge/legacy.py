@@ -39,7 +39,7 @@ from zope.interface import implementer
 from components.core import frames
 from components.core import legacy as legacyframes
 from components.core.errors import INVALID_FRAME, UNAVAILABLE, Refused
-from components.core.metrics import LEGACY_DELIVERIES, count_refusal
+from components.core.metrics import count_refusal
 from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
 from components.core.logsummary import host_of
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
@@ -146,10 +146,11 @@ class LegacyServerProtocol(WebSocketServerProtocol):
                 self.log.debug("deptcast legacy: {key} gone (clean={clean}, code={code})",
                                key=self._client.key, clean=wasClean, code=code)
 
-    def deliver(self, prepared: PreparedMessage) -> None:
-        """Write one pre-framed message (the fan-out calls this for every socket of a topic)."""
+    def deliver(self, prepared: PreparedMessage) -> bool:
+        """Write one pre-framed message (the fan-out calls this for every socket of a topic);
+        answer whether it was written."""
         if self.state != self.STATE_OPEN:
-            return
+            return False
         if self._write_paused:
             self._backlog += len(prepared.payloadHybi)
             if self._backlog > self.factory.max_send_backlog:
@@ -157,9 +158,13 @@ class LegacyServerProtocol(WebSocketServerProtocol):
                               key=self._client.key, n=self._backlog)
                 self._write_paused = False
                 self.dropConnection(abort=True)
-                return
-        self.sendPreparedMessage(prepared)
-        LEGACY_DELIVERIES.inc()
+                return False
+        if prepared.doNotCompress:
+            # what sendPreparedMessage does with a frame never to be compressed (ours), one call less
+            self.sendData(prepared.payloadHybi)
+        else:
+            self.sendPreparedMessage(prepared)
+        return True
 
     # -- incoming frames, read through autobahn's frame hooks so that a binary or oversize
     #    message is dropped as it arrives instead of being buffered whole

@@ -18,8 +18,9 @@ class FakeSocket:
     def __init__(self) -> None:
         self.frames: List[Any] = []
 
-    def deliver(self, prepared: Any) -> None:
+    def deliver(self, prepared: Any) -> bool:
         self.frames.append(prepared)
+        return True
 
 
 class FanoutOverSlotTests(SynchronousTestCase):

@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from components.core.metrics import LEGACY_DELIVERIES
 from components.edge import fanout
 from components.edge.legacy import Fanout
 from components.service.links import LinkState
@@ -67,12 +68,15 @@ class FakeBridge:
 
 
 class FakeSocket:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, open_: bool = True) -> None:
         self.name = name
+        self.open = open_
         self.frames: List[Any] = []
 
-    def deliver(self, prepared) -> None:
-        self.frames.append(prepared)
+    def deliver(self, prepared) -> bool:
+        if self.open:
+            self.frames.append(prepared)
+        return self.open
 
 
 class FanoutTests(SynchronousTestCase):
@@ -113,6 +117,17 @@ class FanoutTests(SynchronousTestCase):
         self.assertEqual(self.prepared, [b"hello"])
         self.assertEqual({id(s.frames[0]) for s in socks}, {id(socks[0].frames[0])})
         self.assertEqual(socks[0].frames, [("frame", b"hello")])
+
+    def test_the_deliveries_counter_moves_once_per_event_by_the_frames_written(self):
+        socks = [FakeSocket(str(i)) for i in range(4)] + [FakeSocket("closing", open_=False)]
+        for s in socks:
+            self.fanout.join(s, ["dept.x"])
+        self.bridge.grant_all()
+        moves: List[float] = []
+        self.patch(LEGACY_DELIVERIES, "inc", lambda amount=1: moves.append(amount))
+        self.bridge.handler("dept.x")({"message": "hello", "id": "1"})
+        self.bridge.handler("dept.x")({"message": "again", "id": "2"})
+        self.assertEqual(moves, [4, 4])
 
     def test_events_without_message_text_are_not_forwarded(self):
         s = FakeSocket("s")
