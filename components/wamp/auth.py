@@ -81,7 +81,8 @@ class AuthorizerComponent(NodeComponent):
         # the client roles ask self.authorize in-process, not through a WAMP call (see components.wamp.roles)
         self._inprocess_roles = roles.install(worker.router_of(self), list(names.CLIENT_ROLES), names.PROC_AUTHORIZE,
                                     self.authorize)
-        self.log.info("deptcast auth: authorizer ready on node {node}", node=settings.node_name)
+        self.log.info("deptcast auth: authorizer ready on node {node} (asked in-process by the roles: {roles})",
+                      node=settings.node_name, roles=", ".join(self._inprocess_roles) or "none")
 
     def onLeave(self, details):
         replaced = getattr(self, "_inprocess_roles", None)

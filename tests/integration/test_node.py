@@ -13,6 +13,7 @@ import pytest_twisted
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer, threads
 
+from components.core import names
 from tests.support.nodes import token
 from tests.support.nodes import TEST_SECRET, Node
 from tests.support.wamp import JoinRefused, call_error, connect, wait_for
@@ -434,7 +435,8 @@ def test_static_files_are_cached_briefly(node):
 def test_sessions_cost_no_info_lines_and_the_roles_are_asked_in_process(tmp_path):
     """At ``--loglevel info`` a client's connection, session, first history page and leave
     write no Crossbar line (they are at debug: components.wamp.sessionlog), and the client
-    roles' authorizer is asked in-process (components.wamp.roles: no warning that it is not).
+    roles' authorizer is asked in-process (components.wamp.roles: the ready line names the roles,
+    and no warning that one is not).
     A node of its own, stopped before its log is read (so every line is in it)."""
     n = Node(tmp_path / "quiet", name="quiet")
     n.start()
@@ -451,7 +453,9 @@ def test_sessions_cost_no_info_lines_and_the_roles_are_asked_in_process(tmp_path
         yield threads.deferToThread(n.stop)
     # from the moment the authorizer component is ready (the node's own sessions before it
     # are attached while Crossbar starts)
-    log = n.log_text().partition("deptcast auth: authorizer ready")[2]
+    text = n.log_text()
+    assert f"authorizer ready on node quiet (asked in-process by the roles: {', '.join(names.CLIENT_ROLES)})" in text
+    log = text.partition("deptcast auth: authorizer ready")[2]
     log = "\n".join(line for line in log.splitlines() if "[Router " in line)  # the controller's are its own
     for line in ("new session attached", "router session detached", "cookie tracking disabled",
                  "in active memory", "is asked through WAMP calls"):
