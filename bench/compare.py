@@ -179,7 +179,7 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
             elif kind == "window_start":
                 cpu0 = running.server.cpu()
                 if args.profile and system != "peer":
-                    profiling = start_profiles(running, args, workdir, len(steps))
+                    profiling = start_profiles(running, args.duration, workdir, f"step{len(steps) + 1}")
             elif kind == "window_end":
                 cpu1 = running.server.cpu()
                 profiles = finish_profiles(profiling) if profiling else None
@@ -218,13 +218,14 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
         running.stop()
 
 
-def start_profiles(running: Running, args, workdir: Path, step: int) -> list:
-    """py-spy on each router worker of a deptcast system for the step's window."""
+def start_profiles(running: Running, seconds: float, workdir: Path, part: str) -> list:
+    """py-spy on each router worker of a deptcast system for ``seconds`` (a step's window, or
+    the storm)."""
     out = []
     for pid in running.server.pids():
         if h.process_label(pid) == "router":
-            raw = workdir / f"profile-{running.system}-{pid}-step{step + 1}.raw"
-            out.append((f"router worker {pid}", raw, profile.record(pid, args.duration, raw)))
+            raw = workdir / f"profile-{running.system}-{pid}-{part}.raw"
+            out.append((f"router worker {pid}", raw, profile.record(pid, seconds, raw)))
     return out
 
 
@@ -277,6 +278,10 @@ def measure_memory(system: str, args, workdir: Path) -> dict:
         running.stop()
 
 
+#: seconds the router worker is sampled from the start of a storm (``--profile``)
+STORM_PROFILE_SECONDS = 12
+
+
 def measure_storm(system: str, args, workdir: Path) -> dict:
     running = start(system, args, workdir)
     try:
@@ -286,9 +291,14 @@ def measure_storm(system: str, args, workdir: Path) -> dict:
                   "clients": [running.spec(i, f"s{i}", history=True) for i in range(n)]}
         cpu0 = cpu1 = None
         result = None
+        profiling: list = []
         for event in h.Loadgen(config, workdir).events():
             if event["event"] == "storm_start":
                 cpu0 = running.server.cpu()
+                if args.profile and system != "peer":
+                    # py-spy stops after whole seconds; what it samples after the storm is idle
+                    # (not counted)
+                    profiling = start_profiles(running, STORM_PROFILE_SECONDS, workdir, "storm")
             elif event["event"] == "storm_end":
                 cpu1 = running.server.cpu()
                 machine = cpu0.machine_seconds_until(cpu1)
@@ -302,6 +312,12 @@ def measure_storm(system: str, args, workdir: Path) -> dict:
         print(f"    storm of {n}: {result['ready']} ready in {result['seconds']:.2f}s "
               f"(p50 {result['p50ReadyMs']:.0f} ms), {result['failures']} failed, "
               f"{result['serverCpuMsPerClient']:.2f} ms server CPU per client", flush=True)
+        profiles = finish_profiles(profiling) if profiling else None
+        if profiles:
+            result["profile"] = profiles
+            for pid_label, summary in profiles.items():
+                print(f"      {pid_label}:")
+                print("\n".join(profile.lines(summary)), flush=True)
         return result
     finally:
         h.close_loadgens()
@@ -422,7 +438,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a short smoke run (small numbers, short steps)")
     parser.add_argument("--profile", action="store_true",
                         help="sample deptcast's router worker(s) with py-spy during each rate step's window and "
-                             "print where their CPU goes (the sampling costs a few %% of a core)")
+                             "the storm, and print where their CPU goes (the sampling costs a few %% of a core)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results JSON (default bench/results/compare-<date>.json)")

@@ -164,12 +164,25 @@ def test_a_connection_autobahn_frames_differently_gets_autobahns_framing(monkeyp
         assert protocol.transport.value() == other.transport.value()
 
 
-def count_highlights(monkeypatch):
-    from autobahn.wamp import websocket
+def count_highlights(monkeypatch, module=None):
+    """The calls to ``hlval`` (Autobahn's colouring of a log argument) in ``module`` (default:
+    autobahn.wamp.websocket, which the WAMP send uses)."""
+    if module is None:
+        from autobahn.wamp import websocket as module
     calls = []
-    original = websocket.hlval
-    monkeypatch.setattr(websocket, "hlval", lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    original = module.hlval
+    monkeypatch.setattr(module, "hlval", lambda *a, **kw: calls.append(a) or original(*a, **kw))
     return calls
+
+
+def send_at_level(protocol, level, msg):
+    """Send ``msg`` with the connection's log at ``level``, then put its level back."""
+    own = protocol.log._log_level
+    protocol.log.set_log_level(level)
+    try:
+        protocol.send(msg)
+    finally:
+        protocol.log.set_log_level(own)
 
 
 def test_no_log_line_is_built_when_trace_is_off(monkeypatch):
@@ -185,12 +198,7 @@ def test_with_trace_on_autobahns_own_send_logs_as_before(monkeypatch):
     calls = count_highlights(monkeypatch)
     hotpath.install()
     protocol = open_connection()
-    level = protocol.log._log_level
-    protocol.log.set_log_level("trace")
-    try:
-        protocol.send(event(0))
-    finally:
-        protocol.log.set_log_level(level)
+    send_at_level(protocol, "trace", event(0))
     assert len(calls) >= 4
     hotpath.uninstall()
     assert protocol.transport.value() == wire(JsonSerializer, install=False, sends=1)
@@ -198,19 +206,12 @@ def test_with_trace_on_autobahns_own_send_logs_as_before(monkeypatch):
 
 def test_with_debug_on_every_write_is_logged_as_before(monkeypatch):
     from autobahn.websocket import protocol as websocket_protocol
-    calls = []
-    original = websocket_protocol.hlval
-    monkeypatch.setattr(websocket_protocol, "hlval", lambda *a, **kw: calls.append(a) or original(*a, **kw))
+    calls = count_highlights(monkeypatch, websocket_protocol)
     hotpath.install()
     protocol = open_connection()
     protocol.send(event(0))
     assert calls == []
-    level = protocol.log._log_level
-    protocol.log.set_log_level("debug")
-    try:
-        protocol.send(event(1))
-    finally:
-        protocol.log.set_log_level(level)
+    send_at_level(protocol, "debug", event(1))
     assert calls  # sendData's debug line about the write
     hotpath.uninstall()
     assert protocol.transport.value() == wire(JsonSerializer, install=False, sends=2)
