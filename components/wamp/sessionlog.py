@@ -16,9 +16,16 @@ new connection, whether or not debug lines are logged (``pformat(configAttrLog)`
 :func:`install` gives that module a ``pformat`` that renders lists only when a log line is
 formatted (:class:`LazyPformat`); everything else it pretty-prints as before.
 
+Crossbar's router, session and role modules do the same for debug lines: ``Router.authorize``
+pretty-prints every authorization it answers from its cache (and the session's welcome and
+attach lines their authextra), about 6% of the router worker's CPU in a storm of 2,000
+(py-spy, ``bench/compare.py --profile``). Every use of ``pformat`` in those modules is a log
+line's argument, so :func:`install` gives them a ``pformat`` that always waits
+(:func:`log_pformat`).
+
 Written against Crossbar 26.10 and Autobahn 26.x (``constraints.txt``): the lines are recognised by their format
 strings (:data:`PER_CONNECTION`); ``tests/unit/test_sessionlog.py`` fails if an upgrade changes
-them, or Autobahn's uses of ``pformat``.
+them, or Autobahn's and those Crossbar modules' uses of ``pformat``.
 """
 
 import pprint
@@ -30,6 +37,11 @@ PER_CONNECTION: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
     ("crossbar.router.router", "Router", ("new session attached", "router session detached")),
     ("crossbar.router.service", "RouterServiceAgent", ("in active memory",)),
 )
+
+
+#: Crossbar modules whose every ``pformat`` call is an argument of a log call (checked by
+#: ``tests/unit/test_sessionlog.py``)
+LOG_ONLY_PFORMAT = ("crossbar.router.router", "crossbar.router.session", "crossbar.router.role")
 
 
 class DemotedLogger:
@@ -83,6 +95,23 @@ def lazy_pformat(obj: Any, *args: Any, **kwargs: Any) -> Any:
     return pprint.pformat(obj, *args, **kwargs)
 
 
+def log_pformat(obj: Any, *args: Any, **kwargs: Any) -> "LazyPformat":
+    """The ``pformat`` of the modules of :data:`LOG_ONLY_PFORMAT`: always a
+    :class:`LazyPformat` (their every use is a log argument)."""
+    return LazyPformat(obj, args, kwargs)
+
+
+def _lazy_log_pformat(module_name: str) -> bool:
+    import importlib
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return False
+    if getattr(module, "pformat", None) is pprint.pformat:
+        module.pformat = log_pformat
+    return getattr(module, "pformat", None) is log_pformat
+
+
 def _lazy_websocket_pformat() -> bool:
     try:
         from autobahn.websocket import protocol
@@ -112,8 +141,9 @@ def install(router: Any = None) -> Dict[str, DemotedLogger]:
 
     :param router: the :class:`crossbar.router.router.Router` of the realm (see
         :func:`components.wamp.worker.router_of`), or ``None``
-    :returns: the demoted loggers by ``module.Class`` (and ``"service session"``), and
-        :func:`lazy_pformat` as ``autobahn.websocket.protocol.pformat``
+    :returns: the demoted loggers by ``module.Class`` (and ``"service session"``),
+        :func:`lazy_pformat` as ``autobahn.websocket.protocol.pformat`` and :func:`log_pformat`
+        as the ``pformat`` of each module of :data:`LOG_ONLY_PFORMAT`
     :rtype: dict
     """
     import importlib
@@ -130,6 +160,9 @@ def install(router: Any = None) -> Dict[str, DemotedLogger]:
             done[f"{module_name}.{class_name}"] = log
     if _lazy_websocket_pformat():
         done["autobahn.websocket.protocol.pformat"] = lazy_pformat
+    for module_name in LOG_ONLY_PFORMAT:
+        if _lazy_log_pformat(module_name):
+            done[f"{module_name}.pformat"] = log_pformat
     agent = getattr(getattr(router, "_realm", None), "session", None)
     if "RouterServiceAgent" in classes:
         cls, markers = classes["RouterServiceAgent"]

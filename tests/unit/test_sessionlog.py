@@ -40,7 +40,7 @@ def events():
 def test_the_per_connection_lines_are_logged_at_debug_and_the_rest_as_before(events):
     demoted = sessionlog.install()
     assert set(demoted) == {f"{m}.{c}" for m, c, _ in sessionlog.PER_CONNECTION} | {
-        "autobahn.websocket.protocol.pformat"}
+        "autobahn.websocket.protocol.pformat"} | {f"{m}.pformat" for m in sessionlog.LOG_ONLY_PFORMAT}
     assert sessionlog.install() == demoted  # once per process
     from crossbar.router.router import Router
     Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
@@ -108,3 +108,62 @@ def test_autobahns_websocket_module_pretty_prints_lists_only_for_log_lines():
     assert formatEvent({"log_format": "\n{attrs}", "attrs": lazy}) == "\n" + pprint.pformat(attrs)
     import json
     assert json.dumps({"attrs": lazy}, default=repr) == json.dumps({"attrs": pprint.pformat(attrs)})
+
+
+LOG_METHODS = {"trace", "debug", "info", "warn", "warning", "error", "critical", "failure"}
+
+
+def pformat_calls_outside_log_calls(source: str) -> List[int]:
+    """The lines of ``pformat(...)`` calls in ``source`` that are not inside the arguments of a
+    ``<something>.log.<level>(...)`` call."""
+    import ast
+
+    outside = []
+
+    def visit(node: ast.AST, in_log: bool) -> None:
+        if isinstance(node, ast.Call):
+            func = node.func
+            if isinstance(func, ast.Name) and func.id == "pformat" and not in_log:
+                outside.append(node.lineno)
+            if (isinstance(func, ast.Attribute) and func.attr in LOG_METHODS
+                    and isinstance(func.value, ast.Attribute) and func.value.attr == "log"):
+                in_log = True
+        for child in ast.iter_child_nodes(node):
+            visit(child, in_log)
+
+    visit(ast.parse(source), False)
+    return outside
+
+
+@pytest.mark.parametrize("module_name", sessionlog.LOG_ONLY_PFORMAT)
+def test_those_crossbar_modules_pretty_print_only_log_arguments(module_name):
+    """An upgrade that uses ``pformat`` for anything but a log line in one of them makes this
+    fail: a lazy value may not be right there."""
+    module = importlib.import_module(module_name)
+    source = inspect.getsource(module)
+    assert "pformat(" in source
+    assert pformat_calls_outside_log_calls(source) == []
+    assert pformat_calls_outside_log_calls("x = pformat(y)\nself.log.debug('{a}', a=pformat(b))\n") == [1]
+
+
+def test_a_cached_authorization_is_not_pretty_printed_unless_debug_is_logged(monkeypatch):
+    """``Router.authorize`` answers from its cache with a debug line of the pretty-printed
+    answer: built only when that line is written."""
+    import pprint
+    from types import SimpleNamespace
+    from crossbar.router.router import RouterFactory
+    from crossbar.worker.types import RouterRealm
+    sessionlog.install()
+    printed = []
+    original = pprint.PrettyPrinter.pformat  # what pprint.pformat calls (the modules hold their own name)
+    monkeypatch.setattr(pprint.PrettyPrinter, "pformat", lambda self, obj: printed.append(obj) or original(self, obj))
+    factory = RouterFactory("node1", "worker1", None)
+    factory.start_realm(RouterRealm(None, None, {"name": "deptcast"}))
+    router = factory.get("deptcast")
+    router._authorization_cache[("deptcast", "member", "deptcast.history", "call")] = {"allow": True, "cache": True}
+    factory.add_role("deptcast", {"name": "member", "permissions": []})
+    session = SimpleNamespace(_realm="deptcast", _authrole="member", _authid="alice", _session_id=1)
+    answers = []
+    router.authorize(session, "deptcast.history", "call", {}).addCallback(answers.append)
+    assert answers[0]["allow"] is True
+    assert printed == []
