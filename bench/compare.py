@@ -209,9 +209,7 @@ def measure_rates(system: str, args, workdir: Path) -> dict:
                       f"other {event['otherCpuPct']:.0f}%), missing {event['missing']}, dups {event['dups']}"
                       + (f", sender errors {event['senderErrors']}" if event["senderErrors"] else ""),
                       flush=True)
-                for pid_label, summary in (profiles or {}).items():
-                    print(f"      {pid_label}:")
-                    print("\n".join(profile.lines(summary)), flush=True)
+                print_profiles(profiles)
         return {"opened": opened, "steps": steps, "userTopic": running.user_topic}
     finally:
         h.close_loadgens()
@@ -240,6 +238,13 @@ def finish_profiles(profiling: list) -> dict:
         if raw.exists():
             summaries[label] = profile.summarize(raw)
     return summaries
+
+
+def print_profiles(profiles: Optional[dict]) -> None:
+    """Print the summaries of :func:`finish_profiles`, one block per router worker."""
+    for pid_label, summary in (profiles or {}).items():
+        print(f"      {pid_label}:")
+        print("\n".join(profile.lines(summary)), flush=True)
 
 
 def measure_memory(system: str, args, workdir: Path) -> dict:
@@ -315,9 +320,7 @@ def measure_storm(system: str, args, workdir: Path) -> dict:
         profiles = finish_profiles(profiling) if profiling else None
         if profiles:
             result["profile"] = profiles
-            for pid_label, summary in profiles.items():
-                print(f"      {pid_label}:")
-                print("\n".join(profile.lines(summary)), flush=True)
+            print_profiles(profiles)
         return result
     finally:
         h.close_loadgens()

@@ -141,6 +141,13 @@ def serialize_shared(serializer: Any, msg: Any, object_serializer: Any) -> Tuple
     return data, object_serializer.BINARY
 
 
+def _serialization_failed(log: Any, error: Exception) -> SerializationError:
+    """Log a message that would not serialize, as Autobahn's send does, and answer the error
+    it raises."""
+    log.error(f"WAMP message serialization error: {error}")
+    return SerializationError(f"WAMP message serialization error: {error}")
+
+
 def _route(protocol: Any) -> Tuple[Any, Any, int]:
     """How a connection sends: ``(its shared object serializer, its frame key, the payload size
     above which Autobahn would refuse or fragment a message, 0 for none)``; the frame key is
@@ -183,8 +190,7 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
                 try:
                     payload = msg.serialize(shared)
                 except Exception as e:
-                    log.error(f"WAMP message serialization error: {e}")
-                    raise SerializationError(f"WAMP message serialization error: {e}")
+                    raise _serialization_failed(log, e)
                 frame = PreparedMessage(payload, shared.BINARY, False, True).payloadHybi
                 framed = cache[key] = (frame, len(payload))
             frame, size = framed
@@ -204,8 +210,7 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
         try:
             payload, is_binary = serialize_shared(serializer, msg, shared)
         except Exception as e:
-            log.error(f"WAMP message serialization error: {e}")
-            raise SerializationError(f"WAMP message serialization error: {e}")
+            raise _serialization_failed(log, e)
         self.sendMessage(payload, is_binary)
     return send
 
@@ -233,7 +238,7 @@ def _send_data(original: Callable[..., Any]) -> Callable[..., Any]:
         if chopsize or sync or self.send_queue or self.logOctets or _enabled(self.log, "debug"):
             return original(self, data, sync, chopsize)
         self.transport.write(data)
-        if self.state == WebSocketProtocol.STATE_OPEN:
+        if self.state == _OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
         elif self.state in (WebSocketProtocol.STATE_CONNECTING, WebSocketProtocol.STATE_PROXY_CONNECTING):
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)

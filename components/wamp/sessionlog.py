@@ -28,6 +28,7 @@ strings (:data:`PER_CONNECTION`); ``tests/unit/test_sessionlog.py`` fails if an 
 them, or Autobahn's and those Crossbar modules' uses of ``pformat``.
 """
 
+import importlib
 import pprint
 from typing import Any, Dict, Iterable, Tuple
 
@@ -101,25 +102,16 @@ def log_pformat(obj: Any, *args: Any, **kwargs: Any) -> "LazyPformat":
     return LazyPformat(obj, args, kwargs)
 
 
-def _lazy_log_pformat(module_name: str) -> bool:
-    import importlib
+def _replace_pformat(module_name: str, replacement: Any) -> bool:
+    """Give a module that pretty-prints with ``pprint.pformat`` the ``replacement`` instead;
+    answer whether it has it (``False``: the module is missing or uses something else)."""
     try:
         module = importlib.import_module(module_name)
     except ImportError:
         return False
     if getattr(module, "pformat", None) is pprint.pformat:
-        module.pformat = log_pformat
-    return getattr(module, "pformat", None) is log_pformat
-
-
-def _lazy_websocket_pformat() -> bool:
-    try:
-        from autobahn.websocket import protocol
-    except ImportError:
-        return False
-    if getattr(protocol, "pformat", None) is pprint.pformat:
-        protocol.pformat = lazy_pformat
-    return protocol.pformat is lazy_pformat
+        module.pformat = replacement
+    return getattr(module, "pformat", None) is replacement
 
 
 def _demote(owner: Any, markers: Tuple[str, ...]) -> Any:
@@ -146,7 +138,6 @@ def install(router: Any = None) -> Dict[str, DemotedLogger]:
         as the ``pformat`` of each module of :data:`LOG_ONLY_PFORMAT`
     :rtype: dict
     """
-    import importlib
     done = {}
     classes = {}
     for module_name, class_name, markers in PER_CONNECTION:
@@ -158,10 +149,10 @@ def install(router: Any = None) -> Dict[str, DemotedLogger]:
         log = _demote(cls, markers)
         if log is not None:
             done[f"{module_name}.{class_name}"] = log
-    if _lazy_websocket_pformat():
+    if _replace_pformat("autobahn.websocket.protocol", lazy_pformat):
         done["autobahn.websocket.protocol.pformat"] = lazy_pformat
     for module_name in LOG_ONLY_PFORMAT:
-        if _lazy_log_pformat(module_name):
+        if _replace_pformat(module_name, log_pformat):
             done[f"{module_name}.pformat"] = log_pformat
     agent = getattr(getattr(router, "_realm", None), "session", None)
     if "RouterServiceAgent" in classes:

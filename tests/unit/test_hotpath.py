@@ -238,6 +238,22 @@ def test_a_message_over_the_connections_limit_is_refused_as_autobahn_refuses_it(
     assert protocol.transport.value() == b""
 
 
+@pytest.mark.parametrize("install", [False, True])
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_message_that_does_not_serialize_is_refused_as_autobahn_refuses_it(install, compressed):
+    from autobahn.wamp.exception import SerializationError
+    if install:
+        hotpath.install()
+    else:
+        hotpath.uninstall()
+    protocol = open_connection()
+    if compressed:
+        protocol._perMessageCompress = PerMessageDeflate(True, False, False, 15, 15, 8)
+    with pytest.raises(SerializationError, match="WAMP message serialization error: .*not JSON serializable"):
+        protocol.send(message.Event(7, 1, args=[object()]))
+    assert protocol.transport.value() == b""
+
+
 def test_a_message_is_read_as_autobahn_reads_it():
     received = []
 
