@@ -31,7 +31,9 @@ export function claimsOf(token) {
       (c) => "%" + c.charCodeAt(0).toString(16).padStart(2, "0")).join(""));
     const claims = JSON.parse(json);
     if (!claims || typeof claims.sub !== "string" || typeof claims.dept !== "string") return null;
-    return { sub: claims.sub, dept: claims.dept, role: claims.role || "member", exp: claims.exp };
+    const out = { sub: claims.sub, dept: claims.dept, role: claims.role || "member", exp: claims.exp };
+    if (claims.iat !== undefined) out.iat = claims.iat;
+    return out;
   } catch (e) {
     return null;
   }

@@ -13,6 +13,8 @@ const jwt = (claims) => `${b64url({ alg: "HS256", typ: "JWT" })}.${b64url(claims
 test("claims are read (not verified) from a JWT's payload, UTF-8 included", () => {
   assert.deepEqual(claimsOf(jwt({ sub: "u.1", dept: "d-2", role: "publisher", exp: 5 })),
     { sub: "u.1", dept: "d-2", role: "publisher", exp: 5 });
+  assert.deepEqual(claimsOf(jwt({ sub: "u", dept: "d", exp: 9, iat: 3 })), { sub: "u", dept: "d", role: "member", exp: 9, iat: 3 },
+    "iat when the token has it (refresh plans from it)");
   assert.equal(claimsOf(jwt({ sub: "zoë", dept: "d" })).sub, "zoë");
   assert.equal(claimsOf(jwt({ sub: "u", dept: "d" })).role, "member", "role defaults to member");
   for (const bad of ["x.y", "a.b.c", null, 5, jwt({ sub: "u" }), jwt({ sub: 1, dept: "d" }), `a.${b64url("str")}.c`]) {
