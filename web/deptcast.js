@@ -175,6 +175,12 @@ export class Client {
     return this.link.state;
   }
 
+  /** The token the client signs in with now (the newest it was given or renewed to): store it
+   * to sign in with after a reload. */
+  get token() {
+    return this.tokens.current;
+  }
+
   /** The user the node accepted, ``{user, dept, role}``; null before. */
   get me() {
     return this._me ? { ...this._me } : null;
