@@ -13,6 +13,14 @@ export const UNAVAILABLE = "deptcast.error.unavailable";
 export const PRUNED = "deptcast.error.pruned";
 /** The router's answer to a procedure nobody registered (a node older than the client). */
 export const NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure";
+/** The router's refusal of a call or subscription the role may not make; a node older than the
+ * client also answers it for procedures it does not know (its authorizer allows known ones). */
+export const ROUTER_NOT_AUTHORIZED = "wamp.error.not_authorized";
+
+/** Whether a call failed because the node does not offer the procedure to this client at all. */
+export function notOffered(uri) {
+  return uri === NO_SUCH_PROCEDURE || uri === ROUTER_NOT_AUTHORIZED;
+}
 
 // ---- why a node ends a session (GOODBYE reasons) -------------------------------------------
 /** The token's ``exp`` passed and no newer token was handed over (deptcast.session.refresh). */

@@ -3,8 +3,8 @@
 //
 // - AckQueue: acknowledgements go in batches, at most one ``deptcast.ack`` call per second per
 //   client, one call at a time. A batch that failed for a reason that passes (unavailable, a lost
-//   connection, rate_limited) is sent again; a node without the procedure turns acknowledging
-//   off; any other refusal drops that batch (receipts are best effort: delivery never waits for
+//   connection, rate_limited) is sent again; a node that does not offer the procedure turns
+//   acknowledging off; any other refusal drops that batch (receipts are best effort: delivery never waits for
 //   them).
 // - SeenRule: a notice counts as seen once it has been visible for a second, without a break,
 //   while the page is visible and focused.
@@ -13,7 +13,7 @@
 //   give them, and how the page says them.
 // - Throttle: at most one update per key and interval, the last one always made.
 
-import { NO_SUCH_PROCEDURE, RATE_LIMITED, errorUri, rateLimitWait, retryable } from "./errors.js";
+import { RATE_LIMITED, errorUri, notOffered, rateLimitWait, retryable } from "./errors.js";
 
 export const DELIVERED = "delivered";
 export const SEEN = "seen";
@@ -113,10 +113,10 @@ export class AckQueue {
       await this.send(ids, state);
     } catch (err) {
       const uri = errorUri(err);
-      if (uri === NO_SUCH_PROCEDURE) {
+      if (notOffered(uri)) {
         this.off = true;
         for (const waiting of this.waiting.values()) waiting.clear();
-        this.warn("this node takes no receipts (no deptcast.ack): acknowledging is off");
+        this.warn(`this node takes no receipts (deptcast.ack: ${uri}): acknowledging is off`);
       } else if (retryable(uri) || uri === null) {
         // back in front, oldest first: they go again with the next call
         this.waiting.set(state, new Set([...ids, ...set]));

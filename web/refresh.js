@@ -15,15 +15,16 @@
 // 3. A newer token (same user and department, a later ``exp``): the next connection uses it
 //    whatever happens. On an open session it is handed over: the answer ``{exp}`` is the
 //    session's new end, from which the next renewal is planned. ``not_authorized`` (the node
-//    sees another identity or role), or a node without the procedure: reconnect with it (the
-//    client resumes by position, nothing is missed). ``unavailable``, ``rate_limited`` or a lost
+//    sees another identity or role), or a node that does not offer the procedure (the router's
+//    no_such_procedure or not_authorized): reconnect with it (the client resumes by position,
+//    nothing is missed). ``unavailable``, ``rate_limited`` or a lost
 //    answer: handed over again shortly. Any other refusal: the token is dropped (the session
 //    keeps the one it has) and the source is asked again.
 // 4. A token of the same user with another role: reconnect with it. A token of another user or
 //    department is not a renewal: it is ignored here (the application signs in anew).
 
 import { claimsOf } from "./signin.js";
-import { NO_SUCH_PROCEDURE, NOT_AUTHORIZED, errorUri, retryable } from "./errors.js";
+import { NOT_AUTHORIZED, errorUri, notOffered, retryable } from "./errors.js";
 
 /** Share of a token's lifetime after which it is renewed (rule 1). */
 export const REFRESH_SHARE = 0.8;
@@ -245,7 +246,7 @@ export class TokenKeeper {
     } catch (err) {
       if (generation !== this.generation) return;
       const uri = errorUri(err);
-      if (uri === NOT_AUTHORIZED || uri === NO_SUCH_PROCEDURE) {
+      if (uri === NOT_AUTHORIZED || notOffered(uri)) {
         this.reconnect();
       } else if (retryable(uri)) {
         const wait = retryBeforeExpiry(this.sessionExp, this.now());

@@ -5,7 +5,8 @@ import { test } from "node:test";
 
 import {
   CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED, CONNECTION_LOST, DeptcastError, INVALID_TOKEN, NOT_CONNECTED, RATE_LIMITED,
-  TIMEOUT, TOKEN_EXPIRED, UNAVAILABLE, asDeptcastError, endReason, errorUri, retryable,
+  NO_SUCH_PROCEDURE, ROUTER_NOT_AUTHORIZED, TIMEOUT, TOKEN_EXPIRED, UNAVAILABLE, asDeptcastError, endReason, errorUri,
+  notOffered, retryable,
 } from "../../../web/errors.js";
 
 test("an autobahn error keeps its URI, text and kwargs; anything else is a lost connection", () => {
@@ -36,4 +37,11 @@ test("why a client stops: revoked (a GOODBYE, or a token refused as revoked), ex
   assert.equal(endReason(CLOSE_TOKEN_EXPIRED), "expired");
   assert.equal(endReason(TOKEN_EXPIRED), "expired");
   assert.equal(endReason("wamp.error.no_such_realm"), "refused");
+});
+
+test("a procedure the node does not offer: no callee, or the router refuses it to the role", () => {
+  assert.ok(notOffered(NO_SUCH_PROCEDURE));
+  assert.ok(notOffered(ROUTER_NOT_AUTHORIZED));
+  assert.ok(!notOffered("deptcast.error.not_authorized"), "the node's own refusal is about the call");
+  assert.ok(!notOffered(UNAVAILABLE));
 });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  CONNECTION_LOST, DeptcastError, INVALID_FRAME, NO_SUCH_PROCEDURE, RATE_LIMITED, UNAVAILABLE,
+  CONNECTION_LOST, DeptcastError, INVALID_FRAME, NO_SUCH_PROCEDURE, RATE_LIMITED, ROUTER_NOT_AUTHORIZED, UNAVAILABLE,
 } from "../../../web/errors.js";
 import {
   ACK_BATCH, AckQueue, DELIVERED, SEEN, SeenRule, Throttle, mergeCounts, receiptSummary,
@@ -81,7 +81,11 @@ test("a failure that passes keeps the ids for the next call; a rate limit waits 
 });
 
 test("a node without deptcast.ack turns acknowledging off; another refusal drops that batch", async () => {
-  const answers = [new DeptcastError(INVALID_FRAME, "bad ids"), { error: NO_SUCH_PROCEDURE, args: [], kwargs: {} }];
+  for (const uri of [NO_SUCH_PROCEDURE, ROUTER_NOT_AUTHORIZED]) await ackOff(uri);
+});
+
+async function ackOff(refusal) {
+  const answers = [new DeptcastError(INVALID_FRAME, "bad ids"), { error: refusal, args: [], kwargs: {} }];
   const { acks, clock, calls, warnings } = queue(() => answers.shift());
   acks.online(true);
   acks.add(["x"], SEEN);
@@ -90,12 +94,13 @@ test("a node without deptcast.ack turns acknowledging off; another refusal drops
   await clock.advance(1000);
   assert.deepEqual(calls.map((c) => c.ids), [["x"], ["y"]]);
   assert.match(warnings[0], /refused 1 ids \(deptcast.error.invalid_frame\): dropped/);
-  assert.match(warnings[1], /no deptcast.ack/);
+  assert.equal(warnings[1], `this node takes no receipts (deptcast.ack: ${refusal}): acknowledging is off`);
   acks.add(["z"], DELIVERED);
   await clock.advance(5000);
   assert.equal(calls.length, 2);
   assert.equal(acks.size, 0);
-});
+  assert.equal(warnings.length, 2, "said once");
+}
 
 test("a long time offline keeps the newest ACK_BACKLOG ids per state", async () => {
   const { acks, clock, calls } = queue(undefined, { backlog: 3, batch: 10 });

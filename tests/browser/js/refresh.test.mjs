@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { NO_SUCH_PROCEDURE, NOT_AUTHORIZED, UNAVAILABLE, INVALID_TOKEN } from "../../../web/errors.js";
+import {
+  INVALID_TOKEN, NO_SUCH_PROCEDURE, NOT_AUTHORIZED, ROUTER_NOT_AUTHORIZED, UNAVAILABLE,
+} from "../../../web/errors.js";
 import { TokenKeeper, compareTokens, refreshAt, retryBeforeExpiry } from "../../../web/refresh.js";
 import { FakeClock, jwt, settle } from "./fakes.mjs";
 
@@ -132,7 +134,8 @@ test("no token from the source: asked again while the token lasts, then no more"
 });
 
 test("not_authorized (another identity or role for the node), or a node without the procedure: reconnect", async () => {
-  for (const uri of [NOT_AUTHORIZED, NO_SUCH_PROCEDURE]) {
+  // a node older than the client: no callee, or its router's authorizer refuses the unknown name
+  for (const uri of [NOT_AUTHORIZED, NO_SUCH_PROCEDURE, ROUTER_NOT_AUTHORIZED]) {
     const newer = tok(100, 3600);
     const { keeper, clock, log } = harness({ source: () => newer, answers: [refusal(uri)] });
     keeper.joined(keeper.current);
