@@ -217,6 +217,11 @@ export class Client {
     this._failWaiters(STOPPED, "the client was stopped");
   }
 
+  /** While waiting to reconnect, try at once (e.g. the browser is back online). */
+  retryNow() {
+    this.link.retryNow();
+  }
+
   /**
    * A token from the application for the same user (its host renewed it): a newer one is
    * handed to the open session (no reconnect) or used for the next connection; one with
