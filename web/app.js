@@ -176,6 +176,7 @@ function clearTimeline() {
   page.whoRefresh.clear();
   if (page.observer) page.observer.disconnect();
   page.seen = new SeenRule();
+  page.seen.attention(hasAttention());
   clearTimeout(page.seenTimer);
   $("timeline").replaceChildren();
   $("timeline-empty").hidden = false;
@@ -581,8 +582,13 @@ function watchSeen(li) {
   page.observer.observe(li);
 }
 
+/** Whether the user is looking at the page: its tab is visible and has the focus. */
+function hasAttention() {
+  return document.visibilityState === "visible" && document.hasFocus();
+}
+
 function onAttention() {
-  page.seen.attention(document.visibilityState === "visible" && document.hasFocus());
+  page.seen.attention(hasAttention());
   planSeenCheck();
 }
 

@@ -335,6 +335,32 @@ def test_a_fragment_token_while_signed_in_obeys_the_origin_rule(node, browser):
             context.close()
 
 
+def test_a_token_the_page_did_not_ask_for_is_used_only_with_the_users_yes(node, open_page):
+    """Login CSRF: a link from any site can carry someone else's token. The page asks; Cancel
+    leaves it signed out. A token that answers this tab's own sign-in request (the nonce it
+    stored before sending the user to the issuer) is used without asking."""
+    page = open_page(base_url(node) + "#token=" + token("mallory", "csrf"))
+    expect(page.locator("#confirm-question")).to_have_text("Sign in as mallory (csrf)?")
+    expect(page.locator("#confirm-yes")).to_be_focused()
+    expect(page.locator("#app")).to_be_hidden()
+    assert "token" not in page.url
+    screenshot(page, "signin-confirm")
+    page.click("#confirm-no")
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "host")
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(connection(page)).to_have_text("Not signed in")
+    assert page.evaluate("sessionStorage.getItem('deptcast:token')") is None
+
+    # the issuer sends the user back with the state of the request this tab made
+    page.evaluate("() => sessionStorage.setItem('deptcast:signin-request', 'n-1')")
+    page.evaluate("t => { location.hash = 'token=' + t + '&state=n-1'; }", token("carl", "csrf"))
+    wait_connected(page)
+    expect(page.locator("#who")).to_have_text("carl · csrf · member")
+    expect(page.locator("#confirm")).to_be_hidden()
+    assert "state" not in page.url and "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('deptcast:signin-request')") is None, "a request serves once"
+
+
 def test_the_page_is_served_with_its_security_headers(node):
     import urllib.error
     import urllib.request
