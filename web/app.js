@@ -333,6 +333,7 @@ function showConnection(state, info) {
 
 /** The Client stopped by itself: the token ran out, was refused, or the user was revoked. */
 function onEnded({ reason, uri }) {
+  $("send-status").textContent = "";
   if (reason === "revoked" || uri === INVALID_TOKEN) {
     // revoked, or forged or signed with another secret: nothing of that user stays on this computer
     if (page.me) dropCache(window.localStorage, page.me.dept, page.me.user);
@@ -587,11 +588,17 @@ function hasAttention() {
   return document.visibilityState === "visible" && document.hasFocus();
 }
 
-function onAttention() {
-  page.seen.attention(hasAttention());
+/** Focus, blur or visibility changed. The event's type says what happened: inside a blur
+ * handler ``document.hasFocus()`` may still say true. */
+function onAttention(event) {
+  let attending = hasAttention();
+  if (event && event.type === "blur") attending = false;
+  else if (event && event.type === "focus") attending = document.visibilityState === "visible";
+  page.seen.attention(attending);
   planSeenCheck();
 }
 
+/** Check again when the next notice in view will have been seen. */
 function planSeenCheck() {
   clearTimeout(page.seenTimer);
   const due = page.seen.nextDue();
