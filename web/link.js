@@ -18,6 +18,8 @@
 // connection whose session had joined such a report is accepted quietly (counted in
 // ``lateMessages``); any other internal error is still reported.
 
+import { CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED, INVALID_TOKEN, ROUTER_NOT_AUTHORIZED, TOKEN_EXPIRED } from "./errors.js";
+
 export const CONNECTING = "connecting";
 export const CONNECTED = "connected";
 export const RECONNECTING = "reconnecting";
@@ -34,11 +36,11 @@ export const GOING_AWAY_SPREAD = 0.5;
 /** Refusals that the same token would meet again, and the reasons a node ends a session for
  * good: stop and ask for a new sign-in. */
 export const REFUSALS = new Set([
-  "deptcast.error.invalid_token",
-  "deptcast.error.token_expired",
-  "deptcast.close.token_expired", // a session's token ran out (a newer one brings it back)
-  "deptcast.close.revoked", // never come back by itself: tell the application
-  "wamp.error.not_authorized",
+  INVALID_TOKEN,
+  TOKEN_EXPIRED,
+  CLOSE_TOKEN_EXPIRED, // a session's token ran out (a newer one brings it back)
+  CLOSE_REVOKED, // never come back by itself: tell the application
+  ROUTER_NOT_AUTHORIZED,
   "wamp.error.authentication_failed",
   "wamp.error.authorization_failed",
   "wamp.error.no_auth_method",
