@@ -43,10 +43,9 @@
 
 import { Recovery } from "./catchup.js";
 import {
-  CLOSE_REVOKED, CONNECTION_LOST, DeptcastError, INVALID_FRAME, NOT_CONNECTED, STOPPED, TIMEOUT,
-  asDeptcastError, endReason,
+  CONNECTION_LOST, DeptcastError, INVALID_FRAME, NOT_CONNECTED, STOPPED, TIMEOUT, asDeptcastError, endReason,
 } from "./errors.js";
-import { CONNECTED, CONNECTING, Link, OFFLINE, RECONNECTING, REFUSALS, nodeUrl } from "./link.js";
+import { CONNECTED, Link, OFFLINE, REFUSALS, nodeUrl } from "./link.js";
 import { OnlineList } from "./presence.js";
 import { AckQueue, DELIVERED, SEEN, isCounts } from "./receipts.js";
 import { TokenKeeper } from "./refresh.js";
@@ -450,7 +449,7 @@ export class Client {
    * unless a newer one is at hand (then it signs in again with it); the link's refusals. */
   _shouldStop(refusal, details) {
     const reason = endReason(refusal, details && details.message);
-    if (reason === "revoked" || refusal === CLOSE_REVOKED) return true;
+    if (reason === "revoked") return true;
     if (reason === "expired") return !this.tokens.hasNewerThan(this._held);
     return REFUSALS.has(refusal);
   }
