@@ -12,6 +12,26 @@
 // - when.js: autobahn looks for it inside try/catch and uses the browser's own Promise without it.
 // - fs: required only under process.env.AUTOBAHN_TRACE, which a browser never has.
 // `global` (Node's name) is mapped to `globalThis`.
+//
+// One upstream line is replaced (PATCHES below, each with its reason; the build fails if a
+// patched line is not found exactly once, so an upgrade of autobahn is checked by hand):
+// - lib/session.js, Session._protocol_violation (checked against autobahn 26.3.1): it reports
+//   `Error("failing transport due to protocol violation: ...")` to `on_internal_error`, but
+//   session.js defines its own WAMP `Error` (error, args, kwargs) that shadows JavaScript's,
+//   and calls it without `new`. In this bundle (an ES module: strict code) that throws
+//   "TypeError: Cannot set properties of undefined (setting 'error')" out of the WebSocket's
+//   message handler, so the page's handler is never reached and the browser logs an uncaught
+//   error; in sloppy code it writes `error`, `args` and `kwargs` onto the global object and
+//   reports `undefined`. The page meets it when a router's message arrives after its GOODBYE
+//   (link.js accepts that quietly). Reported upstream as crossbario/autobahn-js issue 434
+//   (open); the patch can go once a release builds a real Error there.
+// - lib/transport/websocket.js, transport.send (checked against autobahn 26.3.1): it awaits the
+//   serializer before `websocket.send`, so the reply to a router's GOODBYE goes out after the
+//   connection has already closed the WebSocket (Connection closes it when the session leaves).
+//   A browser drops a message sent on a closing WebSocket anyway, but logs "WebSocket is
+//   already in CLOSING or CLOSED state." as a console error, at every GOODBYE of a node (a
+//   drain, an expired token, a revocation). The patch sends only on an open WebSocket; it can
+//   go once autobahn sends synchronously, or checks the state itself.
 
 import { readFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -35,6 +55,40 @@ const STAND_INS = {
   tweetnacl: "module.exports = {};",
   when: 'throw new Error("when.js is left out of this bundle: autobahn uses the browser\'s Promise");',
   fs: "module.exports = {};",
+};
+
+/** Upstream lines replaced: file (under node_modules/autobahn) -> [[line, replacement]]; the
+ * reason for each is above. */
+const PATCHES = {
+  "lib/transport/websocket.js": [[
+    "websocket.send(payload);",
+    "if (websocket.readyState === 1) websocket.send(payload); // OPEN: see bundle.mjs",
+  ]],
+  "lib/session.js": [[
+    'util.handle_error(self._on_internal_error, Error("failing transport due to protocol violation: " + reason))',
+    'util.handle_error(self._on_internal_error, new globalThis.Error("failing transport due to protocol violation: " + reason))',
+  ]],
+};
+
+const patchUpstream = {
+  name: "patch-upstream",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]node_modules[\\/]autobahn[\\/]lib[\\/].*\.js$/ }, (args) => {
+      const file = args.path.split(/[\\/]node_modules[\\/]autobahn[\\/]/).pop().replace(/\\/g, "/");
+      const patches = PATCHES[file];
+      if (!patches) return undefined;
+      let contents = readFileSync(args.path, "utf8");
+      for (const [line, replacement] of patches) {
+        const found = contents.split(line).length - 1;
+        if (found !== 1) {
+          throw new Error(`autobahn ${file}: the patched line is there ${found} times, not once: `
+            + "check the patch in bundle.mjs against this version of autobahn");
+        }
+        contents = contents.replace(line, replacement);
+      }
+      return { contents, loader: "js" };
+    });
+  },
 };
 
 const leaveOut = {
@@ -66,7 +120,7 @@ const result = await esbuild.build({
   minify: true,
   legalComments: "none",
   banner: { js: `/*! autobahn-js ${version}, bundled for deptcast with esbuild.\n${licence}\n*/` },
-  plugins: [leaveOut],
+  plugins: [leaveOut, patchUpstream],
   outfile,
   logLevel: "warning",
 });

@@ -39,7 +39,11 @@
 // 8. ``deptcast.error.rate_limited`` on a history call: wait (the error's ``retry_after``,
 //    else 1 s) and ask the same again, on the same connection.
 
+import { PRUNED, RATE_LIMITED, errorUri, rateLimitWait } from "./errors.js";
 import { compareIds, isEnvelope, seqOf, topicOf } from "./timeline.js";
+
+// the refusals rules 7 and 8 are about, and how to read them (errors.js holds every error name)
+export { PRUNED, RATE_LIMITED, RATE_LIMIT_WAIT_MS, errorUri, rateLimitWait } from "./errors.js";
 
 /** How many envelopes one deptcast.history call asks for (the node may answer fewer: it
  * bounds answers by bytes too). */
@@ -54,18 +58,6 @@ export const GAP_RETRY_MS = 5000;
 /** How many ids of envelopes without seq are remembered to deliver each once. */
 const SEQLESS_MEMORY = 2000;
 
-/** A history position older than what the node's retention kept (rule 7). */
-export const PRUNED = "deptcast.error.pruned";
-
-/** Too many history calls: wait and ask again (rule 8). */
-export const RATE_LIMITED = "deptcast.error.rate_limited";
-
-/** The wait after ``rate_limited`` when the error says nothing (no ``retry_after``). */
-export const RATE_LIMIT_WAIT_MS = 1000;
-
-/** The longest wait a ``retry_after`` may ask for (a larger one is taken as this). */
-const MAX_RETRY_AFTER_MS = 60000;
-
 /** How many ``pruned`` refusals in a row (no page delivered between) before giving up the
  * read: a node that keeps refusing every position is broken, and the connection is made again. */
 const MAX_PRUNED_IN_A_ROW = 8;
@@ -75,20 +67,6 @@ const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 
 /** A history read abandoned because its connection is gone. */
 class Abandoned extends Error {}
-
-/** The error URI of a failed call (autobahn-js rejects with an ``autobahn.Error``: ``error``,
- * ``args``, ``kwargs``), or null. */
-export function errorUri(err) {
-  return err && typeof err.error === "string" ? err.error : null;
-}
-
-/** How long to wait, in ms, after a ``rate_limited`` refusal: its ``retry_after`` (seconds)
- * if it carries a usable one, else :data:`RATE_LIMIT_WAIT_MS`. */
-export function rateLimitWait(err) {
-  const after = err && err.kwargs ? err.kwargs.retry_after : undefined;
-  if (typeof after !== "number" || !Number.isFinite(after) || after <= 0) return RATE_LIMIT_WAIT_MS;
-  return Math.min(MAX_RETRY_AFTER_MS, after * 1000);
-}
 
 /**
  * Positions for a cache written before positions were stored (a list of envelopes, possibly

@@ -9,6 +9,16 @@
 //
 // No import of autobahn here: the page hands in ``connect`` (options => an autobahn
 // Connection), so this module runs under node's test runner with a stand-in.
+//
+// A message after the session's end: once a router has said GOODBYE, autobahn-js takes any
+// further message (an EVENT the router had already sent) as a protocol violation: it closes
+// the transport (which is closing anyway) and reports "failing transport due to protocol
+// violation: unexpected message type 36" through the connection's ``on_internal_error``, which
+// without a handler is a console.error. A router may do exactly that while it drains, so on a
+// connection whose session had joined such a report is accepted quietly (counted in
+// ``lateMessages``); any other internal error is still reported.
+
+import { CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED, INVALID_TOKEN, ROUTER_NOT_AUTHORIZED, TOKEN_EXPIRED } from "./errors.js";
 
 export const CONNECTING = "connecting";
 export const CONNECTED = "connected";
@@ -23,17 +33,31 @@ export const GOING_AWAY = "wamp.close.system_shutdown";
  * a node's pages do not all reach the balancer in the same millisecond. */
 export const GOING_AWAY_SPREAD = 0.5;
 
-/** Refusals that the same token would meet again: stop and ask for a new sign-in. */
+/** Refusals that the same token would meet again, and the reasons a node ends a session for
+ * good: stop and ask for a new sign-in. */
 export const REFUSALS = new Set([
-  "deptcast.error.invalid_token",
-  "deptcast.error.token_expired",
-  "wamp.error.not_authorized",
+  INVALID_TOKEN,
+  TOKEN_EXPIRED,
+  CLOSE_TOKEN_EXPIRED, // a session's token ran out (a newer one brings it back)
+  CLOSE_REVOKED, // never come back by itself: tell the application
+  ROUTER_NOT_AUTHORIZED,
   "wamp.error.authentication_failed",
   "wamp.error.authorization_failed",
   "wamp.error.no_auth_method",
   "wamp.error.no_such_realm",
   "wamp.error.cannot_authenticate",
 ]);
+
+/** What autobahn-js reports when a message arrives after the session ended (GOODBYE): see the
+ * comment at the top. */
+const LATE_MESSAGE = /protocol violation: unexpected message type \d+/;
+
+/** Whether an internal error autobahn-js reports is a message that arrived after the session's
+ * end (only a connection whose session had joined can get one). */
+export function isLateMessage(err) {
+  const text = err && typeof err.message === "string" ? err.message : String(err);
+  return LATE_MESSAGE.test(text);
+}
 
 /** The WebSocket URL of the node that served this page: ``ws`` beside the page, so a proxy
  * may serve both under a path prefix. */
@@ -68,12 +92,21 @@ export class Link {
    * @param {(fn: () => void, ms: number) => any} [options.schedule] a timer (setTimeout)
    * @param {(handle: any) => void} [options.cancel] clearTimeout
    * @param {() => number} [options.random] Math.random
+   * @param {(refusal: string, details: object) => boolean} [options.shouldStop] whether a
+   *   close reason (an ABORT's refusal or a GOODBYE's reason) stops the link for good; by
+   *   default the :data:`REFUSALS`
+   * @param {(err: any, text: string) => void} [options.onInternalError] autobahn's internal
+   *   errors other than a late message (console.error)
    */
   constructor({
     url, realm, token, onJoin, onState, connect, onLost = () => {}, retry = {},
     schedule = (fn, ms) => setTimeout(fn, ms), cancel = (handle) => clearTimeout(handle),
-    random = Math.random,
+    random = Math.random, shouldStop = (refusal) => REFUSALS.has(refusal),
+    onInternalError = (err, text) => console.error(text || "autobahn:", err),
   }) {
+    this.shouldStop = shouldStop;
+    this.onInternalError = onInternalError;
+    this.lateMessages = 0;
     this.connect = connect;
     this.random = random;
     this.onLost = onLost;
@@ -117,6 +150,29 @@ export class Link {
     }
   }
 
+  /** Drop the connection (if any) and make a new one at once, e.g. to sign in with a new token;
+   * the session is reported lost first. A no-op while stopped. */
+  reconnect() {
+    if (this.stopped) return;
+    const conn = this.conn;
+    const session = this.session;
+    this.conn = null; // its close is an old connection's from now on
+    this.session = null;
+    if (session) this.onLost(session);
+    if (conn) {
+      try {
+        conn.close("wamp.close.normal", "reconnecting");
+      } catch (e) {
+        // already closing
+      }
+    }
+    if (this.timer !== null) this.cancel(this.timer);
+    this.timer = null;
+    this.attempt = 0;
+    this._set(this.everJoined ? RECONNECTING : CONNECTING, { retryIn: 0 });
+    this._open();
+  }
+
   /** Disconnect and stay offline. */
   stop(reason = "signed out") {
     this.stopped = true;
@@ -138,6 +194,7 @@ export class Link {
   }
 
   _open() {
+    let joined = false;
     const conn = this.connect({
       url: this.url,
       realm: this.realm,
@@ -148,10 +205,15 @@ export class Link {
       },
       max_retries: 0,
       retry_if_unreachable: false,
+      on_internal_error: (err, text) => {
+        if (joined && isLateMessage(err)) this.lateMessages += 1;
+        else this.onInternalError(err, text);
+      },
     });
     this.conn = conn;
 
     conn.onopen = (session, details) => {
+      joined = true;
       if (conn !== this.conn) return;
       this.session = session;
       Promise.resolve()
@@ -182,7 +244,7 @@ export class Link {
       if (session) this.onLost(session);
       if (this.stopped) return true;
       const refusal = details && details.reason;
-      if (refusal && REFUSALS.has(refusal)) {
+      if (refusal && this.shouldStop(refusal, details)) {
         this.stopped = true;
         this._set(OFFLINE, { refusal, message: details.message || "" });
         return true;

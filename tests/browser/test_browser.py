@@ -89,6 +89,13 @@ def send(page: Page, scope: str, message: str, dept: str = None, user: str = Non
     expect(page.locator("#message")).to_have_value("")
 
 
+def confirm_sign_in(page: Page) -> None:
+    """The page was given a token in its address that it did not ask for (a link from any site
+    could carry someone else's): it asks before signing in, and the user says yes."""
+    expect(page.locator("#confirm-question")).to_have_text(re.compile(r"^Sign in as .+ \(.+\)\?$"))
+    page.click("#confirm-yes")
+
+
 def expect_timeline(page: Page, newest_first: List[str], scopes: List[str] = None) -> None:
     """The timeline shows exactly these messages, newest first, each once."""
     expect(texts(page)).to_have_text(newest_first)
@@ -259,6 +266,7 @@ def test_expired_token_goes_offline_until_the_host_sends_a_new_one(node, open_pa
     plant_cache(page, "exp-dept", "exa", sent, {"deptcast.dept.exp-dept": sent[1]["seq"]})
     expired = issue_token(TEST_SECRET, "exa", "exp-dept", "member", ttl=60, now=time.time() - 3600)
     page.evaluate("t => { location.hash = 'token=' + t; }", expired)
+    confirm_sign_in(page)
     expect(connection(page)).to_have_attribute("data-state", "offline")
     expect(connection(page)).to_have_text("Offline: your sign-in has expired")
     expect(page.locator("#who")).to_have_text("exa · exp-dept · member")
@@ -281,6 +289,7 @@ def test_a_forged_token_never_shows_the_cache_and_a_refused_one_drops_it(node, o
     plant_cache(page, "ward9", "vic", sent, {"deptcast.dept.ward9": sent[0]["seq"]}, legacy_too=True)
     forged = issue_token("not-the-node-secret-" + "z" * 40, "vic", "ward9", "member")
     page.evaluate("t => { location.hash = 'token=' + t; }", forged)
+    confirm_sign_in(page)
     expect(connection(page)).to_have_text("Offline: sign-in refused (deptcast.error.invalid_token)")
     expect(page.locator("#who")).to_have_text("vic · ward9 · member")
     assert page.evaluate("window.messagesShown") == []
@@ -304,7 +313,9 @@ def test_a_fragment_token_while_signed_in_obeys_the_origin_rule(node, browser):
                 opener.evaluate("url => { window.deptcast = window.open(url); }",
                                 page_url + "#token=" + token("olive", "frag"))
             popup = popup_info.value
-            wait_connected(popup)  # not signed in yet: a fragment token is how a host signs in
+            # not signed in yet, and opened by an origin that is not allowed: asks the user first
+            confirm_sign_in(popup)
+            wait_connected(popup)
             expect(popup.locator("#who")).to_have_text("olive · frag · member")
             with popup.expect_console_message(lambda m: "ignored a token in the address" in m.text):
                 opener.evaluate("url => { window.deptcast.location = url; }",
@@ -315,12 +326,39 @@ def test_a_fragment_token_while_signed_in_obeys_the_origin_rule(node, browser):
 
             own = context.new_page()  # a tab of its own: only its user sets the address
             own.goto(page_url + "#token=" + token("olive", "frag"))
+            confirm_sign_in(own)
             wait_connected(own)
             own.evaluate("t => { location.hash = 'token=' + t; }", token("oscar", "frag"))
             expect(own.locator("#who")).to_have_text("oscar · frag · member")
             wait_connected(own)
         finally:
             context.close()
+
+
+def test_a_token_the_page_did_not_ask_for_is_used_only_with_the_users_yes(node, open_page):
+    """Login CSRF: a link from any site can carry someone else's token. The page asks; Cancel
+    leaves it signed out. A token that answers this tab's own sign-in request (the nonce it
+    stored before sending the user to the issuer) is used without asking."""
+    page = open_page(base_url(node) + "#token=" + token("mallory", "csrf"))
+    expect(page.locator("#confirm-question")).to_have_text("Sign in as mallory (csrf)?")
+    expect(page.locator("#confirm-yes")).to_be_focused()
+    expect(page.locator("#app")).to_be_hidden()
+    assert "token" not in page.url
+    screenshot(page, "signin-confirm")
+    page.click("#confirm-no")
+    expect(page.locator("#signin")).to_have_attribute("data-offer", "host")
+    expect(page.locator("#confirm")).to_be_hidden()
+    expect(connection(page)).to_have_text("Not signed in")
+    assert page.evaluate("sessionStorage.getItem('deptcast:token')") is None
+
+    # the issuer sends the user back with the state of the request this tab made
+    page.evaluate("() => sessionStorage.setItem('deptcast:signin-request', 'n-1')")
+    page.evaluate("t => { location.hash = 'token=' + t + '&state=n-1'; }", token("carl", "csrf"))
+    wait_connected(page)
+    expect(page.locator("#who")).to_have_text("carl · csrf · member")
+    expect(page.locator("#confirm")).to_be_hidden()
+    assert "state" not in page.url and "token" not in page.url
+    assert page.evaluate("sessionStorage.getItem('deptcast:signin-request')") is None, "a request serves once"
 
 
 def test_the_page_is_served_with_its_security_headers(node):
@@ -343,6 +381,7 @@ def test_connect_src_self_allows_the_node_and_nothing_else(node, open_page):
     """``connect-src 'self'`` covers ws: to the page's own host and port in chromium (the page
     connects under it, in every test here), and refuses a WebSocket anywhere else."""
     page = open_page(base_url(node) + "#token=" + token("cora", "csp"))
+    confirm_sign_in(page)
     wait_connected(page)
     result = page.evaluate("""async (port) => {
         const violations = [];
@@ -373,7 +412,9 @@ def test_each_user_sees_exactly_their_messages(node, open_page, all_log):
     base = base_url(node)
     before = all_log.newest_first()
     alice = open_page(base + "#token=" + token("alice", "cardio"))
+    confirm_sign_in(alice)
     bob = open_page(base + "#token=" + token("bob", "radio"))
+    confirm_sign_in(bob)
     # the publisher's host posts the token from the page's own origin
     pat = open_page(base)
     expect(pat.locator("#signin")).to_have_attribute("data-offer", "host")  # up, waiting for its host
@@ -427,6 +468,7 @@ def test_each_user_sees_exactly_their_messages(node, open_page, all_log):
     # the same page on a phone-sized screen, another browser: from history, which holds what
     # was sent to alice (a message she sent to carol stays in the page and cache that sent it)
     phone = open_page(base + "#token=" + token("alice", "cardio"), viewport={"width": 390, "height": 844})
+    confirm_sign_in(phone)
     wait_connected(phone)
     expect_timeline(phone, ["final marker", "alice to cardio", "pat to alice", "pat to all",
                             "pat to cardio"] + before)
@@ -444,13 +486,17 @@ def test_online_panel_shows_exactly_the_users_online(node, open_page):
         return page.get_by_role("complementary", name="Online")
 
     alice = open_page(base + "#token=" + token("alice-p", dept))
+    confirm_sign_in(alice)
     wait_connected(alice)
     expect(panel(alice).get_by_role("listitem")).to_have_text(["alice-p"])
     expect(alice.locator("#online-note")).to_have_text(f"1 online in {dept}")
     # bob on two pages counts once; dan of another department is not listed
     bob1 = open_page(base + "#token=" + token("bob-p", dept))
+    confirm_sign_in(bob1)
     bob2 = open_page(base + "#token=" + token("bob-p", dept))
+    confirm_sign_in(bob2)
     dan = open_page(base + "#token=" + token("dan-p", "presc"))
+    confirm_sign_in(dan)
     for page in (bob1, bob2, dan):
         wait_connected(page)
     expect(panel(alice).get_by_role("listitem")).to_have_text(["alice-p", "bob-p"], timeout=soon)
@@ -461,6 +507,7 @@ def test_online_panel_shows_exactly_the_users_online(node, open_page):
     # bob closes one page: still online; carol comes, dan goes
     bob1.close()
     carol = open_page(base + "#token=" + token("carol-p", dept))
+    confirm_sign_in(carol)
     wait_connected(carol)
     dan.close()
     expect(panel(alice).get_by_role("listitem")).to_have_text(["alice-p", "bob-p", "carol-p"], timeout=soon)
@@ -474,6 +521,7 @@ def test_online_panel_shows_exactly_the_users_online(node, open_page):
 
 def test_refused_send_shows_error(node, open_page, all_log):
     page = open_page(base_url(node) + "#token=" + token("erin", "surgery"))
+    confirm_sign_in(page)
     wait_connected(page)
     before = all_log.newest_first()
     expect_timeline(page, before)
@@ -512,7 +560,9 @@ def test_node_restart_shows_reconnecting_then_catches_up(node, open_page, all_lo
     base = base_url(node)
     before = all_log.newest_first()
     ivy = open_page(base + "#token=" + token("ivy", "icu"))
+    confirm_sign_in(ivy)
     olga = open_page(base + "#token=" + token("olga", "ops", "publisher"))
+    confirm_sign_in(olga)
     for page in (ivy, olga):
         wait_connected(page)
     send(olga, "dept", "before the restart", dept="icu")
@@ -561,6 +611,7 @@ def test_reload_catches_up(node, open_page, all_log):
     base = base_url(node)
     before = all_log.newest_first()
     page = open_page(base + "#token=" + token("walt", "ward"))
+    confirm_sign_in(page)
     wait_connected(page)
     send(page, "dept", "seen before leaving")
     expect_timeline(page, ["seen before leaving"] + before)
@@ -598,6 +649,7 @@ def test_messages_missing_inside_the_timeline_are_filled_in_order(node, open_pag
                   {"lastId": sent[3]["id"], "envelopes": [sent[0], sent[3]]})
     # the host puts the token into the fragment of the page already open
     page.evaluate("t => { location.hash = 'token=' + t; }", token("gus", "gap"))
+    confirm_sign_in(page)
     wait_connected(page)
     assert "token" not in page.url
     expect_timeline(page, ["m4", "m3", "m2", "m1"] + before)
@@ -619,6 +671,7 @@ def test_first_visit_shows_the_newest_page(node, open_page, all_log):
         send_via_wamp(node.url, token(f"filler{k}", "deep"),
                       [("deep", m) for m in messages[start:start + per_sender]])
     page.evaluate("t => { location.hash = 'token=' + t; }", token("fay", "deep"))
+    confirm_sign_in(page)
     wait_connected(page)
     # exactly the newest page of the department (not its 5 oldest), and the messages to All
     expect_timeline(page, list(reversed(messages[-page_size:])) + all_log.newest_first())
@@ -654,6 +707,7 @@ def test_a_missed_event_is_read_from_history_without_reconnecting(node, open_pag
 
     page = open_page(base_url(node) + "#token=" + token("gil", "gapless"),
                      setup=lambda p: p.route_web_socket(re.compile(r"/ws$"), route))
+    confirm_sign_in(page)
     wait_connected(page)
     expect_timeline(page, before)
     assert history_calls[0] == {"limit": history_calls[0]["limit"], "latest": True}, history_calls

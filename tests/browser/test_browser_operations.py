@@ -17,8 +17,8 @@ from typing import Any, Dict, List
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_browser import (RECONNECT_TIMEOUT_MS, base_url, cache_of, connection, expect_timeline,
-                                        plant_cache, wait_connected)
+from tests.browser.test_browser import (RECONNECT_TIMEOUT_MS, base_url, cache_of, confirm_sign_in, connection,
+                                        expect_timeline, plant_cache, wait_connected)
 from tests.support.browser import screenshot, send_via_wamp
 from tests.support.cluster import Cluster
 from components.core.history import answer_cap, envelope_bytes
@@ -105,6 +105,7 @@ def test_a_cache_older_than_retention_resumes_from_what_is_kept_without_looping(
     # an earlier visit on this computer saw the first of each
     plant_cache(page, dept, user, [direct[0], notices[0]], {dept_topic: 1, all_topic: 0, user_topic: 1})
     page.evaluate("t => { location.hash = 'token=' + t; }", token(user, dept))
+    confirm_sign_in(page)
     wait_connected(page)
     expect_timeline(page, ["notice 10", "notice 9", "notice 8", "notice 1", "direct 6", "direct 5", "direct 4",
                            "direct 1"])
@@ -150,6 +151,7 @@ def test_a_first_visit_reads_an_older_topic_from_what_retention_kept(retention_n
                30, "retention to keep the newest 3 of each topic")
     wire = Wire()
     page = open_page(base_url(node) + "#token=" + token(user, dept), setup=wire.setup)
+    confirm_sign_in(page)
     wait_connected(page)
     expect_timeline(page, ["notice 10", "notice 9", "notice 8", "direct 6", "direct 5", "direct 4"])
     dept_topic, all_topic = f"deptcast.dept.{dept}", "deptcast.all"
@@ -196,6 +198,7 @@ def test_a_catch_up_past_the_history_rate_limit_waits_and_goes_on(slow_history_n
     expect(page.locator("#signin")).to_have_attribute("data-offer", "host")  # up, waiting for its host
     plant_cache(page, dept, user, [], {dept_topic: 0, all_topic: 0, user_topic: 0})  # from the start
     page.evaluate("t => { location.hash = 'token=' + t; }", token(user, dept))
+    confirm_sign_in(page)
     wait_connected(page, RECONNECT_TIMEOUT_MS)
     ids = [li.get_attribute("data-id") for li in page.locator("#timeline .msg").all()]
     assert ids == [e["id"] for e in reversed(sent)], "each once, newest first"
@@ -284,6 +287,7 @@ def test_a_draining_node_sends_the_page_to_another_node_at_once(cluster, open_pa
     lb = f"http://127.0.0.1:{cluster.nginx.port}/"
     dept, user = "drain", "dora"
     page = open_page(lb + "#token=" + token(user, dept), setup=lambda p: p.add_init_script(DRAIN_PROBE))
+    confirm_sign_in(page)
     wait_connected(page)
     sam = token("sam", "ops", "publisher")
     send_via_wamp(cluster.url, sam, [(dept, "before the drain")])

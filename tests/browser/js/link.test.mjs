@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  CONNECTED, CONNECTING, GOING_AWAY, GOING_AWAY_SPREAD, Link, OFFLINE, RECONNECTING, REFUSALS, nodeUrl, retryDelay,
+  CONNECTED, CONNECTING, GOING_AWAY, GOING_AWAY_SPREAD, Link, OFFLINE, RECONNECTING, REFUSALS, isLateMessage, nodeUrl,
+  retryDelay,
 } from "../../../web/link.js";
 
 const settle = () => new Promise((resolve) => setImmediate(resolve));
@@ -221,4 +222,114 @@ test("the spread of a drain is random by default: every delay within 0 to 0.5 s"
   assert.equal(delays.length, 40);
   assert.ok(delays.every((ms) => ms >= 0 && ms <= 500), String(delays));
   assert.ok(new Set(delays).size > 30, "spread, not one instant");
+});
+
+test("reconnect: the session is reported lost and a new connection opens at once, not after a back-off", async () => {
+  const { link, made, states, lost, timers } = harness();
+  link.start();
+  const session = made[0].join();
+  await settle();
+  link.reconnect();
+  assert.deepEqual(lost, [session]);
+  assert.deepEqual(made[0].closed, [["wamp.close.normal", "reconnecting"]]);
+  assert.equal(made.length, 2);
+  assert.equal(made[1].opened, 1);
+  assert.deepEqual(states.at(-1), [RECONNECTING, { retryIn: 0 }]);
+  assert.equal(made[0].end("closed", { reason: "wamp.close.normal" }), true, "the old one's close changes nothing");
+  assert.equal(timers.size, 0);
+  made[1].join();
+  await settle();
+  assert.equal(link.state, CONNECTED);
+  link.stop();
+  link.reconnect();
+  assert.equal(made.length, 2, "stopped: no reconnect");
+});
+
+test("the GOODBYE reasons of an expired token and a revocation stop the link by default", async () => {
+  assert.ok(REFUSALS.has("deptcast.close.token_expired"));
+  assert.ok(REFUSALS.has("deptcast.close.revoked"));
+  const { link, made, states, timers } = harness();
+  link.start();
+  made[0].join();
+  await settle();
+  made[0].end("closed", { reason: "deptcast.close.revoked", message: "" });
+  assert.deepEqual(states.at(-1), [OFFLINE, { refusal: "deptcast.close.revoked", message: "" }]);
+  assert.equal(timers.size, 0);
+});
+
+test("shouldStop decides which close reasons stop the link", async () => {
+  const asked = [];
+  const made = [];
+  const link = new Link({
+    url: "ws://node/ws", realm: "deptcast", token: () => "t", onJoin: async () => {}, onState: () => {},
+    connect: (options) => new FakeConnection(options, made), retry: { jitter: 0 },
+    schedule: () => 1, cancel: () => {},
+    shouldStop: (refusal, details) => {
+      asked.push([refusal, details.message]);
+      return refusal === "x.stop";
+    },
+  });
+  link.start();
+  made[0].end("closed", { reason: "deptcast.error.token_expired", message: "m" });
+  assert.equal(link.state, CONNECTING, "not stopped: a newer token is at hand, say");
+  link.retryNow();
+  made[1].end("closed", { reason: "x.stop", message: "" });
+  assert.equal(link.state, OFFLINE);
+  assert.deepEqual(asked, [["deptcast.error.token_expired", "m"], ["x.stop", ""]]);
+});
+
+test("a late message after GOODBYE, as the real autobahn-js reports it, is accepted quietly", async (t) => {
+  // autobahn-js itself (the bundle the page loads), driven through a stand-in WebSocket
+  const bundle = new URL("../../../web/vendor/autobahn.js", import.meta.url);
+  const { default: autobahn } = await import(bundle).catch(() => {
+    throw new Error("web/vendor/autobahn.js is missing: build it with scripts/install");
+  });
+  const errors = [];
+  t.mock.method(console, "error", (...args) => errors.push(args));
+  t.mock.method(console, "warn", () => {});
+
+  /** The messages a router sends, to a real autobahn Session on a stand-in socket. */
+  function sessionOn(onInternalError) {
+    const socket = { sent: [], closed: [], send(msg) { this.sent.push(msg); }, close(code, reason) { this.closed.push([code, reason]); } };
+    const session = new autobahn.Session(socket, autobahn.util.deferred_factory(), null, undefined, onInternalError);
+    socket.onmessage(
+      [2, 77, { roles: { broker: { features: {} }, dealer: { features: {} } }, authid: "ann", authrole: "member" }]);
+    return { session, socket };
+  }
+  const late = (socket) => {
+    socket.onmessage([6, {}, "deptcast.close.revoked"]); // GOODBYE
+    socket.onmessage([36, 5, 9, {}, [{ id: "1", scope: "dept", message: "late" }]]); // EVENT after it
+  };
+
+  // without a handler: what the flaky drain test printed, and what the link prevents
+  const bare = sessionOn(undefined);
+  late(bare.socket);
+  assert.equal(errors.length, 1);
+  assert.match(String(errors[0][1]), /protocol violation: unexpected message type 36/);
+  errors.length = 0;
+
+  // through the link: the connection's on_internal_error, on a connection that had joined
+  const other = [];
+  const made = [];
+  const link = new Link({
+    url: "ws://node/ws", realm: "deptcast", token: () => "t", onJoin: async () => {}, onState: () => {},
+    connect: (options) => new FakeConnection(options, made), schedule: () => 1, cancel: () => {},
+    onInternalError: (err) => other.push(err),
+  });
+  link.start();
+  const handler = made[0].options.on_internal_error;
+  handler(new Error("failing transport due to protocol violation: unexpected message type 36"));
+  assert.equal(other.length, 1, "before a join it is a real fault: reported");
+  made[0].join();
+  await settle();
+  const { socket } = sessionOn(handler);
+  late(socket);
+  assert.deepEqual(socket.sent.map((m) => m[0]), [6], "autobahn answered the GOODBYE");
+  assert.equal(link.lateMessages, 1);
+  assert.equal(other.length, 1);
+  assert.deepEqual(errors, [], "no console error");
+  handler(new Error("something else"));
+  assert.equal(other.length, 2, "other internal errors are still reported");
+  assert.ok(isLateMessage(new Error("failing transport due to protocol violation: unexpected message type 50")));
+  assert.ok(!isLateMessage(new Error("EVENT received for non-subscribed subscription ID 5")));
 });
