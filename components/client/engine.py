@@ -22,9 +22,10 @@ from autobahn.wamp.interfaces import IAuthenticator
 
 from components.core import names
 from components.core.errors import INVALID_TOKEN, TOKEN_EXPIRED
-from components.core.recovery import (GAP_GRACE, HISTORY_PAGE, MAX_PRUNED_IN_A_ROW, START_PAGE, Envelope,
-                                      KeptSearch, Recovery, StartSearch, backoff, envelope_key, fresh_start,
-                                      rate_limit_wait)
+from components.core.positionsearch import KeptSearch, StartSearch, fresh_start
+from components.core.recovery import (GAP_GRACE, HISTORY_PAGE, MAX_PRUNED_IN_A_ROW, START_PAGE, Envelope, Recovery,
+                                      envelope_key)
+from components.core.retry import backoff, rate_limit_wait
 from components.client.errors import (ConnectionLost, DeptcastError, InvalidFrame, NotAuthorized, Pruned,
                                       RateLimited, Unavailable, error_for)
 from components.client.state import PositionStore, StateError

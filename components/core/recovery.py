@@ -17,21 +17,21 @@ The facts they rest on (the contract, ``deptcast.history``):
 - with retention on, a position older than what the node kept is refused
   (``deptcast.error.pruned``, not a retry): the client goes on from the newest page
   (:meth:`Recovery.offer_newest`), and a topic that page does not show moves to the first
-  position the node accepts (:class:`KeptSearch`);
+  position the node accepts (:class:`~components.core.positionsearch.KeptSearch`);
 - history calls are rate-limited per user: a ``deptcast.error.rate_limited`` refusal is
-  waited out (:func:`rate_limit_wait`) and the same call made again.
+  waited out (:func:`~components.core.retry.rate_limit_wait`) and the same call made again.
+
+Where a topic starts, or where retention left it, is found by
+:mod:`components.core.positionsearch`; the saved position's file is
+:mod:`components.core.statefile`.
 
 ``tests/vectors/recovery.json`` states these rules as cases that this client's tests and the
 browser's run alike.
 """
 
-import json
-import math
-import random
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from components.core import names
 from components.core.errors import Refused
 from components.core.targets import envelope_topic
 
@@ -45,10 +45,6 @@ START_PAGE = 100
 REMEMBER_IDS = 10000
 #: the largest ``seq`` or position accepted (JSON numbers stay exact up to here)
 MAX_SEQ = 2 ** 53 - 1
-#: seconds to wait after a ``rate_limited`` history refusal that carries no ``retry_after``
-RATE_LIMIT_WAIT = 1.0
-#: the longest wait a ``retry_after`` may ask for (a larger one is taken as this)
-MAX_RETRY_AFTER = 60.0
 #: ``pruned`` refusals in a row (no page read between) after which a read gives up: a node
 #: that refuses every position is broken, not pruning
 MAX_PRUNED_IN_A_ROW = 8
@@ -84,30 +80,6 @@ def envelope_key(envelope: object) -> Optional[Tuple[str, Optional[int]]]:
     if isinstance(seq, bool) or not isinstance(seq, int) or not 0 < seq <= MAX_SEQ:
         return None
     return topic, seq
-
-
-def backoff(attempt: int, base: float = 0.25, cap: float = 5.0,
-            rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number ``attempt`` (0, 1, 2, ...) of a refused call:
-    doubling from ``base`` up to ``cap``, each spread over half to one and a half times its
-    value, so that clients refused together do not retry together.
-
-    :rtype: float
-    """
-    return min(cap, base * (2 ** min(attempt, 30))) * (0.5 + rand())
-
-
-def rate_limit_wait(retry_after: object) -> float:
-    """Seconds to wait after a ``rate_limited`` refusal: its ``retry_after`` keyword (seconds)
-    if it is a usable number, else :data:`RATE_LIMIT_WAIT`; at most :data:`MAX_RETRY_AFTER`.
-
-    :rtype: float
-    """
-    if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
-        return RATE_LIMIT_WAIT
-    if math.isnan(retry_after) or retry_after <= 0:
-        return RATE_LIMIT_WAIT
-    return min(MAX_RETRY_AFTER, float(retry_after))
 
 
 class Recovery:
@@ -436,249 +408,3 @@ class Recovery:
 def _in_id_order(envelopes: List[Envelope]) -> List[Envelope]:
     """Envelopes delivered together go out in id order (per topic that is seq order)."""
     return sorted(envelopes, key=lambda e: id_number(e["id"]) or 0)
-
-
-# -- a client's first start: where each topic begins
-
-
-def fresh_start(page: Sequence[object], topics: Sequence[str], replay: int = 0
-                ) -> Tuple[List[Envelope], Dict[str, int], Optional[str], List[str]]:
-    """Read the first answer of a client with no saved position: ``deptcast.history(latest=True)``
-    asked *after* subscribing. What it holds is from before the client's time; everything
-    newer arrives live.
-
-    :param page: the answer (oldest first: the newest envelopes of the client's topics)
-    :param replay: how many of the newest to hand to the application anyway (``--history N``)
-    :returns: ``(replay envelopes oldest first, {topic: position} for the topics the page
-        shows, the newest id in the page or None, topics the page does not show)``. A topic
-        the page does not show is either empty or older than the whole page:
-        :class:`StartSearch` finds its position, unless the page is empty (then every topic
-        is empty: an answer holds at least one envelope when there are any).
-    :rtype: tuple
-    """
-    mine = [e for e in page if (k := envelope_key(e)) is not None and k[0] in topics]
-    starts: Dict[str, int] = {}
-    for envelope in mine:
-        topic, seq = envelope_key(envelope)  # type: ignore[misc]
-        if seq is not None:
-            starts[topic] = max(starts.get(topic, 0), seq)
-    if not mine:
-        return [], {t: 0 for t in topics}, None, []
-    newest = max(mine, key=lambda e: id_number(e["id"]))["id"]
-    shown = sorted(mine, key=lambda e: id_number(e["id"]))[-replay:] if replay > 0 else []
-    return shown, starts, newest, [t for t in topics if t not in starts]
-
-
-class StartSearch:
-    """Find one topic's position at a client's start: its highest ``seq`` among envelopes
-    with an id at or below ``newest`` (the newest id of the client's first history answer),
-    asking ``deptcast.history(positions={topic: x}, limit=1)``, which answers ``seq`` x+1.
-    Doubling, then halving: about 2·log2(n) one-row calls for a topic of n envelopes.
-
-    :param topic: the topic
-    :param newest: the newest id of the first answer (from :func:`fresh_start`)
-    """
-
-    def __init__(self, topic: str, newest: str) -> None:
-        self.topic = topic
-        self._newest = id_number(newest) or 0
-        #: a seq known to be before the start (0: nothing is)
-        self.low = 0
-        #: a seq known to be after the start, or not to exist (None: none known yet)
-        self.high: Optional[int] = None
-
-    @property
-    def done(self) -> bool:
-        return self.high is not None and self.high <= self.low + 1
-
-    @property
-    def position(self) -> int:
-        """The answer, once :attr:`done`.
-
-        :rtype: int
-        """
-        return self.low
-
-    def learn(self, envelope: object) -> None:
-        """Use any envelope of the topic seen meanwhile (a live one narrows the search too)."""
-        key = envelope_key(envelope)
-        if key is None or key[0] != self.topic or key[1] is None:
-            return
-        seq = key[1]
-        if (id_number(envelope["id"]) or 0) <= self._newest:  # type: ignore[index]
-            self.low = max(self.low, seq)
-        else:
-            self.high = seq if self.high is None else min(self.high, seq)
-
-    def next_position(self) -> int:
-        """The position to ask history from next (it answers ``seq`` position + 1).
-
-        :rtype: int
-        """
-        if self.high is None:
-            probe = max(1, 2 * self.low)
-        else:
-            probe = (self.low + self.high) // 2
-        return probe - 1
-
-    def refused(self, asked: int) -> None:
-        """``positions={topic: asked}`` was refused as pruned: seq ``asked + 1`` was removed by
-        retention, so the start is past it (what retention removed is not wanted either)."""
-        self.low = max(self.low, asked + 1)
-        if self.high is not None and self.high <= self.low:
-            self.high = self.low + 1
-
-    def answer(self, asked: int, page: Sequence[object]) -> None:
-        """Take the answer to ``positions={topic: asked}``: seq ``asked + 1`` or nothing."""
-        before = (self.low, self.high)
-        for envelope in page:
-            self.learn(envelope)
-        if not any((k := envelope_key(e)) is not None and k[0] == self.topic for e in page):
-            # nothing past `asked`: the topic ends at or before it
-            self.high = asked + 1 if self.high is None else min(self.high, asked + 1)
-        if (self.low, self.high) == before:
-            # an answer that teaches nothing (a store that numbers oddly): settle for what is known
-            self.high = self.low + 1
-
-
-class KeptSearch:
-    """Find where retention left a topic: the first position the node accepts
-    (``deptcast.history(positions={topic: x}, limit=1)`` is refused as pruned exactly for the
-    ``x`` below the seq up to which the topic's messages were removed). Asks the position
-    itself first; if it is refused, the position + 1, + 3, + 7, ... (doubling the step) until
-    one is accepted, then halves between the last refused and the first accepted.
-
-    :param topic: the topic
-    :param position: its position (the first one asked)
-    """
-
-    def __init__(self, topic: str, position: int) -> None:
-        self.topic = topic
-        self._first = position
-        self._refusals = 0
-        #: the highest position refused as pruned (None: none yet)
-        self.refused_at: Optional[int] = None
-        #: the lowest position accepted (None: none yet)
-        self.accepted_at: Optional[int] = None
-
-    @property
-    def done(self) -> bool:
-        return self.accepted_at is not None and (self.refused_at is None or self.accepted_at - self.refused_at <= 1)
-
-    @property
-    def position(self) -> int:
-        """The answer, once :attr:`done`: the first position the node accepts.
-
-        :rtype: int
-        """
-        assert self.accepted_at is not None
-        return self.accepted_at
-
-    def next_position(self) -> int:
-        """The position to ask next.
-
-        :raises ValueError: if the node refused every position up to :data:`MAX_SEQ`
-        :rtype: int
-        """
-        if self.refused_at is None:
-            return self._first
-        if self.accepted_at is None:
-            probe = self.refused_at + 2 ** (self._refusals - 1)
-            if probe > MAX_SEQ:
-                raise ValueError(f"the node refuses every position of {self.topic} as pruned")
-            return probe
-        return (self.refused_at + self.accepted_at) // 2
-
-    def refused(self, asked: int) -> None:
-        """The node refused ``asked`` as pruned."""
-        self._refusals += 1
-        self.refused_at = asked if self.refused_at is None else max(self.refused_at, asked)
-
-    def accepted(self, asked: int) -> None:
-        """The node answered ``asked`` (whatever the answer holds)."""
-        self.accepted_at = asked if self.accepted_at is None else min(self.accepted_at, asked)
-
-
-# -- the durable position: a small JSON file a restarted client resumes from
-
-#: the largest state file read
-MAX_STATE_BYTES = 64 * 1024
-#: the deepest nesting of JSON read from a state file
-MAX_STATE_DEPTH = 4
-STATE_FORMAT = 1
-
-
-def json_depth(text: str, limit: int) -> int:
-    """How deeply ``text``'s JSON arrays and objects nest, counted without parsing, up to
-    ``limit`` + 1 (a cheap bound before :func:`json.loads`, which recurses).
-
-    :rtype: int
-    """
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    return deepest
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def format_state(user: str, positions: Mapping[str, int]) -> str:
-    """The text of a state file: the user key and its positions.
-
-    :rtype: str
-    """
-    return json.dumps({"deptcast_state": STATE_FORMAT, "user": user,
-                       "positions": dict(sorted(positions.items()))}, indent=1) + "\n"
-
-
-def parse_state(data: bytes) -> Tuple[str, Dict[str, int]]:
-    """Read a state file written by :func:`format_state`.
-
-    :returns: ``(user key, {topic: position})``
-    :raises ValueError: with a readable reason if it is not one (too large, too deeply
-        nested, not JSON, wrong fields)
-    :rtype: tuple
-    """
-    if len(data) > MAX_STATE_BYTES:
-        raise ValueError(f"it has {len(data)} bytes; a state file has at most {MAX_STATE_BYTES}")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("it is not UTF-8 text") from None
-    if json_depth(text, MAX_STATE_DEPTH) > MAX_STATE_DEPTH:
-        raise ValueError(f"its JSON nests deeper than {MAX_STATE_DEPTH} levels")
-    try:
-        body = json.loads(text)
-    except ValueError as e:
-        raise ValueError(f"it is not JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(body, dict) or body.get("deptcast_state") != STATE_FORMAT:
-        raise ValueError(f'it is not a deptcast state file (no "deptcast_state": {STATE_FORMAT})')
-    user = body.get("user")
-    if names.parse_user_key(user) is None:
-        raise ValueError('its "user" is not a user key <dept>_<user>')
-    positions = body.get("positions")
-    if not isinstance(positions, dict):
-        raise ValueError('its "positions" is not an object {topic: seq}')
-    checked: Dict[str, int] = {}
-    for topic, seq in positions.items():
-        if not isinstance(topic, str) or not topic.startswith("deptcast.") or len(topic) > 200:
-            raise ValueError(f"{str(topic)[:80]!r} is not a deptcast topic")
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-            raise ValueError(f"the position of {topic} is not a whole number 0 or more")
-        checked[topic] = seq
-    return user, checked
