@@ -21,18 +21,22 @@ The facts they rest on (the contract, ``deptcast.history``):
 - history calls are rate-limited per user: a ``deptcast.error.rate_limited`` refusal is
   waited out (:func:`~components.core.retry.rate_limit_wait`) and the same call made again.
 
-Where a topic starts, or where retention left it, is found by
-:mod:`components.core.positionsearch`; the saved position's file is
-:mod:`components.core.statefile`.
+Per topic, the order, the gaps and their grace period are the rule every subscriber follows
+(:class:`~components.core.sequence.TopicSequence`); :class:`Recovery` keeps one per topic and
+adds what a client that reconnects needs: topics whose start is not known yet, the read of a
+join, and history reads that tell which held envelopes may stop waiting. Where a topic
+starts, or where retention left it, is found by :mod:`components.core.positionsearch`; the
+saved position's file is :mod:`components.core.statefile`.
 
 ``tests/vectors/recovery.json`` states these rules as cases that this client's tests and the
 browser's run alike.
 """
 
 from collections import OrderedDict
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, cast
 
 from components.core.errors import Refused
+from components.core.sequence import TopicSequence
 from components.core.targets import envelope_topic
 
 #: seconds an out-of-order envelope is held before the missing ones are read from history
@@ -100,51 +104,57 @@ class Recovery:
                  grace: float = GAP_GRACE, remember: int = REMEMBER_IDS) -> None:
         self.topics: Tuple[str, ...] = tuple(topics)
         self.grace = grace
-        self._positions: Dict[str, int] = {t: positions[t] for t in self.topics if positions and t in positions}
-        #: per topic: seq -> (envelope, the fill mark current when it arrived)
-        self._held: Dict[str, Dict[int, Tuple[Envelope, int]]] = {t: {} for t in self.topics}
-        #: per topic: when its oldest open gap opened
-        self._gap_since: Dict[str, float] = {}
+        #: per topic, its order; each held item is (envelope, the fill mark current when it arrived)
+        self._order: Dict[str, TopicSequence[Tuple[Envelope, int]]] = {
+            t: TopicSequence(positions[t] + 1 if positions and t in positions else None) for t in self.topics}
         self._recent: "OrderedDict[str, None]" = OrderedDict()
         self._remember = remember
         self._mark = 0
         self._joining = False
-        #: envelopes dropped because they were delivered (or held) already
-        self.duplicates = 0
-        #: seqs given up on: history, read to the end, did not have them
-        self.skipped = 0
+        self._repeats = 0
         #: envelopes dropped because they are not envelopes of this subscriber's topics
         self.ignored = 0
 
     # -- what it knows
+
+    @property
+    def duplicates(self) -> int:
+        """Envelopes dropped because they were delivered (or held) already."""
+        return self._repeats + sum(o.duplicates for o in self._order.values())
+
+    @property
+    def skipped(self) -> int:
+        """Seqs given up on: history, read to the end, did not have them."""
+        return sum(o.skipped for o in self._order.values())
 
     def positions(self) -> Dict[str, int]:
         """The last ``seq`` delivered per topic (topics whose start is known).
 
         :rtype: dict
         """
-        return dict(self._positions)
+        return {t: o.position for t, o in self._order.items() if o.position is not None}
 
     def unknown(self) -> List[str]:
         """The topics whose start is not known yet.
 
         :rtype: list
         """
-        return [t for t in self.topics if t not in self._positions]
+        return [t for t, o in self._order.items() if o.position is None]
 
     def held(self) -> int:
         """How many envelopes are held back (out of order, or of a topic not started yet).
 
         :rtype: int
         """
-        return sum(len(h) for h in self._held.values())
+        return sum(len(o.held) for o in self._order.values())
 
     def held_envelopes(self, topic: str) -> List[Envelope]:
         """The envelopes of ``topic`` held back, in seq order.
 
         :rtype: list
         """
-        return [self._held[topic][s][0] for s in sorted(self._held.get(topic, {}))]
+        order = self._order.get(topic)
+        return [order.held[s][0] for s in sorted(order.held)] if order is not None else []
 
     def remember(self, envelopes: Iterable[Envelope]) -> None:
         """Note envelopes handed to the application outside :meth:`offer` (the newest few a
@@ -157,32 +167,23 @@ class Recovery:
 
         :rtype: dict
         """
-        out: Dict[str, List[Tuple[int, int]]] = {}
-        for topic, pos in self._positions.items():
-            held = sorted(self._held[topic])
-            ranges, expect = [], pos + 1
-            for seq in held:
-                if seq > expect:
-                    ranges.append((expect, seq - 1))
-                expect = seq + 1
-            if ranges:
-                out[topic] = ranges
-        return out
+        return {t: ranges for t, o in self._order.items() if (ranges := o.gaps())}
 
     def due(self, now: float) -> Dict[str, int]:
         """The positions to read history from for the gaps open at least ``grace`` seconds.
 
         :rtype: dict
         """
-        # the same sum as next_due(): a timer set for that instant finds the gap due
-        return {t: self._positions[t] for t, since in self._gap_since.items() if since + self.grace <= now}
+        return {t: o.next - 1 for t, o in self._order.items() if o.next is not None and o.due(now, self.grace)}
 
     def next_due(self) -> Optional[float]:
         """When the oldest open gap becomes due, or ``None`` if none is open.
 
         :rtype: float or None
         """
-        return min(self._gap_since.values()) + self.grace if self._gap_since else None
+        # the same sum as TopicSequence.due(): a timer set for that instant finds the gap due
+        opened = [o.gap_since for o in self._order.values() if o.gap_since is not None]
+        return min(opened) + self.grace if opened else None
 
     # -- what arrives
 
@@ -199,52 +200,28 @@ class Recovery:
         :rtype: list
         """
         key = envelope_key(envelope)
-        if key is None or key[0] not in self._held:
+        if key is None or key[0] not in self._order:
             self.ignored += 1
             return []
         topic, seq = key
+        envelope = cast(Envelope, envelope)  # envelope_key placed it: a dict with an id
         msg_id = envelope["id"]
         if msg_id in self._recent:
-            self.duplicates += 1
+            self._repeats += 1
             return []
         if seq is None:
             # stored before seq existed: nothing to order it by, so it is delivered once by id
             self._remember_id(msg_id)
             return [envelope]
-        pos = self._positions.get(topic)
-        held = self._held[topic]
-        if pos is not None and seq <= pos:
-            self.duplicates += 1
+        order = self._order[topic]
+        if not live and order.position is not None:
+            return self._delivered(order.take(seq, (envelope, self._mark)))
+        if not order.hold(seq, (envelope, self._mark)):
             return []
-        if not live and pos is not None:
-            return self._from_history(topic, seq, envelope)
-        if seq in held:
-            self.duplicates += 1
-            return []
-        held[seq] = (envelope, self._mark)
-        if pos is None or (live and self._joining):
+        if order.position is None or (live and self._joining):
             return []  # held until start_at() says where the topic begins / the join's read is done
-        out = self._release(topic)
-        if held and topic not in self._gap_since:
-            self._gap_since[topic] = now
-        return out
-
-    def _from_history(self, topic: str, seq: int, envelope: Envelope) -> List[Envelope]:
-        held = self._held[topic]
-        out: List[Envelope] = []
-        # held events below it that history went past exist all the same: they go first
-        below = sorted(s for s in held if s < seq)
-        for s in below:
-            out.append(held.pop(s)[0])
-            self._remember_id(out[-1]["id"])
-        self.skipped += max(0, seq - self._positions[topic] - 1 - len(below))
-        if held.pop(seq, None) is not None:
-            self.duplicates += 1  # it came live as well
-        self._positions[topic] = seq
-        self._remember_id(envelope["id"])
-        out.append(envelope)
-        if not held:
-            self._gap_since.pop(topic, None)
+        out = self._delivered(order.release())
+        order.note_gap(now)
         return out
 
     def offer_page(self, page: Sequence[object], now: float) -> List[Envelope]:
@@ -272,7 +249,7 @@ class Recovery:
         shown: List[str] = []
         for envelope in page:
             key = envelope_key(envelope)
-            if key is None or key[0] not in wanted or key[0] not in self._positions:
+            if key is None or key[0] not in wanted or self._started(key[0]) is None:
                 continue
             if key[1] is not None and key[0] not in shown:
                 shown.append(key[0])
@@ -286,33 +263,14 @@ class Recovery:
 
         :rtype: list
         """
-        pos = self._positions.get(topic)
-        if pos is None or seq <= pos:
+        order = self._started(topic)
+        if order is None or order.position is None or seq <= order.position:
             return []
-        self.skipped += seq - pos
-        self._positions[topic] = seq
-        held = self._held[topic]
-        for old in [s for s in held if s <= seq]:
-            del held[old]
+        order.skip_to(seq)
         if self._joining:
             return []
-        out = self._release(topic)
-        if held and topic not in self._gap_since:
-            self._gap_since[topic] = now
-        return out
-
-    def _skip_below(self, topic: str, seq: int) -> List[Envelope]:
-        """Give up the seqs missing below ``seq`` (envelopes held below it are still delivered)."""
-        out: List[Envelope] = []
-        held = self._held[topic]
-        while topic in self._positions and seq > self._positions[topic] + 1:
-            below = [s for s in held if s < seq]
-            step = min(below) if below else seq
-            self.skipped += step - self._positions[topic] - 1
-            self._positions[topic] = step - 1
-            out += self._release(topic)
-            if not below:
-                break
+        out = self._delivered(order.release())
+        order.note_gap(now)
         return out
 
     def begin_join(self) -> None:
@@ -323,9 +281,8 @@ class Recovery:
     def drop_held(self) -> None:
         """The connection is lost: forget the held events and open gaps (the next join
         reads them from history by position)."""
-        for held in self._held.values():
-            held.clear()
-        self._gap_since.clear()
+        for order in self._order.values():
+            order.drop_held()
         self._joining = False
 
     def start_at(self, topic: str, seq: int, now: float) -> List[Envelope]:
@@ -334,17 +291,14 @@ class Recovery:
 
         :rtype: list
         """
-        if topic not in self._held or topic in self._positions:
+        order = self._order.get(topic)
+        if order is None or order.position is not None:
             return []
-        self._positions[topic] = seq
-        held = self._held[topic]
-        for old in [s for s in held if s <= seq]:
-            del held[old]
+        order.start(seq)
         if self._joining:
             return []  # the join's read goes on from here; what is held waits for it
-        out = self._release(topic)
-        if held:
-            self._gap_since[topic] = now
+        out = self._delivered(order.release())
+        order.restart_gap(now)
         return out
 
     def begin_fill(self) -> int:
@@ -371,32 +325,29 @@ class Recovery:
         if join:
             self._joining = False
         for topic in topics if topics is not None else self.topics:
-            if topic not in self._positions:
+            order = self._started(topic)
+            if order is None:
                 continue
-            held = self._held[topic]
-            out += self._release(topic)
-            early = [s for s, (_, arrived) in held.items() if arrived < mark]
+            out += self._delivered(order.release())
+            early = [s for s, (_, arrived) in order.held.items() if arrived < mark]
             if early:
-                out += self._skip_below(topic, max(early) + 1)
-            self._gap_since.pop(topic, None)
-            if held:
-                self._gap_since[topic] = now
+                out += self._delivered(order.give_up(max(early) + 1))
+            order.restart_gap(now)
         return _in_id_order(out)
 
     # -- helpers
 
-    def _release(self, topic: str) -> List[Envelope]:
-        held = self._held[topic]
+    def _started(self, topic: str) -> Optional[TopicSequence[Tuple[Envelope, int]]]:
+        """The order of ``topic`` if it is one of the subscriber's and its start is known."""
+        order = self._order.get(topic)
+        return order if order is not None and order.position is not None else None
+
+    def _delivered(self, held: List[Tuple[Envelope, int]]) -> List[Envelope]:
+        """The envelopes of items leaving a topic's order, remembered by id."""
         out = []
-        pos = self._positions[topic]
-        while pos + 1 in held:
-            pos += 1
-            envelope, _ = held.pop(pos)
+        for envelope, _ in held:
             self._remember_id(envelope["id"])
             out.append(envelope)
-        self._positions[topic] = pos
-        if not held:
-            self._gap_since.pop(topic, None)
         return out
 
     def _remember_id(self, msg_id: str) -> None:
