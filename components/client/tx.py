@@ -28,7 +28,10 @@ from autobahn.twisted.component import Component  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
-from components.client.engine import Connector, Engine, Stats, TokenSource, parse_urls  # noqa: E402
+from components.client.connector import Connector, parse_urls  # noqa: E402
+from components.client.engine import Engine  # noqa: E402
+from components.client.stats import Stats  # noqa: E402
+from components.client.ticket import TokenSource  # noqa: E402
 from components.client.state import FileState, PositionStore  # noqa: E402
 from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
 

@@ -57,7 +57,7 @@ def node_urls(args: argparse.Namespace, env: Dict[str, str]) -> List[str]:
     :raises ValueError: for a malformed URL
     :rtype: list
     """
-    from components.client.engine import DEFAULT_URL, parse_urls
+    from components.client.connector import DEFAULT_URL, parse_urls
     return parse_urls(args.url or [env.get("DEPTCAST_URL") or DEFAULT_URL])
 
 

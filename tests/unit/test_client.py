@@ -13,7 +13,9 @@ from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E40
 from twisted.internet import defer, task  # noqa: E402
 
 from components.client import errors  # noqa: E402
-from components.client.engine import Connector, Engine, TicketAuthenticator, parse_urls  # noqa: E402
+from components.client.connector import Connector, parse_urls  # noqa: E402
+from components.client.engine import Engine  # noqa: E402
+from components.client.ticket import TicketAuthenticator  # noqa: E402
 from components.client.state import FileState, StateError  # noqa: E402
 from components.core import names  # noqa: E402
 from components.core.recovery import HISTORY_PAGE, START_PAGE, envelope_key  # noqa: E402
@@ -304,14 +306,15 @@ def test_history_unavailable_is_retried():
 def test_the_saved_position_is_resumed_and_kept(tmp_path):
     store = FakeStore()
     path = tmp_path / "alice.state"
-    h1 = Harness(store, state=FileState(path))
+    first = FileState(path)
+    h1 = Harness(store, state=first)
     s = h1.join()
     h1.send("cardio", "one", via=[s])
     h1.send("cardio", "two", via=[s])
     h1.engine.commit(h1.got[0])          # the application finished with "one" only
     assert FileState(tmp_path / "other").load() is None
     assert path.read_text().count('"deptcast.dept.cardio": 1') == 1
-    h1.engine._state.unlock()
+    first.unlock()
     # the process is gone; a new one resumes: "two" again (never handled), and what came since
     store.append("cardio", "three")
     h2 = Harness(store, state=FileState(path))
@@ -610,12 +613,13 @@ def log_lines():
 def test_a_saved_position_older_than_retention_goes_on_from_the_newest_page(tmp_path, log_lines):
     store = FakeStore()
     path = tmp_path / "alice.state"
-    h1 = Harness(store, state=FileState(path))
+    first = FileState(path)
+    h1 = Harness(store, state=first)
     s = h1.join()
     h1.send("cardio", "seen", via=[s])
     h1.engine.commit(h1.got[0])
     h1.lose(s)
-    h1.engine._state.unlock()
+    first.unlock()
     for i in range(10):
         store.append("cardio", f"while away {i}")
     store.prune(DEPT, 3)                                  # retention keeps the newest 3
