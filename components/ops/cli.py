@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from components.ops.cluster import add_cli as add_cluster_cli
+from components.ops.clustercli import add_cli as add_cluster_cli
 from components.ops.supervisor import add_cli as add_run_cli
 from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_NODE_DIR, ConfigError, read_secret
 from components.ops.nodeconfig import DEFAULT_PORT, node_config, render

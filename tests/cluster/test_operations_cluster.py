@@ -21,7 +21,9 @@ from twisted.internet import defer, reactor, task, threads
 
 from components.client.tx import Client
 from components.core import names
-from components.ops.cluster import NodeSpec, init_cluster, nginx_config
+from components.ops.cluster import init_cluster
+from components.ops.nginx import nginx_config
+from components.ops.topology import NodeSpec
 from tests.support.cluster import NGINX, Cluster, Sender, Subscriber, wait_links_carry
 from tests.support.nodes import token, wait_until
 from tests.support.pg import pg_schema

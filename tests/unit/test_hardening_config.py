@@ -9,9 +9,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from components.core.frames import frame_cap, wamp_message_cap
 from components.ops import tls
-from components.ops.cluster import (NodeSpec, check_cluster, cluster_node_config, init_cluster, nginx_config,
-                                    parse_node_spec)
+from components.ops.cluster import init_cluster
+from components.ops.meshconfig import cluster_node_config
+from components.ops.nginx import nginx_config
 from components.ops.nodeconfig import node_config
+from components.ops.topology import NodeSpec, check_cluster, parse_node_spec
 
 DB = "postgresql://deptcast@db.example/deptcast"
 

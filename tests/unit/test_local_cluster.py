@@ -6,8 +6,8 @@ import json
 import pytest
 
 from components.ops.cli import main as cli_main
-from components.ops.cluster import (DEFAULT_BASE_PORT, LOCAL_HOST, MAX_LOCAL_NODES, NodeSpec, check_cluster,
-                                    listen_port, local_count, local_nodes)
+from components.ops.topology import (DEFAULT_BASE_PORT, LOCAL_HOST, MAX_LOCAL_NODES, NodeSpec, check_cluster,
+                                     listen_port, local_count, local_nodes)
 
 DB = "postgresql://deptcast@127.0.0.1:5432/deptcast"
 
