@@ -64,7 +64,7 @@ class Client:
                  *, state: Union[None, str, Path, PositionStore] = None, history: int = 0,
                  reactor: Any = None, gap_grace: float = GAP_GRACE, listen: bool = True) -> None:
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor  # here: importing it installs the global reactor
         self._reactor = reactor
         self._handler = on_envelope
         self._queue: Deque[Envelope] = deque()
