@@ -133,7 +133,7 @@ class CatchUp:
         return from_page
 
     async def fill(self, session: Any, generation: int, topics: Optional[List[str]], join: bool = False,
-                    shown: Optional[Set[str]] = None) -> bool:
+                   shown: Optional[Set[str]] = None) -> bool:
         """Read history past the positions of ``topics`` (all: ``None``) until an empty answer
         (``join``: the read of a join, after which the events held meanwhile go); a short
         answer is not the end (the node bounds answers by bytes too). ``False`` if it did not

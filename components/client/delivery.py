@@ -66,10 +66,10 @@ class Delivery:
         :raises StateError: if the position cannot be saved
         """
         key = envelope_key(envelope)
-        if key is None or key[1] is None or self._user is None:
+        if key is None or self._user is None:
             return
         topic, seq = key
-        if seq > self._committed.get(topic, 0):
+        if seq is not None and seq > self._committed.get(topic, 0):
             self._committed[topic] = seq
             self.save()
 
