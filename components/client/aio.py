@@ -23,7 +23,10 @@ txaio.use_asyncio()
 
 from autobahn.asyncio.component import Component  # noqa: E402
 
-from components.client.engine import Connector, Engine, Stats, TokenSource, parse_urls  # noqa: E402
+from components.client.connector import Connector, parse_urls  # noqa: E402
+from components.client.engine import Engine  # noqa: E402
+from components.client.stats import Stats  # noqa: E402
+from components.client.ticket import TokenSource  # noqa: E402
 from components.client.state import FileState, PositionStore  # noqa: E402
 from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
 

@@ -1,4 +1,5 @@
-"""The contract's errors as Python exceptions: one class per ``deptcast.error.*`` URI.
+"""The contract's errors as Python exceptions: one class per ``deptcast.error.*`` URI
+(:func:`as_error` turns a refused call's WAMP error into one).
 
 A refused call raises the class of its URI, whose ``uri`` and ``reason`` are the node's::
 
@@ -11,6 +12,8 @@ A refused call raises the class of its URI, whose ``uri`` and ``reason`` are the
 """
 
 from typing import Dict, Optional, Type
+
+from autobahn.wamp.exception import ApplicationError
 
 from components.core import errors
 
@@ -102,3 +105,16 @@ def error_for(uri: str, reason: str = "") -> DeptcastError:
     """
     cls = _BY_URI.get(uri, DeptcastError)
     return cls(reason, uri=uri)
+
+
+def as_error(error: ApplicationError) -> DeptcastError:
+    """The client exception for a WAMP error (its reason: the first argument, as deptcast
+    sends it).
+
+    :rtype: DeptcastError
+    """
+    if error.args and isinstance(error.args[0], str):
+        reason = error.args[0]
+    else:
+        reason = error.message or ""
+    return error_for(error.error, reason)

@@ -3,7 +3,7 @@
 A position store is any object with ``load()`` and ``save(user, positions)``
 (:class:`PositionStore`); :class:`FileState` keeps it in a small JSON file, replaced
 atomically on every save. The rules of the file (its format, its bounds) are
-:func:`components.core.recovery.parse_state` and :func:`~components.core.recovery.format_state`.
+:func:`components.core.statefile.parse_state` and :func:`~components.core.statefile.format_state`.
 """
 
 import fcntl
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Dict, Optional, Protocol, Tuple, Union
 
-from components.core.recovery import MAX_STATE_BYTES, format_state, parse_state
+from components.core.statefile import MAX_STATE_BYTES, format_state, parse_state
 
 
 class StateError(Exception):

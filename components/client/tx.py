@@ -28,7 +28,10 @@ from autobahn.twisted.component import Component  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
-from components.client.engine import Connector, Engine, Stats, TokenSource, parse_urls  # noqa: E402
+from components.client.connector import Connector, parse_urls  # noqa: E402
+from components.client.engine import Engine  # noqa: E402
+from components.client.stats import Stats  # noqa: E402
+from components.client.ticket import TokenSource  # noqa: E402
 from components.client.state import FileState, PositionStore  # noqa: E402
 from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
 
@@ -61,7 +64,7 @@ class Client:
                  *, state: Union[None, str, Path, PositionStore] = None, history: int = 0,
                  reactor: Any = None, gap_grace: float = GAP_GRACE, listen: bool = True) -> None:
         if reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor  # here: importing it installs the global reactor
         self._reactor = reactor
         self._handler = on_envelope
         self._queue: Deque[Envelope] = deque()

@@ -17,22 +17,26 @@ The facts they rest on (the contract, ``deptcast.history``):
 - with retention on, a position older than what the node kept is refused
   (``deptcast.error.pruned``, not a retry): the client goes on from the newest page
   (:meth:`Recovery.offer_newest`), and a topic that page does not show moves to the first
-  position the node accepts (:class:`KeptSearch`);
+  position the node accepts (:class:`~components.core.positionsearch.KeptSearch`);
 - history calls are rate-limited per user: a ``deptcast.error.rate_limited`` refusal is
-  waited out (:func:`rate_limit_wait`) and the same call made again.
+  waited out (:func:`~components.core.retry.rate_limit_wait`) and the same call made again.
+
+Per topic, the order, the gaps and their grace period are the rule every subscriber follows
+(:class:`~components.core.sequence.TopicSequence`); :class:`Recovery` keeps one per topic and
+adds what a client that reconnects needs: topics whose start is not known yet, the read of a
+join, and history reads that tell which held envelopes may stop waiting. Where a topic
+starts, or where retention left it, is found by :mod:`components.core.positionsearch`; the
+saved position's file is :mod:`components.core.statefile`.
 
 ``tests/vectors/recovery.json`` states these rules as cases that this client's tests and the
 browser's run alike.
 """
 
-import json
-import math
-import random
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, cast
 
-from components.core import names
 from components.core.errors import Refused
+from components.core.sequence import TopicSequence
 from components.core.targets import envelope_topic
 
 #: seconds an out-of-order envelope is held before the missing ones are read from history
@@ -45,10 +49,6 @@ START_PAGE = 100
 REMEMBER_IDS = 10000
 #: the largest ``seq`` or position accepted (JSON numbers stay exact up to here)
 MAX_SEQ = 2 ** 53 - 1
-#: seconds to wait after a ``rate_limited`` history refusal that carries no ``retry_after``
-RATE_LIMIT_WAIT = 1.0
-#: the longest wait a ``retry_after`` may ask for (a larger one is taken as this)
-MAX_RETRY_AFTER = 60.0
 #: ``pruned`` refusals in a row (no page read between) after which a read gives up: a node
 #: that refuses every position is broken, not pruning
 MAX_PRUNED_IN_A_ROW = 8
@@ -86,30 +86,6 @@ def envelope_key(envelope: object) -> Optional[Tuple[str, Optional[int]]]:
     return topic, seq
 
 
-def backoff(attempt: int, base: float = 0.25, cap: float = 5.0,
-            rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number ``attempt`` (0, 1, 2, ...) of a refused call:
-    doubling from ``base`` up to ``cap``, each spread over half to one and a half times its
-    value, so that clients refused together do not retry together.
-
-    :rtype: float
-    """
-    return min(cap, base * (2 ** min(attempt, 30))) * (0.5 + rand())
-
-
-def rate_limit_wait(retry_after: object) -> float:
-    """Seconds to wait after a ``rate_limited`` refusal: its ``retry_after`` keyword (seconds)
-    if it is a usable number, else :data:`RATE_LIMIT_WAIT`; at most :data:`MAX_RETRY_AFTER`.
-
-    :rtype: float
-    """
-    if isinstance(retry_after, bool) or not isinstance(retry_after, (int, float)):
-        return RATE_LIMIT_WAIT
-    if math.isnan(retry_after) or retry_after <= 0:
-        return RATE_LIMIT_WAIT
-    return min(MAX_RETRY_AFTER, float(retry_after))
-
-
 class Recovery:
     """What one subscriber has delivered and holds, per topic.
 
@@ -128,51 +104,57 @@ class Recovery:
                  grace: float = GAP_GRACE, remember: int = REMEMBER_IDS) -> None:
         self.topics: Tuple[str, ...] = tuple(topics)
         self.grace = grace
-        self._positions: Dict[str, int] = {t: positions[t] for t in self.topics if positions and t in positions}
-        #: per topic: seq -> (envelope, the fill mark current when it arrived)
-        self._held: Dict[str, Dict[int, Tuple[Envelope, int]]] = {t: {} for t in self.topics}
-        #: per topic: when its oldest open gap opened
-        self._gap_since: Dict[str, float] = {}
+        #: per topic, its order; each held item is (envelope, the fill mark current when it arrived)
+        self._order: Dict[str, TopicSequence[Tuple[Envelope, int]]] = {
+            t: TopicSequence(positions[t] + 1 if positions and t in positions else None) for t in self.topics}
         self._recent: "OrderedDict[str, None]" = OrderedDict()
         self._remember = remember
         self._mark = 0
         self._joining = False
-        #: envelopes dropped because they were delivered (or held) already
-        self.duplicates = 0
-        #: seqs given up on: history, read to the end, did not have them
-        self.skipped = 0
+        self._repeats = 0
         #: envelopes dropped because they are not envelopes of this subscriber's topics
         self.ignored = 0
 
     # -- what it knows
+
+    @property
+    def duplicates(self) -> int:
+        """Envelopes dropped because they were delivered (or held) already."""
+        return self._repeats + sum(o.duplicates for o in self._order.values())
+
+    @property
+    def skipped(self) -> int:
+        """Seqs given up on: history, read to the end, did not have them."""
+        return sum(o.skipped for o in self._order.values())
 
     def positions(self) -> Dict[str, int]:
         """The last ``seq`` delivered per topic (topics whose start is known).
 
         :rtype: dict
         """
-        return dict(self._positions)
+        return {t: o.position for t, o in self._order.items() if o.position is not None}
 
     def unknown(self) -> List[str]:
         """The topics whose start is not known yet.
 
         :rtype: list
         """
-        return [t for t in self.topics if t not in self._positions]
+        return [t for t, o in self._order.items() if o.position is None]
 
     def held(self) -> int:
         """How many envelopes are held back (out of order, or of a topic not started yet).
 
         :rtype: int
         """
-        return sum(len(h) for h in self._held.values())
+        return sum(len(o.held) for o in self._order.values())
 
     def held_envelopes(self, topic: str) -> List[Envelope]:
         """The envelopes of ``topic`` held back, in seq order.
 
         :rtype: list
         """
-        return [self._held[topic][s][0] for s in sorted(self._held.get(topic, {}))]
+        order = self._order.get(topic)
+        return [order.held[s][0] for s in sorted(order.held)] if order is not None else []
 
     def remember(self, envelopes: Iterable[Envelope]) -> None:
         """Note envelopes handed to the application outside :meth:`offer` (the newest few a
@@ -185,32 +167,23 @@ class Recovery:
 
         :rtype: dict
         """
-        out: Dict[str, List[Tuple[int, int]]] = {}
-        for topic, pos in self._positions.items():
-            held = sorted(self._held[topic])
-            ranges, expect = [], pos + 1
-            for seq in held:
-                if seq > expect:
-                    ranges.append((expect, seq - 1))
-                expect = seq + 1
-            if ranges:
-                out[topic] = ranges
-        return out
+        return {t: ranges for t, o in self._order.items() if (ranges := o.gaps())}
 
     def due(self, now: float) -> Dict[str, int]:
         """The positions to read history from for the gaps open at least ``grace`` seconds.
 
         :rtype: dict
         """
-        # the same sum as next_due(): a timer set for that instant finds the gap due
-        return {t: self._positions[t] for t, since in self._gap_since.items() if since + self.grace <= now}
+        return {t: o.next - 1 for t, o in self._order.items() if o.next is not None and o.due(now, self.grace)}
 
     def next_due(self) -> Optional[float]:
         """When the oldest open gap becomes due, or ``None`` if none is open.
 
         :rtype: float or None
         """
-        return min(self._gap_since.values()) + self.grace if self._gap_since else None
+        # the same sum as TopicSequence.due(): a timer set for that instant finds the gap due
+        opened = [o.gap_since for o in self._order.values() if o.gap_since is not None]
+        return min(opened) + self.grace if opened else None
 
     # -- what arrives
 
@@ -227,52 +200,28 @@ class Recovery:
         :rtype: list
         """
         key = envelope_key(envelope)
-        if key is None or key[0] not in self._held:
+        if key is None or key[0] not in self._order:
             self.ignored += 1
             return []
         topic, seq = key
+        envelope = cast(Envelope, envelope)  # envelope_key placed it: a dict with an id
         msg_id = envelope["id"]
         if msg_id in self._recent:
-            self.duplicates += 1
+            self._repeats += 1
             return []
         if seq is None:
             # stored before seq existed: nothing to order it by, so it is delivered once by id
             self._remember_id(msg_id)
             return [envelope]
-        pos = self._positions.get(topic)
-        held = self._held[topic]
-        if pos is not None and seq <= pos:
-            self.duplicates += 1
+        order = self._order[topic]
+        if not live and order.position is not None:
+            return self._delivered(order.take(seq, (envelope, self._mark)))
+        if not order.hold(seq, (envelope, self._mark)):
             return []
-        if not live and pos is not None:
-            return self._from_history(topic, seq, envelope)
-        if seq in held:
-            self.duplicates += 1
-            return []
-        held[seq] = (envelope, self._mark)
-        if pos is None or (live and self._joining):
+        if order.position is None or (live and self._joining):
             return []  # held until start_at() says where the topic begins / the join's read is done
-        out = self._release(topic)
-        if held and topic not in self._gap_since:
-            self._gap_since[topic] = now
-        return out
-
-    def _from_history(self, topic: str, seq: int, envelope: Envelope) -> List[Envelope]:
-        held = self._held[topic]
-        out: List[Envelope] = []
-        # held events below it that history went past exist all the same: they go first
-        below = sorted(s for s in held if s < seq)
-        for s in below:
-            out.append(held.pop(s)[0])
-            self._remember_id(out[-1]["id"])
-        self.skipped += max(0, seq - self._positions[topic] - 1 - len(below))
-        if held.pop(seq, None) is not None:
-            self.duplicates += 1  # it came live as well
-        self._positions[topic] = seq
-        self._remember_id(envelope["id"])
-        out.append(envelope)
-        if not held:
-            self._gap_since.pop(topic, None)
+        out = self._delivered(order.release())
+        order.note_gap(now)
         return out
 
     def offer_page(self, page: Sequence[object], now: float) -> List[Envelope]:
@@ -300,7 +249,7 @@ class Recovery:
         shown: List[str] = []
         for envelope in page:
             key = envelope_key(envelope)
-            if key is None or key[0] not in wanted or key[0] not in self._positions:
+            if key is None or key[0] not in wanted or self._started(key[0]) is None:
                 continue
             if key[1] is not None and key[0] not in shown:
                 shown.append(key[0])
@@ -314,33 +263,14 @@ class Recovery:
 
         :rtype: list
         """
-        pos = self._positions.get(topic)
-        if pos is None or seq <= pos:
+        order = self._started(topic)
+        if order is None or order.position is None or seq <= order.position:
             return []
-        self.skipped += seq - pos
-        self._positions[topic] = seq
-        held = self._held[topic]
-        for old in [s for s in held if s <= seq]:
-            del held[old]
+        order.skip_to(seq)
         if self._joining:
             return []
-        out = self._release(topic)
-        if held and topic not in self._gap_since:
-            self._gap_since[topic] = now
-        return out
-
-    def _skip_below(self, topic: str, seq: int) -> List[Envelope]:
-        """Give up the seqs missing below ``seq`` (envelopes held below it are still delivered)."""
-        out: List[Envelope] = []
-        held = self._held[topic]
-        while topic in self._positions and seq > self._positions[topic] + 1:
-            below = [s for s in held if s < seq]
-            step = min(below) if below else seq
-            self.skipped += step - self._positions[topic] - 1
-            self._positions[topic] = step - 1
-            out += self._release(topic)
-            if not below:
-                break
+        out = self._delivered(order.release())
+        order.note_gap(now)
         return out
 
     def begin_join(self) -> None:
@@ -351,9 +281,8 @@ class Recovery:
     def drop_held(self) -> None:
         """The connection is lost: forget the held events and open gaps (the next join
         reads them from history by position)."""
-        for held in self._held.values():
-            held.clear()
-        self._gap_since.clear()
+        for order in self._order.values():
+            order.drop_held()
         self._joining = False
 
     def start_at(self, topic: str, seq: int, now: float) -> List[Envelope]:
@@ -362,17 +291,14 @@ class Recovery:
 
         :rtype: list
         """
-        if topic not in self._held or topic in self._positions:
+        order = self._order.get(topic)
+        if order is None or order.position is not None:
             return []
-        self._positions[topic] = seq
-        held = self._held[topic]
-        for old in [s for s in held if s <= seq]:
-            del held[old]
+        order.start(seq)
         if self._joining:
             return []  # the join's read goes on from here; what is held waits for it
-        out = self._release(topic)
-        if held:
-            self._gap_since[topic] = now
+        out = self._delivered(order.release())
+        order.restart_gap(now)
         return out
 
     def begin_fill(self) -> int:
@@ -399,32 +325,29 @@ class Recovery:
         if join:
             self._joining = False
         for topic in topics if topics is not None else self.topics:
-            if topic not in self._positions:
+            order = self._started(topic)
+            if order is None:
                 continue
-            held = self._held[topic]
-            out += self._release(topic)
-            early = [s for s, (_, arrived) in held.items() if arrived < mark]
+            out += self._delivered(order.release())
+            early = [s for s, (_, arrived) in order.held.items() if arrived < mark]
             if early:
-                out += self._skip_below(topic, max(early) + 1)
-            self._gap_since.pop(topic, None)
-            if held:
-                self._gap_since[topic] = now
+                out += self._delivered(order.give_up(max(early) + 1))
+            order.restart_gap(now)
         return _in_id_order(out)
 
     # -- helpers
 
-    def _release(self, topic: str) -> List[Envelope]:
-        held = self._held[topic]
+    def _started(self, topic: str) -> Optional[TopicSequence[Tuple[Envelope, int]]]:
+        """The order of ``topic`` if it is one of the subscriber's and its start is known."""
+        order = self._order.get(topic)
+        return order if order is not None and order.position is not None else None
+
+    def _delivered(self, held: List[Tuple[Envelope, int]]) -> List[Envelope]:
+        """The envelopes of items leaving a topic's order, remembered by id."""
         out = []
-        pos = self._positions[topic]
-        while pos + 1 in held:
-            pos += 1
-            envelope, _ = held.pop(pos)
+        for envelope, _ in held:
             self._remember_id(envelope["id"])
             out.append(envelope)
-        self._positions[topic] = pos
-        if not held:
-            self._gap_since.pop(topic, None)
         return out
 
     def _remember_id(self, msg_id: str) -> None:
@@ -436,249 +359,3 @@ class Recovery:
 def _in_id_order(envelopes: List[Envelope]) -> List[Envelope]:
     """Envelopes delivered together go out in id order (per topic that is seq order)."""
     return sorted(envelopes, key=lambda e: id_number(e["id"]) or 0)
-
-
-# -- a client's first start: where each topic begins
-
-
-def fresh_start(page: Sequence[object], topics: Sequence[str], replay: int = 0
-                ) -> Tuple[List[Envelope], Dict[str, int], Optional[str], List[str]]:
-    """Read the first answer of a client with no saved position: ``deptcast.history(latest=True)``
-    asked *after* subscribing. What it holds is from before the client's time; everything
-    newer arrives live.
-
-    :param page: the answer (oldest first: the newest envelopes of the client's topics)
-    :param replay: how many of the newest to hand to the application anyway (``--history N``)
-    :returns: ``(replay envelopes oldest first, {topic: position} for the topics the page
-        shows, the newest id in the page or None, topics the page does not show)``. A topic
-        the page does not show is either empty or older than the whole page:
-        :class:`StartSearch` finds its position, unless the page is empty (then every topic
-        is empty: an answer holds at least one envelope when there are any).
-    :rtype: tuple
-    """
-    mine = [e for e in page if (k := envelope_key(e)) is not None and k[0] in topics]
-    starts: Dict[str, int] = {}
-    for envelope in mine:
-        topic, seq = envelope_key(envelope)  # type: ignore[misc]
-        if seq is not None:
-            starts[topic] = max(starts.get(topic, 0), seq)
-    if not mine:
-        return [], {t: 0 for t in topics}, None, []
-    newest = max(mine, key=lambda e: id_number(e["id"]))["id"]
-    shown = sorted(mine, key=lambda e: id_number(e["id"]))[-replay:] if replay > 0 else []
-    return shown, starts, newest, [t for t in topics if t not in starts]
-
-
-class StartSearch:
-    """Find one topic's position at a client's start: its highest ``seq`` among envelopes
-    with an id at or below ``newest`` (the newest id of the client's first history answer),
-    asking ``deptcast.history(positions={topic: x}, limit=1)``, which answers ``seq`` x+1.
-    Doubling, then halving: about 2·log2(n) one-row calls for a topic of n envelopes.
-
-    :param topic: the topic
-    :param newest: the newest id of the first answer (from :func:`fresh_start`)
-    """
-
-    def __init__(self, topic: str, newest: str) -> None:
-        self.topic = topic
-        self._newest = id_number(newest) or 0
-        #: a seq known to be before the start (0: nothing is)
-        self.low = 0
-        #: a seq known to be after the start, or not to exist (None: none known yet)
-        self.high: Optional[int] = None
-
-    @property
-    def done(self) -> bool:
-        return self.high is not None and self.high <= self.low + 1
-
-    @property
-    def position(self) -> int:
-        """The answer, once :attr:`done`.
-
-        :rtype: int
-        """
-        return self.low
-
-    def learn(self, envelope: object) -> None:
-        """Use any envelope of the topic seen meanwhile (a live one narrows the search too)."""
-        key = envelope_key(envelope)
-        if key is None or key[0] != self.topic or key[1] is None:
-            return
-        seq = key[1]
-        if (id_number(envelope["id"]) or 0) <= self._newest:  # type: ignore[index]
-            self.low = max(self.low, seq)
-        else:
-            self.high = seq if self.high is None else min(self.high, seq)
-
-    def next_position(self) -> int:
-        """The position to ask history from next (it answers ``seq`` position + 1).
-
-        :rtype: int
-        """
-        if self.high is None:
-            probe = max(1, 2 * self.low)
-        else:
-            probe = (self.low + self.high) // 2
-        return probe - 1
-
-    def refused(self, asked: int) -> None:
-        """``positions={topic: asked}`` was refused as pruned: seq ``asked + 1`` was removed by
-        retention, so the start is past it (what retention removed is not wanted either)."""
-        self.low = max(self.low, asked + 1)
-        if self.high is not None and self.high <= self.low:
-            self.high = self.low + 1
-
-    def answer(self, asked: int, page: Sequence[object]) -> None:
-        """Take the answer to ``positions={topic: asked}``: seq ``asked + 1`` or nothing."""
-        before = (self.low, self.high)
-        for envelope in page:
-            self.learn(envelope)
-        if not any((k := envelope_key(e)) is not None and k[0] == self.topic for e in page):
-            # nothing past `asked`: the topic ends at or before it
-            self.high = asked + 1 if self.high is None else min(self.high, asked + 1)
-        if (self.low, self.high) == before:
-            # an answer that teaches nothing (a store that numbers oddly): settle for what is known
-            self.high = self.low + 1
-
-
-class KeptSearch:
-    """Find where retention left a topic: the first position the node accepts
-    (``deptcast.history(positions={topic: x}, limit=1)`` is refused as pruned exactly for the
-    ``x`` below the seq up to which the topic's messages were removed). Asks the position
-    itself first; if it is refused, the position + 1, + 3, + 7, ... (doubling the step) until
-    one is accepted, then halves between the last refused and the first accepted.
-
-    :param topic: the topic
-    :param position: its position (the first one asked)
-    """
-
-    def __init__(self, topic: str, position: int) -> None:
-        self.topic = topic
-        self._first = position
-        self._refusals = 0
-        #: the highest position refused as pruned (None: none yet)
-        self.refused_at: Optional[int] = None
-        #: the lowest position accepted (None: none yet)
-        self.accepted_at: Optional[int] = None
-
-    @property
-    def done(self) -> bool:
-        return self.accepted_at is not None and (self.refused_at is None or self.accepted_at - self.refused_at <= 1)
-
-    @property
-    def position(self) -> int:
-        """The answer, once :attr:`done`: the first position the node accepts.
-
-        :rtype: int
-        """
-        assert self.accepted_at is not None
-        return self.accepted_at
-
-    def next_position(self) -> int:
-        """The position to ask next.
-
-        :raises ValueError: if the node refused every position up to :data:`MAX_SEQ`
-        :rtype: int
-        """
-        if self.refused_at is None:
-            return self._first
-        if self.accepted_at is None:
-            probe = self.refused_at + 2 ** (self._refusals - 1)
-            if probe > MAX_SEQ:
-                raise ValueError(f"the node refuses every position of {self.topic} as pruned")
-            return probe
-        return (self.refused_at + self.accepted_at) // 2
-
-    def refused(self, asked: int) -> None:
-        """The node refused ``asked`` as pruned."""
-        self._refusals += 1
-        self.refused_at = asked if self.refused_at is None else max(self.refused_at, asked)
-
-    def accepted(self, asked: int) -> None:
-        """The node answered ``asked`` (whatever the answer holds)."""
-        self.accepted_at = asked if self.accepted_at is None else min(self.accepted_at, asked)
-
-
-# -- the durable position: a small JSON file a restarted client resumes from
-
-#: the largest state file read
-MAX_STATE_BYTES = 64 * 1024
-#: the deepest nesting of JSON read from a state file
-MAX_STATE_DEPTH = 4
-STATE_FORMAT = 1
-
-
-def json_depth(text: str, limit: int) -> int:
-    """How deeply ``text``'s JSON arrays and objects nest, counted without parsing, up to
-    ``limit`` + 1 (a cheap bound before :func:`json.loads`, which recurses).
-
-    :rtype: int
-    """
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    return deepest
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
-def format_state(user: str, positions: Mapping[str, int]) -> str:
-    """The text of a state file: the user key and its positions.
-
-    :rtype: str
-    """
-    return json.dumps({"deptcast_state": STATE_FORMAT, "user": user,
-                       "positions": dict(sorted(positions.items()))}, indent=1) + "\n"
-
-
-def parse_state(data: bytes) -> Tuple[str, Dict[str, int]]:
-    """Read a state file written by :func:`format_state`.
-
-    :returns: ``(user key, {topic: position})``
-    :raises ValueError: with a readable reason if it is not one (too large, too deeply
-        nested, not JSON, wrong fields)
-    :rtype: tuple
-    """
-    if len(data) > MAX_STATE_BYTES:
-        raise ValueError(f"it has {len(data)} bytes; a state file has at most {MAX_STATE_BYTES}")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("it is not UTF-8 text") from None
-    if json_depth(text, MAX_STATE_DEPTH) > MAX_STATE_DEPTH:
-        raise ValueError(f"its JSON nests deeper than {MAX_STATE_DEPTH} levels")
-    try:
-        body = json.loads(text)
-    except ValueError as e:
-        raise ValueError(f"it is not JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(body, dict) or body.get("deptcast_state") != STATE_FORMAT:
-        raise ValueError(f'it is not a deptcast state file (no "deptcast_state": {STATE_FORMAT})')
-    user = body.get("user")
-    if names.parse_user_key(user) is None:
-        raise ValueError('its "user" is not a user key <dept>_<user>')
-    positions = body.get("positions")
-    if not isinstance(positions, dict):
-        raise ValueError('its "positions" is not an object {topic: seq}')
-    checked: Dict[str, int] = {}
-    for topic, seq in positions.items():
-        if not isinstance(topic, str) or not topic.startswith("deptcast.") or len(topic) > 200:
-            raise ValueError(f"{str(topic)[:80]!r} is not a deptcast topic")
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-            raise ValueError(f"the position of {topic} is not a whole number 0 or more")
-        checked[topic] = seq
-    return user, checked

@@ -70,7 +70,7 @@ def event_text(event: Dict[str, Any]) -> str:
 
     :rtype: str
     """
-    from twisted.logger import formatEvent
+    from twisted.logger import formatEvent  # here: Twisted is for the node's process, not every command
     text = formatEvent(event)
     failure = event.get("log_failure")
     if failure is not None:
@@ -119,6 +119,7 @@ def make_observer(mode: str, fmt: str, out=None, err=None) -> Callable[[Dict[str
     :param out: where info (and, as JSON, every) line goes (default ``sys.__stdout__``)
     :param err: where warnings and errors go as text (default ``sys.__stderr__``)
     """
+    # here: Twisted is for the node's process, not for every deptcast command (this module is imported by all)
     from twisted.logger import ILogObserver
     from zope.interface import provider
 
@@ -136,6 +137,7 @@ def make_observer(mode: str, fmt: str, out=None, err=None) -> Callable[[Dict[str
 
 def install(mode: str, fmt: str, level: str = "info") -> None:
     """Put :func:`make_observer` in place of Crossbar's stdout and stderr observers."""
+    # here: Crossbar takes about 2 s to import, which only the node's process pays
     import crossbar.node.main as crossbar_main
     from twisted.logger import globalLogPublisher
     from txaio import set_global_log_level, start_logging
@@ -168,7 +170,7 @@ def crossbar_args(args: argparse.Namespace) -> List[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse(argv)
     install(args.mode, args.format, args.loglevel)
-    import crossbar
+    import crossbar  # here, like install()'s: about 2 s to import, for the node's process only
     sys.argv = ["crossbar", *crossbar_args(args)]  # crossbar.run() reads its command line
     return crossbar.run() or 0
 

@@ -7,59 +7,12 @@ proxy ``/health``). The exit code is 0 when every node is healthy, 1 otherwise.
 """
 
 import argparse
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
 from components.ops.probe import Health, get_health
-
-#: the description of a generated cluster, in its output directory
-DESCRIPTION = "cluster.json"
-
-
-def write_description(out: Path, nodes: Sequence[Any]) -> Path:
-    """Write ``cluster.json`` (the nodes' names and addresses) into ``out``.
-
-    :rtype: Path
-    """
-    path = Path(out) / DESCRIPTION
-    path.write_text(json.dumps({"nodes": [{"name": n.name, "host": n.host, "port": n.port} for n in nodes]},
-                               indent=2) + "\n")
-    return path
-
-
-def read_description(out: Path) -> List[Any]:
-    """The nodes of the cluster generated into ``out``.
-
-    :raises ValueError: if ``out`` holds no description
-    :rtype: list of NodeSpec
-    """
-    from components.ops.cluster import NodeSpec  # (cluster imports this module)
-    path = Path(out) / DESCRIPTION
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path} not found: give the directory `deptcast cluster init --out` wrote, "
-                         "or the nodes with --node NAME=HOST:PORT") from None
-    return [NodeSpec(n["name"], n["host"], int(n["port"])) for n in data["nodes"]]
-
-
-def internal_locations(expose: bool) -> str:
-    """nginx ``location`` blocks for the internal paths: 404 unless ``expose``.
-
-    :rtype: str
-    """
-    if expose:
-        return ("        # /health and /metrics proxied on request (`cluster init --expose-internal`): the\n"
-                "        # answer comes from whichever node the round robin picks\n"
-                "        location = /health {\n            proxy_pass http://deptcast;\n        }\n"
-                "        location /health/ {\n            proxy_pass http://deptcast;\n        }\n"
-                "        location = /metrics {\n            proxy_pass http://deptcast;\n        }\n")
-    return ("        # internal: ask (and scrape) each node directly, not through the balancer\n"
-            "        location = /health {\n            return 404;\n        }\n"
-            "        location /health/ {\n            return 404;\n        }\n"
-            "        location = /metrics {\n            return 404;\n        }\n")
+from components.ops.topology import NodeSpec, parse_node_spec, read_description
 
 
 def link_text(peer: str, link: Any) -> str:
@@ -95,7 +48,7 @@ def node_line(name: str, address: str, health: Optional[Health]) -> str:
     return line
 
 
-def cluster_status(nodes: Sequence[Any], timeout: float = 3.0) -> Tuple[List[str], bool]:
+def cluster_status(nodes: Sequence[NodeSpec], timeout: float = 3.0) -> Tuple[List[str], bool]:
     """Ask every node at once; the lines in the nodes' order, and whether all are healthy.
 
     :rtype: tuple
@@ -108,12 +61,11 @@ def cluster_status(nodes: Sequence[Any], timeout: float = 3.0) -> Tuple[List[str
     return lines, all(h is not None and h.ok for h in answers)
 
 
-def nodes_of(args: argparse.Namespace) -> List[Any]:
+def nodes_of(args: argparse.Namespace) -> List[NodeSpec]:
     """The nodes named by ``--node`` entries, else by the description in ``--cluster``.
 
     :rtype: list of NodeSpec
     """
-    from components.ops.cluster import parse_node_spec
     if args.node:
         return [parse_node_spec(text) for text in args.node]
     return read_description(Path(args.cluster))

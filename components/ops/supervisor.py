@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
+from components.core.settings import DEFAULT_NODE_DIR
 from components.ops import nodelog
 from components.ops.process import CROSSBAR
 
@@ -163,7 +164,6 @@ def _cmd_run(args) -> int:
 
 def add_cli(sub) -> None:
     """Add ``deptcast run`` to the command line."""
-    from components.core.settings import DEFAULT_NODE_DIR
     run = sub.add_parser("run", help="run a node and start it again whenever it stops by itself",
                          description="Run `crossbar start --cbdir DIR` and start it again when it exits "
                                      "without being asked to (a crashed worker ends a Crossbar node). "

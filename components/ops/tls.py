@@ -32,6 +32,11 @@ import secrets
 from pathlib import Path
 from typing import Any, Dict, Iterable, Tuple, Union
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 #: the node's files, relative to its node directory (Crossbar reads them relative to it too)
 NODE_KEY = "tls/node.key"
 NODE_CERT = "tls/node.pem"
@@ -82,23 +87,16 @@ def _write(path: Path, data: Union[bytes, str], mode: int) -> None:
 
 
 def _name(common_name: str):
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "deptcast"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def _pem_key(key) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def _pem_cert(cert) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -107,10 +105,6 @@ def make_ca(common_name: str = "deptcast cluster CA", now: datetime.datetime = N
 
     :rtype: tuple
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     now = now or datetime.datetime.now(datetime.timezone.utc)
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(common_name)
@@ -137,11 +131,6 @@ def make_node_certificate(ca_key_pem: bytes, ca_cert_pem: bytes, node: str, host
     :param host: an IP address (the certificate names it as such) or a DNS name
     :rtype: tuple
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
     now = now or datetime.datetime.now(datetime.timezone.utc)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)

@@ -11,6 +11,7 @@ from components.core.history import HistoryRequest
 from components.core.settings import is_postgres_url
 from components.core.targets import Target
 from components.core.tokens import Identity
+from components.store.sqlite import SqliteStore
 
 
 class Store(Protocol):
@@ -48,7 +49,7 @@ def open_store(db: str, timeout: float = 5.0) -> Store:
     :rtype: Store
     """
     if is_postgres_url(db):
+        # here, not at the top: psycopg is needed only for PostgreSQL (an embedded node runs without it)
         from components.store.postgres import PostgresStore
         return PostgresStore(db, timeout)
-    from components.store.sqlite import SqliteStore
     return SqliteStore(db, timeout)

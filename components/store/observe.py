@@ -1,6 +1,7 @@
 """Store operations as metrics: how long each took and how it failed (see
 :mod:`components.core.metrics`). :class:`~components.store.threaded.ThreadedStore` calls
-:func:`observe` once per call, when its answer comes (late answers included)."""
+:func:`observe` once per call that ran, when its answer comes (late answers included), and
+:func:`observe_deadline` when a call's deadline passes."""
 
 from typing import Any, Tuple, Type
 
@@ -19,9 +20,6 @@ def observe(operation: str, seconds: float, outcome: Any,
             unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:
     """Record one store call: its duration, and its failure unless it is an answer (a history
     request that reaches past retention is an answer, not a store error)."""
-    from components.store.threaded import StoreUnavailable  # (threaded imports this module)
-    if isinstance(outcome, Failure) and outcome.check(StoreUnavailable):
-        return  # never ran: its deadline passed while it waited (counted as a deadline then)
     STORE_SECONDS.labels(operation).observe(seconds)
     if isinstance(outcome, Failure) and not outcome.check(PrunedHistory):
         kind = "unavailable" if unavailable_errors and outcome.check(*unavailable_errors) else "error"

@@ -173,12 +173,12 @@ class ThreadedStore:
 
         def done(outcome: Any) -> None:
             pool.in_flight -= 1
-            observe(fn.__name__, self._reactor.seconds() - started, outcome, self._unavailable_errors)
             if timer.active():
                 timer.cancel()
+            if isinstance(outcome, Failure) and outcome.check(_Expired):
+                return  # never ran: its caller heard "unavailable" (and it was counted) at the deadline
+            observe(fn.__name__, self._reactor.seconds() - started, outcome, self._unavailable_errors)
             if isinstance(outcome, Failure):
-                if outcome.check(_Expired):
-                    return  # its caller heard "unavailable" when the deadline passed
                 if self._unavailable_errors and outcome.check(*self._unavailable_errors):
                     self._went_down(pool, self._reason(outcome), started)
                     outcome = Failure(StoreUnavailable(self._reason(outcome)))

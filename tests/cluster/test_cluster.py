@@ -22,9 +22,11 @@ from components.core import names
 from components.core.names import RLINK_ROLE
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS
 from components.ops.cli import main as cli_main
-from components.ops.cluster import (PROXY_TIMEOUT_S, RLINK_PATH, NodeSpec, check_cluster,
-                                init_cluster, nginx_config, parse_node_spec)
+from components.ops.cluster import init_cluster
+from components.ops.meshconfig import RLINK_PATH
+from components.ops.nginx import PROXY_TIMEOUT_S, nginx_config
 from components.ops.nodeconfig import COMPONENT_CLASSES
+from components.ops.topology import NodeSpec, check_cluster, parse_node_spec
 from tests.support.cluster import NGINX, Cluster, ListenProcess, Sender, Subscriber, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import REPO, Node, free_port, token

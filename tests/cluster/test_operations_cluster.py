@@ -21,14 +21,17 @@ from twisted.internet import defer, reactor, task, threads
 
 from components.client.tx import Client
 from components.core import names
-from components.ops.cluster import NodeSpec, init_cluster, nginx_config
+from components.ops.cluster import init_cluster
+from components.ops.nginx import nginx_config
+from components.ops.topology import NodeSpec
 from tests.support.cluster import NGINX, Cluster, Sender, Subscriber, wait_links_carry
 from tests.support.nodes import token, wait_until
 from tests.support.pg import pg_schema
 from tests.support.wamp import connect, wait_for
 
 DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
-#: the stated bounds of a rolling restart under load (measured: see NOTES-ops.md)
+#: the bounds a rolling restart under load is held to (measured: the longest send 0.2-1.0 s, the
+#: longest delivery 0.4-0.7 s, in 4 runs of this test)
 MAX_DELIVERY_SECONDS = 5.0    # from a send's start until every subscriber has the message
 MAX_SEND_SECONDS = 5.0        # from a send's start until it is accepted (held, retried or not)
 

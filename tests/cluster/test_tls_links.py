@@ -13,7 +13,7 @@ from twisted.internet import defer
 
 from components.core.names import RLINK_ROLE
 from components.ops import tls
-from components.ops.cluster import RLINK_PATH
+from components.ops.meshconfig import RLINK_PATH
 from tests.support import raw
 from tests.support.cluster import Cluster, wait_links_carry
 from tests.support.legacy import HandshakeRefused, connect_legacy

@@ -19,7 +19,8 @@ from twisted.internet import defer, reactor, task, threads
 
 from components.client.errors import NotAuthorized
 from components.client.tx import Client
-from components.core.recovery import envelope_key, format_state, parse_state
+from components.core.recovery import envelope_key
+from components.core.statefile import format_state, parse_state
 from components.ops.nodeconfig import node_config
 from tests.support.browser import send_via_wamp
 from tests.support.nodes import REPO, TEST_SECRET, Node, free_port, token, wait_until

@@ -24,8 +24,9 @@ from components.core.frames import frame_cap, wamp_message_cap
 from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES
 from tests.support import raw
 from tests.support.legacy import connect_legacy, http_request, post_send
-from components.ops.cluster import RLINK_PATH, NodeSpec, rlink_path, rlink_role
+from components.ops.meshconfig import RLINK_PATH, rlink_path, rlink_role
 from components.ops.nodeconfig import node_config
+from components.ops.topology import NodeSpec
 from tests.support.nodes import INSPECT_SOCKET, REPO, Node, free_port, token
 from tests.support.wamp import JoinRefused, call_error, connect, wait_for
 

@@ -17,7 +17,8 @@ import pytest_twisted
 from components.core.legacy import PROTOCOL, TOKEN_PROTOCOL_PREFIX
 from components.core.tokens import issue_token
 from components.ops.cli import main as cli_main
-from components.ops.cluster import NodeSpec, nginx_config
+from components.ops.nginx import nginx_config
+from components.ops.topology import NodeSpec
 from tests.support import raw
 from tests.support.cluster import Nginx
 from tests.support.legacy import HandshakeRefused, connect_legacy, http_request, post_send

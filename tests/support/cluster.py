@@ -20,8 +20,8 @@ from twisted.internet import defer, reactor, task
 from components.client.tx import Client
 from components.core import names
 from components.core.names import RLINK_ROLE
-from components.ops.cluster import ClusterLayout, NodeSpec, init_cluster
-from components.ops.status import read_description
+from components.ops.cluster import ClusterLayout, init_cluster
+from components.ops.topology import NodeSpec, read_description
 from tests.support.nodes import Node, free_port, token, wait_until
 from tests.support.wamp import connect, connect_inspector
 

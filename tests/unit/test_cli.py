@@ -1,10 +1,12 @@
 """The ``deptcast`` command line, run as a user runs it."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 from components.core.tokens import verify_token
+from components.ops.cli import build_parser
 
 DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
 SECRET = "c" * 40
@@ -37,3 +39,9 @@ def test_token_without_secret_explains(tmp_path):
 def test_token_bad_department(tmp_path):
     out = run("token", "--user", "bob", "--dept", "or_tho", env={"DEPTCAST_JWT_SECRET": SECRET, "PATH": ""})
     assert out.returncode == 2 and "department code" in out.stderr
+
+
+def test_the_parser_has_every_command():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == ["token", "node-config", "cluster", "run", "send", "listen"]

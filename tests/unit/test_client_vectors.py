@@ -9,15 +9,15 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 import txaio
+from autobahn.wamp.exception import ApplicationError, TransportLost
+from twisted.internet import defer, task
 
-txaio.use_twisted()
+from components.client.engine import Engine
+from components.core import names
+from components.core.recovery import GAP_GRACE, envelope_key
+from tests.support.client import FakeSession, FakeStore
 
-from autobahn.wamp.exception import ApplicationError, TransportLost  # noqa: E402
-from twisted.internet import defer, task  # noqa: E402
-
-from components.client.engine import Engine  # noqa: E402
-from components.core import names  # noqa: E402
-from components.core.recovery import GAP_GRACE, envelope_key  # noqa: E402
+txaio.use_twisted()  # the engine's futures and loggers are Twisted's here, as in a Twisted program
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "recovery.json"
 USER, DEPT = "alice", "cardio"
@@ -46,26 +46,13 @@ class Stored:
         pass
 
 
-class ScriptedSession:
-    """A session whose history calls wait for the case's ``answer`` steps."""
+class ScriptedSession(FakeSession):
+    """A session of cardio_alice whose history calls wait for the case's ``answer`` steps."""
 
     def __init__(self, requests: List[Dict[str, Any]], pending: List[defer.Deferred]) -> None:
+        super().__init__(FakeStore(), user=USER, dept=DEPT)
         self.requests = requests
         self.pending = pending
-        self.handlers: Dict[str, Any] = {}
-        self.attached = True
-
-        class Details:
-            authid = USER
-            authextra = {"dept": DEPT, "x_cb_node": "n1"}
-        self.details = Details()
-
-    def is_attached(self) -> bool:
-        return self.attached
-
-    def subscribe(self, handler, topic):
-        self.handlers[topic] = handler
-        return defer.succeed(None)
 
     def call(self, procedure, *args, **kwargs):
         assert procedure == names.PROC_HISTORY and not args, (procedure, args)

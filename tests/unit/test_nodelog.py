@@ -1,5 +1,4 @@
-"""Unit tests of components.ops.nodelog (what a node prints) and of how ``deptcast run`` starts
-a node (components.ops.supervisor.node_command, components.ops.process.run_args)."""
+"""Unit tests of components.ops.nodelog: what a node prints."""
 
 import io
 import json
@@ -7,8 +6,6 @@ import json
 from twisted.logger import LogLevel
 
 from components.ops import nodelog
-from components.ops.process import run_args
-from components.ops.supervisor import node_command
 
 
 def event(text, level=LogLevel.info, namespace="crossbar.router.router", system="Router      4242", **kw):
@@ -53,14 +50,6 @@ def test_the_observer_splits_text_by_level_and_writes_json_to_one_stream():
     assert [json.loads(line)["level"] for line in out.getvalue().splitlines()] == ["info", "warn"]
 
 
-def test_how_deptcast_run_starts_the_node():
-    assert node_command(None, "text")[-8:] == ["--mode", "quiet", "--format", "text", "--loglevel", "info",
-                                               "--", "start"]
-    assert node_command("debug", "text")[1:] == ["start", "--loglevel", "debug"]
-    assert node_command("info", "json")[-8:] == ["--mode", "all", "--format", "json", "--loglevel", "info",
-                                                 "--", "start"]
+def test_crossbar_gets_what_follows_the_double_dash_and_the_level():
     assert nodelog.crossbar_args(nodelog.parse(["--", "start", "--cbdir", "x"])) == \
         ["start", "--cbdir", "x", "--loglevel", "info"]
-    assert run_args(["--loglevel", "info"]) == ["--loglevel", "info"]
-    assert run_args(["--config", "c.json", "--loglevel", "warn"]) == ["--loglevel", "warn", "--", "--config", "c.json"]
-    assert run_args([]) == []

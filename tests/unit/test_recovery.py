@@ -1,33 +1,12 @@
 """The recovery rules (``components.core.recovery``): exactly once, in per-topic order, from
 live events and history in any order."""
 
-import json
 import random
 
 import pytest
 
-from components.core.recovery import (MAX_RETRY_AFTER, MAX_SEQ, MAX_STATE_BYTES, RATE_LIMIT_WAIT, KeptSearch,
-                                      Recovery, StartSearch, backoff, envelope_key, format_state, fresh_start,
-                                      json_depth, parse_state, rate_limit_wait)
-
-DEPT, ALL, DM = "deptcast.dept.cardio", "deptcast.all", "deptcast.user.cardio_alice"
-TOPICS = (DEPT, ALL, DM)
-_ids = iter(range(1, 10 ** 9))
-
-
-def env(topic: str, seq, msg_id=None, **extra):
-    """An envelope of ``topic`` as the node sends it (ids grow unless given)."""
-    scope, target = {DEPT: ("dept", "cardio"), ALL: ("all", "All"), DM: ("user", "cardio_alice")}.get(
-        topic, ("dept", topic.rsplit(".", 1)[-1]))
-    out = {"id": f"{msg_id if msg_id is not None else next(_ids):016d}", "scope": scope, "target": target,
-           "sender": "pat", "sender_dept": "admin", "message": f"{topic} #{seq}", "ts": 1, **extra}
-    if seq is not None:
-        out["seq"] = seq
-    return out
-
-
-def seqs(envelopes):
-    return [(e["seq"] if "seq" in e else None) for e in envelopes]
+from components.core.recovery import Recovery, envelope_key
+from tests.support.envelopes import ALL, DEPT, DM, TOPICS, env, seqs
 
 
 def started(**positions):
@@ -205,99 +184,6 @@ def test_two_nodes_interleaved_deliver_every_envelope_once_in_order():
     assert len(got) == len(stream) and r.held() == 0 and r.gaps() == {}
 
 
-def test_fresh_start_reads_where_each_topic_stands():
-    page = [env(DEPT, 4), env(ALL, 9), env(DEPT, 5), env("deptcast.dept.onco", 2), env(DEPT, None)]
-    shown, starts, newest, rest = fresh_start(page, TOPICS, replay=2)
-    assert starts == {DEPT: 5, ALL: 9}
-    assert rest == [DM]
-    assert newest == page[4]["id"]
-    assert shown == [page[2], page[4]]  # the newest two of this user's topics, oldest first
-    assert fresh_start([], TOPICS) == ([], {DEPT: 0, ALL: 0, DM: 0}, None, [])
-    assert fresh_start(page, TOPICS)[0] == []
-
-
-def _search(store, newest_id, live=()):
-    """Run a StartSearch against ``store`` (seq -> envelope) like the client does."""
-    s = StartSearch(DM, newest_id)
-    for e in live:
-        s.learn(e)
-    calls = 0
-    while not s.done:
-        asked = s.next_position()
-        calls += 1
-        s.answer(asked, [store[asked + 1]] if asked + 1 in store else [])
-        assert calls < 200
-    return s.position, calls
-
-
-@pytest.mark.parametrize("size", [0, 1, 2, 3, 7, 8, 100, 1023, 5000])
-def test_start_search_finds_the_last_seq_before_the_start(size):
-    rnd = random.Random(size)
-    ids = sorted(rnd.sample(range(1, 10 * size + 20), size))
-    store = {n + 1: env(DM, n + 1, msg_id=i) for n, i in enumerate(ids)}
-    for cut in sorted({0, min(1, size), size // 2, size}):
-        newest = ids[cut - 1] if cut else 0  # everything up to seq `cut` is from before the start
-        position, calls = _search(store, f"{newest:016d}")
-        assert position == cut, (size, cut)
-        assert calls <= 2 * max(1, size).bit_length() + 2
-
-
-def test_start_search_uses_live_envelopes():
-    store = {n: env(DM, n, msg_id=n * 10) for n in range(1, 65)}
-    # a live envelope with seq 41 (id 410, after the start at id 400): the answer is 40, found faster
-    position, calls = _search(store, f"{400:016d}", live=[store[41]])
-    assert position == 40
-    assert calls < _search(store, f"{400:016d}")[1]
-
-
-def _search_pruned(store, floor, newest_id):
-    """A StartSearch against ``store`` whose seqs up to ``floor`` were removed by retention
-    (positions below ``floor`` are refused as pruned)."""
-    s = StartSearch(DM, newest_id)
-    calls = 0
-    while not s.done:
-        asked = s.next_position()
-        calls += 1
-        if asked < floor:
-            s.refused(asked)
-        else:
-            s.answer(asked, [store[asked + 1]] if asked + 1 in store else [])
-        assert calls < 200
-    return s.position
-
-
-@pytest.mark.parametrize("floor", [1, 5, 39, 40, 63])
-def test_start_search_moves_past_what_retention_removed(floor):
-    store = {n: env(DM, n, msg_id=n * 10) for n in range(floor + 1, 65)}
-    # the start (id 400: seq 40) if it is still kept, else where retention stopped
-    assert _search_pruned(store, floor, f"{400:016d}") == max(40, floor)
-
-
-def _kept(floor, position):
-    """Run a KeptSearch from ``position`` against a node that removed seqs up to ``floor``."""
-    s = KeptSearch(DM, position)
-    asked = []
-    while not s.done:
-        x = s.next_position()
-        asked.append(x)
-        (s.refused if x < floor else s.accepted)(x)
-        assert len(asked) < 200
-    return s.position, asked
-
-
-def test_kept_search_asks_the_position_first_then_doubles_then_halves():
-    assert _kept(0, 7) == (7, [7])                      # kept: one question
-    assert _kept(3, 0) == (3, [0, 1, 3, 2])
-    assert _kept(5, 1) == (5, [1, 2, 4, 8, 6, 5])
-    for floor in range(1, 300):
-        for position in (0, 1, floor - 1):
-            found, asked = _kept(floor, position)
-            assert found == floor
-            assert len(asked) <= 2 * (floor - position).bit_length() + 2
-    with pytest.raises(ValueError, match="refuses every position"):
-        _kept(MAX_SEQ + 1, 0)
-
-
 def test_offer_newest_delivers_what_is_new_for_the_topics_read_and_says_which_it_shows():
     r = started(**{DEPT: 2, ALL: 5})
     page = [env(ALL, 5), env(DEPT, 8), env(ALL, 6), env(DM, 1), env(DEPT, 9)]
@@ -321,53 +207,3 @@ def test_skip_to_moves_a_position_past_what_was_removed():
     r.offer(env(DM, 12), 3.0)
     assert r.skip_to(DM, 11, 3.0) == [] and r.held() == 1
     assert [e["seq"] for e in r.end_fill(r.begin_fill(), join=True)] == [12]
-
-
-def test_rate_limit_wait_is_retry_after_or_one_second():
-    assert RATE_LIMIT_WAIT == 1.0
-    assert rate_limit_wait(None) == 1.0
-    assert rate_limit_wait(2) == 2.0 and rate_limit_wait(0.25) == 0.25
-    assert rate_limit_wait(3600) == MAX_RETRY_AFTER == rate_limit_wait(float("inf"))
-    for bad in (0, -1, float("nan"), True, "2", [2]):
-        assert rate_limit_wait(bad) == 1.0, bad
-
-
-def test_backoff_grows_and_is_spread():
-    assert 0.125 <= backoff(0, rand=lambda: 0.0) < 0.126
-    assert backoff(0, rand=lambda: 0.999) < 0.375
-    assert backoff(3, rand=lambda: 0.5) == 2.0
-    assert backoff(50, rand=lambda: 0.5) == 5.0
-    assert len({backoff(2) for _ in range(20)}) > 1
-
-
-# -- the state file
-
-
-def test_state_round_trip():
-    positions = {DEPT: 12, ALL: 0, DM: 3}
-    assert parse_state(format_state("cardio_alice", positions).encode()) == ("cardio_alice", positions)
-
-
-def test_json_depth_counts_brackets_outside_strings():
-    assert json_depth('{"a": [1, {"b": "[[[{{{"}]}', 10) == 3
-    assert json_depth('"\\"[["', 10) == 0
-    assert json_depth("[" * 100000, 4) == 5  # stops counting past the limit
-
-
-@pytest.mark.parametrize("data, reason", [
-    (b"x" * (MAX_STATE_BYTES + 1), "bytes"),
-    (b"\xff\xfe", "UTF-8"),
-    (b"[" * 30000 + b"]" * 30000, "nests deeper"),
-    (b"{nope", "not JSON"),
-    (b"[]", "not a deptcast state file"),
-    (json.dumps({"deptcast_state": 2, "user": "cardio_alice", "positions": {}}).encode(), "not a deptcast state"),
-    (json.dumps({"deptcast_state": 1, "user": "alice", "positions": {}}).encode(), "user key"),
-    (json.dumps({"deptcast_state": 1, "user": "cardio_alice", "positions": []}).encode(), "positions"),
-    (json.dumps({"deptcast_state": 1, "user": "cardio_alice", "positions": {"x": 1}}).encode(), "not a deptcast topic"),
-    (json.dumps({"deptcast_state": 1, "user": "cardio_alice", "positions": {DEPT: -1}}).encode(), "whole number"),
-    (json.dumps({"deptcast_state": 1, "user": "cardio_alice", "positions": {DEPT: 1.5}}).encode(), "whole number"),
-    (json.dumps({"deptcast_state": 1, "user": "cardio_alice", "positions": {DEPT: 2 ** 60}}).encode(), "whole number"),
-])
-def test_a_bad_state_file_is_refused_with_its_reason(data, reason):
-    with pytest.raises(ValueError, match=reason):
-        parse_state(data)

@@ -8,6 +8,7 @@ from typing import Any, Dict, List
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
+from components.core.metrics import REGISTRY
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
 
@@ -62,6 +63,33 @@ def test_a_call_still_waiting_for_a_thread_at_its_deadline_is_never_run():
         # never ran: its sender heard "unavailable" and may send it again
         assert held.ran == ["running", "after"]
         assert [e["message"] for e in late] == ["running"]
+    finally:
+        held.gate.set()
+        store.close()
+
+
+def _store_metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"operation": "append", **labels}) or 0.0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_call_that_never_ran_counts_as_a_deadline_only():
+    """Its caller heard "unavailable" when the deadline passed (counted then): it is neither a
+    store error nor a duration when its turn comes and it is skipped."""
+    held = HeldStore()
+    store = ThreadedStore(held, reactor, writers=1, timeout=0.3, unavailable_errors=(Stuck,))
+    before = {kind: _store_metric("deptcast_store_errors_total", kind=kind) for kind in ("deadline", "error")}
+    durations = _store_metric("deptcast_store_operation_seconds_count")
+    try:
+        running = outcome(store.append(None, None, "running", 0))  # takes the one thread
+        queued = outcome(store.append(None, None, "queued", 0))  # waits for it, past its deadline
+        assert (yield running) == "unavailable" and (yield queued) == "unavailable"
+        held.gate.set()
+        assert (yield outcome(store.append(None, None, "after", 0))) == "after"  # runs after the skipped one
+        assert held.ran == ["running", "after"]
+        assert _store_metric("deptcast_store_errors_total", kind="deadline") - before["deadline"] == 2
+        assert _store_metric("deptcast_store_errors_total", kind="error") == before["error"]
+        assert _store_metric("deptcast_store_operation_seconds_count") - durations == 2  # running (late), after
     finally:
         held.gate.set()
         store.close()

@@ -1,7 +1,7 @@
-"""``deptcast send`` and ``deptcast listen`` without a node: their arguments, their tokens,
-their output lines, and bad input answered with a message (never a traceback)."""
+"""``deptcast send`` and ``deptcast listen`` (``components.ops.clientcli``) without a node: their
+arguments, their tokens, their output lines, and bad input answered with a message (never a
+traceback)."""
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from components.core.tokens import verify_token
-from components.ops.cli import build_parser, format_envelope, main, node_urls, token_source
+from components.ops.cli import build_parser, main
+from components.ops.clientcli import format_envelope, node_urls, token_source
 
 DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
 SECRET = "s" * 40
@@ -118,9 +119,3 @@ def test_send_to_no_node_says_unavailable_and_fails():
     assert out.returncode == 1, out
     assert out.stderr.strip() == "deptcast send: deptcast.error.unavailable: no deptcast node could be reached in time"
     assert out.stdout == ""
-
-
-def test_the_parser_keeps_the_other_commands():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert {"token", "node-config", "cluster", "send", "listen"} <= set(sub.choices)
