@@ -22,15 +22,21 @@ import txaio
 txaio.use_asyncio()
 
 from autobahn.asyncio.component import Component  # noqa: E402
+from autobahn.asyncio.wamp import Session as AutobahnSession  # noqa: E402
 
 from components.client.connector import Connector, parse_urls  # noqa: E402
 from components.client.engine import Engine  # noqa: E402
+from components.client.session import AcceptsLateMessages  # noqa: E402
 from components.client.stats import Stats  # noqa: E402
 from components.client.ticket import TokenSource  # noqa: E402
 from components.client.state import FileState, PositionStore  # noqa: E402
 from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
 
-__all__ = ["Client"]
+__all__ = ["Client", "Session"]
+
+
+class Session(AcceptsLateMessages, AutobahnSession):
+    """Autobahn's session for this framework, accepting quietly what arrives after it ended."""
 
 
 class Client:
@@ -77,7 +83,7 @@ class Client:
             self.engine = Engine(self._enqueue, loop.time, loop.call_later, state=self._state,
                                  history=self._history, grace=self._grace, listen=self._listen)
             self.engine.on_fatal(lambda error: self._wake())
-            self._connector = Connector(Component, self._urls, self._token, self.engine, loop.call_later)
+            self._connector = Connector(Component, Session, self._urls, self._token, self.engine, loop.call_later)
             self._connector.start(loop)
         await self.engine.ready()
 

@@ -70,14 +70,16 @@ class Connector:
     the next attempt, and the client stops after ``max_refusals`` refusals in a row.
 
     :param component_class: ``autobahn.twisted.component.Component`` or the asyncio one
+    :param session_class: the sessions it makes (its ``session_factory``): the framework's
+        ``Session`` with :class:`~components.client.session.AcceptsLateMessages`
     :param urls: node URLs
     :param token: a token or a provider
     :param engine: the engine the sessions go to
     :param call_later: the framework's timer (for restarts)
     """
 
-    def __init__(self, component_class: Any, urls: Sequence[str], token: TokenSource, engine: Engine,
-                 call_later: CallLater, max_refusals: int = 3, max_delay: float = 20.0) -> None:
+    def __init__(self, component_class: Any, session_class: Any, urls: Sequence[str], token: TokenSource,
+                 engine: Engine, call_later: CallLater, max_refusals: int = 3, max_delay: float = 20.0) -> None:
         self.log = txaio.make_logger()
         provider, self._fixed = token_provider(token)
         self.engine = engine
@@ -91,7 +93,8 @@ class Connector:
         self._done = txaio.create_future()
         self.component = component_class(
             transports=[transport_config(u, max_delay) for u in urls], realm=names.REALM,
-            authentication={"ticket": TicketAuthenticator(provider)}, is_fatal=self._is_fatal)
+            authentication={"ticket": TicketAuthenticator(provider)}, is_fatal=self._is_fatal,
+            session_factory=session_class)
         self.component.on("join", self._on_join)
         self.component.on("leave", self._on_leave)
         self.component.on("disconnect", self._on_disconnect)

@@ -25,17 +25,23 @@ import txaio
 txaio.use_twisted()
 
 from autobahn.twisted.component import Component  # noqa: E402
+from autobahn.twisted.wamp import Session as AutobahnSession  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
 from components.client.connector import Connector, parse_urls  # noqa: E402
 from components.client.engine import Engine  # noqa: E402
+from components.client.session import AcceptsLateMessages  # noqa: E402
 from components.client.stats import Stats  # noqa: E402
 from components.client.ticket import TokenSource  # noqa: E402
 from components.client.state import FileState, PositionStore  # noqa: E402
 from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
 
-__all__ = ["Client"]
+__all__ = ["Client", "Session"]
+
+
+class Session(AcceptsLateMessages, AutobahnSession):
+    """Autobahn's session for this framework, accepting quietly what arrives after it ended."""
 
 Handler = Callable[[Envelope], Any]
 
@@ -75,7 +81,7 @@ class Client:
         self._state = state
         self.engine = Engine(self._enqueue, reactor.seconds, reactor.callLater, state=state, history=history,
                              grace=gap_grace, listen=listen)
-        self._connector = Connector(Component, parse_urls(url), token, self.engine, reactor.callLater)
+        self._connector = Connector(Component, Session, parse_urls(url), token, self.engine, reactor.callLater)
         self._stopped: Optional[defer.Deferred] = None
         self._started = False
 

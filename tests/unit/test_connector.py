@@ -9,6 +9,7 @@ from twisted.internet import defer
 
 from components.client import errors
 from components.client.connector import Connector, parse_urls
+from components.client.tx import Session
 from components.core import names
 from tests.support.client import FakeSession, Harness
 
@@ -18,8 +19,9 @@ class FakeComponent:
 
     instances: List["FakeComponent"] = []
 
-    def __init__(self, transports, realm, authentication, is_fatal):
+    def __init__(self, transports, realm, authentication, is_fatal, session_factory):
         self.transports, self.realm, self.authentication, self.is_fatal = transports, realm, authentication, is_fatal
+        self.session_factory = session_factory
         self.handlers: Dict[str, Any] = {}
         self.starts = 0
         self.done = defer.Deferred()
@@ -47,7 +49,7 @@ class Refusal:
 
 
 def _connector(h: Harness, token, urls=("ws://a/ws", "ws://b/ws")) -> Connector:
-    return Connector(FakeComponent, list(urls), token, h.engine, h.clock.callLater)
+    return Connector(FakeComponent, Session, list(urls), token, h.engine, h.clock.callLater)
 
 
 def test_the_component_gets_every_url_with_jittered_back_off_and_the_ticket():
@@ -58,6 +60,7 @@ def test_the_component_gets_every_url_with_jittered_back_off_and_the_ticket():
     assert all(t["retry_delay_jitter"] > 0 and t["max_retries"] == -1 for t in comp.transports)
     assert comp.realm == names.REALM
     assert comp.authentication["ticket"].on_challenge(None, None) == "tok"
+    assert comp.session_factory is Session   # accepts what a node sends after its GOODBYE
 
 
 def test_a_fixed_token_refused_on_reconnect_stops_the_client():
