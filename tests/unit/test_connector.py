@@ -2,8 +2,6 @@
 the URLs and the back-off, a refused token, a new start when the component ends, and a node
 that drains."""
 
-from typing import Any, Dict, List
-
 import pytest
 from twisted.internet import defer
 
@@ -11,36 +9,7 @@ from components.client import errors
 from components.client.connector import Connector, parse_urls
 from components.client.tx import Session
 from components.core import names
-from tests.support.client import FakeSession, Harness
-
-
-class FakeComponent:
-    """Records what the Connector gives Autobahn's Component."""
-
-    instances: List["FakeComponent"] = []
-
-    def __init__(self, transports, realm, authentication, is_fatal, session_factory):
-        self.transports, self.realm, self.authentication, self.is_fatal = transports, realm, authentication, is_fatal
-        self.session_factory = session_factory
-        self.handlers: Dict[str, Any] = {}
-        self.starts = 0
-        self.done = defer.Deferred()
-        self._session = None
-        self._delay_f = None
-        FakeComponent.instances.append(self)
-
-    def on(self, event, handler):
-        self.handlers[event] = handler
-
-    def start(self, loop=None):
-        self.starts += 1
-        self.done = defer.Deferred()
-        return self.done
-
-    def stop(self):
-        if not self.done.called:
-            self.done.callback(None)
-        return defer.succeed(None)
+from tests.support.client import FakeComponent, FakeSession, Harness
 
 
 class Refusal:
