@@ -147,6 +147,12 @@ class Connector:
         except Exception as e:  # already leaving: it ends anyway
             self.log.debug("deptcast client: leaving for a new session: {e}", e=e)
 
+    def _reset_transports(self) -> None:
+        """Forget the transports' earlier attempts: Autobahn tries a transport at once while it
+        has none (it counts attempts across sessions, and waits longer after each)."""
+        for transport in getattr(self.component, "_transports", []):
+            transport.reset()
+
     def _halt(self) -> None:
         component = self.component
         # Component.stop() leaves a joined session and cancels a back-off delay; in the middle
@@ -174,6 +180,7 @@ class Connector:
             return None
         if self._restart_now:
             self._restart_now = False
+            self._reset_transports()  # Autobahn would wait out the back-off of earlier attempts
             self._call_later(0, self._run)
             return None
         self._restarts += 1
@@ -231,14 +238,13 @@ class Connector:
         if ending is not None:
             self.engine.fail(ending)
         elif reason == CLOSE_TOKEN_EXPIRED:
+            self._reset_transports()  # a new sign-in at once, with the provider's token
             self.log.warn("deptcast client: the session ended at the token's expiry (no newer token came in time); "
                           "signing in again with the provider's token")
         if reason == names.CLOSE_GOING_AWAY:
             # the node is stopping and asks its clients to go elsewhere now: the next attempt
-            # goes at once (Autobahn tries at once a transport that has not failed yet), not
-            # after the back-off meant for a node that failed
-            for transport in getattr(self.component, "_transports", []):
-                transport.reset()
+            # goes at once, not after the back-off meant for a node that failed
+            self._reset_transports()
             self.log.info("deptcast client: the node is stopping; reconnecting at once")
         if ending is None and reason in (INVALID_TOKEN, TOKEN_EXPIRED) and not current:
             self._refusals += 1

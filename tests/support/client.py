@@ -209,6 +209,21 @@ class Harness:
         return [e["message"] for e in self.got]
 
 
+class FakeTransport:
+    """Autobahn's transport as far as the back-off goes: ``reset`` puts its attempts to 0."""
+
+    def __init__(self, attempts: int = 3) -> None:
+        self.connect_attempts = attempts
+        self.gave_up = False
+
+    def reset(self) -> None:
+        self.connect_attempts = 0
+
+    def failed(self) -> None:
+        """Autobahn tries it no more."""
+        self.gave_up = True
+
+
 class FakeComponent:
     """Records what the Connector gives Autobahn's Component."""
 
@@ -222,6 +237,8 @@ class FakeComponent:
         self.done = defer.Deferred()
         self._session = None
         self._delay_f = None
+        #: two transports that have been tried before
+        self._transports = [FakeTransport(), FakeTransport()]
         FakeComponent.instances.append(self)
 
     def on(self, event, handler):

@@ -92,16 +92,6 @@ def test_parse_urls():
             parse_urls(bad)
 
 
-class _Transport:
-    """Autobahn's transport as far as the back-off goes: ``reset`` puts its attempts to 0."""
-
-    def __init__(self) -> None:
-        self.connect_attempts = 3
-
-    def reset(self) -> None:
-        self.connect_attempts = 0
-
-
 class _Leave:
     def __init__(self, reason):
         self.reason, self.message = reason, ""
@@ -114,7 +104,6 @@ def test_a_draining_node_makes_the_next_attempt_go_at_once():
     c = _connector(h, "tok")
     c.start()
     comp = c.component
-    comp._transports = [_Transport(), _Transport()]
     s = FakeSession(h.store)
     comp.handlers["join"](s, s.details)
     comp.handlers["leave"](s, _Leave("wamp.close.transport_lost"))

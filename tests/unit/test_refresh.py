@@ -98,11 +98,14 @@ def test_a_provider_that_answers_later_is_waited_for():
 
 
 def _reconnected(h, s):
-    """The client left ``s`` to sign in again: the component ends and starts again at once."""
+    """The client left ``s`` to sign in again: the component ends and starts again at once,
+    with the back-off of earlier attempts forgotten (Autobahn would wait it out)."""
     assert s.left == ["wamp.close.normal"]
     h.end(s, "wamp.close.goodbye_and_out")
+    assert [t.connect_attempts for t in h.component._transports] == [3, 3]
     h.component.done.callback(None)
     h.clock.advance(0)
+    assert [t.connect_attempts for t in h.component._transports] == [0, 0]
     return h.component.starts
 
 
@@ -187,7 +190,8 @@ def test_nothing_newer_is_asked_again_until_too_late_then_the_node_ends_the_sess
     # from half of its life on, after a quarter of what is left each time, until less than 0.25 s is left
     assert _refreshes(s) == [] and s.left == [] and 15 <= len(asked) <= 18
     h.end(s, contract.CLOSE_TOKEN_EXPIRED, "the token expired")
-    assert h.engine.fatal is None   # a provider: the next sign-in asks it (Autobahn reconnects at once)
+    assert h.engine.fatal is None   # a provider: the next sign-in asks it, at once
+    assert [t.connect_attempts for t in h.component._transports] == [0, 0]
 
 
 def test_a_provider_that_fails_is_asked_again():
@@ -230,6 +234,7 @@ def test_a_fixed_token_is_never_renewed_and_its_session_ends_at_exp_for_good():
     h.clock.advance(59)
     assert _refreshes(s) == []
     assert h.component.is_fatal(ApplicationError(contract.CLOSE_TOKEN_EXPIRED, "expired")) is True
+    assert all(t.gave_up for t in h.component._transports)   # Autobahn tries no other node either
     h.end(s, contract.CLOSE_TOKEN_EXPIRED, "the token expired")
     [error] = stopped
     assert isinstance(error, errors.TokenExpired) and error.uri == contract.CLOSE_TOKEN_EXPIRED
