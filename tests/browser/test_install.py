@@ -1,6 +1,8 @@
 """A non-editable install serves the page: ``pip install .`` (a wheel, not a link to the
 checkout) into a fresh virtual environment, then ``deptcast node-config`` and ``crossbar start``
-from a directory outside the checkout, and the page works in chromium.
+from a directory outside the checkout, and the page works in chromium. The build reads the
+package's metadata from ``setup.cfg`` and prints no deprecation warning; the installed metadata
+is the package's.
 
 The wheel is built and installed for real, without its dependencies: those come from the
 checkout's ``.venv`` through a ``.pth`` line, because installing crossbar's ~100 packages again
@@ -31,8 +33,10 @@ PAGE_FILES = {"__init__.py", "index.html", "style.css", "app.js", "catchup.js", 
 
 
 def run(*args: str, **kwargs) -> str:
-    done = subprocess.run(list(args), capture_output=True, text=True, timeout=180, **kwargs)
-    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    done = subprocess.run(list(args), stdout=subprocess.PIPE, text=True, timeout=180, **kwargs)
+    errors = done.stderr or ""
+    assert done.returncode == 0, f"{args} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{errors[-3000:]}"
     return done.stdout
 
 
@@ -52,8 +56,10 @@ def installed(tmp_path_factory) -> Path:
     run(sys.executable, "-m", "venv", str(venv))
     python = str(venv / "bin" / "python")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run(python, "-m", "pip", "install", "--quiet", "--no-deps", str(source), env=env,
-        cwd=str(tmp_path_factory.mktemp("elsewhere")))
+    # verbose: the build backend's own output (its warnings) shows only then
+    output = run(python, "-m", "pip", "install", "--verbose", "--no-deps", str(source), env=env,
+                 cwd=str(tmp_path_factory.mktemp("elsewhere")), stderr=subprocess.STDOUT)
+    (venv / "pip-install.log").write_text(output)
     # the dependencies: this environment's site-packages, after the new one's own
     site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
     (site / "deptcast-test-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
@@ -68,7 +74,7 @@ def test_the_wheel_ships_every_subpackage_and_exactly_the_page(installed):
     site = Path(run(str(installed / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
     wanted = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "components").rglob("__init__.py")}
     shipped = {p.parent.relative_to(site).as_posix() for p in (site / "components").rglob("__init__.py")}
-    assert shipped == wanted  # a subpackage missing from pyproject.toml's list fails here
+    assert shipped == wanted  # a subpackage missing from setup.cfg's list fails here
     page = {p.relative_to(site / "deptcast_web").as_posix() for p in (site / "deptcast_web").rglob("*")
             if p.is_file() and "__pycache__" not in p.parts}
     assert page == PAGE_FILES
@@ -76,6 +82,37 @@ def test_the_wheel_ships_every_subpackage_and_exactly_the_page(installed):
                 "import components, json; from components.edge.static import web_directory; "
                 "print(json.dumps([components.__file__, str(web_directory())]))", cwd="/")
     assert json.loads(where) == [str(site / "components" / "__init__.py"), str(site / "deptcast_web")]
+
+
+def test_the_build_reads_setup_cfg_without_deprecation_warnings(installed):
+    log = (installed / "pip-install.log").read_text()
+    assert "Successfully installed deptcast-" in log
+    # setuptools says what it deprecates as SetuptoolsDeprecationWarning (pip 24+ as BuildBackendWarning)
+    warned = [line for line in log.splitlines() if "Deprecat" in line or "BuildBackendWarning" in line]
+    assert warned == [], "\n".join(warned)
+
+
+def test_the_installed_metadata_is_the_packages(installed):
+    """What setup.cfg declares, as the installed distribution reports it."""
+    script = ("import json; from importlib.metadata import distribution as d; m = d('deptcast'); "
+              "print(json.dumps({'meta': {k: m.metadata.get_all(k) for k in set(m.metadata.keys())}, "
+              "'entry_points': [[e.group, e.name, e.value] for e in m.entry_points], "
+              "'description': m.metadata.get_payload()}))")
+    found = json.loads(run(str(installed / "bin" / "python"), "-c", script, cwd="/"))
+    meta = {k: v[0] if len(v) == 1 else sorted(v) for k, v in found["meta"].items()}
+    assert meta["Name"] == "deptcast" and meta["Version"] == "0.2.0"
+    assert meta["License-Expression"] == "MIT" and meta["License-File"] == "LICENSE"
+    assert meta["Requires-Python"] == ">=3.11"
+    assert meta["Provides-Extra"] == ["bench", "docs", "test"]
+    requires = meta["Requires-Dist"]
+    for name in ("crossbar", "autobahn", "Twisted", "txaio", "PyJWT", "psycopg[binary]", "prometheus_client"):
+        assert any(r.startswith(name) and "extra ==" not in r for r in requires), (name, requires)
+    assert any(r.startswith("mkdocs-material") and 'extra == "docs"' in r for r in requires), requires
+    assert any(r.startswith("pytest-twisted") and 'extra == "test"' in r for r in requires), requires
+    assert found["entry_points"] == [["console_scripts", "deptcast", "components.ops.cli:main"]]
+    # the long description is the README, as markdown
+    assert meta["Description-Content-Type"] == "text/markdown"
+    assert found["description"].strip() == (REPO / "README.md").read_text().strip()
 
 
 def test_an_installed_node_serves_the_page_that_works(installed, tmp_path, monkeypatch):
