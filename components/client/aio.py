@@ -69,7 +69,6 @@ class Client:
                  gap_grace: float = GAP_GRACE, listen: bool = True, acknowledge: bool = True) -> None:
         self._acknowledge = acknowledge
         self._counts: Deque[Counts] = deque()
-        self._counts_wakeup: Optional[asyncio.Future] = None
         self._listen = listen
         self._urls = parse_urls(url)
         self._token = token
@@ -79,7 +78,7 @@ class Client:
         self._history = history
         self._grace = gap_grace
         self._queue: Deque[Envelope] = deque()
-        self._wakeup: Optional[asyncio.Future] = None
+        self._wakeups: List[asyncio.Future] = []
         self._stopped = False
         self._following = False
         self.engine: Optional[Engine] = None
@@ -122,18 +121,8 @@ class Client:
 
         :raises DeptcastError: the error that stopped the client for good
         """
-        if self.engine is None:
-            await self.start()
-        engine = self.engine
-        assert engine is not None
-        while True:
-            while not self._queue:
-                if engine.fatal is not None:
-                    raise engine.fatal
-                if self._stopped:
-                    return
-                self._wakeup = asyncio.get_running_loop().create_future()
-                await self._wakeup
+        engine = await self._engine()
+        while await self._ready(self._queue):
             envelope = self._queue.popleft()
             yield envelope
             engine.commit(envelope)  # the loop asked for the next one: this one is handled
@@ -198,14 +187,7 @@ class Client:
         if not self._following:
             self._following = True
             engine.follow_receipts(self._enqueue_counts)
-        while True:
-            while not self._counts:
-                if engine.fatal is not None:
-                    raise engine.fatal
-                if self._stopped:
-                    return
-                self._counts_wakeup = asyncio.get_running_loop().create_future()
-                await self._counts_wakeup
+        while await self._ready(self._counts):
             yield self._counts.popleft()
 
     @property
@@ -229,7 +211,24 @@ class Client:
         self._counts.append(counts)
         self._wake()
 
+    async def _ready(self, queue: Deque[Any]) -> bool:
+        """Wait until ``queue`` holds something (``True``) or the client is stopped (``False``).
+
+        :raises DeptcastError: the error that stopped the client for good
+        """
+        assert self.engine is not None
+        while not queue:
+            if self.engine.fatal is not None:
+                raise self.engine.fatal
+            if self._stopped:
+                return False
+            wakeup = asyncio.get_running_loop().create_future()
+            self._wakeups.append(wakeup)
+            await wakeup
+        return True
+
     def _wake(self) -> None:
-        for wakeup in (self._wakeup, self._counts_wakeup):
-            if wakeup is not None and not wakeup.done():
+        wakeups, self._wakeups = self._wakeups, []
+        for wakeup in wakeups:
+            if not wakeup.done():
                 wakeup.set_result(None)

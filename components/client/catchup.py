@@ -9,7 +9,6 @@ whole life, across sessions.
 
 from typing import Any, Callable, List, Optional, Protocol, Set
 
-import txaio
 from autobahn.wamp.exception import ApplicationError, TransportLost
 
 from components.client.delivery import Delivery

@@ -28,7 +28,7 @@ from components.client.errors import ConnectionLost, DeptcastError, InvalidFrame
 from components.client.receipts import AckQueue
 from components.client.state import PositionStore, StateError
 from components.client.stats import Stats
-from components.client.timers import CallLater
+from components.client.timers import CallLater, cancel
 from components.core import names
 from components.core.recovery import GAP_GRACE, HISTORY_PAGE, Envelope, Recovery
 
@@ -437,10 +437,7 @@ class Engine:
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
-            try:
-                self._timer.cancel()
-            except Exception:  # already ran (Twisted raises AlreadyCalled)
-                pass
+            cancel(self._timer)
         self._timer = None
         self._timer_at = None
 
@@ -502,10 +499,7 @@ class Engine:
         timer = self._call_later(max(0.0, deadline - self._now()), expire)
 
         def cancel_timer(result: Any) -> Any:
-            try:
-                timer.cancel()
-            except Exception:
-                pass
+            cancel(timer)
             return result
         txaio.add_callbacks(f, cancel_timer, cancel_timer)
         return f

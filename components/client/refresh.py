@@ -26,7 +26,7 @@ import txaio
 from autobahn.wamp.exception import ApplicationError, TransportLost
 
 from components.client import contract, renewal
-from components.client.timers import CallLater
+from components.client.timers import CallLater, cancel
 from components.client.stats import Stats
 from components.core.errors import NOT_AUTHORIZED, RATE_LIMITED, UNAVAILABLE
 
@@ -96,10 +96,7 @@ class TokenKeeper:
 
     def _cancel(self) -> None:
         if self._timer is not None:
-            try:
-                self._timer.cancel()
-            except Exception:  # already ran (Twisted raises AlreadyCalled)
-                pass
+            cancel(self._timer)
         self._timer = None
 
     def _after(self, delay: float, fn: Callable[[], Any]) -> None:

@@ -172,6 +172,18 @@ def client_error(e: BaseException, fixed_token: bool = False) -> Optional[str]:
     return None
 
 
+def refused(command: str, error: Exception, token: TokenSource) -> int:
+    """Say ``error`` as the command's one line on stderr; exit status 1.
+
+    :raises Exception: ``error`` itself, if it is not one of the client's
+    """
+    message = client_error(error, fixed_token=isinstance(token, str))
+    if message is None:
+        raise error
+    print(f"deptcast {command}: {message}", file=sys.stderr)
+    return EXIT_REFUSED
+
+
 def run_reactor(main: Callable[[Any], Any]) -> int:
     """Run ``main(reactor)`` (a Deferred of an exit status) on the Twisted reactor."""
     # here, not at the top: importing the reactor installs it, and only the commands that talk
@@ -224,11 +236,7 @@ def run_calls(command: str, urls: List[str], token: TokenSource, verbose: bool,
         try:
             return await body(client)
         except Exception as e:
-            message = client_error(e, fixed_token=isinstance(token, str))
-            if message is None:
-                raise
-            print(f"deptcast {command}: {message}", file=sys.stderr)
-            return EXIT_REFUSED
+            return refused(command, e, token)
         finally:
             await client.stop()
     return run_reactor(main)

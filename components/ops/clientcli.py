@@ -19,8 +19,8 @@ from components.client.calls import check_key
 from components.client.errors import DeptcastError, InvalidFrame
 from components.client.state import FileState
 from components.ops.batchfile import read_batch
-from components.ops.clientargs import (EXIT_REFUSED, add_node_arguments, client_error, node_urls, printable,
-                                       quiet_logs, run_calls, run_reactor, token_source)
+from components.ops.clientargs import (EXIT_REFUSED, add_node_arguments, node_urls, printable, quiet_logs, refused,
+                                       run_calls, run_reactor, token_source)
 
 #: how many bad lines of an input file are listed (the rest are counted)
 SHOWN_PROBLEMS = 20
@@ -188,11 +188,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         try:
             await stopped
         except Exception as e:
-            message = client_error(e, fixed_token=isinstance(token, str))
-            if message is None:
-                raise
-            print(f"deptcast listen: {message}", file=sys.stderr)
-            return EXIT_REFUSED
+            return refused("listen", e, token)
         return 0
     try:
         return run_reactor(main)

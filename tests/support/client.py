@@ -2,7 +2,7 @@
 the history rules and keyed sends, sessions on nodes that answer from it (and record what the
 client acknowledges and renews), and a harness that delivers into a list."""
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import txaio
 from autobahn.wamp.exception import ApplicationError, TransportLost

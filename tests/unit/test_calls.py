@@ -47,17 +47,6 @@ def test_a_bad_key_is_refused_before_anything_is_sent():
     d.addErrback(lambda f: None)
 
 
-def test_retries_after_unavailable_carry_the_same_key():
-    h = Harness(listen=False)
-    s = h.join()
-    s.refuse[names.PROC_SEND] = [ApplicationError(errors.Unavailable.URI, "store busy")] * 2
-    d = defer.ensureDeferred(h.engine.send("cardio", "hi"))
-    h.clock.pump([0.5] * 6)
-    assert d.result["message"] == "hi"
-    keys = {kw["key"] for _, kw in _sends(s)}
-    assert len(_sends(s)) == 3 and len(keys) == 1
-
-
 def test_rate_limited_waits_its_retry_after_then_sends_again_with_the_same_key():
     h = Harness(listen=False)
     s = h.join()

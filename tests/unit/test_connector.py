@@ -3,7 +3,6 @@ the URLs and the back-off, a refused token, a new start when the component ends,
 that drains."""
 
 import pytest
-from twisted.internet import defer
 
 from components.client import errors
 from components.client.connector import Connector, parse_urls

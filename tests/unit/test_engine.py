@@ -141,7 +141,8 @@ def test_unavailable_is_retried_with_growing_delays():
     h.clock.advance(1.0)
     h.clock.advance(2.0)
     assert d.result["message"] == "hi"
-    assert len([c for c in s.calls if c[0] == names.PROC_SEND]) == 4
+    sends = [kw for p, _, kw in s.calls if p == names.PROC_SEND]
+    assert len(sends) == 4 and len({kw["key"] for kw in sends}) == 1   # every retry with the notice's key
 
 
 def test_unavailable_past_the_timeout_is_raised():
