@@ -8,8 +8,10 @@ store (:mod:`components.client.state`) are shared.
 """
 
 from components.client.errors import (ConnectionLost, DeptcastError, InvalidFrame, InvalidToken, NotAuthorized,
-                                      RateLimited, TokenExpired, TooLarge, Unavailable)
+                                      NotConnected, Pruned, RateLimited, Revoked, TokenExpired, TooLarge,
+                                      Unavailable)
 from components.client.state import FileState, PositionStore, StateError
 
 __all__ = ["ConnectionLost", "DeptcastError", "FileState", "InvalidFrame", "InvalidToken", "NotAuthorized",
-           "PositionStore", "RateLimited", "StateError", "TokenExpired", "TooLarge", "Unavailable"]
+           "NotConnected", "PositionStore", "Pruned", "RateLimited", "Revoked", "StateError", "TokenExpired",
+           "TooLarge", "Unavailable"]

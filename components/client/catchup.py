@@ -9,30 +9,16 @@ whole life, across sessions.
 
 from typing import Any, Callable, List, Optional, Protocol, Set
 
-import txaio
 from autobahn.wamp.exception import ApplicationError, TransportLost
 
 from components.client.delivery import Delivery
 from components.client.errors import DeptcastError, InvalidFrame, NotAuthorized, Pruned, RateLimited, as_error
 from components.client.stats import Stats
+from components.client.timers import CallLater, sleep
 from components.core import names
 from components.core.positionsearch import KeptSearch, StartSearch, fresh_start
 from components.core.recovery import HISTORY_PAGE, MAX_PRUNED_IN_A_ROW, START_PAGE, Recovery
 from components.core.retry import backoff, rate_limit_wait
-
-#: ``call_later(delay, fn)``: a timer with a ``cancel()`` (Twisted's ``callLater``, asyncio's ``call_later``)
-CallLater = Callable[..., Any]
-
-
-def sleep(call_later: CallLater, delay: float) -> Any:
-    """A future that fires after ``delay`` seconds.
-
-    :rtype: future
-    """
-    f = txaio.create_future()
-    call_later(delay, lambda: txaio.is_called(f) or txaio.resolve(f, None))
-    return f
-
 
 class Host(Protocol):
     """What a catch-up asks of the engine that runs it."""

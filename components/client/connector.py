@@ -8,14 +8,19 @@ Nothing here imports Twisted or asyncio: the front end passes its framework's ``
 class and timer.
 """
 
-from typing import Any, Dict, List, Sequence, Union
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import txaio
+from autobahn.wamp.exception import ApplicationError
 from autobahn.websocket.util import parse_url
 
-from components.client.catchup import CallLater
+from components.client.timers import CallLater
+from components.client.contract import CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED
 from components.client.engine import Engine
-from components.client.errors import error_for
+from components.client.errors import DeptcastError, Revoked, TokenExpired, error_for
+from components.client.refresh import TokenKeeper
+from components.client.renewal import is_revocation
 from components.client.ticket import TicketAuthenticator, TokenSource, token_provider
 from components.core import names
 from components.core.errors import INVALID_TOKEN, TOKEN_EXPIRED
@@ -63,21 +68,34 @@ def transport_config(url: str, max_delay: float = 20.0) -> Dict[str, Any]:
 class Connector:
     """Runs an Autobahn ``Component`` for an :class:`Engine`: the node URLs (tried in turn,
     the first attempt on each at once, then with jittered back-off), WAMP-Ticket with the
-    token (or a provider asked on every connect), and a new start whenever the component
-    ends without being stopped.
+    token (or a provider asked on every connect), the token renewed on the open session ahead
+    of its expiry (:class:`~components.client.refresh.TokenKeeper`), and a new start whenever
+    the component ends without being stopped.
 
-    A refused token stops the client when the token is fixed; a provider is asked again on
-    the next attempt, and the client stops after ``max_refusals`` refusals in a row.
+    How a session's end is taken:
+
+    - revoked (GOODBYE ``deptcast.close.revoked``, or ``invalid_token`` with the reason
+      "revoked" at sign-in): the client stops with :class:`~components.client.errors.Revoked`,
+      whatever the token; it never signs in again by itself;
+    - the token expired (GOODBYE ``deptcast.close.token_expired``): a fixed token stops the
+      client with :class:`~components.client.errors.TokenExpired`; a provider is asked for the
+      next sign-in, at once;
+    - a refused token at sign-in stops the client when the token is fixed; a provider is asked
+      again on the next attempt, and the client stops after ``max_refusals`` refusals in a row.
 
     :param component_class: ``autobahn.twisted.component.Component`` or the asyncio one
+    :param session_class: the sessions it makes (its ``session_factory``): the framework's
+        ``Session`` with :class:`~components.client.session.AcceptsLateMessages`
     :param urls: node URLs
     :param token: a token or a provider
     :param engine: the engine the sessions go to
-    :param call_later: the framework's timer (for restarts)
+    :param call_later: the framework's timer (for restarts and renewals)
+    :param wall: seconds since the epoch (tokens expire at one)
     """
 
-    def __init__(self, component_class: Any, urls: Sequence[str], token: TokenSource, engine: Engine,
-                 call_later: CallLater, max_refusals: int = 3, max_delay: float = 20.0) -> None:
+    def __init__(self, component_class: Any, session_class: Any, urls: Sequence[str], token: TokenSource,
+                 engine: Engine, call_later: CallLater, max_refusals: int = 3, max_delay: float = 20.0,
+                 wall: Callable[[], float] = time.time) -> None:
         self.log = txaio.make_logger()
         provider, self._fixed = token_provider(token)
         self.engine = engine
@@ -86,12 +104,17 @@ class Connector:
         self._refusals = 0
         self._stopping = False
         self._restarts = 0
+        self._restart_now = False
         self._loop: Any = None
         self._started = False
+        self._session: Any = None
         self._done = txaio.create_future()
+        self.tokens = TokenKeeper(provider, self._fixed, self.reconnect, call_later, engine.stats, engine.log,
+                                  wall=wall)
         self.component = component_class(
             transports=[transport_config(u, max_delay) for u in urls], realm=names.REALM,
-            authentication={"ticket": TicketAuthenticator(provider)}, is_fatal=self._is_fatal)
+            authentication={"ticket": TicketAuthenticator(provider, self.tokens.signing_in)},
+            is_fatal=self._is_fatal, session_factory=session_class)
         self.component.on("join", self._on_join)
         self.component.on("leave", self._on_leave)
         self.component.on("disconnect", self._on_disconnect)
@@ -111,6 +134,24 @@ class Connector:
         f = txaio.create_future()
         txaio.add_callbacks(self._done, lambda r: txaio.resolve(f, None), lambda e: txaio.resolve(f, None))
         return f
+
+    def reconnect(self) -> None:
+        """Leave the open session and sign in again at once (asking the provider for the token);
+        the engine resumes by position."""
+        session = self._session
+        if self._stopping or self.engine.fatal is not None or session is None or not session.is_attached():
+            return
+        self._restart_now = True
+        try:
+            session.leave()  # the component ends with the session; _ended starts it again at once
+        except Exception as e:  # already leaving: it ends anyway
+            self.log.debug("deptcast client: leaving for a new session: {e}", e=e)
+
+    def _reset_transports(self) -> None:
+        """Forget the transports' earlier attempts: Autobahn tries a transport at once while it
+        has none (it counts attempts across sessions, and waits longer after each)."""
+        for transport in getattr(self.component, "_transports", []):
+            transport.reset()
 
     def _halt(self) -> None:
         component = self.component
@@ -137,6 +178,11 @@ class Connector:
             if not txaio.is_called(self._done):
                 txaio.resolve(self._done, None)
             return None
+        if self._restart_now:
+            self._restart_now = False
+            self._reset_transports()  # Autobahn would wait out the back-off of earlier attempts
+            self._call_later(0, self._run)
+            return None
         self._restarts += 1
         delay = backoff(self._restarts, base=1.0, cap=20.0)
         self.log.info("deptcast client: connection ended; starting again in {delay:.1f} s", delay=delay)
@@ -146,12 +192,27 @@ class Connector:
     def _is_fatal(self, error: BaseException) -> bool:
         """Whether the component may not try again: the client is stopping or has stopped for
         good. Then every transport is marked failed, so the component ends now instead of
-        trying the other URLs (Autobahn marks only the one that failed)."""
-        if self._stopping or self.engine.fatal is not None:
+        trying the other URLs (Autobahn marks only the one that failed). A session's end that
+        stops the client (:meth:`_ending`) is fatal too: Autobahn asks before the leave reaches
+        :meth:`_on_leave`."""
+        ending = None
+        if isinstance(error, ApplicationError):
+            ending = self._ending(error.error, _message_of(error))
+        if self._stopping or self.engine.fatal is not None or ending is not None:
             for transport in getattr(self.component, "_transports", []):
                 transport.failed()
             return True
         return False
+
+    def _ending(self, reason: str, message: str) -> Optional[DeptcastError]:
+        """The error that stops the client for a session's end (or a refusal at sign-in) with
+        ``reason``, if it does: a revocation, or the expiry of a fixed token."""
+        if reason == CLOSE_REVOKED or is_revocation(reason, message):
+            return Revoked(message or "an administrator revoked this user's access", uri=reason)
+        if reason == CLOSE_TOKEN_EXPIRED and self._fixed:
+            return TokenExpired(message or "the session ended at the token's expiry; a fixed token cannot be "
+                                "renewed (give the client a token provider)", uri=reason)
+        return None
 
     def _on_join(self, session: Any, details: Any) -> None:
         if self._stopping:
@@ -159,20 +220,35 @@ class Connector:
             return
         self._refusals = 0
         self._restarts = 0
+        self._session = session
         self.engine.on_join(session, details)
+        self.tokens.joined(session, details)
+
+    def _forget(self, session: Any) -> None:
+        if session is self._session:
+            self._session = None
+            self.tokens.lost()
 
     def _on_leave(self, session: Any, details: Any) -> None:
-        reason = getattr(details, "reason", "")
+        reason = getattr(details, "reason", "") or ""
+        message = getattr(details, "message", "") or ""
+        current = self.engine.is_current(session)
+        self._forget(session)
+        ending = self._ending(reason, message)
+        if ending is not None:
+            self.engine.fail(ending)
+        elif reason == CLOSE_TOKEN_EXPIRED:
+            self._reset_transports()  # a new sign-in at once, with the provider's token
+            self.log.warn("deptcast client: the session ended at the token's expiry (no newer token came in time); "
+                          "signing in again with the provider's token")
         if reason == names.CLOSE_GOING_AWAY:
             # the node is stopping and asks its clients to go elsewhere now: the next attempt
-            # goes at once (Autobahn tries at once a transport that has not failed yet), not
-            # after the back-off meant for a node that failed
-            for transport in getattr(self.component, "_transports", []):
-                transport.reset()
+            # goes at once, not after the back-off meant for a node that failed
+            self._reset_transports()
             self.log.info("deptcast client: the node is stopping; reconnecting at once")
-        if reason in (INVALID_TOKEN, TOKEN_EXPIRED) and not self.engine.is_current(session):
+        if ending is None and reason in (INVALID_TOKEN, TOKEN_EXPIRED) and not current:
             self._refusals += 1
-            error = error_for(reason, getattr(details, "message", "") or "")
+            error = error_for(reason, message)
             if self._fixed or self._refusals >= self._max_refusals:
                 self.engine.fail(error)
             else:
@@ -181,4 +257,12 @@ class Connector:
         self.engine.on_leave(session, details)
 
     def _on_disconnect(self, session: Any, was_clean: bool) -> None:
+        self._forget(session)
         self.engine.on_disconnect(session, was_clean)
+
+
+def _message_of(error: ApplicationError) -> str:
+    """The text of an ABORT or GOODBYE that Autobahn turned into an ``ApplicationError``."""
+    if error.args and isinstance(error.args[0], str):
+        return error.args[0]
+    return error.message or ""

@@ -2,8 +2,10 @@
 sessions. When a session joins it subscribes, finds or resumes its positions and catches up
 (:class:`~components.client.catchup.CatchUp`); each event goes through the recovery rules
 (:mod:`components.core.recovery`) to the application (:class:`~components.client.delivery.Delivery`);
-a gap that stays open is read from history on a timer; and the application's sends wait for
-a session and retry what may be retried. :class:`~components.client.connector.Connector`
+a gap that stays open is read from history on a timer; and the application's calls wait for
+a session and retry what may be retried (:mod:`~components.client.calls`); what reaches the
+application is acknowledged as delivered (:mod:`~components.client.receipts`).
+:class:`~components.client.connector.Connector`
 brings the sessions (an Autobahn ``Component``: it connects, authenticates and reconnects);
 the asyncio and Twisted front ends (:mod:`components.client.aio`, :mod:`components.client.tx`)
 hand envelopes to the application and tell the engine when it has finished with one.
@@ -13,19 +15,25 @@ front end passes in, the session from the ``Component`` of the front end's frame
 """
 
 import functools
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import txaio
 from autobahn.wamp.exception import ApplicationError, TransportLost
 
-from components.client.catchup import CallLater, CatchUp, sleep
+from components.client import contract
+from components.client.calls import Caller, batch_items, check_key
+from components.client.catchup import CatchUp
 from components.client.delivery import Delivery
-from components.client.errors import ConnectionLost, DeptcastError, Unavailable, as_error
+from components.client.errors import ConnectionLost, DeptcastError, InvalidFrame, NotConnected, as_error
+from components.client.receipts import AckQueue
 from components.client.state import PositionStore, StateError
 from components.client.stats import Stats
+from components.client.timers import CallLater, cancel
 from components.core import names
 from components.core.recovery import GAP_GRACE, HISTORY_PAGE, Envelope, Recovery
-from components.core.retry import backoff
+
+#: the receipt counts of a notice, as ``deptcast.receipts`` and the receipts topic give them
+Counts = Dict[str, Any]
 
 
 class Engine:
@@ -46,11 +54,14 @@ class Engine:
         newest page does not show is searched for where it stands), or ``"page"`` (the
         browser's rule: the newest page is delivered, and a topic it does not show is read
         from its beginning)
+    :param acknowledge: acknowledge ``delivered`` for what reaches the application (not the
+        user's own notices)
     """
 
     def __init__(self, deliver: Callable[[Envelope], None], now: Callable[[], float], call_later: CallLater,
                  state: Optional[PositionStore] = None, history: int = 0, grace: float = GAP_GRACE,
-                 page: int = HISTORY_PAGE, listen: bool = True, first_start: str = "now") -> None:
+                 page: int = HISTORY_PAGE, listen: bool = True, first_start: str = "now",
+                 acknowledge: bool = True) -> None:
         if first_start not in ("now", "page"):
             raise ValueError("first_start is 'now' or 'page'")
         self._first_start = first_start
@@ -63,7 +74,12 @@ class Engine:
         self._grace = grace
         self._page = page
         self.stats = Stats()
-        self._delivery = Delivery(deliver, self.stats, state, self.fail)
+        self._deliver = deliver
+        self._acknowledge = acknowledge
+        self._delivery = Delivery(self._hand_over, self.stats, state, self.fail)
+        self.calls = Caller(self.joined_session, now, call_later, self.stats)
+        self.acks = AckQueue(now, call_later, self.stats, self.log)
+        self._receipt_listeners: List[Callable[[Counts], None]] = []
         #: the last join's details (authid, authextra: the node in ``x_cb_node``)
         self.details: Any = None
         self.identity: Optional[Tuple[str, str]] = None
@@ -131,6 +147,7 @@ class Engine:
         self._fatal = error
         self.log.error("deptcast client: stopping: {error}", error=str(error))
         self._cancel_timer()
+        self.acks.stop()
         self._fire_ready(error)
         for waiter in self._waiting:
             if not txaio.is_called(waiter):
@@ -143,6 +160,7 @@ class Engine:
         """The application is closing the client: no more timers."""
         self._stopping = True
         self._cancel_timer()
+        self.acks.stop()
 
     def commit(self, envelope: Envelope) -> None:
         """The application has finished with ``envelope``: it is part of the saved position.
@@ -158,38 +176,81 @@ class Engine:
         """
         return self._delivery.positions()
 
-    async def send(self, to: str, message: str, timeout: float = 30.0) -> Envelope:
+    async def send(self, to: str, message: str, timeout: float = 30.0, key: Optional[str] = None) -> Envelope:
         """Send ``message`` to ``to``; the envelope the node stored.
 
-        Waits up to ``timeout`` seconds for a session, and retries ``unavailable`` (the node
-        is starting, its store or links are down) with a growing, jittered delay within the
-        same time. Nothing else is retried: a send the connection lost in flight may have
-        been stored (:class:`ConnectionLost`).
+        The notice goes with one idempotency ``key`` (a new one unless given: give the same key
+        to send the same notice again), used on every attempt: waits up to ``timeout`` seconds
+        for a session, and retries ``unavailable``, ``rate_limited`` and a lost or unanswered
+        attempt within the same time (:mod:`~components.client.calls`). The node stores a
+        notice once per key, so a retry never stores it twice.
 
-        :raises DeptcastError: the class of the error URI
+        :raises DeptcastError: the class of the error URI; a
+            :class:`~components.client.errors.ConnectionLost` carries the ``key`` to send it
+            again with
         """
-        deadline = self._now() + timeout
-        attempt = 0
-        while True:
-            session = await self._joined_session(deadline)
-            try:
-                pending = session.call(names.PROC_SEND, to, message)
-            except TransportLost:
-                continue  # never left this process: safe to try again on the next session
-            try:
-                return await pending
-            except ApplicationError as e:
-                if e.error.startswith("wamp.close."):
-                    raise ConnectionLost(f"the connection closed while sending ({e.error})") from None
-                error = as_error(e)
-            except TransportLost:
-                raise ConnectionLost("the connection dropped while sending; the message may or may not "
-                                     "have been stored") from None
-            delay = backoff(attempt)
-            if not isinstance(error, Unavailable) or self._now() + delay > deadline:
-                raise error
-            attempt += 1
-            await sleep(self._call_later, delay)
+        key = check_key(key)
+        try:
+            return await self.calls.call(names.PROC_SEND, (to, message), {"key": key}, timeout)
+        except ConnectionLost as e:
+            e.key = key
+            raise
+
+    async def send_batch(self, items: Sequence[Mapping[str, Any]], timeout: float = 60.0) -> List[Any]:
+        """Send up to 1,000 notices ``{"to", "message", "key"?}`` in one call
+        (``deptcast.send_batch``); an item without a key gets a new one, and the batch is
+        retried as a whole with the same keys (as :meth:`send`). One result per item, in
+        order: the envelope, or ``{"error": <uri>, "detail": <text>}``.
+
+        :raises DeptcastError: the refusal of the whole call (the class of its URI)
+        :rtype: list
+        """
+        batch = batch_items(items)
+        if not batch:
+            return []
+        results = await self.calls.call(contract.PROC_SEND_BATCH, (batch,), {}, timeout)
+        if not isinstance(results, list) or len(results) != len(batch):
+            raise DeptcastError("deptcast.send_batch did not answer one result per item",
+                                uri="deptcast.client.protocol")
+        return results
+
+    async def call(self, procedure: str, *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
+        """Call ``procedure`` on the node, retried as :meth:`send` is (for calls that are safe
+        to repeat: reads, and the operators' procedures)."""
+        return await self.calls.call(procedure, args, kwargs, timeout)
+
+    async def receipts(self, envelope_id: str, timeout: float = 30.0) -> Counts:
+        """The receipt counts of a notice this user sent: ``{"id", "audience", "seen",
+        "delivered", "pending"}`` (disjoint: seen; delivered but not seen; neither)."""
+        return await self.call(contract.PROC_RECEIPTS, envelope_id, timeout=timeout)
+
+    async def recipients(self, envelope_id: str, state: str, after: Optional[str] = None, limit: int = 200,
+                         timeout: float = 30.0) -> Dict[str, Any]:
+        """One page of the audience of a notice in ``state`` (``"seen"``, ``"delivered"`` or
+        ``"pending"``): ``{"users": [{"dept", "user", "at"}], "next"}``; pass ``next`` as
+        ``after`` for the following page (``None``: no more)."""
+        if state not in contract.RECIPIENT_STATES:
+            raise InvalidFrame(f"state: one of {', '.join(contract.RECIPIENT_STATES)}")
+        kwargs: Dict[str, Any] = {"limit": limit}
+        if after is not None:
+            kwargs["after"] = after
+        return await self.call(contract.PROC_RECIPIENTS, envelope_id, state, timeout=timeout, **kwargs)
+
+    def ack_seen(self, ids: Sequence[str]) -> None:
+        """The user saw these notices: acknowledged as ``seen`` with the next batch."""
+        if isinstance(ids, str):
+            raise TypeError("ack_seen takes a list of ids")
+        self.acks.add(ids, contract.SEEN)
+
+    def follow_receipts(self, listener: Callable[[Counts], None]) -> None:
+        """Call ``listener(counts)`` with the new receipt counts of this user's notices, as the
+        node publishes them on ``deptcast.receipts.<dept>_<user>`` (subscribed from now on, on
+        every session; a node that does not offer it is left alone)."""
+        self._receipt_listeners.append(listener)
+        session = self.session
+        if len(self._receipt_listeners) == 1 and session is not None and self.identity is not None:
+            d = txaio.as_future(self._follow_receipts, session, self._generation)
+            txaio.add_callbacks(d, None, self._log_failure)
 
     # -- the session's life (Connector calls these; so do the unit tests, with fakes)
 
@@ -216,6 +277,7 @@ class Engine:
     def _lost(self, session: Any) -> None:
         if session is self._session:
             self._session = None
+            self.acks.lost()
             if self.recovery is not None:
                 self.recovery.drop_held()  # the next join reads them by position
                 self._cancel_timer()
@@ -245,7 +307,12 @@ class Engine:
             if not txaio.is_called(waiter):
                 txaio.resolve(waiter, session)
         self._waiting = []
+        self.acks.joined(session)
         assert self.recovery is not None
+        if self._receipt_listeners:
+            await self._follow_receipts(session, generation)
+            if generation != self._generation:
+                return
         if not self._listen:
             self._caught_up(generation)
             return
@@ -311,6 +378,37 @@ class Engine:
         else:
             self.fail(error)
 
+    # -- receipts
+
+    def _hand_over(self, envelope: Envelope) -> None:
+        """Give ``envelope`` to the application and acknowledge it (not the user's own)."""
+        if self._acknowledge and self.identity is not None and isinstance(envelope, dict):
+            dept, user = self.identity
+            if not (envelope.get("sender") == user and envelope.get("sender_dept") == dept):
+                self.acks.add([envelope.get("id")], contract.DELIVERED)
+        self._deliver(envelope)
+
+    async def _follow_receipts(self, session: Any, generation: int) -> None:
+        """Subscribe to this user's receipt counts on ``session``; a node that refuses it
+        (an older node) is left alone."""
+        assert self.identity is not None
+        topic = contract.receipts_topic(names.user_key(*self.identity))
+        try:
+            await session.subscribe(functools.partial(self._on_counts, generation), topic)
+        except ApplicationError as e:
+            self.log.info("deptcast client: no receipt counts on this node ({uri})", uri=e.error)
+        except TransportLost:
+            pass  # the next session subscribes again
+
+    def _on_counts(self, generation: int, counts: Any = None, *args: Any, **kwargs: Any) -> None:
+        if generation != self._generation or not isinstance(counts, dict):
+            return
+        for listener in list(self._receipt_listeners):
+            try:
+                listener(counts)
+            except Exception:
+                self.log.failure("deptcast client: a receipts listener failed")
+
     # -- events
 
     def _on_event(self, generation: int, envelope: Any = None, *args: Any, **kwargs: Any) -> None:
@@ -339,10 +437,7 @@ class Engine:
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
-            try:
-                self._timer.cancel()
-            except Exception:  # already ran (Twisted raises AlreadyCalled)
-                pass
+            cancel(self._timer)
         self._timer = None
         self._timer_at = None
 
@@ -382,8 +477,10 @@ class Engine:
                 txaio.reject(f, error)
         self._ready_listeners = []
 
-    def _joined_session(self, deadline: float) -> Any:
-        """A future of a joined session (waiting until ``deadline`` for one)."""
+    def joined_session(self, deadline: float) -> Any:
+        """A future of a joined session (waiting until ``deadline``, monotonic, for one; then
+        failing with :class:`~components.client.errors.NotConnected`), or failing with the
+        error that stopped the client."""
         f = txaio.create_future()
         if self._fatal is not None:
             txaio.reject(f, self._fatal)
@@ -398,14 +495,11 @@ class Engine:
             if not txaio.is_called(f):
                 if f in self._waiting:
                     self._waiting.remove(f)
-                txaio.reject(f, Unavailable("no deptcast node could be reached in time"))
+                txaio.reject(f, NotConnected("no deptcast node could be reached in time"))
         timer = self._call_later(max(0.0, deadline - self._now()), expire)
 
         def cancel_timer(result: Any) -> Any:
-            try:
-                timer.cancel()
-            except Exception:
-                pass
+            cancel(timer)
             return result
         txaio.add_callbacks(f, cancel_timer, cancel_timer)
         return f

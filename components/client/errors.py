@@ -11,10 +11,11 @@ A refused call raises the class of its URI, whose ``uri`` and ``reason`` are the
         print(e.uri, e.reason)
 """
 
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Optional, Type
 
 from autobahn.wamp.exception import ApplicationError
 
+from components.client import contract
 from components.core import errors
 
 
@@ -23,14 +24,16 @@ class DeptcastError(Exception):
 
     :ivar uri: the error URI (``deptcast.error.*``, or the router's ``wamp.error.*``)
     :ivar reason: the node's readable reason
+    :ivar kwargs: the error's keyword arguments (e.g. ``retry_after`` of ``rate_limited``)
     """
 
     #: the URI of this class (subclasses); the base class carries whatever URI came
     URI = ""
 
-    def __init__(self, reason: str = "", uri: Optional[str] = None) -> None:
+    def __init__(self, reason: str = "", uri: Optional[str] = None, kwargs: Optional[Dict[str, Any]] = None) -> None:
         self.uri = uri or self.URI
         self.reason = reason
+        self.kwargs: Dict[str, Any] = dict(kwargs or {})
         super().__init__(self.uri, reason)
 
     def __str__(self) -> str:
@@ -43,8 +46,18 @@ class InvalidToken(DeptcastError):
 
 
 class TokenExpired(DeptcastError):
-    """The token has expired: get a new one (a token provider is asked on every connect)."""
+    """The token has expired: refused at sign-in (``deptcast.error.token_expired``), or the node
+    ended the session at the token's ``exp`` (``deptcast.close.token_expired``) because no newer
+    token came: a client with a fixed token stops then; give it a token provider (a function)
+    to have it renewed."""
     URI = errors.TOKEN_EXPIRED
+
+
+class Revoked(DeptcastError):
+    """An administrator revoked the user: the node ended its sessions (``deptcast.close.revoked``)
+    or refuses its tokens (``deptcast.error.invalid_token``, reason "revoked"). The client does
+    not reconnect by itself: tell the user."""
+    URI = contract.CLOSE_REVOKED
 
 
 class InvalidFrame(DeptcastError):
@@ -82,12 +95,22 @@ class Unavailable(DeptcastError):
 
 
 class ConnectionLost(Unavailable):
-    """The connection dropped while the call was in flight: the node may or may not have
-    taken it (a send is not retried, so that it is not stored twice)."""
+    """The connection dropped while the call was in flight, or no answer came in time: the
+    node may or may not have taken it. A send is retried with its key until its timeout (the
+    node stores a notice once per key); after that, ``key`` holds the key to send it again with.
+
+    :ivar key: the idempotency key of the send it ended, if it ended one
+    """
+
+    key: Optional[str] = None
+
+
+class NotConnected(Unavailable):
+    """No session came up in time to make the call (the call never left the client)."""
 
 
 #: refusals that mean "the token": a client with a fixed token cannot go on after them
-TOKEN_ERRORS = (InvalidToken, TokenExpired)
+TOKEN_ERRORS = (InvalidToken, TokenExpired, Revoked)
 
 _BY_URI: Dict[str, Type[DeptcastError]] = {cls.URI: cls for cls in (
     InvalidToken, TokenExpired, InvalidFrame, NotAuthorized, TooLarge, RateLimited, Pruned, Unavailable)}
@@ -96,15 +119,17 @@ _BY_URI["wamp.error.not_authorized"] = NotAuthorized
 _BY_URI["wamp.error.authorization_failed"] = NotAuthorized
 # the node's procedures are not registered yet (it is starting): nothing was done, retry
 _BY_URI["wamp.error.no_such_procedure"] = Unavailable
+_BY_URI[contract.CLOSE_TOKEN_EXPIRED] = TokenExpired
+_BY_URI[contract.CLOSE_REVOKED] = Revoked
 
 
-def error_for(uri: str, reason: str = "") -> DeptcastError:
+def error_for(uri: str, reason: str = "", kwargs: Optional[Dict[str, Any]] = None) -> DeptcastError:
     """The exception for an error URI (:class:`DeptcastError` itself for an unknown one).
 
     :rtype: DeptcastError
     """
     cls = _BY_URI.get(uri, DeptcastError)
-    return cls(reason, uri=uri)
+    return cls(reason, uri=uri, kwargs=kwargs)
 
 
 def as_error(error: ApplicationError) -> DeptcastError:
@@ -117,4 +142,4 @@ def as_error(error: ApplicationError) -> DeptcastError:
         reason = error.args[0]
     else:
         reason = error.message or ""
-    return error_for(error.error, reason)
+    return error_for(error.error, reason, error.kwargs if isinstance(error.kwargs, dict) else None)

@@ -21,6 +21,11 @@ class Stats:
     :ivar pruned: history reads refused because a position was older than what the node's
         retention kept (``deptcast.error.pruned``): the client went on from the newest page
     :ivar rate_limited: history calls refused as ``rate_limited``, waited out and made again
+    :ivar refreshes: newer tokens the open session took (``deptcast.session.refresh``)
+    :ivar refresh_reconnects: new sessions opened for a newer token the open one could not take
+    :ivar send_retries: send (and send_batch) attempts made again with the same key
+    :ivar acks: ``deptcast.ack`` calls answered
+    :ivar acked: ids those calls carried
     :ivar history_ids: the ids of the last 1000 envelopes that history brought first
     """
 
@@ -36,4 +41,9 @@ class Stats:
     reconnects: int = 0
     pruned: int = 0
     rate_limited: int = 0
+    refreshes: int = 0
+    refresh_reconnects: int = 0
+    send_retries: int = 0
+    acks: int = 0
+    acked: int = 0
     history_ids: "deque[str]" = field(default_factory=lambda: deque(maxlen=1000))

@@ -3,7 +3,7 @@ so that a long-running client never reconnects on an expired token.
 """
 
 import inspect
-from typing import Any, Callable, Dict, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import txaio
 from autobahn.wamp.interfaces import IAuthenticator
@@ -30,12 +30,16 @@ def token_provider(token: TokenSource) -> Tuple[Callable[[], Any], bool]:
 class TicketAuthenticator:
     """WAMP-Ticket with a token asked of ``provider`` on every connect, so a token that
     expires is replaced on the next reconnect. No authid is sent: the node takes the user
-    from the token."""
+    from the token.
+
+    :param on_token: told each token given to the node (the session's renewals start from it)
+    """
 
     name = "ticket"
 
-    def __init__(self, provider: Callable[[], Any]) -> None:
+    def __init__(self, provider: Callable[[], Any], on_token: Optional[Callable[[Any], None]] = None) -> None:
         self._provider = provider
+        self._on_token = on_token or (lambda token: None)
         #: what Autobahn's session reads for authid and authrole (none)
         self._args: Dict[str, Any] = {}
 
@@ -48,7 +52,14 @@ class TicketAuthenticator:
         if inspect.isawaitable(token) and not txaio.is_future(token):
             async def wait():
                 return await token
-            return txaio.as_future(wait)
+            token = txaio.as_future(wait)
+        if txaio.is_future(token):
+            def given(value: Any) -> Any:
+                self._on_token(value)
+                return value
+            txaio.add_callbacks(token, given, None)
+            return token
+        self._on_token(token)
         return token
 
     def on_welcome(self, session: Any, authextra: Any) -> None:

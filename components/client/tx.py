@@ -13,29 +13,40 @@
     yield client.start()                      # joined, subscribed and caught up
     envelope = yield client.send("cardio", "Ward round moved to 10:30")
 
+``token`` is a string (a fixed token: the session ends at its ``exp``) or a function that
+returns one (asked on every connect, and ahead of ``exp`` for a newer token that the open
+session takes without a reconnect).
+
 Importing this module selects Twisted for txaio (and so for Autobahn) in this process.
 """
 
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Deque, Optional, Sequence, Union
+from typing import Any, Callable, Deque, Mapping, Optional, Sequence, Union
 
 import txaio
 
 txaio.use_twisted()
 
 from autobahn.twisted.component import Component  # noqa: E402
+from autobahn.twisted.wamp import Session as AutobahnSession  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 
 from components.client.connector import Connector, parse_urls  # noqa: E402
-from components.client.engine import Engine  # noqa: E402
+from components.client.contract import PROC_ADMIN_REVOKE, PROC_ROSTER  # noqa: E402
+from components.client.engine import Counts, Engine  # noqa: E402
+from components.client.session import AcceptsLateMessages  # noqa: E402
 from components.client.stats import Stats  # noqa: E402
 from components.client.ticket import TokenSource  # noqa: E402
 from components.client.state import FileState, PositionStore  # noqa: E402
 from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
 
-__all__ = ["Client"]
+__all__ = ["Client", "Session"]
+
+
+class Session(AcceptsLateMessages, AutobahnSession):
+    """Autobahn's session for this framework, accepting quietly what arrives after it ended."""
 
 Handler = Callable[[Envelope], Any]
 
@@ -51,18 +62,22 @@ class Client:
     logged and its envelope counts as handled too (it is not retried).
 
     :param url: a node URL, or several (a list, or comma-separated): tried in turn
-    :param token: a token, or a function returning one (or a Deferred of one), asked on every connect
+    :param token: a token, or a function returning one (or a Deferred of one), asked on every
+        connect and ahead of the token's expiry (a fixed token ends its session at ``exp``:
+        :meth:`when_stopped` then fails with :class:`~components.client.errors.TokenExpired`)
     :param on_envelope: the handler (or set it later with the :meth:`on_envelope` decorator)
     :param state: a state file path (or any :class:`~components.client.state.PositionStore`):
         a restarted client resumes there and gets what it missed
     :param history: on a first start (no state), hand over the newest ``history`` envelopes first
     :param reactor: the reactor (default: the global one)
     :param listen: ``False`` for a client that only sends (no subscriptions, no history)
+    :param acknowledge: acknowledge ``delivered`` for every envelope handed over (default)
     """
 
     def __init__(self, url: Union[str, Sequence[str]], token: TokenSource, on_envelope: Optional[Handler] = None,
                  *, state: Union[None, str, Path, PositionStore] = None, history: int = 0,
-                 reactor: Any = None, gap_grace: float = GAP_GRACE, listen: bool = True) -> None:
+                 reactor: Any = None, gap_grace: float = GAP_GRACE, listen: bool = True,
+                 acknowledge: bool = True) -> None:
         if reactor is None:
             from twisted.internet import reactor  # here: importing it installs the global reactor
         self._reactor = reactor
@@ -74,8 +89,8 @@ class Client:
             state = FileState(state)
         self._state = state
         self.engine = Engine(self._enqueue, reactor.seconds, reactor.callLater, state=state, history=history,
-                             grace=gap_grace, listen=listen)
-        self._connector = Connector(Component, parse_urls(url), token, self.engine, reactor.callLater)
+                             grace=gap_grace, listen=listen, acknowledge=acknowledge)
+        self._connector = Connector(Component, Session, parse_urls(url), token, self.engine, reactor.callLater)
         self._stopped: Optional[defer.Deferred] = None
         self._started = False
 
@@ -94,11 +109,49 @@ class Client:
             self._connector.start(self._reactor)
         return ready
 
-    def send(self, to: str, message: str, timeout: float = 30.0) -> defer.Deferred:
+    def send(self, to: str, message: str, timeout: float = 30.0, key: Optional[str] = None) -> defer.Deferred:
         """Send ``message`` to ``to`` (a department code, ``"All"`` or ``<dept>_<user>``);
-        fires with the stored envelope or fails with the exception of the error URI (see
-        :meth:`Engine.send <components.client.engine.Engine.send>` for the retries)."""
-        return defer.ensureDeferred(self.engine.send(to, message, timeout))
+        fires with the stored envelope or fails with the exception of the error URI. One
+        idempotency ``key`` per notice (a new one unless given), used on every retry within
+        ``timeout`` (see :meth:`Engine.send <components.client.engine.Engine.send>`)."""
+        return defer.ensureDeferred(self.engine.send(to, message, timeout, key))
+
+    def send_batch(self, items: Sequence[Mapping[str, Any]], timeout: float = 60.0) -> defer.Deferred:
+        """Send up to 1,000 notices ``{"to", "message", "key"?}`` in one call; fires with one
+        result per item, in order: the envelope or ``{"error", "detail"}`` (see
+        :meth:`Engine.send_batch <components.client.engine.Engine.send_batch>`)."""
+        return defer.ensureDeferred(self.engine.send_batch(items, timeout))
+
+    def receipts(self, envelope_id: str) -> defer.Deferred:
+        """The receipt counts of a notice this user sent: ``{"id", "audience", "seen",
+        "delivered", "pending"}``."""
+        return defer.ensureDeferred(self.engine.receipts(envelope_id))
+
+    def recipients(self, envelope_id: str, state: str, after: Optional[str] = None,
+                   limit: int = 200) -> defer.Deferred:
+        """One page of who is in ``state`` (``"seen"``, ``"delivered"``, ``"pending"``):
+        ``{"users": [{"dept", "user", "at"}], "next"}``; pass ``next`` as ``after`` for more."""
+        return defer.ensureDeferred(self.engine.recipients(envelope_id, state, after, limit))
+
+    def ack_seen(self, ids: Sequence[str]) -> None:
+        """The user saw these notices (acknowledged as ``seen`` with the next batch)."""
+        self.engine.ack_seen(ids)
+
+    def on_receipts(self, listener: Callable[[Counts], Any]) -> Callable[[Counts], Any]:
+        """Call ``listener(counts)`` with the new receipt counts of this user's notices as the
+        node publishes them (followed from now on; usable as a decorator)."""
+        self.engine.follow_receipts(listener)
+        return listener
+
+    def roster(self, dept: str) -> defer.Deferred:
+        """The department's known members: ``{"dept", "users": [{"user", "first_seen",
+        "last_seen", "source"}]}``."""
+        return defer.ensureDeferred(self.engine.call(PROC_ROSTER, dept))
+
+    def revoke(self, user_key: str) -> defer.Deferred:
+        """End every session of user ``<dept>_<user>`` and refuse its tokens issued until now
+        (an ``admin`` token)."""
+        return defer.ensureDeferred(self.engine.call(PROC_ADMIN_REVOKE, user_key))
 
     def stop(self) -> defer.Deferred:
         """Leave, stop reconnecting, release the state file."""

@@ -42,6 +42,11 @@ PROC_HISTORY = "deptcast.history"
 PROC_PRESENCE_ONLINE = "deptcast.presence.online"
 #: procedures clients may call
 CLIENT_PROCEDURES = frozenset({PROC_SEND, PROC_HISTORY, PROC_PRESENCE_ONLINE})
+#: operator procedures of the roster (``admin`` role): ``roster_import(rows)`` takes at most
+#: 1,000 rows ``[dept, user]`` and answers ``{"added": n, "known": m}``;
+#: ``roster_remove(user_key)`` answers ``{"removed": bool}``
+PROC_ADMIN_ROSTER_IMPORT = "deptcast.admin.roster_import"
+PROC_ADMIN_ROSTER_REMOVE = "deptcast.admin.roster_remove"
 #: the dynamic authorizer, registered by the node's own auth component
 PROC_AUTHORIZE = INTERNAL_PREFIX + "authorize"
 

@@ -1,15 +1,20 @@
 """The ``deptcast`` command line: tokens and node configurations here; the cluster's commands
-(:mod:`components.ops.clustercli`), ``run`` (:mod:`components.ops.supervisor`), and ``send``
-and ``listen`` (:mod:`components.ops.clientcli`) add themselves.
+(:mod:`components.ops.clustercli`), ``run`` (:mod:`components.ops.supervisor`), ``send``,
+``listen`` and ``receipts`` (:mod:`components.ops.clientcli`), and the operators' ``roster``
+and ``revoke`` (:mod:`components.ops.admincli`) add themselves.
 
-    deptcast token --user U --dept D [--role publisher] [--ttl SECONDS]
+    deptcast token --user U --dept D [--role publisher|admin] [--ttl SECONDS]
     deptcast node-config [--port N] [--output FILE]
     deptcast cluster init --node n1=HOST:PORT --node n2=HOST:PORT ... --db postgresql://... --out DIR
     deptcast cluster init --local [N|auto] [--base-port P] --db postgresql://... --out DIR
     deptcast cluster demo --db postgresql://... [--out DIR]
     deptcast run [--cbdir DIR] [-- crossbar start arguments]
-    deptcast send --to TO MESSAGE [--url URL ...] [--token T | --user U --dept D [--role R]]
-    deptcast listen [--state FILE] [--history N] [--format json|text] [--url URL ...] [--token T | ...]
+    deptcast send --to TO MESSAGE [--key KEY] [--url URL ...] [--token-file PATH | --user U --dept D [--role R]]
+    deptcast send --batch FILE.jsonl [...]
+    deptcast listen [--state FILE] [--history N] [--format json|text] [--url URL ...] [--token-file PATH | ...]
+    deptcast receipts ID [--json] [...]
+    deptcast roster import FILE.csv | list DEPT | remove DEPT_USER [--node-dir DIR | --token-file PATH]
+    deptcast revoke DEPT_USER [--node-dir DIR | --token-file PATH]
 """
 
 import argparse
@@ -19,13 +24,20 @@ from pathlib import Path
 from typing import List, Optional
 
 from components.client.state import StateError
+from components.client.contract import ADMIN
+from components.client.errors import DeptcastError
 from components.core.names import CLIENT_ROLES
 from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_NODE_DIR, ConfigError, read_secret
 from components.core.tokens import issue_token
+from components.ops.admincli import add_cli as add_admin_cli
 from components.ops.clientcli import add_cli as add_client_cli
 from components.ops.clustercli import add_cli as add_cluster_cli
 from components.ops.nodeconfig import DEFAULT_PORT, node_config, render
 from components.ops.supervisor import add_cli as add_run_cli
+
+
+#: the roles ``deptcast token`` mints
+TOKEN_ROLES = tuple(dict.fromkeys((*CLIENT_ROLES, ADMIN)))
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -54,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "node directory's jwt.secret when that variable is unset.")
     token.add_argument("--user", required=True, help="user id (the token's sub)")
     token.add_argument("--dept", required=True, help="department code")
-    token.add_argument("--role", default="member", choices=CLIENT_ROLES, help="member (default) or publisher")
+    token.add_argument("--role", default="member", choices=TOKEN_ROLES,
+                       help="member (default), publisher, or admin (the operators' procedures)")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (default 3600)")
     token.add_argument("--cbdir", default=DEFAULT_NODE_DIR,
                        help=f"node directory holding jwt.secret (default {DEFAULT_NODE_DIR})")
@@ -73,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_cli(sub)
 
     add_client_cli(sub)
+    add_admin_cli(sub)
     return parser
 
 
@@ -86,6 +100,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except StateError as e:
         print(f"deptcast {args.command}: state file {e}", file=sys.stderr)
         return 2
+    except DeptcastError as e:
+        print(f"deptcast {args.command}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

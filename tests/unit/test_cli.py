@@ -44,4 +44,10 @@ def test_token_bad_department(tmp_path):
 def test_the_parser_has_every_command():
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert list(sub.choices) == ["token", "node-config", "cluster", "run", "send", "listen"]
+    assert list(sub.choices) == ["token", "node-config", "cluster", "run", "send", "listen", "receipts", "revoke",
+                                 "roster"]
+
+
+def test_token_offers_the_admin_role():
+    parser = build_parser()
+    assert parser.parse_args(["token", "--user", "op", "--dept", "ops", "--role", "admin"]).role == "admin"

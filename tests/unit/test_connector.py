@@ -2,43 +2,13 @@
 the URLs and the back-off, a refused token, a new start when the component ends, and a node
 that drains."""
 
-from typing import Any, Dict, List
-
 import pytest
-from twisted.internet import defer
 
 from components.client import errors
 from components.client.connector import Connector, parse_urls
+from components.client.tx import Session
 from components.core import names
-from tests.support.client import FakeSession, Harness
-
-
-class FakeComponent:
-    """Records what the Connector gives Autobahn's Component."""
-
-    instances: List["FakeComponent"] = []
-
-    def __init__(self, transports, realm, authentication, is_fatal):
-        self.transports, self.realm, self.authentication, self.is_fatal = transports, realm, authentication, is_fatal
-        self.handlers: Dict[str, Any] = {}
-        self.starts = 0
-        self.done = defer.Deferred()
-        self._session = None
-        self._delay_f = None
-        FakeComponent.instances.append(self)
-
-    def on(self, event, handler):
-        self.handlers[event] = handler
-
-    def start(self, loop=None):
-        self.starts += 1
-        self.done = defer.Deferred()
-        return self.done
-
-    def stop(self):
-        if not self.done.called:
-            self.done.callback(None)
-        return defer.succeed(None)
+from tests.support.client import FakeComponent, FakeSession, Harness
 
 
 class Refusal:
@@ -47,7 +17,7 @@ class Refusal:
 
 
 def _connector(h: Harness, token, urls=("ws://a/ws", "ws://b/ws")) -> Connector:
-    return Connector(FakeComponent, list(urls), token, h.engine, h.clock.callLater)
+    return Connector(FakeComponent, Session, list(urls), token, h.engine, h.clock.callLater)
 
 
 def test_the_component_gets_every_url_with_jittered_back_off_and_the_ticket():
@@ -58,6 +28,7 @@ def test_the_component_gets_every_url_with_jittered_back_off_and_the_ticket():
     assert all(t["retry_delay_jitter"] > 0 and t["max_retries"] == -1 for t in comp.transports)
     assert comp.realm == names.REALM
     assert comp.authentication["ticket"].on_challenge(None, None) == "tok"
+    assert comp.session_factory is Session   # accepts what a node sends after its GOODBYE
 
 
 def test_a_fixed_token_refused_on_reconnect_stops_the_client():
@@ -120,16 +91,6 @@ def test_parse_urls():
             parse_urls(bad)
 
 
-class _Transport:
-    """Autobahn's transport as far as the back-off goes: ``reset`` puts its attempts to 0."""
-
-    def __init__(self) -> None:
-        self.connect_attempts = 3
-
-    def reset(self) -> None:
-        self.connect_attempts = 0
-
-
 class _Leave:
     def __init__(self, reason):
         self.reason, self.message = reason, ""
@@ -142,7 +103,6 @@ def test_a_draining_node_makes_the_next_attempt_go_at_once():
     c = _connector(h, "tok")
     c.start()
     comp = c.component
-    comp._transports = [_Transport(), _Transport()]
     s = FakeSession(h.store)
     comp.handlers["join"](s, s.details)
     comp.handlers["leave"](s, _Leave("wamp.close.transport_lost"))

@@ -116,7 +116,7 @@ def test_send_returns_the_envelope():
 
 @pytest.mark.parametrize("uri, cls", [
     ("deptcast.error.invalid_frame", errors.InvalidFrame), ("deptcast.error.not_authorized", errors.NotAuthorized),
-    ("deptcast.error.too_large", errors.TooLarge), ("deptcast.error.rate_limited", errors.RateLimited),
+    ("deptcast.error.too_large", errors.TooLarge),
     ("wamp.error.not_authorized", errors.NotAuthorized), ("deptcast.error.something_new", errors.DeptcastError),
 ])
 def test_each_refusal_raises_its_class_at_once(uri, cls):
@@ -141,7 +141,8 @@ def test_unavailable_is_retried_with_growing_delays():
     h.clock.advance(1.0)
     h.clock.advance(2.0)
     assert d.result["message"] == "hi"
-    assert len([c for c in s.calls if c[0] == names.PROC_SEND]) == 4
+    sends = [kw for p, _, kw in s.calls if p == names.PROC_SEND]
+    assert len(sends) == 4 and len({kw["key"] for kw in sends}) == 1   # every retry with the notice's key
 
 
 def test_unavailable_past_the_timeout_is_raised():
@@ -154,19 +155,58 @@ def test_unavailable_past_the_timeout_is_raised():
     d.addErrback(lambda f: None)
 
 
-def test_a_send_waits_for_a_session_and_a_lost_one_is_not_retried():
+def test_a_send_waits_for_a_session():
     h = Harness(listen=False)
     d = defer.ensureDeferred(h.engine.send("cardio", "waits"))
     assert not d.called
-    s = h.join()
+    h.join()
     assert d.result["message"] == "waits"
-    s.hold[names.PROC_SEND] = []
-    d2 = defer.ensureDeferred(h.engine.send("cardio", "in flight"))
-    s.hold[names.PROC_SEND][0].errback(TransportLost())
-    assert isinstance(d2.result.value, errors.ConnectionLost)
-    d2.addErrback(lambda f: None)
-    h.lose(s)
-    d3 = defer.ensureDeferred(h.engine.send("cardio", "nobody there", timeout=2))
+
+
+def test_a_send_lost_in_flight_is_sent_again_with_its_key_and_stored_once():
+    """The first attempt reached the node and was stored, but its answer was lost with the
+    connection: the retry on the next session carries the same key and gets the first envelope."""
+    h = Harness(listen=False)
+    s1 = h.join()
+    s1.hold[names.PROC_SEND] = []
+    d = defer.ensureDeferred(h.engine.send("cardio", "in flight"))
+    [(args, kwargs)] = s1.calls_of(names.PROC_SEND)
+    stored = h.store.send(*args, sender="alice", key=kwargs["key"])   # the node took it...
+    h.lose(s1)
+    s1.hold[names.PROC_SEND][0].errback(TransportLost())              # ...and the answer was lost
+    assert not d.called
+    h.clock.advance(1)
+    s2 = h.join("n2")
+    h.clock.advance(1)
+    [(args2, kwargs2)] = s2.calls_of(names.PROC_SEND)
+    assert kwargs2 == kwargs and args2 == ("cardio", "in flight")
+    assert d.result == stored and len(h.store.rows) == 1
+    assert h.engine.stats.send_retries == 1
+
+
+def test_a_send_with_no_session_in_time_is_not_connected():
+    h = Harness(listen=False)
+    d = defer.ensureDeferred(h.engine.send("cardio", "nobody there", timeout=2))
     h.clock.advance(2.1)
-    assert isinstance(d3.result.value, errors.Unavailable)
-    d3.addErrback(lambda f: None)
+    assert isinstance(d.result.value, errors.NotConnected) and isinstance(d.result.value, errors.Unavailable)
+    d.addErrback(lambda f: None)
+
+
+def test_a_send_whose_outcome_is_unknown_when_time_is_up_says_so_with_its_key():
+    h = Harness(listen=False)
+    s = h.join()
+    s.hold[names.PROC_SEND] = []
+    d = defer.ensureDeferred(h.engine.send("cardio", "no answer", timeout=5, key="shift-42"))
+    h.clock.advance(5)
+    error = d.result.value
+    assert isinstance(error, errors.ConnectionLost) and error.key == "shift-42"
+    assert "no answer" in error.reason
+    d.addErrback(lambda f: None)
+    # lost, and no session comes back in time: still "unknown", not "never sent"
+    s.hold[names.PROC_SEND] = []
+    d2 = defer.ensureDeferred(h.engine.send("cardio", "lost", timeout=5))
+    h.lose(s)
+    s.hold[names.PROC_SEND][0].errback(TransportLost())
+    h.clock.pump([0.5] * 12)
+    assert type(d2.result.value) is errors.ConnectionLost and d2.result.value.key
+    d2.addErrback(lambda f: None)
