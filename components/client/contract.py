@@ -1,28 +1,13 @@
-"""Names of the contract the client uses that :mod:`components.core.names` and
-:mod:`components.core.errors` do not hold (the nodes' own modules add them as they implement
-them; then these become imports from there).
+"""The names of the contract the client uses beyond calling a procedure: how to tell a node
+that does not offer a procedure (older than the client), and the receipts topic of a user.
+Every other name is :mod:`components.core.names`'s.
 """
 
-# -- procedures
-PROC_SEND_BATCH = "deptcast.send_batch"
-PROC_ACK = "deptcast.ack"
-PROC_RECEIPTS = "deptcast.receipts"
-PROC_RECIPIENTS = "deptcast.recipients"
-PROC_ROSTER = "deptcast.roster"
-PROC_SESSION_REFRESH = "deptcast.session.refresh"
-PROC_ADMIN_REVOKE = "deptcast.admin.revoke"
-
-#: a sender's receipt counts: ``TOPIC_RECEIPTS + "<dept>_<user>"``
-TOPIC_RECEIPTS = "deptcast.receipts."
-
-# -- why a node ends a session (GOODBYE reasons)
-#: the token's ``exp`` passed and no newer token was handed over
-CLOSE_TOKEN_EXPIRED = "deptcast.close.token_expired"
-#: an admin revoked the user: a client does not come back by itself
-CLOSE_REVOKED = "deptcast.close.revoked"
-
-#: the role of operators' tokens
-ADMIN = "admin"
+from components.core.names import (  # noqa: F401 (re-exported for the client's modules)
+    ADMIN, CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED, DELIVERED, PENDING, PROC_ACK, PROC_ADMIN_REVOKE, PROC_RECEIPTS,
+    PROC_RECIPIENTS, PROC_ROSTER, PROC_SEND_BATCH, PROC_SESSION_REFRESH, RECIPIENT_STATES, SEEN, SEND_BATCH_MAX,
+    TOPIC_RECEIPTS,
+)
 
 # -- the router's answers to a call of a procedure the node does not offer
 #: nobody registered it (a node older than the client)
@@ -30,15 +15,6 @@ NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
 #: the role may not call it; a node older than the client answers this for procedures it does
 #: not know (its authorizer allows only those it knows)
 ROUTER_NOT_AUTHORIZED = "wamp.error.not_authorized"
-
-#: receipt states (``deptcast.ack`` takes the first two; ``deptcast.recipients`` all three)
-DELIVERED = "delivered"
-SEEN = "seen"
-PENDING = "pending"
-RECIPIENT_STATES = (SEEN, DELIVERED, PENDING)
-
-#: the most items ``deptcast.send_batch`` takes in one call
-SEND_BATCH_MAX = 1000
 
 
 def receipts_topic(user_key: str) -> str:

@@ -16,6 +16,8 @@ REALM = "deptcast"
 # -- roles
 MEMBER = "member"
 PUBLISHER = "publisher"
+#: operators and offboarding systems: everything a publisher may, plus ``deptcast.admin.*``
+ADMIN = "admin"
 #: the roles a token may carry (client sessions)
 CLIENT_ROLES = (MEMBER, PUBLISHER)
 #: the role of the node's own components (router components, never a client)
@@ -28,6 +30,8 @@ TOPIC_DEPT = "deptcast.dept."
 TOPIC_ALL = "deptcast.all"
 TOPIC_USER = "deptcast.user."
 TOPIC_PRESENCE = "deptcast.presence."
+#: a sender's receipt counts: ``TOPIC_RECEIPTS + "<dept>_<user>"`` (that user only)
+TOPIC_RECEIPTS = "deptcast.receipts."
 
 # -- topics only the nodes use (clients may never subscribe to them)
 INTERNAL_PREFIX = "deptcast.internal."
@@ -40,6 +44,14 @@ PRESENCE_INTERNAL_TOPIC = INTERNAL_PREFIX + "presence"
 PROC_SEND = "deptcast.send"
 PROC_HISTORY = "deptcast.history"
 PROC_PRESENCE_ONLINE = "deptcast.presence.online"
+PROC_SEND_BATCH = "deptcast.send_batch"
+PROC_ACK = "deptcast.ack"
+PROC_RECEIPTS = "deptcast.receipts"
+PROC_RECIPIENTS = "deptcast.recipients"
+PROC_ROSTER = "deptcast.roster"
+PROC_SESSION_REFRESH = "deptcast.session.refresh"
+#: ``admin`` role only (others get the router's ``wamp.error.not_authorized``)
+PROC_ADMIN_REVOKE = "deptcast.admin.revoke"
 #: procedures clients may call
 CLIENT_PROCEDURES = frozenset({PROC_SEND, PROC_HISTORY, PROC_PRESENCE_ONLINE})
 #: operator procedures of the roster (``admin`` role): ``roster_import(rows)`` takes at most
@@ -52,6 +64,19 @@ PROC_AUTHORIZE = INTERNAL_PREFIX + "authorize"
 
 #: the reason of the GOODBYE a stopping (draining) node sends its clients: reconnect elsewhere, now
 CLOSE_GOING_AWAY = "wamp.close.system_shutdown"
+#: the token's ``exp`` passed and no newer token was handed over (legacy sockets: close code 4001)
+CLOSE_TOKEN_EXPIRED = "deptcast.close.token_expired"
+#: an admin revoked the user: clients do not come back by themselves (legacy sockets: close code 4003)
+CLOSE_REVOKED = "deptcast.close.revoked"
+
+# -- receipts: ``deptcast.ack`` takes the first two states, ``deptcast.recipients`` all three
+DELIVERED = "delivered"
+SEEN = "seen"
+PENDING = "pending"
+RECIPIENT_STATES = (SEEN, DELIVERED, PENDING)
+
+#: the most items ``deptcast.send_batch`` takes in one call
+SEND_BATCH_MAX = 1000
 
 #: the ``to`` value that addresses every user
 ALL = "All"
