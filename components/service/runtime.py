@@ -14,7 +14,7 @@ from twisted.internet import reactor
 
 from components.core.settings import ConfigError, Settings, load_settings
 from components.service.links import LinkState
-from components.service.health import NodeHealth
+from components.service.nodehealth import NodeHealth
 from components.service.messaging import MessageService
 from components.service.presence import LegacyUsers
 from components.service.slot import Slot

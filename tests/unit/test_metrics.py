@@ -9,7 +9,7 @@ from twisted.internet import defer, task
 from components.core.errors import NOT_AUTHORIZED, RATE_LIMITED, Refused
 from components.core.metrics import REGISTRY, http_path, reason_of
 from components.core.settings import load_settings
-from components.service.health import NodeHealth
+from components.service.nodehealth import NodeHealth
 from components.service.metrics import NodeCollector, counted_send, timed_history
 from components.service.slot import Slot
 
@@ -109,39 +109,6 @@ def test_the_collector_reads_the_node_at_scrape_time(tmp_path):
                  'deptcast_subscribers{kind="presence"} 1.0', "deptcast_router_events_sent_total 1234.0",
                  'deptcast_process_resident_memory_bytes{process="router"}']:
         assert line in text, line
-
-
-def test_the_store_probe_asks_often_until_the_store_is_ready_then_every_interval():
-    from components.service.health import StoreProbe
-
-    class Store:
-        probes = 0
-
-        def probe(self):
-            Store.probes += 1
-            return defer.succeed(None)
-
-    class Svc:
-        store_ready = False
-        store = Store()
-
-    clock = task.Clock()
-    slot = Slot(clock, "service")
-    slot.set(Svc)
-    probe = StoreProbe(slot, clock, interval=5.0)
-    probe.start()
-    clock.advance(0.5)
-    assert Store.probes == 0          # not ready: the api's migration tells the store's state
-    Svc.store_ready = True
-    clock.advance(0.5)
-    assert Store.probes == 1          # at once
-    clock.advance(3.0)
-    assert Store.probes == 1          # then seldom: once per interval
-    clock.advance(5.0)
-    assert Store.probes == 2
-    clock.advance(5.0)
-    assert Store.probes == 3
-    probe.stop()
 
 
 def test_the_dashboard_asks_only_for_metrics_a_node_exposes(tmp_path):

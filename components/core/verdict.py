@@ -1,4 +1,5 @@
-"""Whether a node is well, from facts its parts report: the verdict behind ``GET /health``.
+"""The rules of a node's health: from the facts its parts report, the verdict behind
+``GET /health``.
 
 Two questions, two answers:
 
