@@ -6,7 +6,8 @@ Every part reports into the runtime's :class:`NodeHealth` (``runtime().health``)
 - each component when it joins and leaves (:class:`~components.wamp.base.NodeComponent`);
 - the legacy endpoint when a socket opens and closes;
 - the operations component (:mod:`components.wamp.operations`) as the :class:`Observer` of
-  sessions, links and the router, and when the node starts draining.
+  sessions, links and the router, and when the node starts draining;
+- the node's composition root (:mod:`components.wamp.root`), the state of each upstream patch.
 
 The store's state (kept current by :class:`~components.service.storeprobe.StoreProbe`) and the
 send hold come from the message service itself. Reading all of it is
@@ -14,13 +15,13 @@ a few dictionary lookups: ``/health`` may be polled every second.
 """
 
 import secrets
-from typing import Any, Dict, Optional, Protocol, Set
+from typing import Any, Dict, List, Optional, Protocol, Set
 
 from components.core.settings import Settings
 from components.core.verdict import Facts, Verdict, judge
 
 #: the components every node runs (their ``who``), all of which must join for it to serve
-EXPECTED_COMPONENTS = ("auth", "api", "presence", "bridge", "ops")
+EXPECTED_COMPONENTS = ("root", "auth", "api", "presence", "bridge", "ops")
 
 
 class Observer(Protocol):
@@ -53,6 +54,8 @@ class NodeHealth:
     :ivar draining: the node is stopping and has asked its clients to go elsewhere
     :ivar observer: the operations component, once it has joined
     :ivar legacy: the open legacy sockets
+    :ivar patches: the state of each upstream patch (``{"name", "state", "reason"?}``), once the
+        composition root installed them
     """
 
     def __init__(self, clock: Any) -> None:
@@ -62,6 +65,7 @@ class NodeHealth:
         self.draining = False
         self.observer: Optional[Observer] = None
         self.legacy: Set[Any] = set()
+        self.patches: List[Dict[str, str]] = []
         self._joined: Set[str] = set()
 
     # -- reports
@@ -114,6 +118,7 @@ class NodeHealth:
             sessions=self.sessions(),
             uptime=self._clock.seconds() - self.started,
             instance=self.instance,
+            patches=tuple(self.patches),
         )
 
     def verdict(self, settings: Settings, service: Any) -> Verdict:

@@ -42,7 +42,7 @@ class StoreProbe:
     def _probe(self) -> Optional[defer.Deferred]:
         service = self._messages.value
         if service is None or not service.store_ready:
-            return None  # the api retries its migration meanwhile, which tells the same
+            return None  # the root retries its migration meanwhile, which tells the same
         self._loop.interval = self._interval
         # failures are the store's state, logged by the store once per change
         return service.store.probe().addErrback(lambda f: None)

@@ -4,7 +4,7 @@ graceful drain when the node is asked to stop.
 
 - **Census**: client sessions, peers' link sessions and client subscriptions, from the
   router's meta events (:class:`~components.core.census.Census`); this node's own links and the
-  router's message counts from the router worker (:mod:`components.wamp.worker`). It reports
+  router's message counts from the router worker (:mod:`components.upstream.worker`). It reports
   into ``runtime().health`` as its :class:`~components.service.nodehealth.Observer`.
 - **Upkeep**: the store probe (:class:`~components.service.storeprobe.StoreProbe`) and retention
   (:class:`~components.service.retention.Pruner`).
@@ -34,7 +34,7 @@ from components.core.settings import Settings
 from components.service.storeprobe import StoreProbe
 from components.service.retention import Pruner, retention_text
 from components.service.runtime import runtime
-from components.wamp import worker
+from components.upstream import worker
 from components.wamp.base import NodeComponent, scan_sessions
 
 #: the WAMP close reason a stopping node says goodbye with (the WAMP spec's own URI)

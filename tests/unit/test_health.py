@@ -1,5 +1,5 @@
 """Unit tests of :mod:`components.edge.health`, the ``/health`` resource: 200 or 503 with the
-verdict's body, ``/health/serving`` for balancers, 404 below."""
+verdict's body (the patches listed), ``/health/serving`` for balancers, 404 below."""
 
 import json
 from types import SimpleNamespace
@@ -19,6 +19,7 @@ def runtime(settings=None, joined=EXPECTED_COMPONENTS, gate_open=True):
     rt._settings = settings or make_settings()
     for who in joined:
         rt.health.joined(who)
+    rt.health.patches = [{"name": "wampjson.depth", "state": "applied"}]
     rt.messages.set(SimpleNamespace(store_ready=True, store=SimpleNamespace(states={"writes": True, "reads": True}),
                                     gate=FakeGate(gate_open)))
     return rt
@@ -30,10 +31,10 @@ def get(rt, *postpath: bytes):
     return request.responseCode, json.loads(body), request.responseHeaders.getRawHeaders(b"cache-control")
 
 
-def test_a_healthy_node_answers_200():
+def test_a_healthy_node_answers_200_with_its_patches():
     status, body, cache = get(runtime())
     assert status == 200 and cache == [b"no-store"]
-    assert body["status"] == "ok" and body["problems"] == []
+    assert body["status"] == "ok" and body["patches"] == [{"name": "wampjson.depth", "state": "applied"}]
     assert body["components"] == {who: True for who in EXPECTED_COMPONENTS}
 
 

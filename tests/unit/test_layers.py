@@ -15,7 +15,8 @@ import pytest
 from tests.support.nodes import REPO
 
 #: each subpackage of ``components`` and its height; a module imports only lower ones (or its own)
-LAYERS: Dict[str, int] = {"core": 0, "store": 1, "service": 2, "wamp": 3, "edge": 3, "client": 3, "ops": 4}
+LAYERS: Dict[str, int] = {"core": 0, "store": 1, "upstream": 1, "service": 2, "wamp": 3, "edge": 3, "client": 3,
+                          "ops": 4}
 #: third-party frameworks the pure rules must not touch
 CORE_FORBIDDEN = ("twisted", "autobahn", "txaio", "crossbar", "zope")
 

@@ -25,7 +25,7 @@ def test_the_store_probe_asks_often_until_the_store_is_ready_then_every_interval
     probe = StoreProbe(slot, clock, interval=5.0)
     probe.start()
     clock.advance(0.5)
-    assert Store.probes == 0          # not ready: the api's migration tells the store's state
+    assert Store.probes == 0          # not ready: the root's migration tells the store's state
     Svc.store_ready = True
     clock.advance(0.5)
     assert Store.probes == 1          # at once
