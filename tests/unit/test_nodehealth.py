@@ -7,18 +7,7 @@ from types import SimpleNamespace
 from twisted.internet import task
 
 from components.service.nodehealth import EXPECTED_COMPONENTS, NodeHealth
-from tests.support.fakes import FakeGate, make_settings
-
-
-class Observer:
-    def links_in(self):
-        return {"n2"}
-
-    def links_out(self):
-        return {"n2", "n3"}
-
-    def wamp_sessions(self):
-        return 7
+from tests.support.fakes import FakeGate, FakeObserver, make_settings
 
 
 def service(ready=True, gate_open=True):
@@ -43,16 +32,16 @@ def test_the_parts_reports_make_the_facts():
     health.left("ops")
     sock = object()
     health.legacy_opened(sock)
-    health.observer = Observer()
+    health.observer = FakeObserver()
     health.patches = [{"name": "hotpath.tcp_write", "state": "applied"}]
     facts = health.facts(make_settings(peers=["n2", "n3"], db="postgresql://x/y"), service())
     assert facts.joined == set(EXPECTED_COMPONENTS) - {"ops"}
     assert (facts.store_kind, facts.store_ready, facts.store_writes, facts.store_reads) == (
         "postgresql", True, True, None)
-    assert (facts.links_in, facts.links_out, facts.sessions) == ({"n2"}, {"n2", "n3"}, {"wamp": 7, "legacy": 1})
+    assert (facts.links_in, facts.links_out, facts.sessions) == ({"n2"}, {"n2", "n3"}, {"wamp": 4, "legacy": 1})
     assert facts.accepting_sends and facts.patches == ({"name": "hotpath.tcp_write", "state": "applied"},)
     health.legacy_closed(sock)
-    assert health.sessions() == {"wamp": 7, "legacy": 0}
+    assert health.sessions() == {"wamp": 4, "legacy": 0}
 
 
 def test_the_root_is_expected_and_its_held_gate_keeps_the_node_from_serving():
