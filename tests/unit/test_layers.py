@@ -94,6 +94,7 @@ def test_every_layer_exists():
     ("core/bad.py", "import components.store\n", "core (height 0) may not import store (height 1)"),
     ("wamp/bad.py", "def f():\n    from components.edge import legacy\n", "wamp (height 3) may not import edge"),
     ("store/bad.py", "from components import ops\n", "store (height 1) may not import ops (height 4)"),
+    ("upstream/bad.py", "from components.service import links\n", "upstream (height 1) may not import service"),
     ("loose.py", "x = 1\n", "belongs to no layer"),
 ])
 def test_the_check_notices_an_import_that_breaks_the_rule(tmp_path, module, source, why):
