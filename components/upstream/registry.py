@@ -335,8 +335,8 @@ def _install_one(patch: Patch, wiring: Wiring, leave_out: set) -> Status:
     if changed:
         reason = "upstream changed: " + ", ".join(changed)
         log.warn("deptcast upstream: {name} is not applied: the source of {changed} is not the one it was checked "
-                 "against; Crossbar/Autobahn/Twisted behave here as upstream does. Recheck "
-                 "components/upstream/{area}.py (docs/project/upstream.md)",
+                 "against, so upstream's own code runs there; recheck components/upstream/{area}.py "
+                 "(docs/project/upstream.md)",
                  name=patch.name, changed=", ".join(changed), area=patch.area)
         return Status(patch.name, SKIPPED, reason)
     reason = patch.shape(wiring) if patch.shape is not None else None

@@ -17,6 +17,10 @@ therefore runs before any other component joins and before any transport listens
    offers it in ``runtime().messages`` to the WAMP procedures and the web transport's resources;
 4. reports the patches' states to ``runtime().health`` (``/health`` lists them).
 
+The node config may name patches to leave out, in this component's ``extra``:
+``{"leave_out": ["hotpath.tcp_write"]}`` (to measure what one earns; ``/health`` then says
+``skipped``, "left out by the node config").
+
 A second install point, and the last, would be Crossbar proxy workers, should ``/ws`` move
 into them: a proxy worker runs no router components, so it would need its own call of
 :func:`components.upstream.install` with the patches that apply there.
