@@ -37,9 +37,18 @@ def record_problems(patch: Patch) -> List[str]:
     return problems
 
 
-def test_the_seam_holds_every_area_and_its_patches():
+#: every patch the node installs: one missing from the registry (an area module no longer
+#: registering it, a registration lost in a merge) fails here; one dropped on purpose is taken
+#: out of this list with it
+EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message", "hotpath.ws_send_data",
+            "hotpath.tcp_write", "logs.per_connection_lines", "logs.autobahn_pformat", "logs.crossbar_pformat",
+            "rlinks.repair", "roles.in_process", "wampjson.depth", "web.request_bodies", "web.trim_upgraded",
+            "worker.session_info", "worker.stats", "worker.links", "worker.web_transport"]
+
+
+def test_the_seam_holds_every_patch_of_every_area():
+    assert sorted(PATCHES) == sorted(EXPECTED)
     assert sorted(PATCHES) == sorted(p.name for area in AREAS for p in area.PATCHES)
-    assert len(PATCHES) == 17
 
 
 @pytest.mark.parametrize("name", list(PATCHES))
