@@ -44,6 +44,14 @@ def test_a_message_within_the_bound_reads_as_before():
     assert again.args == [{"to": "x"}]
 
 
+def test_brackets_inside_strings_do_not_count_but_are_scanned():
+    """Past the bound in brackets, a message is scanned: brackets in strings are not nesting."""
+    install()
+    payload = b'[16, 1, {}, "deptcast.all", ["' + b"[" * (WAMP_MAX_DEPTH + 10) + b'"]]'
+    [msg] = JsonSerializer().unserialize(payload, False)
+    assert msg.args == ["[" * (WAMP_MAX_DEPTH + 10)]
+
+
 def test_other_serializers_are_left_alone():
     install()
     payload, binary = MsgPackSerializer().serialize(message.Publish(1, "deptcast.all", args=[[[["x"]]]]))
