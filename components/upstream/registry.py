@@ -339,10 +339,10 @@ def _install_one(patch: Patch, wiring: Wiring, leave_out: set) -> Status:
                  "(docs/project/upstream.md)",
                  name=patch.name, changed=", ".join(changed), area=patch.area)
         return Status(patch.name, SKIPPED, reason)
-    reason = patch.shape(wiring) if patch.shape is not None else None
-    if reason:
-        log.warn("deptcast upstream: {name} is not applied: {reason}", name=patch.name, reason=reason)
-        return Status(patch.name, SKIPPED, reason)
+    misfit = patch.shape(wiring) if patch.shape is not None else None
+    if misfit:
+        log.warn("deptcast upstream: {name} is not applied: {reason}", name=patch.name, reason=misfit)
+        return Status(patch.name, SKIPPED, misfit)
     _applying.append(patch.name)
     try:
         patch.apply(wiring)

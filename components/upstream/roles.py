@@ -70,9 +70,10 @@ def _shape(wiring: Wiring) -> Optional[str]:
 
 
 def _in_process(wiring: Wiring) -> None:
-    router = wiring.router
+    router, authorize = wiring.router, wiring.authorize
+    assert authorize is not None  # (the shape check)
     for uri, dynamic in _dynamic_roles(router, CLIENT_ROLES, PROC_AUTHORIZE).items():
-        role = InProcessRole(router, uri, wiring.authorize, dynamic)
+        role = InProcessRole(router, uri, authorize, dynamic)
         router.add_role(role)
         _replaced.append((router, role))
 
