@@ -21,7 +21,6 @@ from components.core.jsonlimits import load_json
 from components.core.localonly import local_refusal
 from components.core.names import MEMBER
 from components.core.tokens import issue_token
-from components.edge.guards import guard_worker
 from components.edge.http import error_body, header, json_body, peer_host
 from components.service.runtime import Runtime, runtime
 
@@ -38,7 +37,6 @@ class DevTokenResource(resource.Resource):
 
     def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
         super().__init__()
-        guard_worker(MAX_FORM_BYTES)
         settings = (rt or runtime()).settings_or_log(self.log, "dev token")
         self._settings = settings if settings is not None and settings.dev else None
         if self._settings is not None:

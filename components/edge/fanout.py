@@ -5,7 +5,7 @@ message delivered once, in ``seq`` order, even when the router did not bring it.
 Old pages have no ``seq`` and no history: whatever the router does not deliver, they never
 show. The router misses events while this node's link to a peer is down (a network blip, a
 peer's pause: 1-3 s of the peer's messages) and, before the link repair in
-:mod:`components.wamp.rlinks`, delivered some twice. So the fan-out is the careful
+:mod:`components.upstream.rlinks`, delivered some twice. So the fan-out is the careful
 subscriber on the pages' behalf (:class:`~components.core.sequence.TopicSequence`):
 
 - it knows each topic's ``seq`` from the first subscription on (the store's head then);

@@ -2,7 +2,7 @@
 balancers, ``deptcast cluster status`` and rolling restarts.
 
 Mounted in the node's web transport as a Twisted resource. Both answer the same small JSON
-body (see :mod:`components.core.health`), ``Cache-Control: no-store``:
+body (see :mod:`components.core.verdict`), ``Cache-Control: no-store``:
 
 - ``/health``: 200 when the node is healthy (it serves, and every link with every configured
   peer is up both ways), else 503; the body's ``problems`` say what is wrong;

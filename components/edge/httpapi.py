@@ -25,7 +25,6 @@ from components.core import frames
 from components.core.errors import UNAVAILABLE, Refused
 from components.core.metrics import count_refusal
 from components.core.tokens import verify_token
-from components.edge.guards import guard_worker
 from components.edge.http import bearer_token, error_body, header, json_body, peer_host
 from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
@@ -49,10 +48,9 @@ class HttpSendResource(resource.Resource):
         # requests refused before the send path (token, body); the send path counts its own
         self._refusals = RefusalLog(self.log, "deptcast http api", "HTTP request", "HTTP requests")
         if self._settings is not None:
-            # the body is a JSON frame like a legacy one: the same bound applies
+            # the body is a JSON frame like a legacy one: the same bound applies (a larger body
+            # is refused, 413, before it is read: components.upstream.web)
             self._body_cap = frames.frame_cap(self._settings.max_message_bytes)
-            # ... and a larger body is refused (413) before it is read
-            guard_worker(self._body_cap)
             self.log.info("deptcast http api: POST /api/send ready")
 
     def render_POST(self, request) -> Any:

@@ -45,7 +45,6 @@ from components.core.logsummary import host_of
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
 from components.core.tokens import Identity
 from components.edge.fanout import Fanout, ServiceReader, SlotBridge
-from components.edge.guards import guard_worker
 from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
 
@@ -324,9 +323,6 @@ class LegacyResource(WebSocketResource):
         super().__init__(factory)
         self.factory = factory
         if settings is not None:
-            # request bodies on the node's port are refused (413) past the largest frame, WAMP
-            # JSON nested too deep is a protocol error (components.edge.guards)
-            guard_worker(factory.frame_cap)
             sized_for = int(extra.get("max_message_bytes", settings.max_message_bytes))
             if settings.max_message_bytes > sized_for:
                 self.log.warn("deptcast legacy: DEPTCAST_MAX_MESSAGE_BYTES={limit}, but the node config's WebSocket "

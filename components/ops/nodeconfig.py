@@ -4,9 +4,11 @@
 (a unit test keeps the two equal); ``deptcast node-config``, the cluster generator and the
 tests render variants of it.
 
-The node is one router worker. Its realm's components (authorizer, api, presence, the web
-transport's bridge session) run inside it as router components, joined in-process before the
-transports open; nothing else may join with their role. ``/health`` and ``/metrics`` are
+The node is one router worker. Its realm's components run inside it as router components,
+joined in-process one after the other, before the transports open; nothing else may join with
+their role. The first is the node's composition root (``components.wamp.root``: the upstream
+patches, the store, the message service), then the authorizer, the api, presence, the web
+transport's bridge session and operations. ``/health`` and ``/metrics`` are
 the operator's (``components.edge.health``, ``components.edge.metrics``).
 """
 
@@ -26,8 +28,10 @@ LISTEN_BACKLOG = 1024
 #: how long browsers may cache the page's files: short, so an upgrade reaches them soon
 STATIC_CACHE_SECONDS = 60
 
-#: the node's own components, run in the router worker (in-process, no network hop)
-COMPONENT_CLASSES = ("components.wamp.auth.AuthorizerComponent", "components.wamp.api.ApiComponent",
+#: the node's own components, run in the router worker (in-process, no network hop), in this
+#: order: the composition root first (Crossbar starts each once the one before has joined)
+COMPONENT_CLASSES = ("components.wamp.root.RootComponent",
+                     "components.wamp.auth.AuthorizerComponent", "components.wamp.api.ApiComponent",
                      "components.wamp.presence.PresenceComponent", "components.wamp.bridge.BridgeComponent",
                      "components.wamp.operations.OperationsComponent")
 #: Crossbar's factory of the ticket authenticator, a function in the router worker

@@ -3,7 +3,7 @@ when a link to a peer drops and comes back while both nodes run.
 
 Each node pulls a peer's events over a link it owns (Crossbar's rlink). While that link is
 down, events published on the peer never reach this node, and nothing in the WAMP meta API
-of either node says so. :mod:`components.wamp.rlinks` watches the links inside the router
+of either node says so. :mod:`components.upstream.rlinks` watches the links inside the router
 worker and reports here; the legacy fan-out (reads what it may have missed from the store)
 and the presence component (asks the peer for a fresh snapshot) listen.
 """

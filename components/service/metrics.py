@@ -5,7 +5,7 @@ Prometheus scrapes (see :mod:`components.core.metrics` for the counters).
   :class:`~components.service.messaging.MessageService` methods: every interface's sends are
   counted on one path, by the ``interface`` keyword its adapter passes;
 - :class:`NodeCollector` answers the gauges from the runtime's
-  :class:`~components.service.health.NodeHealth`: sessions, links, subscribers, users online,
+  :class:`~components.service.nodehealth.NodeHealth`: sessions, links, subscribers, users online,
   the link hold, the router's events, and CPU and memory of the node's processes.
 """
 

@@ -14,7 +14,7 @@ from twisted.internet import reactor
 
 from components.core.settings import ConfigError, Settings, load_settings
 from components.service.links import LinkState
-from components.service.health import NodeHealth
+from components.service.nodehealth import NodeHealth
 from components.service.messaging import MessageService
 from components.service.presence import LegacyUsers
 from components.service.slot import Slot
@@ -26,7 +26,7 @@ class Runtime:
     :ivar messages: the node's :class:`~components.service.messaging.MessageService`, set
         by the api component once its store is open
     :ivar bridge: the router session the web transport's resources subscribe with
-    :ivar links: whether this node's links to its peers are up (:mod:`components.wamp.rlinks` reports)
+    :ivar links: whether this node's links to its peers are up (:mod:`components.upstream.rlinks` reports)
     :ivar legacy_users: the open legacy sockets, which presence counts like WAMP sessions
     :ivar health: what the parts report about themselves, for ``/health`` and ``/metrics``
     """

@@ -3,7 +3,9 @@
 The authenticator is a function Crossbar calls in the router worker (``"type": "function"``,
 no round trip); the authorizer is the procedure ``deptcast.internal.authorize`` registered by
 :class:`AuthorizerComponent`, a router component of the node (clients can never call it: the
-authorizer refuses every procedure outside :data:`names.CLIENT_PROCEDURES`).
+authorizer refuses every procedure outside :data:`names.CLIENT_PROCEDURES`). The client roles ask
+:func:`authorize` in-process instead (the patch ``roles.in_process`` of :mod:`components.upstream`,
+which the node's composition root installs with this function).
 """
 
 from typing import Any, Callable, Dict
@@ -18,7 +20,8 @@ from components.core.settings import Settings
 from components.core.tokens import Identity, verify_token
 from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
-from components.wamp import roles, sessionlog, worker
+from components.upstream.registry import is_applied
+from components.upstream.roles import IN_PROCESS
 from components.wamp.base import NodeComponent
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
@@ -66,6 +69,30 @@ def create_authenticator(config: Dict[str, Any], controller: Any = None):
     return authenticator(runtime().settings().jwt_secret)
 
 
+def authorize(session: Dict[str, Any], uri: str, action: str, options: Dict[str, Any]) -> Any:
+    """The dynamic authorizer of the client roles: ``session`` as the router describes it
+    (``authid``, ``authrole``, ``authextra`` with the department), the URI, the action and its
+    options; answers Crossbar's ``{"allow", "disclose"?, "cache"}`` (``False`` for a session
+    that is not a client's).
+
+    :rtype: dict or bool
+    """
+    if session.get("authrole") not in names.CLIENT_ROLES:
+        return False
+    try:
+        identity = identity_of(session)
+    except KeyError:
+        return False
+    options = options or {}
+    allow = policy.authorize(identity, uri, action, options)
+    # Crossbar caches an answer per (realm, role, uri, action), not per session or options:
+    # only answers that are the same for the whole role may say so
+    cache = policy.same_for_role(uri, action, options)
+    if action == "subscribe":
+        return {"allow": allow, "cache": cache}
+    return {"allow": allow, "disclose": allow, "cache": cache}
+
+
 class AuthorizerComponent(NodeComponent):
     """Registers the authorizer of the ``member`` and ``publisher`` roles."""
 
@@ -75,33 +102,7 @@ class AuthorizerComponent(NodeComponent):
         if settings.dev:
             self.log.warn("deptcast auth: quick-start mode (DEPTCAST_DEV=1): the JWT secret is read from "
                           "{path}; do not use this mode in production", path=str(settings.node_dir / "jwt.secret"))
-        # Crossbar's per-connection info lines at debug (see components.wamp.sessionlog)
-        sessionlog.install(worker.router_of(self))
-        await self.register(self.authorize, names.PROC_AUTHORIZE)
-        # the client roles ask self.authorize in-process, not through a WAMP call (see components.wamp.roles)
-        self._inprocess_roles = roles.install(worker.router_of(self), list(names.CLIENT_ROLES), names.PROC_AUTHORIZE,
-                                    self.authorize)
-        self.log.info("deptcast auth: authorizer ready on node {node} (asked in-process by the roles: {roles})",
-                      node=settings.node_name, roles=", ".join(self._inprocess_roles) or "none")
-
-    def onLeave(self, details):
-        replaced = getattr(self, "_inprocess_roles", None)
-        if replaced:
-            roles.uninstall(worker.router_of(self), replaced)
-        super().onLeave(details)
-
-    def authorize(self, session: Dict[str, Any], uri: str, action: str, options: Dict[str, Any]):
-        if session.get("authrole") not in names.CLIENT_ROLES:
-            return False
-        try:
-            identity = identity_of(session)
-        except KeyError:
-            return False
-        options = options or {}
-        allow = policy.authorize(identity, uri, action, options)
-        # Crossbar caches an answer per (realm, role, uri, action), not per session or options:
-        # only answers that are the same for the whole role may say so
-        cache = policy.same_for_role(uri, action, options)
-        if action == "subscribe":
-            return {"allow": allow, "cache": cache}
-        return {"allow": allow, "disclose": allow, "cache": cache}
+        await self.register(authorize, names.PROC_AUTHORIZE)
+        self.log.info("deptcast auth: authorizer ready on node {node} ({how})", node=settings.node_name,
+                      how=(f"asked in-process by the roles: {', '.join(names.CLIENT_ROLES)}"
+                           if is_applied(IN_PROCESS.name) else f"asked through WAMP calls to {names.PROC_AUTHORIZE}"))

@@ -3,7 +3,7 @@ procedures (registered with caller disclosure).
 
 The router discloses the caller's session id, authid and authrole, but not its authextra,
 where the department is; :class:`Callers` reads it once per session from the router the
-component is attached to (:func:`components.wamp.worker.session_info`: a dict lookup, where a
+component is attached to (:func:`components.upstream.worker.session_info`: a dict lookup, where a
 ``wamp.session.get`` call is a round trip through the dealer, a storm of new clients making one
 each), or asks the meta API when that is not possible, and keeps the answer until the session
 leaves.
@@ -17,7 +17,7 @@ from twisted.internet.defer import inlineCallbacks
 from components.core.errors import NOT_AUTHORIZED
 from components.core.names import CLIENT_ROLES
 from components.core.tokens import Identity
-from components.wamp import worker
+from components.upstream import worker
 
 
 class Callers:

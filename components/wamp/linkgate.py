@@ -6,12 +6,12 @@ re-subscribes on X to every topic Y's subscribers need. Until it has, an event p
 on X is not forwarded to Y, and Y's subscribers silently miss it (3.5-5 s of messages
 measured on crossbar 26.10.1). Crossbar's rlink back-off is not configurable.
 
-So X's api holds (delays, does not refuse) every ``deptcast.send`` until, for every peer
+So X's message service holds (delays, does not refuse) every ``deptcast.send`` until, for every peer
 Y, Y's link session on X is subscribed to every topic subscribed on Y. X learns Y's
 topics from Y itself, with a handshake over the links:
 
 1. X publishes a *probe* on ``deptcast.internal.sync.<Y>`` with the exact topics
-   subscribed on X (from the WAMP meta API). Y's api subscribes to that topic, so the
+   subscribed on X (from the WAMP meta API). Y's root component subscribes to that topic, so the
    probe reaches Y only once Y's link to X is joined and forwarding.
 2. Y answers on ``deptcast.internal.sync.<X>`` with the exact topics subscribed on Y, and
    whether X's link session on Y is subscribed to all of X's topics (X's own link to Y
@@ -26,12 +26,10 @@ X probes again every :data:`PROBE_INTERVAL` seconds until every peer passes, or 
 timeout (a peer that is down must not stop the node from working): then it opens the gate
 anyway and logs a warning naming the peers that did not answer.
 
-The gate also puts :class:`~components.wamp.rlinks.LinkWatch` in charge of this node's own
-links (before they start: Crossbar starts a node's links after its components): it repairs
-the events a link would deliver twice after a drop between running nodes, and reports each
-link's state to the runtime's :class:`~components.service.links.LinkState`, which the
-legacy fan-out and presence follow. Sends are not held while a running node's link is
-down: the legacy fan-out and careful WAMP clients fill the gap from the store.
+Sends are not held while a running node's link is down (the link repair of
+:mod:`components.upstream.rlinks` reports it to the runtime's
+:class:`~components.service.links.LinkState`): the legacy fan-out and careful WAMP clients
+fill the gap from the store.
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Set
@@ -41,8 +39,6 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer, task
 
 from components.core.names import RLINK_ROLE, sync_topic
-from components.service.runtime import runtime
-from components.wamp import rlinks
 
 #: seconds between two probes while the gate is closed
 PROBE_INTERVAL = 0.1
@@ -61,7 +57,7 @@ def missing_topics(peer_topics: Sequence[str], link_topics: Set[str]) -> List[st
 class LinkGate:
     """The hold on sends of one node.
 
-    :param session: the api component's session (backend role: may use the meta API)
+    :param session: the root component's session (backend role: may use the meta API)
     :param node: this node's name
     :param peers: the names of the other nodes (each one's link authid)
     :param timeout: seconds after which the gate opens even if some peer did not pass
@@ -96,9 +92,6 @@ class LinkGate:
         """Answer peers' probes from now on; start probing the peers (in the background)."""
         if not self._peers:
             return
-        if not rlinks.install(rlinks.LinkWatch(runtime().links, self._peers)):
-            self._session.log.warn("deptcast api: the link repair is not in place: a link that drops between "
-                                   "running nodes may deliver events twice afterwards")
         yield self._session.subscribe(self._on_sync, sync_topic(self._node))
         self._run().addErrback(self._failed)
 

@@ -4,9 +4,9 @@ graceful drain when the node is asked to stop.
 
 - **Census**: client sessions, peers' link sessions and client subscriptions, from the
   router's meta events (:class:`~components.core.census.Census`); this node's own links and the
-  router's message counts from the router worker (:mod:`components.wamp.worker`). It reports
-  into ``runtime().health`` as its :class:`~components.service.health.Observer`.
-- **Upkeep**: the store probe (:class:`~components.service.health.StoreProbe`) and retention
+  router's message counts from the router worker (:mod:`components.upstream.worker`). It reports
+  into ``runtime().health`` as its :class:`~components.service.nodehealth.Observer`.
+- **Upkeep**: the store probe (:class:`~components.service.storeprobe.StoreProbe`) and retention
   (:class:`~components.service.retention.Pruner`).
 - **Ready**: once the node serves and its web transport is up with all its paths, one info line
   saying where to connect, the mode, the store and the links.
@@ -31,10 +31,10 @@ from components.core.census import Census
 from components.core import names
 from components.core.names import CLIENT_ROLES
 from components.core.settings import Settings
-from components.service.health import StoreProbe
+from components.service.storeprobe import StoreProbe
 from components.service.retention import Pruner, retention_text
 from components.service.runtime import runtime
-from components.wamp import worker
+from components.upstream import worker
 from components.wamp.base import NodeComponent, scan_sessions
 
 #: the WAMP close reason a stopping node says goodbye with (the WAMP spec's own URI)

@@ -28,7 +28,7 @@ from components.core.history import HistoryRequest
 from components.core.names import client_topics
 from components.core.targets import SCOPE_DEPT, Target
 from components.core.tokens import Identity
-from components.service.health import PROBE_INTERVAL
+from components.service.storeprobe import PROBE_INTERVAL
 from components.store.postgres import PostgresStore
 
 from tests.chaos.load import (Follower, HttpSender, LegacySender, WampSender, _sleep, check_delivery,

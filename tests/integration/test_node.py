@@ -13,6 +13,7 @@ import pytest_twisted
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer, threads
 
+from components import upstream
 from components.core import names
 from tests.support.nodes import token
 from tests.support.nodes import TEST_SECRET, Node
@@ -62,7 +63,8 @@ def test_start_log_is_clean(node):
     assert "Traceback" not in log
     assert "NumPy" not in log and "numpy" not in log
     assert "deptcast api: store ready (sqlite" in log
-    assert "frame each event once (5 of 5 upstream functions replaced)" in log
+    assert f"deptcast node: {len(upstream.PATCHES)} of {len(upstream.PATCHES)} upstream patches applied" in log
+    assert "is not applied" not in log and "deptcast upstream" not in log
 
 
 @pytest_twisted.inlineCallbacks
@@ -434,9 +436,9 @@ def test_static_files_are_cached_briefly(node):
 @pytest_twisted.inlineCallbacks
 def test_sessions_cost_no_info_lines_and_the_roles_are_asked_in_process(tmp_path):
     """At ``--loglevel info`` a client's connection, session, first history page and leave
-    write no Crossbar line (they are at debug: components.wamp.sessionlog), and the client
-    roles' authorizer is asked in-process (components.wamp.roles: the ready line names the roles,
-    and no warning that one is not).
+    write no Crossbar line (they are at debug: components.upstream.logs), and the client
+    roles' authorizer is asked in-process (components.upstream.roles: the ready line names the
+    roles).
     A node of its own, stopped before its log is read (so every line is in it)."""
     n = Node(tmp_path / "quiet", name="quiet")
     n.start()
@@ -458,5 +460,5 @@ def test_sessions_cost_no_info_lines_and_the_roles_are_asked_in_process(tmp_path
     log = text.partition("deptcast auth: authorizer ready")[2]
     log = "\n".join(line for line in log.splitlines() if "[Router " in line)  # the controller's are its own
     for line in ("new session attached", "router session detached", "cookie tracking disabled",
-                 "in active memory", "is asked through WAMP calls"):
+                 "in active memory", "asked through WAMP calls"):
         assert line not in log, line

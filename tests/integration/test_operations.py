@@ -11,6 +11,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
+from components import upstream
 from components.core import names
 from tests.support.legacy import connect_legacy, http_request, post_send
 from tests.support.nodes import Node, token
@@ -60,7 +61,9 @@ def test_health_of_a_serving_node(node):
     assert headers.getRawHeaders(b"cache-control") == [b"no-store"]
     body = json.loads(raw)
     assert body["status"] == "ok" and body["serving"] is True and body["problems"] == []
-    assert body["components"] == {"auth": True, "api": True, "presence": True, "bridge": True, "ops": True}
+    assert body["components"] == {"root": True, "auth": True, "api": True, "presence": True, "bridge": True,
+                                  "ops": True}
+    assert body["patches"] == [{"name": name, "state": "applied"} for name in upstream.PATCHES]
     assert body["store"]["kind"] == "sqlite" and body["store"]["ready"] is True and body["store"]["writes"] == "up"
     assert body["links"] == {} and body["node"] == "ops"
     status, serving = yield health(node, "/health/serving")

@@ -399,3 +399,26 @@ class FakeGate:
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             d.callback(None)
+
+
+class FakeObserver:
+    """What the operations component reports to ``/health`` and ``/metrics``
+    (:class:`~components.service.nodehealth.Observer`): two peers' links, a few sessions."""
+
+    def links_in(self) -> Set[str]:
+        return {"n2"}
+
+    def links_out(self) -> Set[str]:
+        return {"n2", "n3"}
+
+    def wamp_sessions(self) -> int:
+        return 4
+
+    def users_online(self) -> int:
+        return 3
+
+    def subscribers(self) -> Dict[str, int]:
+        return {"dept": 4, "all": 4, "user": 4, "presence": 1}
+
+    def router_events_sent(self) -> int:
+        return 1234

@@ -2,21 +2,12 @@
 
 import pytest
 
-from components.edge import hotpath
-from components.wamp import rlinks
+from components import upstream
 
 
 @pytest.fixture(autouse=True)
-def no_link_repair_left_behind():
-    """The link gate installs the rlink repair on Crossbar's class for good (in a node, once);
-    a unit test that starts a gate must not leave it for the next test."""
+def no_patch_left_behind():
+    """A node installs its upstream patches for good (once, in its composition root); a unit
+    test that installs some must not leave them for the next test."""
     yield
-    rlinks.uninstall()
-
-
-@pytest.fixture(autouse=True)
-def no_hot_path_left_behind():
-    """The web resources install the worker's hot path for good (in a node, once); a unit test
-    that makes one must not leave it for the next test."""
-    yield
-    hotpath.uninstall()
+    upstream.uninstall()

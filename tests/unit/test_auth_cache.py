@@ -10,7 +10,7 @@ ride on an allowed subscription).
 
 import pytest
 
-from components.wamp.auth import AuthorizerComponent
+from components.wamp.auth import authorize
 
 
 def session(user, dept, role="member"):
@@ -19,7 +19,7 @@ def session(user, dept, role="member"):
 
 
 def answer(sess, uri, action, options=None):
-    return AuthorizerComponent().authorize(sess, uri, action, options or {})
+    return authorize(sess, uri, action, options or {})
 
 
 ALICE = session("alice", "cardio")

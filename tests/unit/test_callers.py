@@ -8,6 +8,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from components.core.errors import NOT_AUTHORIZED
 from components.core.names import BACKEND_ROLE, MEMBER, PUBLISHER, RLINK_ROLE
 from components.core.tokens import Identity
+from components import upstream
+from components.upstream import worker
 from components.wamp.callers import Callers
 from tests.support.fakes import FakeRouter, FakeSession, call_details
 
@@ -88,6 +90,9 @@ class InProcessRouterTests(SynchronousTestCase):
         self.sessions = {11: _Joined(_details("bob", MEMBER, "cardio"))}
         self.session._transport = _Transport(self.sessions)
         self.callers = Callers(self.session)
+        [status] = upstream.install(upstream.Wiring(), only=[worker.SESSION_INFO.name])
+        self.assertTrue(status.applied)
+        self.addCleanup(upstream.uninstall)
 
     def test_the_router_answers_without_a_meta_call(self):
         identity = self.successResultOf(self.callers.identity(call_details(11, "whatever", MEMBER)))
@@ -105,14 +110,8 @@ class InProcessRouterTests(SynchronousTestCase):
         self.successResultOf(self.callers.identity(call_details(11, "whatever", MEMBER)))
         self.assertEqual([p for p, _ in self.session.calls], ["wamp.session.get"])
 
-
-def test_the_installed_crossbar_keeps_the_session_map_it_is_read_from():
-    """An upgrade of Crossbar that renames what :func:`components.wamp.worker.session_info`
-    reads makes this fail (the node would still work, through the meta API, but slower)."""
-    import inspect
-    from autobahn.wamp.types import SessionDetails
-    from crossbar.router.router import Router
-    from crossbar.router.session import RouterSession
-    assert "self._session_id_to_session[session._session_id] = session" in inspect.getsource(Router.attach)
-    assert "self._session_details = " in inspect.getsource(RouterSession)
-    assert {"authid", "authrole", "authextra"} <= {name for name in dir(SessionDetails)}
+    def test_without_the_patch_the_meta_api_is_asked(self):
+        upstream.uninstall([worker.SESSION_INFO.name])
+        identity = self.successResultOf(self.callers.identity(call_details(11, "whatever", MEMBER)))
+        self.assertEqual(identity, Identity("bob", "cardio", MEMBER))
+        self.assertEqual([p for p, _ in self.session.calls], ["wamp.session.get"])

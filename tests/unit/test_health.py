@@ -1,66 +1,64 @@
-"""Unit tests of components.core.health: the verdict behind /health and /health/serving."""
+"""Unit tests of :mod:`components.edge.health`, the ``/health`` resource: 200 or 503 with the
+verdict's body (the patches listed), ``/health/serving`` for balancers, 404 below."""
 
-from components.core.health import DEGRADED, DOWN, DRAINING, OK, Facts, judge
+import json
+from types import SimpleNamespace
 
-ALL = ("auth", "api", "presence", "bridge", "ops")
+from twisted.internet import task
+from twisted.web.test.requesthelper import DummyRequest
 
-
-def facts(**kw):
-    base = dict(node="n1", expected=ALL, joined=set(ALL), store_kind="postgresql", store_ready=True,
-                store_writes=True, store_reads=True, accepting_sends=True, peers=("n2", "n3"),
-                links_in={"n2", "n3"}, links_out={"n2", "n3"}, sessions={"wamp": 3, "legacy": 1},
-                uptime=12.34, instance="abc")
-    base.update(kw)
-    return Facts(**base)
-
-
-def test_a_node_with_everything_up_is_healthy():
-    v = judge(facts())
-    assert (v.serving, v.healthy, v.status, v.problems) == (True, True, OK, [])
-    assert v.body == {
-        "node": "n1", "status": "ok", "serving": True, "problems": [],
-        "components": {w: True for w in ALL},
-        "store": {"kind": "postgresql", "ready": True, "writes": "up", "reads": "up"},
-        "accepting_sends": True,
-        "links": {"n2": {"in": "up", "out": "up"}, "n3": {"in": "up", "out": "up"}},
-        "sessions": {"wamp": 3, "legacy": 1}, "uptime_s": 12.3, "instance": "abc"}
+from components.core.settings import ConfigError
+from components.edge.health import HealthResource
+from components.service.nodehealth import EXPECTED_COMPONENTS
+from components.service.runtime import Runtime
+from tests.support.fakes import FakeGate, make_settings
 
 
-def test_a_peer_link_down_degrades_but_the_node_still_serves():
-    v = judge(facts(links_in={"n2"}, links_out={"n2"}))
-    assert (v.serving, v.healthy, v.status) == (True, False, DEGRADED)
-    assert v.problems == ["link from n3 down: n3's subscribers miss messages sent via this node",
-                          "link to n3 down: this node's subscribers miss messages sent via n3"]
-    assert v.body["links"]["n3"] == {"in": "down", "out": "down"}
+def runtime(settings=None, joined=EXPECTED_COMPONENTS, gate_open=True):
+    rt = Runtime(clock=task.Clock())
+    rt._settings = settings or make_settings()
+    for who in joined:
+        rt.health.joined(who)
+    rt.health.patches = [{"name": "wampjson.depth", "state": "applied"}]
+    rt.messages.set(SimpleNamespace(store_ready=True, store=SimpleNamespace(states={"writes": True, "reads": True}),
+                                    gate=FakeGate(gate_open)))
+    return rt
 
 
-def test_one_direction_down_is_named():
-    v = judge(facts(links_out={"n3"}))
-    assert v.problems == ["link to n2 down: this node's subscribers miss messages sent via n2"]
+def get(rt, *postpath: bytes):
+    request = DummyRequest(list(postpath))
+    body = HealthResource(rt=rt).render_GET(request)
+    return request.responseCode, json.loads(body), request.responseHeaders.getRawHeaders(b"cache-control")
 
 
-def test_store_failures_stop_serving():
-    v = judge(facts(store_writes=False))
-    assert (v.serving, v.healthy, v.status) == (False, False, DOWN)
-    assert v.problems == ["store writes are failing"]
-    assert judge(facts(store_reads=False)).problems == ["store reads are failing"]
-    v = judge(facts(store_ready=False, store_writes=None, store_reads=None))
-    assert not v.serving and v.body["store"] == {"kind": "postgresql", "ready": False, "writes": "unknown",
-                                                  "reads": "unknown"}
+def test_a_healthy_node_answers_200_with_its_patches():
+    status, body, cache = get(runtime())
+    assert status == 200 and cache == [b"no-store"]
+    assert body["status"] == "ok" and body["patches"] == [{"name": "wampjson.depth", "state": "applied"}]
+    assert body["components"] == {who: True for who in EXPECTED_COMPONENTS}
 
 
-def test_a_missing_component_or_a_held_gate_stops_serving():
-    assert judge(facts(joined={"auth", "api"})).problems == ["components not joined: presence, bridge, ops"]
-    v = judge(facts(accepting_sends=False))
-    assert not v.serving and v.problems == ["holding sends until the peers' links are up (the node is starting)"]
+def test_a_node_with_a_link_down_is_503_but_serving():
+    rt = runtime(make_settings(peers=["n2"]))
+    status, body, _ = get(rt)
+    assert status == 503 and body["status"] == "degraded"
+    status, body, _ = get(rt, b"serving")
+    assert status == 200 and body["serving"] is True
 
 
-def test_draining_says_so_first():
-    v = judge(facts(draining=True))
-    assert (v.serving, v.status) == (False, DRAINING)
-    assert v.problems[0].startswith("the node is stopping")
+def test_a_node_that_does_not_serve_is_503_on_both():
+    rt = runtime(joined=("auth", "api"))
+    assert get(rt)[0] == 503 and get(rt, b"serving")[0] == 503
 
 
-def test_a_single_node_needs_no_links():
-    v = judge(facts(peers=(), links_in=set(), links_out=set()))
-    assert v.healthy and v.body["links"] == {}
+def test_anything_below_is_404():
+    status, body, _ = get(runtime(), b"nothing")
+    assert status == 404 and "no such path" in body["error"]
+
+
+def test_bad_settings_are_503_without_details():
+    rt = Runtime(clock=task.Clock())
+    rt._error = ConfigError("DEPTCAST_JWT_SECRET is missing")
+    status, body, _ = get(rt)
+    assert status == 503 and body == {"status": "down", "serving": False,
+                                      "problems": ["a setting is missing or malformed; see the node's log"]}

@@ -20,7 +20,8 @@ import pytest
 from tests.support.nodes import REPO
 
 #: each subpackage of ``components`` and its height; a module imports only lower ones (or its own)
-LAYERS: Dict[str, int] = {"core": 0, "store": 1, "service": 2, "wamp": 3, "edge": 3, "client": 3, "ops": 4}
+LAYERS: Dict[str, int] = {"core": 0, "store": 1, "upstream": 1, "service": 2, "wamp": 3, "edge": 3, "client": 3,
+                          "ops": 4}
 #: third-party frameworks the pure rules must not touch
 CORE_FORBIDDEN = ("twisted", "autobahn", "txaio", "crossbar", "zope")
 
@@ -240,6 +241,7 @@ def _tree(tmp_path: Path, files: Dict[str, str]) -> Path:
     ("core/bad.py", "import components.store\n", "core (height 0) may not import store (height 1)"),
     ("wamp/bad.py", "def f():\n    from components.edge import legacy\n", "wamp (height 3) may not import edge"),
     ("store/bad.py", "from components import ops\n", "store (height 1) may not import ops (height 4)"),
+    ("upstream/bad.py", "from components.service import links\n", "upstream (height 1) may not import service"),
     ("loose.py", "x = 1\n", "belongs to no layer"),
 ])
 def test_the_check_notices_an_import_that_breaks_the_rule(tmp_path, module, source, why):

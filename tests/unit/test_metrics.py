@@ -9,9 +9,10 @@ from twisted.internet import defer, task
 from components.core.errors import NOT_AUTHORIZED, RATE_LIMITED, Refused
 from components.core.metrics import REGISTRY, http_path, reason_of
 from components.core.settings import load_settings
-from components.service.health import NodeHealth
+from components.service.nodehealth import NodeHealth
 from components.service.metrics import NodeCollector, counted_send, timed_history
 from components.service.slot import Slot
+from tests.support.fakes import FakeObserver
 
 
 def sample(name, **labels):
@@ -62,26 +63,6 @@ def test_history_is_timed_by_outcome():
     assert sample("deptcast_history_seconds_count", outcome="refused") == refused + 1
 
 
-class Observer:
-    def links_in(self):
-        return {"n2"}
-
-    def links_out(self):
-        return {"n2", "n3"}
-
-    def wamp_sessions(self):
-        return 4
-
-    def users_online(self):
-        return 3
-
-    def subscribers(self):
-        return {"dept": 4, "all": 4, "user": 4, "presence": 1}
-
-    def router_events_sent(self):
-        return 1234
-
-
 class Runtime:
     def __init__(self, tmp_path):
         self.clock = task.Clock()
@@ -100,7 +81,7 @@ def test_the_collector_reads_the_node_at_scrape_time(tmp_path):
     registry.register(NodeCollector(rt, controller_pid=1))
     text = generate_latest(registry).decode()
     assert 'deptcast_sessions{kind="wamp"} 0.0' in text and "deptcast_up 0.0" in text
-    rt.health.observer = Observer()
+    rt.health.observer = FakeObserver()
     rt.health.legacy_opened(object())
     text = generate_latest(registry).decode()
     for line in ['deptcast_sessions{kind="wamp"} 4.0', 'deptcast_sessions{kind="legacy"} 1.0',
@@ -111,45 +92,12 @@ def test_the_collector_reads_the_node_at_scrape_time(tmp_path):
         assert line in text, line
 
 
-def test_the_store_probe_asks_often_until_the_store_is_ready_then_every_interval():
-    from components.service.health import StoreProbe
-
-    class Store:
-        probes = 0
-
-        def probe(self):
-            Store.probes += 1
-            return defer.succeed(None)
-
-    class Svc:
-        store_ready = False
-        store = Store()
-
-    clock = task.Clock()
-    slot = Slot(clock, "service")
-    slot.set(Svc)
-    probe = StoreProbe(slot, clock, interval=5.0)
-    probe.start()
-    clock.advance(0.5)
-    assert Store.probes == 0          # not ready: the api's migration tells the store's state
-    Svc.store_ready = True
-    clock.advance(0.5)
-    assert Store.probes == 1          # at once
-    clock.advance(3.0)
-    assert Store.probes == 1          # then seldom: once per interval
-    clock.advance(5.0)
-    assert Store.probes == 2
-    clock.advance(5.0)
-    assert Store.probes == 3
-    probe.stop()
-
-
 def test_the_dashboard_asks_only_for_metrics_a_node_exposes(tmp_path):
     import re
     from prometheus_client import CollectorRegistry
     from tests.support.nodes import REPO
     rt = Runtime(tmp_path)
-    rt.health.observer = Observer()
+    rt.health.observer = FakeObserver()
     registry = CollectorRegistry()
     registry.register(NodeCollector(rt, controller_pid=1))
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}

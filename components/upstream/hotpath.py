@@ -1,7 +1,7 @@
-"""The router worker's per-message paths, without the work nobody sees.
+"""The router worker's per-message paths, without the work nobody sees (five patches).
 
-Profiled with py-spy at 40,000 deliveries/s (issue 13), a third to a half of the router
-worker's CPU went to things no one reads or that need doing once, not once per receiver:
+Profiled with py-spy at 40,000 deliveries/s, a third to a half of the router worker's CPU went
+to things no one reads or that need doing once, not once per receiver:
 
 * Autobahn's ``WampWebSocketProtocol.send`` and ``onMessage`` build five coloured strings
   (``autobahn.util.hlval`` -> ``click.style``) for a ``trace`` log line on every WAMP message,
@@ -15,33 +15,26 @@ worker's CPU went to things no one reads or that need doing once, not once per r
   epoll, waits for the next reactor turn, sends, and unregisters: two ``epoll_ctl`` calls and
   a reactor turn per receiver, where one ``send`` would do.
 
-:func:`install` replaces five functions, in this process only, with versions that do the
+The patches replace five functions, in the router worker only, with versions that do the
 same, minus that work:
 
-* ``send``/``onMessage``/``sendData`` skip the log line when its level is off, and call
-  Autobahn's own function when it is on (so ``trace``/``debug`` logs are exactly as before);
-* ``send`` serializes through one shared serializer object per (serializer class, settings), so
-  the message's own cache answers every receiver after the first; on connections where
-  Autobahn's ``sendMessage`` would frame it the same way (no compression, no masking, no
-  fragmentation, no frame or octet logging: decided once per connection) it sends a WebSocket
-  frame built once per event (Autobahn's ``PreparedMessage``) straight to the transport,
-  keeping the statistics Autobahn keeps;
-* Crossbar's ``Router.send`` (once per receiver of every event) skips its trace check and the
-  class-name formatting of its message statistics; traced routers take Crossbar's own;
-* a plain-TCP write with nothing buffered goes to the socket at once; what the socket does not
-  take, and every other write, goes through Twisted's buffer as before.
-
-Each replaced function is recorded with a digest of the upstream source it was checked
-against (:data:`CHECKED`). If an upgrade changes one, :func:`install` leaves that one alone,
-logs it, and ``tests/unit/test_hotpath.py`` fails, so whoever upgrades rechecks the
-replacement (or drops it, if upstream fixed the cost).
+* ``hotpath.wamp_send``, ``hotpath.wamp_on_message``, ``hotpath.ws_send_data``: skip the log
+  line when its level is off, and call Autobahn's own function when it is on (so
+  ``trace``/``debug`` logs are exactly as before); ``send`` serializes through one shared
+  serializer object per (serializer class, settings), so the message's own cache answers every
+  receiver after the first; on connections where Autobahn's ``sendMessage`` would frame it the
+  same way (no compression, no masking, no fragmentation, no frame or octet logging: decided
+  once per connection) it sends a WebSocket frame built once per event (Autobahn's
+  ``PreparedMessage``) straight to the transport, keeping the statistics Autobahn keeps;
+* ``hotpath.router_send``: Crossbar's ``Router.send`` (once per receiver of every event) skips
+  its trace check and the class-name formatting of its message statistics; traced routers take
+  Crossbar's own;
+* ``hotpath.tcp_write``: a plain-TCP write with nothing buffered goes to the socket at once;
+  what the socket does not take, and every other write, goes through Twisted's buffer as before.
 """
 
-import hashlib
-import importlib
-import inspect
 import traceback
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import txaio
 from autobahn.wamp.exception import ProtocolError, SerializationError, TransportLost
@@ -50,51 +43,11 @@ from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from crossbar.router.router import Router
 from twisted.internet import tcp
 
+from components.upstream.registry import Patch, Wiring, register, replace
+
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 from txaio.tx import _no_op as _TXAIO_NO_OP  # noqa: E402 (the Twisted flavour's, once chosen)
-
-log = txaio.make_logger()
-
-#: sha256 of the upstream source of every function :func:`install` replaces, or whose behaviour
-#: a replacement mirrors or relies on, as checked (Autobahn, Crossbar and Twisted of
-#: ``constraints.txt``)
-CHECKED: Dict[str, str] = {
-    "crossbar.router.router.Router.send":
-        "4724a7e8f8ed777658617155817ebf1f63303587b0ba2619a83e063f45b6b311",
-    "crossbar.router.router.Router._check_trace":
-        "c5340c7f09ddfe4850645c7ce70fc1c151a1aa621ffaa57e2fcb541d8ff62f81",
-    "autobahn.wamp.websocket.WampWebSocketProtocol.send":
-        "811ed7bd88f1a2c9ea86d6cba69f3a8ea5b16b8cca1a75fd12d1c0e1bba48ee5",
-    "autobahn.wamp.websocket.WampWebSocketProtocol.onMessage":
-        "d1ba23b42b823852d10386068a7b513a1cc82930f64d558ec64848823db23d86",
-    "autobahn.websocket.protocol.WebSocketProtocol.sendData":
-        "5dcca425b048b07eb27d56a625a790d7a8e48fbe958753074cb1e55e174b2423",
-    "autobahn.websocket.protocol.WebSocketProtocol.sendMessage":
-        "048d6bcf0d71230997c4b4225086c891ed1247eed9307e58546b1bfb5b174443",
-    "autobahn.websocket.protocol.WebSocketProtocol.sendFrame":
-        "89cc8b024c413aa09943880cb5bcf0667bc2cce07b6cb3c9c864bba04fe9e659",
-    "autobahn.websocket.protocol.PreparedMessage.__init__":
-        "76eab585334bdb7191702fc9b2a77dbb616430c095e26bbd63770f06668fd0d7",
-    "autobahn.wamp.serializer.Serializer.serialize":
-        "cd15fee2e94c110103d80b48c08a2c3227d249bbf60dd1fc39a6e0a865e5fd28",
-    "autobahn.wamp.message.Message.serialize":
-        "aa23f385e6f405c944f6e6644d70600a27c7ee436a621fec3ae8f346f6a6ac0e",
-    "twisted.internet._newtls.ConnectionMixin.write":
-        "ea311df0946d3f997a11838e59692e33a6734dcd42a0f29b3331e7ad3ca8117a",
-    "twisted.internet.abstract.FileDescriptor.write":
-        "3e46c97fc173bc7e227065420969c27688f24903c27dcc165b63166a605d688c",
-    "twisted.internet.abstract.FileDescriptor.doWrite":
-        "a986d7b1b1054e431495d50528824683fa7ebb1ffcf3e57333bdd6f37f603141",
-}
-
-#: name: (the class patched, the attribute, what the class had there, the upstream function)
-_originals: Dict[str, Tuple[Any, str, Any, Any]] = {}
-
-
-def source_digest(function: Callable[..., Any]) -> str:
-    """The sha256 of a function's source text."""
-    return hashlib.sha256(inspect.getsource(function).encode("utf-8")).hexdigest()
 
 
 def _enabled(logger: Any, level: str) -> bool:
@@ -284,85 +237,97 @@ def _write(original: Callable[..., Any]) -> Callable[..., Any]:
     return write
 
 
-def _resolve(name: str) -> Any:
-    """The upstream function a dotted name of :data:`CHECKED` names (from the class's own
-    ``__dict__``: what the class defines, not what it inherits; the upstream one where
-    :func:`install` replaced it)."""
-    if name in _originals:
-        return _originals[name][3]
-    parts = name.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        try:
-            owner = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for part in parts[split:-1]:
-            owner = getattr(owner, part)
-        return owner.__dict__[parts[-1]] if isinstance(owner, type) else getattr(owner, parts[-1])
-    raise LookupError(name)
+def _replacing(name: str, owner: Any, attribute: str,
+               make: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Callable[[Wiring], None]:
+    """A patch's ``apply``: put ``make(upstream function)`` at ``owner.attribute``."""
+    def apply(wiring: Wiring) -> None:
+        upstream = getattr(owner, attribute)
+        replace(name, owner, attribute, make(upstream))
+    return apply
 
 
-#: what :func:`install` replaces: (name, the class that gets the replacement, attribute, the
-#: maker of the replacement from the original, the other upstream functions it mirrors or
-#: relies on)
-_TARGETS: List[Tuple[str, Any, str, Callable[[Callable[..., Any]], Callable[..., Any]], List[str]]] = [
-    ("autobahn.wamp.websocket.WampWebSocketProtocol.send", WampWebSocketProtocol, "send", _send,
-     ["autobahn.websocket.protocol.WebSocketProtocol.sendMessage",
-      "autobahn.websocket.protocol.WebSocketProtocol.sendFrame",
-      "autobahn.websocket.protocol.WebSocketProtocol.sendData",
-      "autobahn.websocket.protocol.PreparedMessage.__init__",
-      "autobahn.wamp.serializer.Serializer.serialize", "autobahn.wamp.message.Message.serialize"]),
-    ("crossbar.router.router.Router.send", Router, "send", _router_send,
-     ["crossbar.router.router.Router._check_trace"]),
-    ("autobahn.wamp.websocket.WampWebSocketProtocol.onMessage", WampWebSocketProtocol, "onMessage", _on_message, []),
-    ("autobahn.websocket.protocol.WebSocketProtocol.sendData", WebSocketProtocol, "sendData", _send_data, []),
+#: Autobahn's WebSocket framing that the shared frame mirrors (the send's fallback is
+#: Autobahn's sendMessage, so what it does matters too)
+_FRAMING = {
+    "autobahn.websocket.protocol.WebSocketProtocol.sendMessage":
+        "048d6bcf0d71230997c4b4225086c891ed1247eed9307e58546b1bfb5b174443",
+    "autobahn.websocket.protocol.WebSocketProtocol.sendFrame":
+        "89cc8b024c413aa09943880cb5bcf0667bc2cce07b6cb3c9c864bba04fe9e659",
+    "autobahn.websocket.protocol.WebSocketProtocol.sendData":
+        "5dcca425b048b07eb27d56a625a790d7a8e48fbe958753074cb1e55e174b2423",
+    "autobahn.websocket.protocol.PreparedMessage.__init__":
+        "76eab585334bdb7191702fc9b2a77dbb616430c095e26bbd63770f06668fd0d7",
+    "autobahn.wamp.serializer.Serializer.serialize":
+        "cd15fee2e94c110103d80b48c08a2c3227d249bbf60dd1fc39a6e0a865e5fd28",
+    "autobahn.wamp.message.Message.serialize":
+        "aa23f385e6f405c944f6e6644d70600a27c7ee436a621fec3ae8f346f6a6ac0e",
+}
+
+WAMP_SEND = register(Patch(
+    name="hotpath.wamp_send",
+    replaces=("autobahn.wamp.websocket.WampWebSocketProtocol.send",),
+    checked={"autobahn.wamp.websocket.WampWebSocketProtocol.send":
+             "811ed7bd88f1a2c9ea86d6cba69f3a8ea5b16b8cca1a75fd12d1c0e1bba48ee5", **_FRAMING},
+    why="Autobahn serializes and frames an EVENT once per receiver (its serialization cache is per "
+        "serializer object, one per connection) and colours a trace line per message whatever the level; "
+        "with 500 receivers an event is now serialized and framed once",
+    remove_when="Autobahn shares serializations between connections of the same serializer (or Crossbar's "
+                "broker sends one prepared frame per event), and builds log arguments only when the level is on",
+    apply=_replacing("autobahn.wamp.websocket.WampWebSocketProtocol.send", WampWebSocketProtocol, "send", _send),
+))
+
+ROUTER_SEND = register(Patch(
+    name="hotpath.router_send",
+    replaces=("crossbar.router.router.Router.send",),
+    checked={"crossbar.router.router.Router.send":
+             "4724a7e8f8ed777658617155817ebf1f63303587b0ba2619a83e063f45b6b311",
+             "crossbar.router.router.Router._check_trace":
+             "c5340c7f09ddfe4850645c7ce70fc1c151a1aa621ffaa57e2fcb541d8ff62f81"},
+    why="Crossbar's Router.send, called once per receiver of every event, checks tracing and formats the "
+        "message class's name for its statistics every time",
+    remove_when="Crossbar's Router.send skips its trace check when no trace is on and caches the statistics key",
+    apply=_replacing("crossbar.router.router.Router.send", Router, "send", _router_send),
+))
+
+WAMP_ON_MESSAGE = register(Patch(
+    name="hotpath.wamp_on_message",
+    replaces=("autobahn.wamp.websocket.WampWebSocketProtocol.onMessage",),
+    checked={"autobahn.wamp.websocket.WampWebSocketProtocol.onMessage":
+             "d1ba23b42b823852d10386068a7b513a1cc82930f64d558ec64848823db23d86"},
+    why="Autobahn colours a trace line for every WAMP message received, whatever the log level",
+    remove_when="Autobahn builds the trace line's arguments only when trace is on",
+    apply=_replacing("autobahn.wamp.websocket.WampWebSocketProtocol.onMessage", WampWebSocketProtocol, "onMessage",
+                     _on_message),
+))
+
+WS_SEND_DATA = register(Patch(
+    name="hotpath.ws_send_data",
+    replaces=("autobahn.websocket.protocol.WebSocketProtocol.sendData",),
+    checked={"autobahn.websocket.protocol.WebSocketProtocol.sendData":
+             "5dcca425b048b07eb27d56a625a790d7a8e48fbe958753074cb1e55e174b2423"},
+    why="Autobahn colours a debug line for every write, whatever the log level (every legacy delivery is one)",
+    remove_when="Autobahn builds the debug line's arguments only when debug is on",
+    apply=_replacing("autobahn.websocket.protocol.WebSocketProtocol.sendData", WebSocketProtocol, "sendData",
+                     _send_data),
+))
+
+TCP_WRITE = register(Patch(
+    name="hotpath.tcp_write",
     # plain TCP connections (tcp.Connection) get the replacement; TLS ones take the original
-    ("twisted.internet._newtls.ConnectionMixin.write", tcp.Connection, "write", _write,
-     ["twisted.internet.abstract.FileDescriptor.write", "twisted.internet.abstract.FileDescriptor.doWrite"]),
-]
+    replaces=("twisted.internet._newtls.ConnectionMixin.write",),
+    checked={"twisted.internet._newtls.ConnectionMixin.write":
+             "ea311df0946d3f997a11838e59692e33a6734dcd42a0f29b3331e7ad3ca8117a",
+             "twisted.internet.abstract.FileDescriptor.write":
+             "3e46c97fc173bc7e227065420969c27688f24903c27dcc165b63166a605d688c",
+             "twisted.internet.abstract.FileDescriptor.doWrite":
+             "a986d7b1b1054e431495d50528824683fa7ebb1ffcf3e57333bdd6f37f603141"},
+    why="Twisted only buffers a write and sends it at the next reactor turn: two epoll_ctl calls and a reactor "
+        "turn per delivery where one send() would do",
+    remove_when="Twisted writes to the socket at once when nothing is buffered",
+    apply=_replacing("twisted.internet._newtls.ConnectionMixin.write", tcp.Connection, "write", _write),
+))
 
-#: the functions :func:`install` replaces (the others of :data:`CHECKED` are relied on)
-REPLACED = tuple(target[0] for target in _TARGETS)
+#: the five patches of this area
+PATCHES = (WAMP_SEND, ROUTER_SEND, WAMP_ON_MESSAGE, WS_SEND_DATA, TCP_WRITE)
 
-
-def install() -> List[str]:
-    """Replace the functions of :data:`_TARGETS` whose upstream source, and that of what they
-    rely on, is the one checked (idempotent). Answers the names of those in place; one whose
-    upstream changed is left alone and logged.
-
-    :rtype: list
-    """
-    for name, target, attribute, make, relies_on in _TARGETS:
-        if name in _originals:
-            continue
-        changed = [n for n in [name] + relies_on if source_digest(_resolve(n)) != CHECKED[n]]
-        if changed:
-            log.warn("deptcast: {changed} changed upstream since deptcast's hot path was checked; {name} is left "
-                     "as it is (see components/edge/hotpath.py)", changed=", ".join(changed), name=name)
-            continue
-        upstream = _resolve(name)
-        _originals[name] = (target, attribute, target.__dict__.get(attribute), upstream)
-        setattr(target, attribute, make(upstream))
-    return sorted(_originals)
-
-
-def uninstall() -> None:
-    """Put the upstream functions back (tests)."""
-    for name, (target, attribute, had, _) in list(_originals.items()):
-        if had is None:
-            delattr(target, attribute)
-        else:
-            setattr(target, attribute, had)
-        del _originals[name]
-
-
-def installed() -> List[str]:
-    """The names of the functions replaced in this process.
-
-    :rtype: list
-    """
-    return sorted(_originals)
-
-
-__all__ = ["CHECKED", "REPLACED", "install", "installed", "uninstall", "serialize_shared", "shared_object_serializer",
-           "source_digest"]
+__all__ = ["PATCHES", "serialize_shared", "shared_object_serializer"]

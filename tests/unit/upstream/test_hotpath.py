@@ -1,4 +1,4 @@
-"""components.edge.hotpath: the worker's message paths give the same bytes as Autobahn's and
+"""components.upstream.hotpath: the worker's message paths give the same bytes as Autobahn's and
 Twisted's own, without the invisible log lines, with one serialization and one frame per event,
 and with plain-TCP writes sent at once; and the replacements notice an upgrade."""
 
@@ -15,7 +15,18 @@ from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 
-from components.edge import hotpath
+from components import upstream
+from components.upstream import hotpath
+
+NAMES = [patch.name for patch in hotpath.PATCHES]
+
+
+def apply_hotpath():
+    return upstream.install(upstream.Wiring(), only=NAMES)
+
+
+def remove_hotpath():
+    upstream.uninstall(NAMES)
 
 SERIALIZERS = [JsonSerializer, MsgPackSerializer, CBORSerializer]
 
@@ -46,9 +57,9 @@ def event(n=1):
 
 def wire(serializer_class, install, sends=3, **options):
     if install:
-        hotpath.install()
+        apply_hotpath()
     else:
-        hotpath.uninstall()
+        remove_hotpath()
     protocol = open_connection(serializer_class)
     for key, value in options.items():
         setattr(protocol, key, value)
@@ -57,21 +68,19 @@ def wire(serializer_class, install, sends=3, **options):
     return protocol.transport.value()
 
 
-def test_every_replacement_is_in_place_with_the_checked_upstream_versions():
-    # fails after an upgrade of Autobahn or Twisted that changes a replaced function or one it
-    # relies on: recheck the replacement against the new source, then update CHECKED
-    assert hotpath.install() == sorted(hotpath.REPLACED)
-    for name in hotpath.CHECKED:
-        assert hotpath.source_digest(hotpath._resolve(name)) == hotpath.CHECKED[name], name
+def test_every_replacement_is_in_place():
+    # (every digest is checked against the installed upstream in test_registry.py)
+    assert [s.name for s in apply_hotpath() if s.applied] == NAMES
 
 
 def test_a_replacement_whose_upstream_changed_is_left_alone(monkeypatch):
-    monkeypatch.setitem(hotpath.CHECKED, "autobahn.websocket.protocol.PreparedMessage.__init__", "0" * 64)
-    installed = hotpath.install()
-    assert "autobahn.wamp.websocket.WampWebSocketProtocol.send" not in installed
-    assert "autobahn.websocket.protocol.WebSocketProtocol.sendData" in installed
+    monkeypatch.setitem(hotpath.WAMP_SEND.checked, "autobahn.websocket.protocol.PreparedMessage.__init__", "0" * 64)
+    states = {s.name: s for s in apply_hotpath()}
+    assert not states["hotpath.wamp_send"].applied
+    assert states["hotpath.wamp_send"].reason == "upstream changed: autobahn.websocket.protocol.PreparedMessage.__init__"
+    assert states["hotpath.ws_send_data"].applied
     from autobahn.wamp.websocket import WampWebSocketProtocol
-    assert WampWebSocketProtocol.send is hotpath._resolve("autobahn.wamp.websocket.WampWebSocketProtocol.send")
+    assert WampWebSocketProtocol.send is upstream.registry.resolve("autobahn.wamp.websocket.WampWebSocketProtocol.send")
 
 
 @pytest.mark.parametrize("serializer_class", SERIALIZERS)
@@ -82,7 +91,7 @@ def test_events_on_the_wire_are_the_bytes_autobahn_sends(serializer_class):
 
 
 def test_an_event_is_serialized_and_framed_once_for_all_receivers(monkeypatch):
-    hotpath.install()
+    apply_hotpath()
     receivers = [open_connection() for _ in range(5)]
     assert len({id(r._serializer._serializer) for r in receivers}) == 5
     calls = []
@@ -107,7 +116,7 @@ def test_an_event_is_serialized_and_framed_once_for_all_receivers(monkeypatch):
 
 def test_without_the_hot_path_every_receiver_serializes_the_event_again(monkeypatch):
     # what the test above guards against: Autobahn's cache is per serializer object
-    hotpath.uninstall()
+    remove_hotpath()
     receivers = [open_connection() for _ in range(5)]
     calls = []
     original = type(receivers[0]._serializer._serializer).serialize
@@ -123,9 +132,9 @@ def sent_and_counted(install, sends=3, **options):
     """What a connection sends and the statistics it keeps (the connection's traffic, its
     serializer's), with or without the hot path."""
     if install:
-        hotpath.install()
+        apply_hotpath()
     else:
-        hotpath.uninstall()
+        remove_hotpath()
     protocol = open_connection()
     for key, value in options.items():
         setattr(protocol, key, value)
@@ -144,7 +153,7 @@ def test_the_statistics_are_the_ones_autobahn_keeps():
 
 @pytest.mark.parametrize("option", ["logOctets", "logFrames", "trackedTimings", "maskServerFrames"])
 def test_a_connection_autobahn_frames_differently_gets_autobahns_framing(monkeypatch, option):
-    hotpath.install()
+    apply_hotpath()
     protocol = open_connection()
     setattr(protocol, option, True)
     if option == "trackedTimings":
@@ -196,29 +205,29 @@ def test_no_log_line_is_built_when_trace_is_off(monkeypatch):
 
 def test_with_trace_on_autobahns_own_send_logs_as_before(monkeypatch):
     calls = count_highlights(monkeypatch)
-    hotpath.install()
+    apply_hotpath()
     protocol = open_connection()
     send_at_level(protocol, "trace", event(0))
     assert len(calls) >= 4
-    hotpath.uninstall()
+    remove_hotpath()
     assert protocol.transport.value() == wire(JsonSerializer, install=False, sends=1)
 
 
 def test_with_debug_on_every_write_is_logged_as_before(monkeypatch):
     from autobahn.websocket import protocol as websocket_protocol
     calls = count_highlights(monkeypatch, websocket_protocol)
-    hotpath.install()
+    apply_hotpath()
     protocol = open_connection()
     protocol.send(event(0))
     assert calls == []
     send_at_level(protocol, "debug", event(1))
     assert calls  # sendData's debug line about the write
-    hotpath.uninstall()
+    remove_hotpath()
     assert protocol.transport.value() == wire(JsonSerializer, install=False, sends=2)
 
 
 def test_a_compressed_connection_is_framed_by_autobahn_per_receiver():
-    hotpath.install()
+    apply_hotpath()
     compressed = open_connection()
     compressed._perMessageCompress = PerMessageDeflate(True, False, False, 15, 15, 8)
     plain = open_connection()
@@ -230,7 +239,7 @@ def test_a_compressed_connection_is_framed_by_autobahn_per_receiver():
 
 
 def test_a_message_over_the_connections_limit_is_refused_as_autobahn_refuses_it():
-    hotpath.install()
+    apply_hotpath()
     protocol = open_connection()
     protocol.maxMessagePayloadSize = 20
     with pytest.raises(PayloadExceededError):
@@ -243,9 +252,9 @@ def test_a_message_over_the_connections_limit_is_refused_as_autobahn_refuses_it(
 def test_a_message_that_does_not_serialize_is_refused_as_autobahn_refuses_it(install, compressed):
     from autobahn.wamp.exception import SerializationError
     if install:
-        hotpath.install()
+        apply_hotpath()
     else:
-        hotpath.uninstall()
+        remove_hotpath()
     protocol = open_connection()
     if compressed:
         protocol._perMessageCompress = PerMessageDeflate(True, False, False, 15, 15, 8)
@@ -264,7 +273,7 @@ def test_a_message_is_read_as_autobahn_reads_it():
     payload, _ = JsonSerializer().serialize(message.Publish(1, "deptcast.all", args=["x"]))
     for install in (False, True):
         if install:
-            hotpath.install()
+            apply_hotpath()
         protocol = open_connection()
         protocol._session = Session()
         protocol.onMessage(payload, False)
@@ -272,7 +281,7 @@ def test_a_message_is_read_as_autobahn_reads_it():
 
 
 def test_a_malformed_message_still_closes_the_connection():
-    hotpath.install()
+    apply_hotpath()
     protocol = open_connection()
     closed = []
     protocol._bailout = lambda code, reason=None: closed.append((code, reason))
@@ -314,7 +323,7 @@ def read_all(sock):
 
 
 def test_a_write_with_nothing_buffered_goes_to_the_socket_at_once():
-    hotpath.install()
+    apply_hotpath()
     connection, peer, reactor = tcp_connection()
     connection.write(b"frame one")
     assert read_all(peer) == b"frame one"
@@ -322,7 +331,7 @@ def test_a_write_with_nothing_buffered_goes_to_the_socket_at_once():
 
 
 def test_without_the_hot_path_a_write_waits_for_the_reactor():
-    hotpath.uninstall()
+    remove_hotpath()
     connection, peer, reactor = tcp_connection()
     connection.write(b"frame one")
     assert read_all(peer) == b""
@@ -330,7 +339,7 @@ def test_without_the_hot_path_a_write_waits_for_the_reactor():
 
 
 def test_what_the_socket_does_not_take_is_buffered_in_order():
-    hotpath.install()
+    apply_hotpath()
     connection, peer, reactor = tcp_connection()
     big = bytes(range(256)) * 40_000  # 10 MB: more than a socket buffer holds
     connection.write(big)
@@ -346,7 +355,7 @@ def test_what_the_socket_does_not_take_is_buffered_in_order():
 
 
 def test_a_tls_connection_writes_through_twisted():
-    hotpath.install()
+    apply_hotpath()
     connection, peer, reactor = tcp_connection()
     sent = []
 
@@ -376,7 +385,7 @@ class _Producer:
 
 def test_a_connection_with_a_streaming_producer_writes_at_once():
     # a WebSocket upgraded from HTTP: Twisted's HTTP channel stays the transport's producer
-    hotpath.install()
+    apply_hotpath()
     connection, peer, reactor = tcp_connection()
     connection.registerProducer(_Producer(), True)
     connection.write(b"frame one")
@@ -385,7 +394,7 @@ def test_a_connection_with_a_streaming_producer_writes_at_once():
 
 
 def test_a_pull_producer_is_still_asked_for_more_when_the_buffer_drains():
-    hotpath.install()
+    apply_hotpath()
     connection, peer, reactor = tcp_connection()
     producer = _Producer()
     connection.registerProducer(producer, False)
@@ -404,9 +413,9 @@ def router_sends(install, traced=False):
     from crossbar.router.router import RouterFactory
     from crossbar.worker.types import RouterRealm
     if install:
-        hotpath.install()
+        apply_hotpath()
     else:
-        hotpath.uninstall()
+        remove_hotpath()
     factory = RouterFactory("node1", "worker1", None)
     factory.start_realm(RouterRealm(None, None, {"name": "deptcast"}))
     router = factory.get("deptcast")

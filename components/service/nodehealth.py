@@ -1,35 +1,27 @@
-"""What the router worker's parts report about themselves, gathered for ``/health`` and
-``/metrics``; and the store probe that keeps the store's state current while nobody calls.
+"""The node's health state: what the router worker's parts report about themselves,
+gathered for ``/health`` and ``/metrics`` (the verdict on it is :mod:`components.core.verdict`).
 
 Every part reports into the runtime's :class:`NodeHealth` (``runtime().health``):
 
 - each component when it joins and leaves (:class:`~components.wamp.base.NodeComponent`);
 - the legacy endpoint when a socket opens and closes;
 - the operations component (:mod:`components.wamp.operations`) as the :class:`Observer` of
-  sessions, links and the router, and when the node starts draining.
+  sessions, links and the router, and when the node starts draining;
+- the node's composition root (:mod:`components.wamp.root`), the state of each upstream patch.
 
-The store's state and the send hold come from the message service itself. Reading all of it is
+The store's state (kept current by :class:`~components.service.storeprobe.StoreProbe`) and the
+send hold come from the message service itself. Reading all of it is
 a few dictionary lookups: ``/health`` may be polled every second.
 """
 
 import secrets
-from typing import Any, Dict, Optional, Protocol, Set
+from typing import Any, Dict, List, Optional, Protocol, Set
 
-from twisted.internet import defer, task
-import txaio
-
-from components.core.health import Facts, Verdict, judge
 from components.core.settings import Settings
-from components.service.slot import Slot
-
-txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+from components.core.verdict import Facts, Verdict, judge
 
 #: the components every node runs (their ``who``), all of which must join for it to serve
-EXPECTED_COMPONENTS = ("auth", "api", "presence", "bridge", "ops")
-#: seconds between two store probes (one cheap round trip per pool)
-PROBE_INTERVAL = 5.0
-#: seconds between two looks until the store is ready and probed once (a node's start)
-PROBE_FIRST = 0.5
+EXPECTED_COMPONENTS = ("root", "auth", "api", "presence", "bridge", "ops")
 
 
 class Observer(Protocol):
@@ -62,6 +54,8 @@ class NodeHealth:
     :ivar draining: the node is stopping and has asked its clients to go elsewhere
     :ivar observer: the operations component, once it has joined
     :ivar legacy: the open legacy sockets
+    :ivar patches: the state of each upstream patch (``{"name", "state", "reason"?}``), once the
+        composition root installed them
     """
 
     def __init__(self, clock: Any) -> None:
@@ -71,6 +65,7 @@ class NodeHealth:
         self.draining = False
         self.observer: Optional[Observer] = None
         self.legacy: Set[Any] = set()
+        self.patches: List[Dict[str, str]] = []
         self._joined: Set[str] = set()
 
     # -- reports
@@ -123,40 +118,9 @@ class NodeHealth:
             sessions=self.sessions(),
             uptime=self._clock.seconds() - self.started,
             instance=self.instance,
+            patches=tuple(self.patches),
         )
 
     def verdict(self, settings: Settings, service: Any) -> Verdict:
         """:rtype: Verdict"""
         return judge(self.facts(settings, service))
-
-
-class StoreProbe:
-    """Asks the store for one cheap round trip per pool every ``interval`` seconds, so that a
-    store that went away (or came back) shows in ``/health`` without a client call.
-
-    :param messages: the runtime's slot of the message service (the probe follows restarts)
-    """
-
-    log = txaio.make_logger()
-
-    def __init__(self, messages: Slot, clock: Any, interval: float = PROBE_INTERVAL) -> None:
-        self._messages = messages
-        self._loop = task.LoopingCall(self._probe)
-        self._loop.clock = clock
-        self._interval = interval
-
-    def start(self) -> None:
-        # often until the first probe (so /health knows both pools soon after the start), then seldom
-        self._loop.start(min(PROBE_FIRST, self._interval), now=False)
-
-    def stop(self) -> None:
-        if self._loop.running:
-            self._loop.stop()
-
-    def _probe(self) -> Optional[defer.Deferred]:
-        service = self._messages.value
-        if service is None or not service.store_ready:
-            return None  # the api retries its migration meanwhile, which tells the same
-        self._loop.interval = self._interval
-        # failures are the store's state, logged by the store once per change
-        return service.store.probe().addErrback(lambda f: None)

@@ -1,4 +1,5 @@
-"""Whether a node is well, from facts its parts report: the verdict behind ``GET /health``.
+"""The rules of a node's health: from the facts its parts report, the verdict behind
+``GET /health``.
 
 Two questions, two answers:
 
@@ -41,7 +42,7 @@ class Facts:
     :ivar store_ready: the store's schema is in place
     :ivar store_writes: writes last found the store answering (``None``: not asked yet)
     :ivar store_reads: reads last found the store answering (``None``: not asked yet)
-    :ivar accepting_sends: the api does not hold sends (its link gate is open)
+    :ivar accepting_sends: the message service does not hold sends (its link gate is open)
     :ivar peers: the other nodes of the cluster
     :ivar links_in: peers whose link session is joined on this node
     :ivar links_out: peers this node's own link is connected to
@@ -49,6 +50,9 @@ class Facts:
     :ivar sessions: connected client sessions by kind (``wamp``, ``legacy``)
     :ivar uptime: seconds since the router worker started
     :ivar instance: tells one start of the node from the next
+    :ivar patches: the state of each upstream patch, ``{"name", "state", "reason"?}``
+        (:mod:`components.upstream`); listed, never a problem: a patch not applied leaves
+        upstream's own behaviour in place
     """
 
     node: str
@@ -66,6 +70,7 @@ class Facts:
     sessions: Mapping[str, int] = field(default_factory=dict)
     uptime: float = 0.0
     instance: str = ""
+    patches: Sequence[Mapping[str, str]] = ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def problems_serving(facts: Facts) -> List[str]:
         found.append("store writes are failing")
     if facts.store_reads is False:
         found.append("store reads are failing")
-    if not facts.accepting_sends and "api" in facts.joined:
+    if not facts.accepting_sends and "root" in facts.joined:
         found.append("holding sends until the peers' links are up (the node is starting)")
     return found
 
@@ -148,5 +153,6 @@ def judge(facts: Facts) -> Verdict:
         "sessions": dict(facts.sessions),
         "uptime_s": round(facts.uptime, 1),
         "instance": facts.instance,
+        "patches": [dict(p) for p in facts.patches],
     }
     return Verdict(serving, healthy, status, problems, body)

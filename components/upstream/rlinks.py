@@ -1,5 +1,6 @@
 """This node's router-to-router links, from inside the router worker: a repair for the
-events they deliver twice after a drop, and the link state the node's other parts follow.
+events they deliver twice after a drop, and the link state the node's other parts follow (one
+patch: ``rlinks.repair``).
 
 **The duplication.** A node pulls each peer's events over a link it owns (Crossbar's rlink):
 a *local leg* session on this router and a *remote leg* session joined to the peer. For
@@ -16,7 +17,8 @@ beside the old one: from then on each event from the peer is republished here tw
 every further drop once more, for as long as the node runs. The peer's meta API sees
 nothing wrong: one link session, subscribed once. (Measured on crossbar 26.10.1 with
 autobahn 26.10.2: after one ``ss -K`` of a link's connection every handler list of the
-remote leg held 2 handlers, all active; see ``NOTES-linkdrop.md``.)
+remote leg held 2 handlers, all active: ``tests/cluster/test_linkdrop.py`` drops a link for real.)
+Reported upstream as crossbario/crossbar#1916.
 
 Nothing in the link's configuration avoids it, and nothing on the WAMP level can undo it:
 killing the link session makes the link reconnect and append one handler more, and
@@ -24,7 +26,7 @@ removing its subscription on the peer (``wamp.subscription.remove_subscriber``) 
 leaves the handlers in place or, as autobahn answers a revocation with a protocol error,
 drops the connection as well.
 
-**The repair** (:func:`install`): every remote leg in this process
+**The repair**: every remote leg in this process
 
 - forgets the handlers of its previous connection when it opens a new one (a WAMP
   session's subscriptions end with it; :func:`forget_previous_connection`);
@@ -40,16 +42,15 @@ legacy fan-out and the presence component follow it through the runtime's
 :class:`~components.service.links.LinkState`.
 
 It reaches into Crossbar and autobahn internals (``RLinkRemoteSession``, a session's
-``_subscriptions``, the local leg's ``config.extra``); :func:`install` checks they are there
-and reports (and repairs nothing) when a Crossbar upgrade moved them.
+``_subscriptions``, the local leg's ``config.extra``), pinned by the patch's digests.
 """
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Protocol, Sequence
 
 from autobahn.wamp.request import Subscription
 import txaio
 
-from components.service.links import LinkState
+from components.upstream.registry import Patch, Wiring, register, replace
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
@@ -119,16 +120,28 @@ def link_id_of(remote: Any) -> Optional[str]:
         return None
 
 
+class LinkStates(Protocol):
+    """Where link states go (the runtime's :class:`~components.service.links.LinkState`)."""
+
+    watching: bool
+
+    def is_up(self, peer: str) -> Optional[bool]: ...
+
+    def up(self, peer: str) -> None: ...
+
+    def down(self, peer: str) -> None: ...
+
+
 class LinkWatch:
     """Repairs this node's links' remote legs and reports their state.
 
-    :param state: where the state goes (the runtime's :class:`LinkState`)
+    :param state: where the state goes (the runtime's ``LinkState``)
     :param peers: the peers' names (a link ``to-<peer>`` to anything else is ignored)
     """
 
     log = txaio.make_logger()
 
-    def __init__(self, state: LinkState, peers: Sequence[str]) -> None:
+    def __init__(self, state: LinkStates, peers: Sequence[str]) -> None:
         self.state = state
         self.peers = list(peers)
         #: handlers forgotten and dropped so far, per peer (for tests and the log)
@@ -183,45 +196,22 @@ class LinkWatch:
 
 
 _watch: Optional[LinkWatch] = None
-_installed = False
-#: Crossbar's own methods the repair wraps, to put back by :func:`uninstall`
-_originals: Dict[str, Any] = {}
 
 
-def install(watch: LinkWatch) -> bool:
-    """Put ``watch`` in charge of every rlink remote leg of this process (the class's
-    ``onConnect`` and ``subscribe`` call it). Safe to call again: the last watch wins.
-
-    :returns: whether the hooks are in place (``False`` outside a Crossbar router worker, or
-        when this Crossbar lacks what the repair relies on)
-    :rtype: bool
-    """
-    global _watch, _installed
-    _watch = watch
-    if _installed:
-        watch.state.watching = True
-        return True
-    try:
-        from crossbar.worker.rlink import RLinkRemoteSession
-    except ImportError:
-        return False
-    base_on_connect = RLinkRemoteSession.__dict__.get("onConnect")
-    base_subscribe = getattr(RLinkRemoteSession, "subscribe", None)
-    if base_on_connect is None or base_subscribe is None:
-        watch.log.warn("deptcast links: this Crossbar's rlink sessions are not what the link repair knows; "
-                       "links may deliver events twice after a drop")
-        return False
-
+def _on_connect(upstream: Any) -> Any:
     def onConnect(self):
         if _watch is not None:
             try:
                 _watch.connecting(self)
             except Exception:
                 _watch.log.failure("deptcast links: the link repair failed on reconnect")
-        return base_on_connect(self)
+        return upstream(self)
+    return onConnect
 
+
+def _subscribe(upstream: Any) -> Any:
     def subscribe(self, handler, topic=None, options=None, check_types=None):
-        d = base_subscribe(self, handler, topic=topic, options=options, check_types=check_types)
+        d = upstream(self, handler, topic=topic, options=options, check_types=check_types)
 
         def dedupe(result):
             if _watch is not None:
@@ -231,26 +221,83 @@ def install(watch: LinkWatch) -> bool:
                     _watch.log.failure("deptcast links: the link repair failed on subscribe")
             return result
         return d.addCallback(dedupe)
-
-    _originals.update({name: RLinkRemoteSession.__dict__.get(name) for name in ("onConnect", "subscribe")})
-    RLinkRemoteSession.onConnect = onConnect
-    RLinkRemoteSession.subscribe = subscribe
-    _installed = True
-    watch.state.watching = True
-    return True
+    return subscribe
 
 
-def uninstall() -> None:
-    """Put Crossbar's own methods back (tests: a process installs the repair once, for good)."""
-    global _watch, _installed
-    if not _installed:
-        return
+def _repair(wiring: Wiring) -> None:
+    """Put a :class:`LinkWatch` reporting to ``wiring.links`` in charge of every rlink remote
+    leg of this process (the class's ``onConnect`` and ``subscribe`` call it)."""
+    global _watch
     from crossbar.worker.rlink import RLinkRemoteSession
-    for name, value in _originals.items():
-        if value is None:
-            delattr(RLinkRemoteSession, name)
-        else:
-            setattr(RLinkRemoteSession, name, value)
-    _originals.clear()
-    _installed = False
+
+    _watch = LinkWatch(wiring.links, wiring.peers)
+    replace("crossbar.worker.rlink.RLinkRemoteSession.onConnect", RLinkRemoteSession, "onConnect",
+            _on_connect(RLinkRemoteSession.__dict__["onConnect"]))
+    replace("autobahn.wamp.protocol.ApplicationSession.subscribe", RLinkRemoteSession, "subscribe",
+            _subscribe(RLinkRemoteSession.subscribe))
+    wiring.links.watching = True
+
+
+def _forget_watch() -> None:
+    global _watch
+    if _watch is not None:
+        _watch.state.watching = False
     _watch = None
+
+
+def _shape(wiring: Wiring) -> Optional[str]:
+    return "no link state to report to" if wiring.links is None else None
+
+
+def watch() -> Optional[LinkWatch]:
+    """The watch in charge of this process's links, once the patch is applied.
+
+    :rtype: LinkWatch or None
+    """
+    return _watch
+
+
+REPAIR = register(Patch(
+    name="rlinks.repair",
+    replaces=("crossbar.worker.rlink.RLinkRemoteSession.onConnect",
+              "autobahn.wamp.protocol.ApplicationSession.subscribe"),
+    checked={
+        "crossbar.worker.rlink.RLinkRemoteSession.onConnect":
+            "7c8d25dbfe5b96573366f4e695cee01a201109ff5d9ebc2bf4b83e5f5090830f",
+        # one remote leg object per link, reused by every reconnect, its local leg (and the
+        # link id) in its config; 'ready' once the local leg's re-subscribe is done
+        "crossbar.worker.rlink.RLinkManager.start_link":
+            "17267a0a330d99be8adc3cb605357d654b056edccf1db8bfb8beb276baedfd15",
+        "crossbar.worker.rlink.RLinkRemoteSession.onJoin":
+            "3e032f80853eee03dad8eed3fdfd9d5d6e137161f226c24b7f00faf74a2598c7",
+        # the re-subscribe (its guard looks at sub only after the remote subscribe returned)
+        "crossbar.worker.rlink.BridgeSession._setup_event_forwarding":
+            "2bfcdede1b5c0fc699275e1bc37feda48595c023a3c9ce8df688c29254827b2c",
+        # an Autobahn session keeps its handlers across connections: made once, appended on
+        # SUBSCRIBED, never cleared when the connection closes
+        "autobahn.wamp.protocol.ApplicationSession.__init__":
+            "2911322a9b4870d1497364818b1fc36849ae44630129857ad92866faac143931",
+        "autobahn.wamp.protocol.ApplicationSession.subscribe":
+            "1c68ec6170698998aa1830583c31311dcbbaccc2685634f238398c04b523428e",
+        "autobahn.wamp.protocol.ApplicationSession.onMessage":
+            "39988f4f3331c85ea8b31405dba54188814f85bc28e0077311a29ee3a863721f",
+        "autobahn.wamp.protocol.ApplicationSession.onClose":
+            "7ce2ec7eac8ac4e6445e1325960f8603a4ad8c6c4ccf6d4feb97fb4b87f2d1f6",
+    },
+    why="after a link's connection drops and comes back, Autobahn keeps the remote leg's old event handlers "
+        "and the peer answers the re-subscribe with the same subscription id: every event from the peer is "
+        "then delivered twice (once more after every further drop); also reports each link up/down to the "
+        "legacy fan-out and presence",
+    upstream_issue="crossbario/crossbar#1916",
+    remove_when="Crossbar's rlink (or Autobahn's session) drops a session's handlers when its connection ends "
+                "(crossbario/crossbar#1916), and Crossbar reports a link's state to the components",
+    apply=_repair,
+    undo=_forget_watch,
+    shape=_shape,
+))
+
+#: the one patch of this area
+PATCHES = (REPAIR,)
+
+__all__ = ["LINK_ID_PREFIX", "PATCHES", "REPAIR", "LinkWatch", "forget_previous_connection", "keep_newest_handler",
+           "link_id_of", "peer_of", "watch"]

@@ -1,5 +1,6 @@
 """Crossbar's per-connection info lines are logged at debug in the router worker
-(:mod:`components.wamp.sessionlog`), and nothing else is."""
+(:mod:`components.upstream.logs`), and nothing else is; Autobahn's and Crossbar's debug lines
+are pretty-printed only when written."""
 
 import inspect
 import importlib
@@ -9,12 +10,19 @@ import pytest
 import txaio
 from twisted.logger import LogLevel, globalLogPublisher
 
-from components.wamp import sessionlog
+from components import upstream
+from components.upstream import logs
+
+NAMES = [patch.name for patch in logs.PATCHES]
+
+
+def install(router=None):
+    return upstream.install(upstream.Wiring(router=router), only=NAMES)
 
 txaio.use_twisted()
 
 
-@pytest.mark.parametrize("module_name, class_name, markers", sessionlog.PER_CONNECTION)
+@pytest.mark.parametrize("module_name, class_name, markers", logs.PER_CONNECTION)
 def test_the_installed_crossbar_still_logs_those_lines_at_info(module_name, class_name, markers):
     """An upgrade of Crossbar that renames these lines (or moves them to another class, or logs
     them another way) makes this fail: look at what the new version logs per connection."""
@@ -38,10 +46,12 @@ def events():
 
 
 def test_the_per_connection_lines_are_logged_at_debug_and_the_rest_as_before(events):
-    demoted = sessionlog.install()
-    assert set(demoted) == {f"{m}.{c}" for m, c, _ in sessionlog.PER_CONNECTION} | {
-        "autobahn.websocket.protocol.pformat"} | {f"{m}.pformat" for m in sessionlog.LOG_ONLY_PFORMAT}
-    assert sessionlog.install() == demoted  # once per process
+    assert [s.name for s in install() if s.applied] == NAMES
+    demoted = {f"{m}.{c}": getattr(importlib.import_module(m), c).log for m, c, _ in logs.PER_CONNECTION}
+    assert all(isinstance(log, logs.DemotedLogger) for log in demoted.values())
+    install()  # once per process: not demoted twice
+    assert all(getattr(importlib.import_module(m), c).log is demoted[f"{m}.{c}"]
+               for m, c, _ in logs.PER_CONNECTION)
     from crossbar.router.router import Router
     Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
     Router.log.info("{func} router session detached from realm {realm}", func="f", realm="deptcast")
@@ -58,7 +68,7 @@ def test_the_per_connection_lines_are_logged_at_debug_and_the_rest_as_before(eve
 
 
 def test_at_info_the_per_connection_lines_are_not_logged(events):
-    sessionlog.install()
+    install()
     txaio.set_global_log_level("info")
     from crossbar.router.router import Router
     Router.log.info("{func} new session attached for realm={realm}", func="f", realm="deptcast")
@@ -75,14 +85,23 @@ def test_the_realms_service_session_logs_wamp_session_get_at_debug(events):
     from crossbar.router.service import RouterServiceAgent
     agent = RouterServiceAgent(ComponentConfig("deptcast"), None)
     assert "log" in vars(agent)  # its own, not the class's
-    demoted = sessionlog.install(SimpleNamespace(_realm=SimpleNamespace(session=agent)))
-    assert demoted["service session"] is agent.log
+    install(SimpleNamespace(_realm=SimpleNamespace(session=agent)))
+    assert isinstance(agent.log, logs.DemotedLogger)
     agent.log.info("{func} session {session_id} in active memory", func="f", session_id=1)
     agent.log.info("{func} something else", func="f")
     levels = [(e["log_format"], e["log_level"]) for e in events if e.get("log_format")]
     assert levels == [("{func} session {session_id} in active memory", LogLevel.debug),
                       ("{func} something else", LogLevel.info)]
-    assert "service session" not in sessionlog.install(None)
+    upstream.uninstall(NAMES)
+    assert not isinstance(agent.log, logs.DemotedLogger)
+
+
+def test_without_a_router_only_the_classes_are_demoted():
+    from autobahn.wamp.types import ComponentConfig
+    from crossbar.router.service import RouterServiceAgent
+    agent = RouterServiceAgent(ComponentConfig("deptcast"), None)
+    assert all(s.applied for s in install(None))
+    assert not isinstance(agent.log, logs.DemotedLogger)
 
 
 def test_autobahns_websocket_module_pretty_prints_lists_only_for_log_lines():
@@ -95,14 +114,14 @@ def test_autobahns_websocket_module_pretty_prints_lists_only_for_log_lines():
     assert uses == ["return pformat(self._timings)",
                     'self.log.debug("\\n{attrs}", attrs=pformat(configAttrLog))',
                     "transport_details=pformat(self._transport_details.marshal()),"]
-    sessionlog.install()
-    assert protocol.pformat is sessionlog.lazy_pformat
+    install()
+    assert protocol.pformat is logs.lazy_pformat
     timings = protocol.Timings()
     timings.track("a")
     assert isinstance(str(timings), str) and "'a'" in str(timings)
     attrs = [("utf8validateIncoming", True, "WebSocketServerFactory")]
     lazy = protocol.pformat(attrs)
-    assert isinstance(lazy, sessionlog.LazyPformat)
+    assert isinstance(lazy, logs.LazyPformat)
     import pprint
     from twisted.logger import formatEvent
     assert formatEvent({"log_format": "\n{attrs}", "attrs": lazy}) == "\n" + pprint.pformat(attrs)
@@ -135,7 +154,7 @@ def pformat_calls_outside_log_calls(source: str) -> List[int]:
     return outside
 
 
-@pytest.mark.parametrize("module_name", sessionlog.LOG_ONLY_PFORMAT)
+@pytest.mark.parametrize("module_name", logs.LOG_ONLY_PFORMAT)
 def test_those_crossbar_modules_pretty_print_only_log_arguments(module_name):
     """An upgrade that uses ``pformat`` for anything but a log line in one of them makes this
     fail: a lazy value may not be right there."""
@@ -153,7 +172,7 @@ def test_a_cached_authorization_is_not_pretty_printed_unless_debug_is_logged(mon
     from types import SimpleNamespace
     from crossbar.router.router import RouterFactory
     from crossbar.worker.types import RouterRealm
-    sessionlog.install()
+    install()
     printed = []
     original = pprint.PrettyPrinter.pformat  # what pprint.pformat calls (the modules hold their own name)
     monkeypatch.setattr(pprint.PrettyPrinter, "pformat", lambda self, obj: printed.append(obj) or original(self, obj))

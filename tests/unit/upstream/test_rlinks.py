@@ -1,4 +1,4 @@
-"""The link repair of :mod:`components.wamp.rlinks` on real Crossbar rlink session objects
+"""The link repair of :mod:`components.upstream.rlinks` on real Crossbar rlink session objects
 (``RLinkRemoteSession``) driven with WAMP messages over a fake transport: no router, no
 network. The first test shows the duplication itself (autobahn keeps a reused session's
 handlers across connections); the others, that the repair removes it."""
@@ -12,10 +12,10 @@ from autobahn.wamp.types import ComponentConfig, SubscribeOptions, TransportDeta
 from crossbar.worker.rlink import RLinkLocalSession, RLinkRemoteSession
 from twisted.internet import defer
 
+from components import upstream
 from components.service.links import LinkState
-from components.wamp import rlinks
-from components.wamp.rlinks import (LinkWatch, forget_previous_connection, keep_newest_handler, link_id_of,
-                                    peer_of)
+from components.upstream import rlinks
+from components.upstream.rlinks import forget_previous_connection, keep_newest_handler, link_id_of, peer_of
 
 
 class FakeTransport:
@@ -86,20 +86,24 @@ class Peer:
         self.session.onMessage(message.Event(subscription_id, 1, args=list(args)))
 
 
+def install(state: LinkState, peers=("n1", "n3")):
+    [status] = upstream.install(upstream.Wiring(links=state, peers=peers), only=[rlinks.REPAIR.name])
+    return status
+
+
 @pytest.fixture
 def hooks():
-    """Install the repair on Crossbar's class for one test, and take it out again."""
-    state = LinkState()
-    watch = LinkWatch(state, ["n1", "n3"])
-    assert rlinks.install(watch)
-    yield watch
-    rlinks.uninstall()
+    """Install the repair on Crossbar's class for one test (the conftest takes it out again)."""
+    assert install(LinkState()).applied
+    yield rlinks.watch()
 
 
 def test_uninstall_puts_crossbars_methods_back(hooks):
-    assert RLinkRemoteSession.subscribe is not rlinks._originals.get("subscribe")
-    rlinks.uninstall()
-    assert "onConnect" in RLinkRemoteSession.__dict__ and not rlinks._installed
+    crossbars = upstream.registry.original("crossbar.worker.rlink.RLinkRemoteSession.onConnect")
+    assert RLinkRemoteSession.__dict__["onConnect"] is not crossbars and "subscribe" in RLinkRemoteSession.__dict__
+    upstream.uninstall([rlinks.REPAIR.name])
+    assert RLinkRemoteSession.__dict__["onConnect"] is crossbars and "subscribe" not in RLinkRemoteSession.__dict__
+    assert rlinks.watch() is None and not hooks.state.watching
 
 
 def test_without_the_repair_a_reconnected_link_delivers_each_event_twice():
@@ -178,12 +182,13 @@ def test_links_to_unknown_peers_are_repaired_but_not_reported(hooks):
     assert hooks.repairs == {} and hooks.state.is_up("rlink001") is None
 
 
-def test_installing_again_replaces_the_watch(hooks):
-    other = LinkWatch(LinkState(), ["n1"])
-    assert rlinks.install(other)
+def test_installing_again_leaves_the_repair_as_it_is(hooks):
+    wrapped = RLinkRemoteSession.__dict__["onConnect"]
+    assert install(LinkState()).applied
+    assert RLinkRemoteSession.__dict__["onConnect"] is wrapped and rlinks.watch() is hooks
     peer = Peer(make_link())
     peer.connect()
-    assert other.state.is_up("n1") is True and hooks.state.is_up("n1") is None
+    assert hooks.state.is_up("n1") is True
 
 
 def test_plain_helpers():

@@ -1,7 +1,6 @@
-"""The client roles' authorizer asked in-process (:mod:`components.wamp.roles`), on a real
+"""The client roles' authorizer asked in-process (:mod:`components.upstream.roles`), on a real
 Crossbar router made as the node config makes it: the same answers, the router's own cache
-around them, and the roles put back on leave. Fails if an upgrade of Crossbar changes what the
-replacement relies on."""
+around them, and the roles put back when the patch is taken out."""
 
 from types import SimpleNamespace
 from typing import Any, List
@@ -12,9 +11,15 @@ from crossbar.router.router import RouterFactory
 from crossbar.worker.types import RouterRealm
 from twisted.trial.unittest import SynchronousTestCase
 
+from components import upstream
 from components.core import names
-from components.wamp import roles
-from components.wamp.auth import AuthorizerComponent
+from components.upstream import roles
+from components.wamp import auth
+
+
+def install(router, authorize):
+    [status] = upstream.install(upstream.Wiring(router=router, authorize=authorize), only=[roles.IN_PROCESS.name])
+    return status
 
 
 def node_router():
@@ -39,25 +44,25 @@ class InProcessRoleTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.router = node_router()
         self.asked: List[Any] = []
-        authorizer = AuthorizerComponent()
 
         def authorize(details, uri, action, options):
             self.asked.append((details["authid"], uri, action))
-            return authorizer.authorize(details, uri, action, options)
-        self.replaced = roles.install(self.router, list(names.CLIENT_ROLES), names.PROC_AUTHORIZE, authorize)
+            return auth.authorize(details, uri, action, options)
+        self.assertTrue(install(self.router, authorize).applied)
+        self.addCleanup(upstream.uninstall)
 
     def decide(self, session, uri, action="subscribe", options=None):
         return self.successResultOf(self.router.authorize(session, uri, action, options or {"match": "exact"}))
 
     def test_the_client_roles_are_replaced_and_others_left_alone(self):
-        self.assertEqual(self.replaced, list(names.CLIENT_ROLES))
         for role in names.CLIENT_ROLES:
             self.assertIsInstance(self.router._roles[role], roles.InProcessRole)
             self.assertIsInstance(self.router._roles[role].replaces, RouterRoleDynamicAuth)
         self.assertIsInstance(self.router._roles["backend"], RouterRoleStaticAuth)
-        # again (a component that joins again): the dynamic roles stay the ones put back
-        roles.install(self.router, list(names.CLIENT_ROLES), names.PROC_AUTHORIZE, lambda *a: False)
-        self.assertIsInstance(self.router._roles[names.MEMBER].replaces, RouterRoleDynamicAuth)
+        # again: nothing changes (the patch is in place)
+        in_place = dict(self.router._roles)
+        self.assertTrue(install(self.router, lambda *a: False).applied)
+        self.assertEqual(self.router._roles, in_place)
 
     def test_the_answers_are_the_authorizers_for_each_session(self):
         alice, eve = client(1, "alice", "cardio"), client(2, "eve", "onco")
@@ -82,15 +87,16 @@ class InProcessRoleTests(SynchronousTestCase):
         self.assertEqual(self.asked, [("alice", "deptcast.all", "subscribe"), ("bob", "deptcast.history", "call")])
 
     def test_uninstall_puts_the_dynamic_roles_back(self):
-        roles.uninstall(self.router, self.replaced)
+        upstream.uninstall([roles.IN_PROCESS.name])
         for role in names.CLIENT_ROLES:
             self.assertIsInstance(self.router._roles[role], RouterRoleDynamicAuth)
 
 
-def test_a_role_that_is_not_deptcasts_dynamic_one_is_left_alone():
+def test_a_node_config_whose_roles_are_not_deptcasts_dynamic_ones_keeps_its_roles():
     router = node_router()
     router._roles[names.MEMBER]._authorizer = "some.other.authorizer"
-    assert roles.install(router, list(names.CLIENT_ROLES), names.PROC_AUTHORIZE, lambda *a: True) == [
-        names.PUBLISHER]
+    status = install(router, lambda *a: True)
+    assert not status.applied and "member" in status.reason
     assert isinstance(router._roles[names.MEMBER], RouterRoleDynamicAuth)
-    assert roles.install(None, list(names.CLIENT_ROLES), names.PROC_AUTHORIZE, lambda *a: True) == []
+    assert isinstance(router._roles[names.PUBLISHER], RouterRoleDynamicAuth)
+    assert not install(None, lambda *a: True).applied

@@ -1,0 +1,33 @@
+"""deptcast's one seam to upstream: every replacement of Autobahn, Crossbar or Twisted
+behaviour, and every read of their internals, as a registered patch.
+
+One module per patched area:
+
+- :mod:`~components.upstream.hotpath`: the per-message paths (send, receive, write);
+- :mod:`~components.upstream.web`: request bodies capped, upgraded connections trimmed;
+- :mod:`~components.upstream.wampjson`: WAMP JSON nesting bounded;
+- :mod:`~components.upstream.logs`: per-connection log lines and pretty-printing;
+- :mod:`~components.upstream.rlinks`: the router links' duplicate handlers, and link states;
+- :mod:`~components.upstream.roles`: the client roles' authorizer asked in-process;
+- :mod:`~components.upstream.worker`: reads of the router worker's internals.
+
+Each patch records what it replaces, the sha256 of the upstream source it was checked
+against, why it is needed, and what would let it go (:class:`~components.upstream.registry.Patch`).
+The node installs them all in one place, its composition root
+(:class:`components.wamp.root.RootComponent`), with :func:`install`, before its transports
+listen; a patch whose upstream source changed is not applied, and the node says so.
+
+The seam imports nothing of deptcast's but :mod:`components.core`: what a patch needs of the
+node (the router, the authorizer, the link state) is passed in (:class:`Wiring`).
+
+``python -m components.upstream`` prints every patch; ``--check`` compares the digests with the
+installed upstream and prints those that changed.
+"""
+
+from components.upstream import hotpath, logs, rlinks, roles, wampjson, web, worker
+from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
+
+#: the modules of the seam, one per patched area
+AREAS = (hotpath, web, wampjson, logs, rlinks, roles, worker)
+
+__all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]
