@@ -132,7 +132,7 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
         "api": {"type": "path", "paths": {
             "send": {"type": "resource", "classname": "components.edge.httpapi.HttpSendResource"},
         }},
-        # internal: for monitoring and balancers, not proxied to the public (components.ops.cluster)
+        # internal: for monitoring and balancers, not proxied to the public (components.ops.nginx)
         "health": {"type": "resource", "classname": "components.edge.health.HealthResource"},
         "metrics": {"type": "resource", "classname": "components.edge.metrics.MetricsResource"},
     }

@@ -18,7 +18,7 @@ class Health:
     """One ``/health`` answer.
 
     :ivar status: the HTTP status (200 or 503, 404 for an unknown path)
-    :ivar body: the JSON body (see :mod:`components.core.health`)
+    :ivar body: the JSON body (see :mod:`components.core.verdict`)
     """
 
     status: int

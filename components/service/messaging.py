@@ -110,7 +110,7 @@ class MessageService:
         # each answer may carry ~1 MiB read from the store: bound how often a user asks
         self._history_limiter = RateLimiter(settings.history_rate, settings.history_burst)
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor as clock  # (at the top, the import would install the reactor)
         self._clock = clock
         self._refusals = {"send": RefusalLog(self.log, "deptcast messages", "send", "sends", clock),
                           "history": RefusalLog(self.log, "deptcast messages", "history call", "history calls", clock)}

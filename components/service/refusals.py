@@ -32,7 +32,7 @@ class RefusalLog:
     def __init__(self, log: Any, prefix: str, one: str, many: str, clock: Any = None,
                  interval: float = SUMMARY_INTERVAL) -> None:
         if clock is None:
-            from twisted.internet import reactor as clock
+            from twisted.internet import reactor as clock  # (at the top, the import would install the reactor)
         self._log = log
         self._prefix = prefix
         self._one = one

@@ -48,6 +48,7 @@ It reaches into Crossbar and autobahn internals (``RLinkRemoteSession``, a sessi
 from typing import Any, Dict, Optional, Protocol, Sequence
 
 from autobahn.wamp.request import Subscription
+from crossbar.worker.rlink import RLinkRemoteSession
 import txaio
 
 from components.upstream.registry import Patch, Wiring, register, replace
@@ -228,8 +229,6 @@ def _repair(wiring: Wiring) -> None:
     """Put a :class:`LinkWatch` reporting to ``wiring.links`` in charge of every rlink remote
     leg of this process (the class's ``onConnect`` and ``subscribe`` call it)."""
     global _watch
-    from crossbar.worker.rlink import RLinkRemoteSession
-
     _watch = LinkWatch(wiring.links, wiring.peers)
     replace("crossbar.worker.rlink.RLinkRemoteSession.onConnect", RLinkRemoteSession, "onConnect",
             _on_connect(RLinkRemoteSession.__dict__["onConnect"]))

@@ -18,6 +18,8 @@ message, and Autobahn's ``Serializer.unserialize`` turns any exception it raises
 
 from typing import Any, Callable, Optional
 
+from autobahn.wamp import serializer
+
 from components.core.jsonlimits import WAMP_MAX_DEPTH, check_depth
 from components.upstream.registry import Patch, Wiring, register, replace
 
@@ -40,16 +42,12 @@ def bounded(loads: Callable[..., Any], max_depth: int = WAMP_MAX_DEPTH) -> Calla
 
 
 def _shape(wiring: Wiring) -> Optional[str]:
-    from autobahn.wamp import serializer
-
     if not callable(getattr(serializer, "_loads", None)):
         return "autobahn.wamp.serializer has no _loads"
     return None
 
 
 def _bound_wamp_json(wiring: Wiring) -> None:
-    from autobahn.wamp import serializer
-
     replace("autobahn.wamp.serializer._loads", serializer, "_loads", bounded(serializer._loads))
 
 

@@ -44,6 +44,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import txaio
 from autobahn.twisted.resource import WebSocketResource
+from autobahn.websocket.protocol import WebSocketServerProtocol
+from crossbar.common.twisted.web import Site
 from twisted.web import server
 
 from components.core.errors import TOO_LARGE
@@ -104,7 +106,7 @@ class BoundedRequest(server.Request):
         super().connectionLost(reason)
 
     def _refuse_body(self, what: str) -> None:
-        from twisted.internet import reactor
+        from twisted.internet import reactor  # (at the top, the import would install the default reactor)
 
         self._body_refused = True
         self.content = None  # whatever was kept of the body goes
@@ -128,8 +130,6 @@ class BoundedRequest(server.Request):
 
 
 def _bound_request_bodies(wiring: Wiring) -> None:
-    from crossbar.common.twisted.web import Site
-
     BoundedRequest.max_body = wiring.max_body
     replace("crossbar.common.twisted.web.Site.requestFactory", Site, "requestFactory", BoundedRequest)
 
@@ -193,8 +193,6 @@ def websocket_of(request: Any) -> Any:
 
     :rtype: WebSocketServerProtocol or None
     """
-    from autobahn.websocket.protocol import WebSocketServerProtocol
-
     channel, transport = getattr(request, "channel", None), getattr(request, "transport", None)
     if channel is None or transport is None or getattr(channel, "transport", True) is not None:
         return None  # not handed over: Twisted Web still serves it

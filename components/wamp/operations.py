@@ -44,7 +44,7 @@ SHUTDOWN_MESSAGE = "this node is stopping: reconnect now (to another node)"
 GOING_AWAY = 1001
 #: most seconds the drain waits for clients to leave before Crossbar's shutdown goes on
 DRAIN_TIMEOUT = 5.0
-#: how this node's link to peer P is named in its config (components.ops.cluster.rlink)
+#: how this node's link to peer P is named in its config (components.ops.meshconfig.rlink)
 LINK_PREFIX = "to-"
 #: seconds between two looks for the ready line
 READY_POLL = 0.1

@@ -29,17 +29,7 @@ CORE_FORBIDDEN = ("twisted", "autobahn", "txaio", "crossbar", "zope")
 #: imports inside functions not explained in place yet, in modules kept by others, with what is
 #: known of why: explain them in place and drop them from here (an entry that no longer matches
 #: fails the test, so the list only shrinks)
-NOT_EXPLAINED_IN_PLACE: Dict[Tuple[str, str], str] = {
-    ("components.edge.guards", "autobahn.wamp"): "not said yet",
-    ("components.edge.http", "twisted.internet"): "importing the reactor installs it",
-    ("components.edge.http", "crossbar.common.twisted.web"): "not said yet",
-    ("components.edge.upgraded", "autobahn.websocket.protocol"): "not said yet",
-    ("components.service.messaging", "twisted.internet"): "importing the reactor installs it (only when no clock "
-                                                          "is given)",
-    ("components.service.refusals", "twisted.internet"): "importing the reactor installs it (only when no clock "
-                                                         "is given)",
-    ("components.wamp.rlinks", "crossbar.worker.rlink"): "the install tolerates a Crossbar without it (ImportError)",
-}
+NOT_EXPLAINED_IN_PLACE: Dict[Tuple[str, str], str] = {}
 
 
 def _from_base(node: ast.ImportFrom, package: str) -> str:
