@@ -34,10 +34,10 @@ from typing import Any, Callable, Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from components.core.history import HistoryRequest  # noqa: E402
-from components.core.names import ALL, client_topics, dept_topic, user_topic  # noqa: E402
-from components.store import open_store  # noqa: E402
-from components.store.sql import history_query  # noqa: E402
+from components.core.history import HistoryRequest
+from components.core.names import ALL, client_topics, dept_topic, user_topic
+from components.store import open_store
+from components.store.sql import history_query
 
 PAGE = 100
 READERS = {"small": ("small", "sam"), "big": ("big", "bea")}

@@ -26,7 +26,7 @@ class AcceptsLateMessages:
     #: messages that arrived after the session ended, dropped
     late_messages = 0
 
-    def onMessage(self, msg: Any) -> None:  # noqa: N802 (Autobahn's name)
+    def onMessage(self, msg: Any) -> None:
         if self.session_details is not None and not self.is_attached():  # type: ignore[attr-defined]
             self.late_messages += 1
             if self.late_messages == 1:

@@ -46,7 +46,7 @@ class StoreUnavailable(Exception):
 class _DaemonThreadPool(ThreadPool):
     """A thread stuck on a frozen database must not keep the process from exiting."""
 
-    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:  # noqa: N802 (Twisted's name)
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:
         return threading.Thread(*args, daemon=True, **kwargs)
 
 
