@@ -150,7 +150,8 @@ def test_trim_reports_each_part_on_crossbars_own_objects():
 def test_the_node_declines_permessage_deflate():
     """/ws with the node's options answers a browser's offer of compression without it: zlib's
     state would be about 290 KiB per connection at the default window (README, Performance)."""
-    offer = UPGRADE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
+    offer = UPGRADE.replace(b"\r\n\r\n",
+                            b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
     transport, _, _ = serve(wamp_factory(), upgrade=offer)
     answer = transport.value().split(b"\r\n\r\n")[0].lower()
     assert answer.startswith(b"http/1.1 101 switching protocols")
