@@ -168,8 +168,16 @@ class Client:
         if self.engine.fatal is not None:
             d.errback(Failure(self.engine.fatal))
         else:
-            self.engine.on_fatal(lambda error: d.called or d.errback(Failure(error)))
-            self._connector._done.addCallback(lambda _: d.called or d.callback(None))
+            def stopped(error: Optional[BaseException]) -> None:
+                if d.called:
+                    return
+                if error is not None:
+                    d.errback(Failure(error))
+                else:
+                    d.callback(None)
+
+            self.engine.on_fatal(stopped)
+            self._connector._done.addCallback(lambda _: stopped(None))
         return d
 
     def on_connection(self, listener: Callable[[bool, Any], None]) -> None:
