@@ -46,8 +46,8 @@ class StoreUnavailable(Exception):
 class _DaemonThreadPool(ThreadPool):
     """A thread stuck on a frozen database must not keep the process from exiting."""
 
-    # Twisted's is the Thread class, called as self.threadFactory(...): a method is called alike
-    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:  # type: ignore[override]
+    # Twisted's is the Thread class, called as self.threadFactory(...)
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:  # type: ignore[override]  # called alike
         return threading.Thread(*args, daemon=True, **kwargs)
 
 
