@@ -41,12 +41,12 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness as h  # noqa: E402
-import cpu_profile as profile  # noqa: E402
+import harness as h
+import cpu_profile as profile
 
 SYSTEMS = {
     "wamp": "deptcast 1 node, WAMP",

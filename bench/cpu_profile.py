@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     record(args.pid, args.seconds, args.out).wait()
     summary = summarize(args.out, args.top)
     print("\n".join(lines(summary, args.top)))
-    print(f"      on the stack:")
+    print("      on the stack:")
     for f, s in summary["total"]:
         print(f"        {100 * s:5.1f}%  {f}")
     return 0

@@ -38,13 +38,13 @@ from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twisted.internet import defer, reactor, task  # noqa: E402
+from twisted.internet import defer, reactor, task
 
-from components.core.targets import SCOPE_DEPT, Target  # noqa: E402
-from components.core.tokens import Identity, issue_token  # noqa: E402
-from components.store import open_store  # noqa: E402
-from tests.support.nodes import TEST_SECRET, Node  # noqa: E402
-from tests.support.wamp import connect  # noqa: E402
+from components.core.targets import SCOPE_DEPT, Target
+from components.core.tokens import Identity, issue_token
+from components.store import open_store
+from tests.support.nodes import TEST_SECRET, Node
+from tests.support.wamp import connect
 
 FLOOD_DEPT = "flood"
 CALM_DEPT = "calm"

@@ -26,16 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from twisted.internet import defer, task  # noqa: E402
+from twisted.internet import defer, task
 
-from components.core.retention import DAY_MS  # noqa: E402
-from components.core.settings import load_settings  # noqa: E402
-from components.core.targets import SCOPE_DEPT, Target  # noqa: E402
-from components.core.tokens import Identity  # noqa: E402
-from components.service.retention import BATCH, PAUSE, Pruner  # noqa: E402
-from components.service.slot import Slot  # noqa: E402
-from components.store import open_store  # noqa: E402
-from components.store.threaded import ThreadedStore  # noqa: E402
+from components.core.retention import DAY_MS
+from components.core.settings import load_settings
+from components.core.targets import SCOPE_DEPT, Target
+from components.core.tokens import Identity
+from components.service.retention import BATCH, PAUSE, Pruner
+from components.service.slot import Slot
+from components.store import open_store
+from components.store.threaded import ThreadedStore
 
 SENDER = Identity("bench", "ops", "publisher")
 MESSAGE = "x" * 100

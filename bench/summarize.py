@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import SYSTEMS, table  # noqa: E402
+from compare import SYSTEMS, table
 
 
 def rng(values: Iterable[Optional[float]], digits: int = 0, unit: str = "") -> str:

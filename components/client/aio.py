@@ -25,17 +25,17 @@ import txaio
 
 txaio.use_asyncio()
 
-from autobahn.asyncio.component import Component  # noqa: E402
-from autobahn.asyncio.wamp import Session as AutobahnSession  # noqa: E402
+from autobahn.asyncio.component import Component
+from autobahn.asyncio.wamp import Session as AutobahnSession
 
-from components.client.connector import Connector, parse_urls  # noqa: E402
-from components.client.contract import PROC_ADMIN_REVOKE, PROC_ROSTER  # noqa: E402
-from components.client.engine import Counts, Engine  # noqa: E402
-from components.client.session import AcceptsLateMessages  # noqa: E402
-from components.client.stats import Stats  # noqa: E402
-from components.client.ticket import TokenSource  # noqa: E402
-from components.client.state import FileState, PositionStore  # noqa: E402
-from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
+from components.client.connector import Connector, parse_urls
+from components.client.contract import PROC_ADMIN_REVOKE, PROC_ROSTER
+from components.client.engine import Counts, Engine
+from components.client.session import AcceptsLateMessages
+from components.client.stats import Stats
+from components.client.ticket import TokenSource
+from components.client.state import FileState, PositionStore
+from components.core.recovery import GAP_GRACE, Envelope
 
 __all__ = ["Client", "Session"]
 

@@ -100,6 +100,7 @@ class CatchUp:
         for topic, seq in starts.items():
             self.delivery.emit(recovery.start_at(topic, seq, self._now()))
         for topic in rest:
+            assert newest is not None  # only an empty page has none, and it leaves no topic to search
             search = StartSearch(topic, newest)
             for envelope in recovery.held_envelopes(topic):
                 search.learn(envelope)

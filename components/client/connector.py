@@ -265,4 +265,4 @@ def _message_of(error: ApplicationError) -> str:
     """The text of an ABORT or GOODBYE that Autobahn turned into an ``ApplicationError``."""
     if error.args and isinstance(error.args[0], str):
         return error.args[0]
-    return error.message or ""
+    return ""

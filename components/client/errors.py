@@ -141,5 +141,5 @@ def as_error(error: ApplicationError) -> DeptcastError:
     if error.args and isinstance(error.args[0], str):
         reason = error.args[0]
     else:
-        reason = error.message or ""
+        reason = ""
     return error_for(error.error, reason, error.kwargs if isinstance(error.kwargs, dict) else None)

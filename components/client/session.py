@@ -26,12 +26,12 @@ class AcceptsLateMessages:
     #: messages that arrived after the session ended, dropped
     late_messages = 0
 
-    def onMessage(self, msg: Any) -> None:  # noqa: N802 (Autobahn's name)
-        if self.session_details is not None and not self.is_attached():  # type: ignore[attr-defined]
+    def onMessage(self, msg: Any) -> None:
+        if self.session_details is not None and not self.is_attached():  # type: ignore[attr-defined]  # a mixin: the Session's
             self.late_messages += 1
             if self.late_messages == 1:
                 txaio.make_logger().debug("deptcast client: a {kind} message arrived after the session ended; "
                                           "dropped (the next session resumes by position)",
                                           kind=type(msg).__name__)
             return None
-        return super().onMessage(msg)  # type: ignore[misc]
+        return super().onMessage(msg)  # type: ignore[misc]  # a mixin: the Session's, after it in the MRO

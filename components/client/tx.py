@@ -28,19 +28,19 @@ import txaio
 
 txaio.use_twisted()
 
-from autobahn.twisted.component import Component  # noqa: E402
-from autobahn.twisted.wamp import Session as AutobahnSession  # noqa: E402
-from twisted.internet import defer  # noqa: E402
-from twisted.python.failure import Failure  # noqa: E402
+from autobahn.twisted.component import Component
+from autobahn.twisted.wamp import Session as AutobahnSession
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
-from components.client.connector import Connector, parse_urls  # noqa: E402
-from components.client.contract import PROC_ADMIN_REVOKE, PROC_ROSTER  # noqa: E402
-from components.client.engine import Counts, Engine  # noqa: E402
-from components.client.session import AcceptsLateMessages  # noqa: E402
-from components.client.stats import Stats  # noqa: E402
-from components.client.ticket import TokenSource  # noqa: E402
-from components.client.state import FileState, PositionStore  # noqa: E402
-from components.core.recovery import GAP_GRACE, Envelope  # noqa: E402
+from components.client.connector import Connector, parse_urls
+from components.client.contract import PROC_ADMIN_REVOKE, PROC_ROSTER
+from components.client.engine import Counts, Engine
+from components.client.session import AcceptsLateMessages
+from components.client.stats import Stats
+from components.client.ticket import TokenSource
+from components.client.state import FileState, PositionStore
+from components.core.recovery import GAP_GRACE, Envelope
 
 __all__ = ["Client", "Session"]
 
@@ -168,8 +168,16 @@ class Client:
         if self.engine.fatal is not None:
             d.errback(Failure(self.engine.fatal))
         else:
-            self.engine.on_fatal(lambda error: d.called or d.errback(Failure(error)))
-            self._connector._done.addCallback(lambda _: d.called or d.callback(None))
+            def stopped(error: Optional[BaseException]) -> None:
+                if d.called:
+                    return
+                if error is not None:
+                    d.errback(Failure(error))
+                else:
+                    d.callback(None)
+
+            self.engine.on_fatal(stopped)
+            self._connector._done.addCallback(lambda _: stopped(None))
         return d
 
     def on_connection(self, listener: Callable[[bool, Any], None]) -> None:

@@ -43,7 +43,7 @@ class Census:
                dept: Optional[str] = None) -> None:
         if authrole in CLIENT_ROLES and isinstance(dept, str) and isinstance(authid, str):
             self._clients[session_id] = (dept, authid)
-        elif authrole == RLINK_ROLE and authid in self._peers:
+        elif authrole == RLINK_ROLE and isinstance(authid, str) and authid in self._peers:
             self._links[session_id] = authid
 
     def left(self, session_id: int) -> None:

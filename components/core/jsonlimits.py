@@ -12,7 +12,7 @@ parsed. A real request nests one level (``{"to": ..., "message": ...}``).
 import json
 import re
 from itertools import accumulate
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from components.core.errors import INVALID_FRAME, TOO_LARGE, Refused
 
@@ -76,7 +76,7 @@ def load_json(data: Union[bytes, str], max_bytes: Optional[int] = None, max_dept
             raise Refused(TOO_LARGE, f"the JSON has {size} bytes; at most {max_bytes} are accepted")
     if text is None:
         try:
-            text = data.decode("utf-8")
+            text = cast(bytes, data).decode("utf-8")  # text is None: data is bytes
         except UnicodeDecodeError:
             raise Refused(INVALID_FRAME, "the JSON is not valid UTF-8") from None
     check_depth(text, max_depth)

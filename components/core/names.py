@@ -9,7 +9,7 @@ The error URIs live in :mod:`components.core.errors`.
 """
 
 import re
-from typing import Optional, Tuple
+from typing import Optional, Tuple, TypeGuard
 
 REALM = "deptcast"
 
@@ -91,7 +91,7 @@ NAME_RULE = "1-64 letters, digits, '-' or '.' ('.' neither first, last nor doubl
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
-def is_name(value: object) -> bool:
+def is_name(value: object) -> TypeGuard[str]:
     """Whether ``value`` is a valid department code or user id.
 
     :rtype: bool

@@ -6,7 +6,7 @@ the answer; the client makes the calls (``deptcast.history(positions={topic: x},
 answers ``seq`` x+1, or nothing, or ``deptcast.error.pruned``).
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 from components.core.recovery import MAX_SEQ, Envelope, envelope_key, id_number
 
@@ -26,16 +26,20 @@ def fresh_start(page: Sequence[object], topics: Sequence[str], replay: int = 0
         is empty: an answer holds at least one envelope when there are any).
     :rtype: tuple
     """
-    mine = [e for e in page if (k := envelope_key(e)) is not None and k[0] in topics]
+    mine: List[Envelope] = []
     starts: Dict[str, int] = {}
-    for envelope in mine:
-        topic, seq = envelope_key(envelope)  # type: ignore[misc]
+    for envelope in page:
+        key = envelope_key(envelope)
+        if key is None or key[0] not in topics:
+            continue
+        mine.append(cast(Envelope, envelope))  # envelope_key read it: a dict with an id
+        topic, seq = key
         if seq is not None:
             starts[topic] = max(starts.get(topic, 0), seq)
     if not mine:
         return [], {t: 0 for t in topics}, None, []
-    newest = max(mine, key=lambda e: id_number(e["id"]))["id"]
-    shown = sorted(mine, key=lambda e: id_number(e["id"]))[-replay:] if replay > 0 else []
+    newest = max(mine, key=lambda e: id_number(e["id"]) or 0)["id"]
+    shown = sorted(mine, key=lambda e: id_number(e["id"]) or 0)[-replay:] if replay > 0 else []
     return shown, starts, newest, [t for t in topics if t not in starts]
 
 
@@ -75,7 +79,7 @@ class StartSearch:
         if key is None or key[0] != self.topic or key[1] is None:
             return
         seq = key[1]
-        if (id_number(envelope["id"]) or 0) <= self._newest:  # type: ignore[index]
+        if (id_number(cast(Envelope, envelope)["id"]) or 0) <= self._newest:  # a key: a dict with an id
             self.low = max(self.low, seq)
         else:
             self.high = seq if self.high is None else min(self.high, seq)

@@ -52,7 +52,7 @@ def parse_state(data: bytes) -> Tuple[str, Dict[str, int]]:
     if not isinstance(body, dict) or body.get("deptcast_state") != STATE_FORMAT:
         raise ValueError(f'it is not a deptcast state file (no "deptcast_state": {STATE_FORMAT})')
     user = body.get("user")
-    if names.parse_user_key(user) is None:
+    if not isinstance(user, str) or names.parse_user_key(user) is None:
         raise ValueError('its "user" is not a user key <dept>_<user>')
     positions = body.get("positions")
     if not isinstance(positions, dict):

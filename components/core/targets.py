@@ -30,7 +30,9 @@ class Target:
     def topic(self) -> str:
         if self.scope == SCOPE_ALL:
             return names.TOPIC_ALL
+        assert self.dept is not None  # parse_target sets it for a dept or user target
         if self.scope == SCOPE_USER:
+            assert self.user is not None
             return names.user_topic(self.dept, self.user)
         return names.dept_topic(self.dept)
 

@@ -66,6 +66,7 @@ class DevTokenResource(resource.Resource):
             body = load_json(request.content.read(MAX_FORM_BYTES + 1) or b"{}", MAX_FORM_BYTES)
             if not isinstance(body, dict):
                 raise ValueError("expected a JSON object")
+            assert self._settings is not None  # _refusal answered otherwise
             token = issue_token(self._settings.jwt_secret, str(body.get("user", "")),
                                 str(body.get("dept", "")), str(body.get("role") or MEMBER), DEV_TOKEN_TTL)
         except Refused as e:

@@ -15,7 +15,7 @@ Crossbar's HTTP bridge ``publisher`` service is not used: it publishes straight 
 past validation, authorization and the store.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 
 import txaio
 from twisted.python.failure import Failure
@@ -75,7 +75,7 @@ class HttpSendResource(resource.Resource):
                 request.finish()
 
         def refuse(failure: Failure) -> None:
-            if failure.check(Refused):
+            if isinstance(failure.value, Refused):
                 refusal = failure.value  # counted and logged by the send path
             else:
                 self._refusals.failed(failure, identity.key)
@@ -92,5 +92,6 @@ class HttpSendResource(resource.Resource):
 
     def _not_ready(self, failure: Failure, who: str) -> Failure:
         failure.trap(Refused)  # the node is starting: the send path never saw this request
-        self._refusals.refused(failure.value.uri, who, failure.value.detail)
+        refusal = cast(Refused, failure.value)  # trapped
+        self._refusals.refused(refusal.uri, who, refusal.detail)
         return failure

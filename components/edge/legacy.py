@@ -93,7 +93,7 @@ class LegacyServerProtocol(WebSocketServerProtocol):
     _backlog = 0
 
     @defer.inlineCallbacks
-    def onConnect(self, request: ConnectionRequest):
+    def onConnect(self, request: ConnectionRequest):  # type: ignore[override]  # Autobahn waits on a Deferred
         factory: LegacyServerFactory = self.factory
         try:
             if factory.refusal is not None:
@@ -125,8 +125,8 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         # The HTTP channel that served the upgrade is still the transport's producer; put ours
         # in its place to learn when this peer stops draining its socket.
         try:
-            self.transport.unregisterProducer()
-            self.transport.registerProducer(_SendBacklog(self), True)
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]  # IConsumer's: caught below if not
+            self.transport.registerProducer(_SendBacklog(self), True)  # type: ignore[attr-defined]  # IConsumer's: caught below if not
         except Exception as e:  # a transport without producer support: no backlog limit
             self.log.debug("deptcast legacy: no send backlog tracking: {e}", e=str(e))
         self.factory.runtime.health.legacy_opened(self)

@@ -138,7 +138,8 @@ class WebRoot(File):
     contentTypes = {**File.contentTypes, ".js": "text/javascript; charset=utf-8",
                     ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8",
                     ".svg": "image/svg+xml"}
-    childNotFound = pages.notFound("No such file", "This node serves the page's own files only.")
+    childNotFound = pages.notFound(  # type: ignore[assignment]  # Twisted types it as its default's class
+        "No such file", "This node serves the page's own files only.")
     policy: Optional[PagePolicy] = None
     cache_seconds: int = CACHE_SECONDS
 

@@ -1,1 +1,2 @@
-"""Running deptcast: node and cluster configuration, node processes, the ``deptcast`` command. Nothing imports this layer."""
+"""Running deptcast: node and cluster configuration, node processes, the ``deptcast`` command.
+Nothing imports this layer."""

@@ -107,7 +107,8 @@ def add_cli(sub: "argparse._SubParsersAction") -> None:
     init.add_argument("--lb-burst", type=int, default=DEFAULT_LB_BURST,
                       help=f"requests a client address may make at once above the rate (default {DEFAULT_LB_BURST})")
     init.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                      help=f"the message limit (default {DEFAULT_MAX_MESSAGE_BYTES}); sizes the nodes' WebSocket limits")
+                      help=f"the message limit (default {DEFAULT_MAX_MESSAGE_BYTES}); "
+                           "sizes the nodes' WebSocket limits")
     init.add_argument("--expose-internal", action="store_true",
                       help="let nginx proxy /health and /metrics too (by default they answer 404 there: "
                            "ask each node directly)")

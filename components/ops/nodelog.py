@@ -26,7 +26,7 @@ import json
 import os
 import sys
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, cast
 
 QUIET = "quiet"
 ALL = "all"
@@ -139,13 +139,13 @@ def install(mode: str, fmt: str, level: str = "info") -> None:
     """Put :func:`make_observer` in place of Crossbar's stdout and stderr observers."""
     # here: Crossbar takes about 2 s to import, which only the node's process pays
     import crossbar.node.main as crossbar_main
-    from twisted.logger import globalLogPublisher
+    from twisted.logger import ILogObserver, globalLogPublisher
     from txaio import set_global_log_level, start_logging
 
     def start_logging_deptcast(options, reactor) -> None:
         set_global_log_level(level)
         observer = make_observer(mode, fmt)
-        globalLogPublisher.addObserver(observer)
+        globalLogPublisher.addObserver(cast(ILogObserver, observer))  # make_observer's function provides it
         reactor.addSystemEventTrigger("after", "shutdown", globalLogPublisher.removeObserver, observer)
         start_logging(None, level)
     crossbar_main._start_logging = start_logging_deptcast

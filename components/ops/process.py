@@ -196,6 +196,7 @@ class NodeProcess:
         return self.proc.returncode
 
     def _kill_group(self) -> None:
+        assert self.proc is not None  # only once started
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -103,6 +103,7 @@ def rolling_restart(nodes: Sequence[Any], restart: Callable[[Any], None], timeou
             time.sleep(poll)
         seconds = time.monotonic() - started
         took.append(seconds)
+        assert mine is not None  # back: it answered
         say(f"[{i}/{len(nodes)}] {node.name} is back (instance {mine.instance}) and every node is healthy, "
             f"{seconds:.1f} s after its restart")
     return took

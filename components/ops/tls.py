@@ -30,7 +30,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Dict, Iterable, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -100,7 +100,8 @@ def _pem_cert(cert) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def make_ca(common_name: str = "deptcast cluster CA", now: datetime.datetime = None) -> Tuple[bytes, bytes]:
+def make_ca(common_name: str = "deptcast cluster CA",
+            now: Optional[datetime.datetime] = None) -> Tuple[bytes, bytes]:
     """A new CA: its private key and self-signed certificate, both PEM.
 
     :rtype: tuple
@@ -125,7 +126,7 @@ def make_ca(common_name: str = "deptcast cluster CA", now: datetime.datetime = N
 
 
 def make_node_certificate(ca_key_pem: bytes, ca_cert_pem: bytes, node: str, host: str,
-                          now: datetime.datetime = None) -> Tuple[bytes, bytes]:
+                          now: Optional[datetime.datetime] = None) -> Tuple[bytes, bytes]:
     """A key and certificate for ``node``, reached at ``host``, signed by the CA; both PEM.
 
     :param host: an IP address (the certificate names it as such) or a DNS name
@@ -133,8 +134,11 @@ def make_node_certificate(ca_key_pem: bytes, ca_cert_pem: bytes, node: str, host
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the CA key is not an elliptic-curve key (make_ca writes one)")
     ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
     key = ec.generate_private_key(ec.SECP256R1())
+    alt_names: List[x509.GeneralName]
     try:
         alt_names = [x509.IPAddress(ipaddress.ip_address(host))]
     except ValueError:

@@ -34,11 +34,27 @@ class Store(Protocol):
         """The ``seq`` of the newest committed envelope on each of ``topics`` (topics without
         any envelope are left out)."""
 
+    def prune_older(self, cutoff_ts: int, batch: int) -> int:
+        """Remove up to ``batch`` of the oldest messages with a ``ts`` below ``cutoff_ts``;
+        return how many went."""
+
+    def topics_over(self, keep: int, limit: int = 1000) -> List[Tuple[str, int]]:
+        """Topics holding more than ``keep`` messages, each with the seq up to which its
+        messages go."""
+
+    def prune_topic(self, topic: str, upto_seq: int, batch: int) -> int:
+        """Remove up to ``batch`` messages of ``topic`` with a seq up to ``upto_seq``; return
+        how many went."""
+
+    def ping(self, write: bool) -> None:
+        """A cheap round trip; with ``write``, through a write transaction."""
+
     def close(self) -> None:
         """Release connections."""
 
-    #: the store's exceptions that mean it is down, locked or frozen (the caller may retry)
-    unavailable_errors: Tuple[Type[BaseException], ...]
+    @property
+    def unavailable_errors(self) -> Tuple[Type[BaseException], ...]:
+        """The store's exceptions that mean it is down, locked or frozen (the caller may retry)."""
 
 
 def open_store(db: str, timeout: float = 5.0) -> Store:

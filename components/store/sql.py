@@ -414,7 +414,8 @@ def within_bytes(rows: List[Any], max_bytes: int) -> List[Any]:
 
     :rtype: list
     """
-    kept, size = [], 0
+    kept: List[Any] = []
+    size = 0
     for row in rows:
         size += envelope_bytes(row[7])
         if kept and size > max_bytes:

@@ -46,7 +46,8 @@ class StoreUnavailable(Exception):
 class _DaemonThreadPool(ThreadPool):
     """A thread stuck on a frozen database must not keep the process from exiting."""
 
-    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:  # noqa: N802 (Twisted's name)
+    # Twisted's is the Thread class, called as self.threadFactory(...)
+    def threadFactory(self, *args: Any, **kwargs: Any) -> threading.Thread:  # type: ignore[override]  # called alike
         return threading.Thread(*args, daemon=True, **kwargs)
 
 

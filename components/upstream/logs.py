@@ -60,7 +60,7 @@ class DemotedLogger:
     def __get__(self, instance: Any, owner: Any = None) -> "DemotedLogger":
         return self
 
-    def info(self, format: Any = None, *args: Any, **kwargs: Any) -> None:  # noqa: A002 (txaio's name)
+    def info(self, format: Any = None, *args: Any, **kwargs: Any) -> None:
         if isinstance(format, str) and any(m in format for m in self.markers):
             return self.original.debug(format, *args, **kwargs)
         return self.original.info(format, *args, **kwargs)

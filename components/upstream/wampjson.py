@@ -37,7 +37,7 @@ def bounded(loads: Callable[..., Any], max_depth: int = WAMP_MAX_DEPTH) -> Calla
             check_depth(text, max_depth)
         return loads(s, *args, **kwargs)
 
-    setattr(bounded_loads, "deptcast_max_depth", max_depth)  # (tests read it)
+    setattr(bounded_loads, "deptcast_max_depth", max_depth)  # noqa: B010 (tests read it; typed, a function has no such attribute)
     return bounded_loads
 
 

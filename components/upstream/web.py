@@ -114,7 +114,7 @@ class BoundedRequest(server.Request):
         self.requestHeaders.removeHeader(b"expect")
         body = json.dumps({"error": TOO_LARGE, "detail": f"{what}; request bodies may have at most "
                                                          f"{self.max_body} bytes"}).encode("utf-8")
-        transport = self.channel.transport
+        transport: Any = self.channel.transport  # half-close and abort: a TCP transport's, where it is one
         peer = getattr(transport.getPeer(), "host", "?")
         self.log.info("deptcast http: refused a request body from {peer}: {what}", peer=peer, what=what)
         transport.write(b"HTTP/1.1 413 Payload Too Large\r\n"

@@ -9,7 +9,7 @@ each), or asks the meta API when that is not possible, and keeps the answer unti
 leaves.
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, Generator, cast
 
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
@@ -35,7 +35,7 @@ class Callers:
         self._identities.pop(session_id, None)
 
     @inlineCallbacks
-    def identity(self, details) -> Identity:
+    def identity(self, details) -> Generator[Any, Any, Identity]:
         """The identity of the calling session; its department comes from the session's authextra.
 
         :param details: the call's ``CallDetails``
@@ -50,6 +50,7 @@ class Callers:
             if info is None:
                 info = yield self._session.call("wamp.session.get", session_id)
             dept = (info.get("authextra") or {}).get("dept")
-            identity = Identity(user=info["authid"], dept=dept, role=info["authrole"])
+            # the authenticator gives every client role its department
+            identity = Identity(user=info["authid"], dept=cast(str, dept), role=info["authrole"])
             self._identities[session_id] = identity
         return identity

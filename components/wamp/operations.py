@@ -20,12 +20,13 @@ graceful drain when the node is asked to stop.
 """
 
 import signal
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Optional, Set, cast
 from urllib.parse import urlsplit
 
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.interfaces import IReactorThreads
 
 from components.core.census import Census
 from components.core import names
@@ -213,8 +214,8 @@ class OperationsComponent(NodeComponent):
             if draining["started"]:
                 return  # the controller and systemd may both send it
             draining["started"] = True
-            reactor.callFromThread(self._drain_then, previous, signum, frame)
-        on_sigterm._deptcast_drain = True
+            cast(IReactorThreads, reactor).callFromThread(self._drain_then, previous, signum, frame)
+        on_sigterm._deptcast_drain = True  # type: ignore[attr-defined]  # a mark on the function, read above
         signal.signal(signal.SIGTERM, on_sigterm)
 
     @inlineCallbacks

@@ -96,6 +96,7 @@ class RootComponent(NodeComponent):
 
     @inlineCallbacks
     def _migrate(self):
+        assert self._store is not None  # opened before the migration starts
         try:
             version = yield self._store.migrate()
         except StoreUnavailable:

@@ -235,7 +235,8 @@ def test_a_foreign_origin_can_neither_frame_the_page_nor_post_it_a_token(node, b
             with page.expect_console_message(lambda m: "frame-ancestors" in m.text) as refused:
                 page.evaluate("url => { document.getElementById('deptcast').src = url; }", page_url)
             assert refused.value.text.strip() == (f"Framing '{page_url}' violates the following Content Security "
-                                                  "Policy directive: \"frame-ancestors 'self'\". The request has been blocked.")
+                                                  "Policy directive: \"frame-ancestors 'self'\". "
+                                                  "The request has been blocked.")
             expect(page.frame_locator("#deptcast").locator("#conn")).to_have_count(0)  # nothing of it rendered
 
             heard = []

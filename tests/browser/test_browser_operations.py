@@ -147,7 +147,8 @@ def test_a_first_visit_reads_an_older_topic_from_what_retention_kept(retention_n
     sam = token("sam", "ops", "publisher")
     send_via_wamp(node.url, sam, [(f"{dept}_{user}", f"direct {i}") for i in range(1, 7)])
     send_via_wamp(node.url, sam, [(dept, f"notice {i}") for i in range(1, 11)])
-    wait_until(lambda: kept_seqs(node, f"deptcast.dept.{dept}") == [8, 9, 10] and kept_seqs(node, user_topic) == [4, 5, 6],
+    wait_until(lambda: (kept_seqs(node, f"deptcast.dept.{dept}") == [8, 9, 10]
+                        and kept_seqs(node, user_topic) == [4, 5, 6]),
                30, "retention to keep the newest 3 of each topic")
     wire = Wire()
     page = open_page(base_url(node) + "#token=" + token(user, dept), setup=wire.setup)

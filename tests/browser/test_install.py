@@ -28,8 +28,9 @@ from tests.support.browser import launch_chromium
 from tests.support.nodes import REPO, TEST_SECRET, free_port, token
 
 #: every file the page is made of, as the wheel must ship it
-PAGE_FILES = {"__init__.py", "index.html", "style.css", "app.js", "catchup.js", "deptcast.js", "errors.js", "link.js",
-              "presence.js", "receipts.js", "refresh.js", "sending.js", "signin.js", "timeline.js", "vendor/autobahn.js"}
+PAGE_FILES = {"__init__.py", "index.html", "style.css", "app.js", "catchup.js", "deptcast.js", "errors.js",
+              "link.js", "presence.js", "receipts.js", "refresh.js", "sending.js", "signin.js", "timeline.js",
+              "vendor/autobahn.js"}
 
 
 def run(*args: str, **kwargs) -> str:
@@ -71,7 +72,8 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_the_wheel_ships_every_subpackage_and_exactly_the_page(installed):
-    site = Path(run(str(installed / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
+    site = Path(run(str(installed / "bin" / "python"), "-c",
+                    "import sysconfig; print(sysconfig.get_path('purelib'))").strip())
     wanted = {p.parent.relative_to(REPO).as_posix() for p in (REPO / "components").rglob("__init__.py")}
     shipped = {p.parent.relative_to(site).as_posix() for p in (site / "components").rglob("__init__.py")}
     assert shipped == wanted  # a subpackage missing from setup.cfg's list fails here

@@ -270,7 +270,7 @@ def test_messages_reach_exactly_their_audience_on_every_node(cluster):
             env = yield c.call(names.PROC_SEND, dept, f"from member {user}")
             sent["dept"][dept].append(env["id"])
         # direct messages: one per department, via each node in turn
-        for (via, pub), (user, dept, _) in zip(itertools.cycle(sorted(pubs.items())), users[5::12]):
+        for (_via, pub), (user, dept, _) in zip(itertools.cycle(sorted(pubs.items())), users[5::12]):
             env = yield pub.call(names.PROC_SEND, names.user_key(dept, user), f"dm {user}")
             sent["user"][user] = env["id"]
         # the markers come last on every topic; once every client has them, nothing is in flight

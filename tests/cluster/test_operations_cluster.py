@@ -103,7 +103,8 @@ def test_expose_internal_proxies_them_and_nginx_accepts_both(tmp_path):
         layout = init_cluster(specs, "postgresql://u@h/db", tmp_path / str(expose), lb_listen="127.0.0.1:18998",
                               expose_internal=expose)
         assert json.loads((layout.out / "cluster.json").read_text()) == {
-            "nodes": [{"name": "n1", "host": "127.0.0.1", "port": 9001}, {"name": "n2", "host": "127.0.0.1", "port": 9002}]}
+            "nodes": [{"name": "n1", "host": "127.0.0.1", "port": 9001},
+                      {"name": "n2", "host": "127.0.0.1", "port": 9002}]}
         checked = subprocess.run([NGINX, "-t", "-p", str(layout.out / "nginx"), "-c", str(layout.nginx_conf),
                                   "-e", "logs/error.log"], capture_output=True, text=True, timeout=30)
         assert checked.returncode == 0, checked.stderr
@@ -118,7 +119,8 @@ def test_a_peer_down_shows_in_health_and_status_until_it_is_back(cluster):
             return h is not None and h.status == 503 and h
         h = wait_until(n1_says_n3_down, 30, "n1 to report its links with n3 down")
         assert h.body["status"] == "degraded" and h.body["serving"] is True
-        assert h.body["links"]["n3"] == {"in": "down", "out": "down"} and h.body["links"]["n2"] == {"in": "up", "out": "up"}
+        assert h.body["links"]["n3"] == {"in": "down", "out": "down"}
+        assert h.body["links"]["n2"] == {"in": "up", "out": "up"}
         assert "link from n3 down: n3's subscribers miss messages sent via this node" in h.body["problems"]
         serving = cluster.nodes["n1"].health(serving=True)
         assert serving.status == 200  # a balancer keeps n1 in rotation

@@ -51,7 +51,7 @@ def _link_sessions(node):
 def test_init_makes_a_ca_and_one_certificate_per_node(cluster):
     out = cluster.layout.out
     assert (out / tls.CA_KEY).stat().st_mode & 0o777 == 0o600
-    for name, node in cluster.nodes.items():
+    for node in cluster.nodes.values():
         assert (node.node_dir / tls.NODE_KEY).stat().st_mode & 0o777 == 0o600
         assert (node.node_dir / tls.NODE_CA).read_bytes() == (out / tls.CA_CERT).read_bytes()
         # the CA's key stays with the operator, never in a node directory

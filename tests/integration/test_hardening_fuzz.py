@@ -168,9 +168,9 @@ def test_random_procedure_arguments_get_a_contract_error(node):
     errors = set()
     log_before = len(node.log_text())
     try:
-        for i in range(WAMP_CALLS):
+        for _ in range(WAMP_CALLS):
             choice = rng.randrange(3)
-            value = lambda: rng.choice([_json_value(rng), rng.choice(DIGITISH)])  # noqa: E731
+            value = lambda: rng.choice([_json_value(rng), rng.choice(DIGITISH)])  # noqa: E731 (a new value per call)
             if choice == 0:
                 d = client.call("deptcast.send", value(), value())
             elif choice == 1:

@@ -195,7 +195,8 @@ def test_bad_frames_get_error_frames_and_the_socket_stays_usable(node):
         for i, (frame, uri) in enumerate(bad):
             jo.send_text(frame)
             # one at a time: each refusal answers its own frame
-            yield wait_for(lambda: len(jo.errors()) == i + 1, what=f"the error frame for {frame!r}")
+            yield wait_for(lambda: len(jo.errors()) == i + 1,  # noqa: B023 (awaited before the loop moves on)
+                           what=f"the error frame for {frame!r}")
             assert jo.errors()[i]["error"] == uri, frame
             assert jo.errors()[i]["detail"]
         yield _legacy_marker(jo, "t5dept", [jo, peer], "still works")

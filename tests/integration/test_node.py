@@ -43,7 +43,9 @@ def fresh(prefix: str) -> str:
 def member(node, user, dept, role="member", topics=None, serializers=None):
     """A connected client subscribed to its department, All and its own user topic."""
     client = yield connect(node.url, token(user, dept, role), serializers=serializers)
-    for topic in topics if topics is not None else (f"deptcast.dept.{dept}", "deptcast.all", f"deptcast.user.{dept}_{user}"):
+    if topics is None:
+        topics = (f"deptcast.dept.{dept}", "deptcast.all", f"deptcast.user.{dept}_{user}")
+    for topic in topics:
         yield client.listen(topic)
     return client
 
@@ -178,7 +180,8 @@ def test_router_refuses_what_clients_may_not_do(node):
     assert e.error == not_authorized
     # a publisher may subscribe to any department, but not to another user's topic
     yield pat.subscribe(lambda *a: None, f"deptcast.dept.{dept}")
-    e = yield call_error(pat.subscribe(lambda *a: None, f"deptcast.user.{alice.details.authextra['dept']}_{alice.details.authid}"))
+    alice_topic = f"deptcast.user.{alice.details.authextra['dept']}_{alice.details.authid}"
+    e = yield call_error(pat.subscribe(lambda *a: None, alice_topic))
     assert e.error == not_authorized
 
     for client in (alice, pat):

@@ -118,7 +118,8 @@ def test_metrics_move_when_messages_are_sent_refused_and_delivered(node):
     during = yield scrape(node)
     assert metric(during, "deptcast_sessions", kind="wamp") == metric(before, "deptcast_sessions", kind="wamp") + 1
     assert metric(during, "deptcast_sessions", kind="legacy") == metric(before, "deptcast_sessions", kind="legacy") + 1
-    assert metric(during, "deptcast_subscribers", kind="dept") == metric(before, "deptcast_subscribers", kind="dept") + 1
+    assert (metric(during, "deptcast_subscribers", kind="dept")
+            == metric(before, "deptcast_subscribers", kind="dept") + 1)
     assert metric(during, "deptcast_users_online") == metric(before, "deptcast_users_online") + 1
 
     yield ann.call("deptcast.send", "mx", "one")                     # accepted via WAMP

@@ -56,7 +56,8 @@ def test_prune_older_removes_the_old_rows_in_batches_and_keeps_the_rest(store):
     floors = store.floors(store._conn(), ["deptcast.dept.hr", "deptcast.dept.it", "deptcast.all"])
     hr_old = [e for e in old if e["target"] == "hr"]
     it_old = [e for e in old if e["target"] == "it"]
-    assert floors["deptcast.dept.hr"].seq == hr_old[-1]["seq"] and floors["deptcast.dept.hr"].id == int(hr_old[-1]["id"])
+    assert floors["deptcast.dept.hr"].seq == hr_old[-1]["seq"]
+    assert floors["deptcast.dept.hr"].id == int(hr_old[-1]["id"])
     assert floors["deptcast.dept.it"].seq == it_old[-1]["seq"]
     assert "deptcast.all" not in floors
 

@@ -126,7 +126,7 @@ def test_history_shows_each_reader_only_what_it_may_see(store):
         "bob": store.append(TO_BOB, ALICE, "to bob", 4),
         "carol": store.append(TO_CAROL, BOSS, "to carol", 5),
     }
-    seen = lambda reader: [e["message"] for e in history(store, reader, 0, 100)]  # noqa: E731
+    seen = lambda reader: [e["message"] for e in history(store, reader, 0, 100)]  # noqa: E731 (a one-line helper)
     assert seen(ALICE) == ["to hr", "to all"]
     assert seen(BOB) == ["to hr", "to all", "to bob"]
     assert seen(CAROL) == ["to it", "to all", "to carol"]

@@ -137,7 +137,8 @@ class Cluster:
             raise errors[0]
         # every node's api has opened its send hold (normally: its peers' links are up)
         for node in self.nodes.values():
-            wait_until(lambda: "accepting sends" in node.log_since_start(), timeout,
+            wait_until(lambda: "accepting sends" in node.log_since_start(),  # noqa: B023 (called only in here)
+                       timeout,
                        f"the links of {node.name}'s peers", interval=0.1)
         self.start_seconds = time.monotonic() - started
         self.nginx.start()

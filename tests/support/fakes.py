@@ -125,7 +125,7 @@ class FakeRouter:
 
     def leave(self, session: int) -> None:
         self._sessions.pop(session, None)
-        for sub_id, sids in list(self._subscribers.items()):
+        for sids in list(self._subscribers.values()):
             sids.discard(session)
         self._prune()
 

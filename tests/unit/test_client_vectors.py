@@ -22,7 +22,8 @@ txaio.use_twisted()  # the engine's futures and loggers are Twisted's here, as i
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "recovery.json"
 USER, DEPT = "alice", "cardio"
 
-pytestmark = pytest.mark.skipif(not VECTORS.exists(), reason=f"{VECTORS} is not here (it comes from the web client's branch)")
+pytestmark = pytest.mark.skipif(not VECTORS.exists(),
+                                reason=f"{VECTORS} is not here (it comes from the web client's branch)")
 
 
 def _cases() -> List[Dict[str, Any]]:

@@ -50,7 +50,8 @@ def test_json_lines_are_the_envelope_as_sent():
 def test_text_lines_are_readable_and_cannot_drive_the_terminal():
     line = format_envelope(ENVELOPE, "text")
     assert line.endswith("  pat@admin -> cardio: Ward round at 10:30") and line.startswith("20")
-    assert format_envelope({**ENVELOPE, "scope": "all", "target": "All"}, "text").endswith("-> All: Ward round at 10:30")
+    everyone = {**ENVELOPE, "scope": "all", "target": "All"}
+    assert format_envelope(everyone, "text").endswith("-> All: Ward round at 10:30")
     assert "-> you (cardio_alice):" in format_envelope({**ENVELOPE, "scope": "user", "target": "cardio_alice"}, "text")
     evil = format_envelope({**ENVELOPE, "message": "a\x1b[2Jb\nc\u202e"}, "text")
     assert "\x1b" not in evil and "\n" not in evil and "\u202e" not in evil

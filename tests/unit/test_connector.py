@@ -3,6 +3,7 @@ the URLs and the back-off, a refused token, a new start when the component ends,
 that drains."""
 
 import pytest
+from autobahn.wamp.exception import ApplicationError
 
 from components.client import errors
 from components.client.connector import Connector, parse_urls
@@ -109,3 +110,13 @@ def test_a_draining_node_makes_the_next_attempt_go_at_once():
     assert [t.connect_attempts for t in comp._transports] == [3, 3]   # a failure keeps its back-off
     comp.handlers["leave"](s, _Leave(names.CLOSE_GOING_AWAY))
     assert [t.connect_attempts for t in comp._transports] == [0, 0]
+
+
+def test_an_abort_without_a_message_is_judged_by_its_reason():
+    """Autobahn turns an ABORT without a message into ``ApplicationError(reason, None)``: the
+    client reads its reason, and the message as empty (``ApplicationError`` has no ``message``)."""
+    h = Harness()
+    c = _connector(h, "tok")
+    c.start()
+    assert c.component.is_fatal(ApplicationError(names.CLOSE_TOKEN_EXPIRED, None)) is True
+    assert c.component.is_fatal(ApplicationError("wamp.error.no_such_realm")) is False

@@ -186,12 +186,12 @@ def deferred_imports(root: Path) -> List[Tuple[str, int, str, bool]]:
             previous, previous_explained = None, False
             for statement in body:
                 if in_function and isinstance(statement, (ast.Import, ast.ImportFrom)):
-                    explained = (any(line in comments for line in range(statement.lineno - 1,
+                    explained = (any(line in comments for line in range(statement.lineno - 1,  # noqa: B023 (visit runs within this iteration)
                                                                         statement.end_lineno + 1))
                                  or (previous_explained and previous.end_lineno == statement.lineno - 1))
-                    what = (_from_base(statement, package) if isinstance(statement, ast.ImportFrom)
+                    what = (_from_base(statement, package) if isinstance(statement, ast.ImportFrom)  # noqa: B023 (visit runs within this iteration)
                             else ", ".join(alias.name for alias in statement.names))
-                    out.append((name, statement.lineno, what, explained))
+                    out.append((name, statement.lineno, what, explained))  # noqa: B023 (visit runs within this iteration)
                     previous, previous_explained = statement, explained
                 else:
                     previous, previous_explained = None, False

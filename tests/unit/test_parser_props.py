@@ -299,7 +299,8 @@ def test_check_handshake_answers_a_client_or_its_refusal(path, params, protocols
 def test_a_token_passes_in_the_query_or_the_subprotocol(dept, user, role, in_header, offer_answer):
     jwt = issue_token(SECRET, user, dept, role)
     key = names.user_key(dept, user)
-    protocols = ([legacy.PROTOCOL] if offer_answer else []) + ([legacy.TOKEN_PROTOCOL_PREFIX + jwt] if in_header else [])
+    protocols = (([legacy.PROTOCOL] if offer_answer else [])
+                 + ([legacy.TOKEN_PROTOCOL_PREFIX + jwt] if in_header else []))
     params = {} if in_header else {"token": [jwt]}
     try:
         client = legacy.check_handshake(f"/webSocket/{key}", params, legacy.KeyPattern("{dept}_{user}"), SECRET,
@@ -328,7 +329,8 @@ def test_legacy_out_frames_and_targets_never_raise(value):
 
 
 tokenish = st.one_of(json_values, odd_text, st.text(string.ascii_letters + string.digits + "-_.", max_size=300),
-                     st.builds(lambda a, b, c: f"{a}.{b}.{c}", *[st.text(string.ascii_letters + "-_=", max_size=40)] * 3))
+                     st.builds(lambda a, b, c: f"{a}.{b}.{c}",
+                               *[st.text(string.ascii_letters + "-_=", max_size=40)] * 3))
 
 
 @PROPS

@@ -83,8 +83,9 @@ def test_module_scripts_have_a_javascript_type(root):
     assert header(get(root, "app.js"), "content-type") == "text/javascript; charset=utf-8"
 
 
-@pytest.mark.parametrize("path", ["bundle.mjs", "package.json", "__init__.py", ".secret", "node_modules/autobahn/index.js",
-                                  "node_modules/", "vendor/README", "vendor/", "missing.js", "../index.html"])
+@pytest.mark.parametrize("path", ["bundle.mjs", "package.json", "__init__.py", ".secret",
+                                  "node_modules/autobahn/index.js", "node_modules/", "vendor/README", "vendor/",
+                                  "missing.js", "../index.html"])
 def test_nothing_else_is_served(root, path):
     assert get(root, path).responseCode == 404
 

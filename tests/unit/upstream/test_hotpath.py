@@ -77,7 +77,8 @@ def test_a_replacement_whose_upstream_changed_is_left_alone(monkeypatch):
     monkeypatch.setitem(hotpath.WAMP_SEND.checked, "autobahn.websocket.protocol.PreparedMessage.__init__", "0" * 64)
     states = {s.name: s for s in apply_hotpath()}
     assert not states["hotpath.wamp_send"].applied
-    assert states["hotpath.wamp_send"].reason == "upstream changed: autobahn.websocket.protocol.PreparedMessage.__init__"
+    assert states["hotpath.wamp_send"].reason == ("upstream changed: "
+                                                   "autobahn.websocket.protocol.PreparedMessage.__init__")
     assert states["hotpath.ws_send_data"].applied
     from autobahn.wamp.websocket import WampWebSocketProtocol
     assert WampWebSocketProtocol.send is upstream.registry.resolve("autobahn.wamp.websocket.WampWebSocketProtocol.send")

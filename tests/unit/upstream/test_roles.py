@@ -83,7 +83,8 @@ class InProcessRoleTests(SynchronousTestCase):
         self.assertEqual(self.decide(alice, "deptcast.all"), {"allow": True, "cache": True})
         self.assertEqual(self.decide(bob, "deptcast.all"), {"allow": True, "cache": True})
         self.assertEqual(self.decide(bob, "deptcast.history", "call"), {"allow": True, "disclose": True, "cache": True})
-        self.assertEqual(self.decide(alice, "deptcast.history", "call"), {"allow": True, "disclose": True, "cache": True})
+        self.assertEqual(self.decide(alice, "deptcast.history", "call"),
+                         {"allow": True, "disclose": True, "cache": True})
         self.assertEqual(self.asked, [("alice", "deptcast.all", "subscribe"), ("bob", "deptcast.history", "call")])
 
     def test_uninstall_puts_the_dynamic_roles_back(self):

@@ -13,18 +13,18 @@ import txaio
 
 txaio.use_twisted()
 
-from autobahn.twisted.resource import WebSocketResource  # noqa: E402
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol  # noqa: E402
-from crossbar.router.protocol import WampWebSocketServerFactory  # noqa: E402
-from crossbar.router.session import RouterSession  # noqa: E402
-from twisted.internet.address import IPv4Address  # noqa: E402
-from twisted.internet.testing import StringTransport  # noqa: E402
-from twisted.web import resource, server  # noqa: E402
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from crossbar.router.protocol import WampWebSocketServerFactory
+from crossbar.router.session import RouterSession
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.web import resource, server
 
-from components import upstream  # noqa: E402
-from components.ops.nodeconfig import websocket_options  # noqa: E402
-from components.upstream import web  # noqa: E402
-from components.upstream.web import HANDSHAKE_ONLY, BoundedRequest, trim_upgraded  # noqa: E402
+from components import upstream
+from components.ops.nodeconfig import websocket_options
+from components.upstream import web
+from components.upstream.web import HANDSHAKE_ONLY, BoundedRequest, trim_upgraded
 
 UPGRADE = (b"GET /ws HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -150,7 +150,8 @@ def test_trim_reports_each_part_on_crossbars_own_objects():
 def test_the_node_declines_permessage_deflate():
     """/ws with the node's options answers a browser's offer of compression without it: zlib's
     state would be about 290 KiB per connection at the default window (README, Performance)."""
-    offer = UPGRADE.replace(b"\r\n\r\n", b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
+    offer = UPGRADE.replace(b"\r\n\r\n",
+                            b"\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
     transport, _, _ = serve(wamp_factory(), upgrade=offer)
     answer = transport.value().split(b"\r\n\r\n")[0].lower()
     assert answer.startswith(b"http/1.1 101 switching protocols")
