@@ -2,7 +2,7 @@
 per node, notices sent via node 1 at fixed rates.
 
 For each N (default 2, 3, 4, 6) and each variant (``before``: the same checkout with the
-``mesh.one_hop`` patch left out through the node config's ``leave_out``, or another checkout
+``mesh.*`` patches left out through the node config's ``leave_out``, or another checkout
 given with ``--before-root``; ``after``: as shipped):
 
 * **all links up after**: from starting the nodes until every node's ``/health`` answers 200
@@ -40,17 +40,17 @@ from typing import Dict, List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import cpu_profile as profile  # noqa: E402 (after the path edit above)
-import harness as h  # noqa: E402 (after the path edit above)
+import cpu_profile as profile
+import harness as h
 
 DEPT = "mesh"
 SENDER_DEPT = "meshsend"
-#: the patch the ``before`` variant leaves out
-PATCH = "mesh.one_hop"
+#: the patches the ``before`` variant leaves out
+PATCHES = ("mesh.one_hop", "mesh.republish")
 
 
-def leave_out_patch(node_dir: Path, patch: str = PATCH) -> None:
-    """Ask a node (through its ``config.json``) to leave ``patch`` out: the root component's
+def leave_out_patch(node_dir: Path, patches: Sequence[str] = PATCHES) -> None:
+    """Ask a node (through its ``config.json``) to leave ``patches`` out: the root component's
     ``extra.leave_out``."""
     path = node_dir / "config.json"
     config = json.loads(path.read_text())
@@ -59,7 +59,7 @@ def leave_out_patch(node_dir: Path, patch: str = PATCH) -> None:
         for component in worker.get("components", []) or []:
             if str(component.get("classname", "")).endswith("RootComponent"):
                 extra = component.setdefault("extra", {})
-                extra["leave_out"] = sorted(set(extra.get("leave_out") or []) | {patch})
+                extra["leave_out"] = sorted(set(extra.get("leave_out") or []) | set(patches))
                 found = True
     if not found:
         raise RuntimeError(f"no root component in {path}")
@@ -115,6 +115,18 @@ def cpu_seconds(node: h.DeptcastNode) -> float:
     return sum(h.cpu_ticks(node.pids()).values()) / h.CLK_TCK
 
 
+def wait_nodes_quiet(cluster: h.DeptcastCluster, max_wait: float, below: float = 0.05) -> Optional[float]:
+    """Wait until every node used under ``below`` of a core over a second; seconds waited, or
+    ``None`` if they never were within ``max_wait``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait:
+        c0 = {node.name: cpu_seconds(node) for node in cluster.nodes}
+        time.sleep(1.0)
+        if all(cpu_seconds(node) - c0[node.name] < below for node in cluster.nodes):
+            return round(time.monotonic() - t0, 1)
+    return None
+
+
 def measure_idle(cluster: h.DeptcastCluster, seconds: float) -> Dict[str, float]:
     """Each node's CPU (cores) with nothing sent: the least of one-second readings over
     ``seconds`` (a reading that catches a start-up chore or other work is not the idle)."""
@@ -167,11 +179,15 @@ def measure(n: int, variant: str, root: Path, args, workdir: Path) -> dict:
         connections = node_connections(ports)
         for node in cluster.nodes:
             h.wait_ready(node, cluster.secret, workdir)
+        # the probes' short-lived subscriptions can set the links re-creating them back and forth
+        # for a while (each node's link forwards the subscriptions the other's made): wait it out
+        result_quiet = wait_nodes_quiet(cluster, args.quiet_nodes_wait)
         time.sleep(args.settle)
         rss = {node.name: node.rss() for node in cluster.nodes}
         result: dict = {"nodes": n, "variant": variant, "root": str(root), "linksUpSeconds": round(links_up, 2),
                         "nodeConnections": connections, "links": n * (n - 1),
-                        "rssMiB": {k: round(v / 2 ** 20, 1) for k, v in rss.items()}, "steps": []}
+                        "rssMiB": {k: round(v / 2 ** 20, 1) for k, v in rss.items()},
+                        "nodesQuietAfterSeconds": result_quiet, "steps": []}
         print(f"    {variant}, {n} nodes: links up after {links_up:.1f} s, {connections} node-to-node "
               f"connections, RSS per node {min(rss.values()) / 2 ** 20:.0f}-{max(rss.values()) / 2 ** 20:.0f} MiB",
               flush=True)
@@ -274,7 +290,8 @@ def table(runs: List[dict]) -> str:
         for s in r["steps"]:
             other = f"{s['otherNodeMs'][0]:.2f}–{s['otherNodeMs'][1]:.2f} ms" if s["otherNodeMs"] else "-"
             lines.append(f"| {r['variant']} | {r['nodes']} | {r['linksUpSeconds']:.1f} s | {s['rate']}/s | "
-                         f"{s['noticesPerSec']:.0f} | {s['sendingNodeMs']:.2f} ms | {other} | {s['clusterMs']:.2f} ms | "
+                         f"{s['noticesPerSec']:.0f} | {s['sendingNodeMs']:.2f} ms | {other} | "
+                         f"{s['clusterMs']:.2f} ms | "
                          f"{min(rss):.0f}–{max(rss):.0f} MiB | {r['nodeConnections']} |")
     return "\n".join(lines)
 
@@ -283,7 +300,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=h.REPO, help="the checkout measured (its .venv)")
     parser.add_argument("--before-root", type=Path, default=None,
-                        help="the baseline checkout (default: --root with the mesh.one_hop patch left out)")
+                        help="the baseline checkout (default: --root with the mesh.* patches left out)")
     parser.add_argument("--nodes", default="2,3,4,6", help="cluster sizes")
     parser.add_argument("--variants", default="before,after", help="before, after or both")
     parser.add_argument("--rates", default="60,500", help="notices/s sent via n1, one step each")
@@ -291,6 +308,8 @@ def parse_args(argv=None):
     parser.add_argument("--duration", type=float, default=10, help="seconds measured per step")
     parser.add_argument("--drain", type=float, default=10)
     parser.add_argument("--idle", type=float, default=6, help="seconds of idle CPU measured per node")
+    parser.add_argument("--quiet-nodes-wait", type=float, default=60,
+                        help="longest wait for the nodes to be idle before the idle reading, seconds")
     parser.add_argument("--settle", type=float, default=2, help="seconds after links up before memory readings")
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--pg", default=h.PG_URL)

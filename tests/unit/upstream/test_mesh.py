@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 from autobahn.wamp import message
-from autobahn.wamp.types import ComponentConfig
+from autobahn.wamp.types import ComponentConfig, PublishOptions
 from crossbar.router.broker import Broker
 from crossbar.worker.rlink import RLinkLocalSession, RLinkRemoteSession
 from twisted.internet import defer
@@ -66,3 +66,49 @@ def test_exclude_links_keeps_what_was_there(before, after):
     extra = dict(before)
     assert exclude_links(extra) == after
     assert extra["exclude_authrole"] == after
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    def send(self, msg) -> None:
+        self.messages.append(msg)
+
+
+@pytest.fixture
+def republish():
+    upstream.install(upstream.Wiring(peers=("n2",)), only=["mesh.republish"])
+    yield
+    upstream.uninstall(["mesh.republish"])
+
+
+def local_leg_publishing(options: PublishOptions):
+    manager = SimpleNamespace(controller=None)
+    session = RLinkLocalSession(ComponentConfig("deptcast", {"other": RLinkRemoteSession(
+        ComponentConfig("deptcast", {"rlink_manager": manager}))}))
+    session._transport = Sent()
+    answer = session.publish("deptcast.dept.a", "x", options=options)
+    return answer, session._transport.messages[-1]
+
+
+def forwarded() -> PublishOptions:
+    return PublishOptions(acknowledge=True, exclude_me=True,
+                          forward_for=[{"session": 7, "authid": "p", "authrole": "publisher"}])
+
+
+def test_upstream_waits_for_an_acknowledgement_of_each_republish():
+    answer, sent = local_leg_publishing(forwarded())
+    assert sent.acknowledge is True and answer is not None
+
+
+def test_a_forwarded_event_is_republished_unacknowledged(republish):
+    answer, sent = local_leg_publishing(forwarded())
+    assert sent.acknowledge is None or sent.acknowledge is False
+    assert answer is None
+    assert sent.forward_for == [{"session": 7, "authid": "p", "authrole": "publisher"}]
+
+
+def test_a_publish_of_its_own_stays_acknowledged(republish):
+    answer, sent = local_leg_publishing(PublishOptions(acknowledge=True))
+    assert sent.acknowledge is True and answer is not None
