@@ -17,8 +17,8 @@ given with ``--before-root``; ``after``: as shipped):
   steps (clients connected, nothing sent), divided by the notices delivered to that node's
   subscriber in the window; and the cluster's total (all nodes) per notice.
 
-Each curve is fitted as ``a + b*(N-1)`` (per receiving node) and ``a + b*N(N-1)`` (the
-cluster's total against the number of links), by least squares.
+Each curve is fitted by least squares as ``a + b*(N-1)`` (per node, and the cluster's total)
+and the cluster's total also as ``a + b*N(N-1)`` (against the number of links).
 
     scripts/bench mesh                          # N = 2,3,4,6, before and after, 60/s and 500/s
     scripts/bench mesh --nodes 2,6 --rates 500 --variants after
@@ -273,6 +273,7 @@ def fits(runs: List[dict]) -> dict:
             out[f"{variant}@{rate}"] = {
                 "otherNodeMs_vs_N-1": fit([n - 1 for n, _ in rows], [s["otherNodeMeanMs"] for n, s in rows if n > 1]),
                 "sendingNodeMs_vs_N-1": fit([n - 1 for n, _ in rows], [s["sendingNodeMs"] for _, s in rows]),
+                "clusterMs_vs_N-1": fit([n - 1 for n, _ in rows], [s["clusterMs"] for _, s in rows]),
                 "clusterMs_vs_links": fit([n * (n - 1) for n, _ in rows], [s["clusterMs"] for _, s in rows]),
             }
     return out
