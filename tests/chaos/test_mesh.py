@@ -28,12 +28,13 @@ import pytest_twisted
 from twisted.internet import defer, threads
 
 from components.core import names
+from components.core.names import RLINK_ROLE
 from tests.chaos.load import Follower, WampSender, _sleep, check_delivery, check_refusals, wait_followers
 from tests.cluster.test_linkdrop import drop_link, link_sessions
-from tests.support.cluster import Cluster, wait_links_carry
+from tests.support.cluster import Cluster, _subscribers, wait_links_carry
 from tests.support.nodes import token
 from tests.support.pg import pg_schema
-from tests.support.wamp import connect_inspector, wait_for
+from tests.support.wamp import connect, connect_inspector, wait_for
 
 NODES = 5
 DEPT = "mesh5"
@@ -93,6 +94,37 @@ async def accepted_by_all(senders: List[WampSender], since: float, what: str, co
     def enough() -> bool:
         return all(sum(1 for o in s.outcomes if o.issued >= since and o.accepted) >= count for s in senders)
     await wait_for(enough, timeout, what, interval=0.05)
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_node_pulls_a_topic_subscribed_on_one_node(mesh):
+    """What a notice costs the mesh: a topic with one subscriber, on n1, is pulled by the links
+    of all four other nodes (each subscribes it on n1, and on each other), although none of
+    them has a subscriber for it; so every node receives every such notice
+    (docs/operating/cluster.md, how far the mesh goes)."""
+    topic = names.user_topic(DEPT, "only-on-n1")
+    client = await connect(mesh.nodes["n1"].url, token("only-on-n1", DEPT))
+    inspectors = {name: await connect_inspector(node.node_dir) for name, node in mesh.nodes.items()}
+    try:
+        await client.listen(topic)
+
+        async def links_on(name: str) -> set:
+            return {authid for role, authid in await _subscribers(inspectors[name], topic) if role == RLINK_ROLE}
+
+        # on n1, the links of all four others; on each other node, every other node's link
+        # (they pass it on: a node forwards every subscription made on it, its peers' links' too)
+        wanted = {name: set(mesh.nodes) - {name} for name in mesh.nodes}
+        deadline = time.monotonic() + 60
+        while True:
+            now = {name: await links_on(name) for name in mesh.nodes}
+            if now == wanted:
+                break
+            assert time.monotonic() < deadline, f"link sessions subscribed per node after 60 s: {now}"
+            await _sleep(0.1)
+    finally:
+        await client.close()
+        for inspector in inspectors.values():
+            inspector.leave()
 
 
 @pytest_twisted.ensureDeferred
