@@ -21,7 +21,7 @@ subscriber on the pages' behalf (:class:`~components.core.sequence.TopicSequence
 """
 
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import defer, reactor as default_reactor
@@ -55,6 +55,12 @@ class Socket(Protocol):
 
     def deliver(self, prepared: PreparedMessage) -> bool:
         """Write the frame; answer whether it was written."""
+
+
+class Written(Protocol):
+    """Where the fan-out records who an event was written to (receipts: ``delivered``)."""
+
+    def written(self, envelope_id: Any, users: List[Tuple[str, str]]) -> None: ...
 
 
 class SlotBridge:
@@ -152,8 +158,9 @@ class Fanout:
 
     def __init__(self, bridge: SlotBridge, prepare: Callable[[bytes], PreparedMessage],
                  reader: Optional[Reader] = None, links: Optional[LinkState] = None,
-                 clock: Any = default_reactor) -> None:
+                 clock: Any = default_reactor, receipts: Optional[Written] = None) -> None:
         self._bridge = bridge
+        self._receipts = receipts
         self._prepare = prepare
         self._reader = reader
         self._clock = clock
@@ -480,8 +487,17 @@ class Fanout:
         prepared = self._prepare(payload)
         # a copy: a write may fail and close a socket, which leaves the set
         written = 0
+        # receipts: who it was written to, recorded once per event (the ids are read later, in bulk)
+        receipts = self._receipts
+        users: Optional[List[Tuple[str, str]]] = [] if receipts is not None else None
         for sock in tuple(entry.sockets):
             if sock.deliver(prepared):
                 written += 1
+                if users is not None:
+                    who = getattr(sock, "receipt_user", None)
+                    if who is not None:
+                        users.append(who)
+        if receipts is not None and users and isinstance(envelope, dict):
+            receipts.written(envelope.get("id"), users)
         if written:
             LEGACY_DELIVERIES.inc(written)  # once per event: the counter takes a lock
