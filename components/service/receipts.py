@@ -11,7 +11,8 @@ are read once and kept in a small cache). A full buffer drops receipts (counted)
 grow: receipts may lag or miss, delivery never waits for them.
 
 Each notice that got receipts is recounted at most every :data:`LIVE_EVERY` seconds on
-this node and its counts published on its sender's ``deptcast.receipts.<dept>_<user>``.
+this node and its counts published on its sender's ``deptcast.receipts.<dept>_<user>``, if
+anyone follows that topic (a client of this node, or a peer's link for one of its own).
 Counting an ``All`` notice reads the roster's size; nothing per acknowledgement does.
 """
 
@@ -129,10 +130,12 @@ class ReceiptService:
     log = txaio.make_logger()
 
     def __init__(self, store: StoreGetter, buffer: ReceiptBuffer,
-                 publish: Callable[[str, Dict[str, Any]], Any]) -> None:
+                 publish: Callable[[str, Dict[str, Any]], Any],
+                 followed: Optional[Callable[[str], defer.Deferred]] = None) -> None:
         self._store = store
         self.buffer = buffer
         self._publish = publish
+        self._followed = followed
         self._notices: "OrderedDict[int, Notice]" = OrderedDict()
         self._dirty: "OrderedDict[int, None]" = OrderedDict()
         self._flushing = False
@@ -216,9 +219,12 @@ class ReceiptService:
                 notice = self._notices.get(msg_id)
                 if notice is None:
                     continue
+                topic = names.TOPIC_RECEIPTS + notice.sender_key
+                if self._followed is not None and not (yield self._followed(topic)):
+                    continue  # nobody follows the sender's counts: nothing to count
                 audience, seen, delivered = yield store.receipt_counts(notice)
                 counts = counts_of(format_id(msg_id), audience, seen, delivered)
-                yield defer.maybeDeferred(self._publish, names.TOPIC_RECEIPTS + notice.sender_key, counts)
+                yield defer.maybeDeferred(self._publish, topic, counts)
                 sent += 1
         except (Refused, StoreUnavailable):
             pass  # the next receipt of the notice tries again

@@ -38,7 +38,7 @@ class ReceiptsComponent(NodeComponent):
         rt = runtime()
         self._callers = Callers(self)
         self.roster = RosterService(self._store, rt.signins)
-        self.receipts = ReceiptService(self._store, rt.receipts, self._publish)
+        self.receipts = ReceiptService(self._store, rt.receipts, self._publish, self._followed)
         await self.subscribe(self._callers.forget, "wamp.session.on_leave")
         await self.subscribe(self._on_join, "wamp.session.on_join")
         opts = RegisterOptions(details_arg="details")
@@ -74,6 +74,13 @@ class ReceiptsComponent(NodeComponent):
     def _publish(self, topic: str, counts: Dict[str, Any]):
         return self.publish(topic, counts)
 
+    @defer.inlineCallbacks
+    def _followed(self, topic: str):
+        """Whether anyone follows ``topic``: a client of this node, or a peer's link for a
+        client of its own (links subscribe exactly what their node's clients need)."""
+        subscription = yield self.call("wamp.subscription.lookup", topic)
+        return subscription is not None
+
     def _on_join(self, info: Dict[str, Any], *args, **kwargs) -> None:
         """A session joined: a member's goes on the roster (not publishers', admins' or backends')."""
         if not isinstance(info, dict) or info.get("authrole") != names.MEMBER:
@@ -91,11 +98,23 @@ class ReceiptsComponent(NodeComponent):
         identity = yield self._callers.identity(details)
         return identity, identity.role == names.ADMIN
 
-    @client_errors("deptcast receipts")
-    @defer.inlineCallbacks
     def ack(self, ids=None, state=None, *args, details=None, **kwargs):
         """The caller's receipts: ``state`` (``delivered`` or ``seen``) for ``ids``; ids it
-        may not see, or whose audience it is not in, are ignored (when written)."""
+        may not see, or whose audience it is not in, are ignored (when written). Every
+        session calls it about once a second: a caller already known is answered at once,
+        without a Deferred."""
+        identity = self._callers.known(details.caller) if details is not None else None
+        if identity is None:
+            return self._ack_first(ids, state, details=details)
+        try:
+            self.receipts.ack(identity, ids, state)
+        except Refused as e:
+            raise ApplicationError(e.uri, e.detail) from None
+        return None
+
+    @client_errors("deptcast receipts")
+    @defer.inlineCallbacks
+    def _ack_first(self, ids, state, details=None):
         identity, is_admin = yield self._caller(details)
         if identity is not None:
             self.receipts.ack(identity, ids, state)
