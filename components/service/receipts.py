@@ -46,6 +46,8 @@ BUFFER_MAX = 500_000
 FLUSH_CHUNK = 5000
 #: notices whose sender and target are kept in memory
 NOTICE_CACHE = 20_000
+#: seconds between two log lines about dropped receipts
+LOG_EVERY = 10.0
 
 #: receipt rows: (msg_id, state, dept, user, ms)
 Row = Tuple[int, str, str, str, int]
@@ -140,6 +142,8 @@ class ReceiptService:
         self._dirty: "OrderedDict[int, None]" = OrderedDict()
         self._flushing = False
         self._updating = False
+        self._dropped_logged = 0
+        self._dropped_at = float("-inf")
         #: receipts written, and those dropped as not in the audience (since start)
         self.written = 0
         self.ignored = 0
@@ -178,6 +182,7 @@ class ReceiptService:
     def flush(self):
         """Write what waits: rows of notices that are stored and whose audience the user can
         be in, in chunks of one statement each; what the store does not take waits."""
+        self._log_dropped()
         if self._flushing or not len(self.buffer):
             return 0
         self._flushing = True
@@ -203,6 +208,14 @@ class ReceiptService:
         finally:
             self._flushing = False
         return done
+
+    def _log_dropped(self) -> None:
+        """One line per :data:`LOG_EVERY` seconds at most while receipts are dropped."""
+        dropped, now = self.buffer.dropped, time.monotonic()
+        if dropped > self._dropped_logged and now - self._dropped_at >= LOG_EVERY:
+            self.log.warn("deptcast receipts: {n} receipts dropped (more than {limit} waited to be written)",
+                          n=dropped - self._dropped_logged, limit=BUFFER_MAX)
+            self._dropped_logged, self._dropped_at = dropped, now
 
     @defer.inlineCallbacks
     def update_live(self):

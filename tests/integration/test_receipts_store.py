@@ -50,6 +50,8 @@ def test_roster_counts_imported_and_signed_in_members_once_each(store):
     assert store.roster_remove("hr", "cy") is True
     assert store.roster_remove("hr", "cy") is False
     assert [r[0] for r in store.roster("hr")] == ["ann", "bob", "dan"]
+    store.roster_touch([("hr", "cy", 30)])            # removed, then signed in again: back
+    assert store.roster("hr")[2] == ("cy", 30, 30, SIGNED_IN)
 
 
 def test_counts_are_disjoint_and_only_the_audience_counts(store):
