@@ -109,6 +109,9 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(e.status, e.reason)
         self._client = client
         self._joined_topics = client.topics
+        if not client.open_mode:
+            # receipts: a token-checked socket's writes count as delivered (set before it joins its topics)
+            self.receipt_user = (client.identity.dept, client.identity.user)
         try:
             yield factory.fanout.join(self, client.topics).addTimeout(factory.ready_timeout, factory.reactor)
         except Exception as e:
@@ -136,12 +139,9 @@ class LegacyServerProtocol(WebSocketServerProtocol):
                        mode="open mode" if self._client.open_mode else self._client.identity.role)
         # presence counts the key's user online, as it counts a WAMP session
         self.factory.runtime.legacy_users.opened(self, self._client.identity.dept, self._client.identity.user)
-        if not self._client.open_mode:
-            # receipts: a token-checked socket's writes count as delivered; a member's goes on the roster
-            identity = self._client.identity
-            self.receipt_user = (identity.dept, identity.user)
-            if identity.role == names.MEMBER:
-                self.factory.runtime.signins.signed_in(identity.dept, identity.user)
+        if not self._client.open_mode and self._client.identity.role == names.MEMBER:
+            # a token-checked member goes on its department's roster (written in bulk)
+            self.factory.runtime.signins.signed_in(self._client.identity.dept, self._client.identity.user)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self.factory.runtime.legacy_users.closed(self)

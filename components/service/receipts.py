@@ -4,7 +4,8 @@ the sender's live counts.
 
 Nothing here is on the delivery path. Acknowledgements and legacy writes go into a bounded
 buffer in memory (:class:`ReceiptBuffer`: a dict entry per acknowledged id, one list entry
-per legacy event however many sockets it was written to); :class:`ReceiptService` writes
+per legacy event however many sockets it was written to, holding the topic's tuple of
+readers that the fan-out keeps between joins and leaves); :class:`ReceiptService` writes
 what waits every :data:`FLUSH_EVERY` seconds, in chunks of one statement each, after
 dropping what the caller cannot be in the audience of (the notices' senders and targets
 are read once and kept in a small cache). A full buffer drops receipts (counted) rather than
@@ -18,7 +19,7 @@ Counting an ``All`` notice reads the roster's size; nothing per acknowledgement 
 
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet import defer
 import txaio
@@ -64,7 +65,7 @@ class ReceiptBuffer:
         self._now = now
         self._limit = limit
         self._acks: Dict[Tuple[int, str, str, str], int] = {}
-        self._written: List[Tuple[Any, List[Tuple[str, str]], int]] = []
+        self._written: List[Tuple[Any, Sequence[Tuple[str, str]], int]] = []
         self._written_users = 0
         #: receipts not recorded because the buffer was full
         self.dropped = 0
@@ -88,9 +89,9 @@ class ReceiptBuffer:
             self._acks[key] = ms
             self.acked += 1
 
-    def written(self, envelope_id: Any, users: List[Tuple[str, str]]) -> None:
-        """The legacy fan-out wrote one event to the sockets of ``users`` (one call per event:
-        the ids are read at the next flush, not on the delivery path)."""
+    def written(self, envelope_id: Any, users: Sequence[Tuple[str, str]]) -> None:
+        """The legacy fan-out wrote one event to the sockets of ``users`` (one call per event,
+        ``users`` kept as given: the rows are made at the next flush, not on the delivery path)."""
         if len(self) + len(users) > self._limit:
             self.dropped += len(users)
             return
@@ -102,13 +103,14 @@ class ReceiptBuffer:
         """Everything waiting, as rows (repeats folded, the first ``at`` kept); the buffer is empty after."""
         acks, self._acks = self._acks, {}
         written, self._written, self._written_users = self._written, [], 0
+        rows = [(m, s, d, u, ms) for (m, s, d, u), ms in acks.items()]
+        delivered = names.DELIVERED
         for envelope_id, users, ms in written:
             msg_id = id_number(envelope_id)
-            if msg_id is None:
-                continue
-            for dept, user in users:
-                acks.setdefault((msg_id, names.DELIVERED, dept, user), ms)
-        return [(m, s, d, u, ms) for (m, s, d, u), ms in acks.items()]
+            if msg_id is not None:
+                # a user with two sockets is two rows: the store keeps the first
+                rows += [(msg_id, delivered, dept, user, ms) for dept, user in users]
+        return rows
 
     def put_back(self, rows: List[Row]) -> None:
         """Rows a write could not take wait for the next one (within the bound)."""
