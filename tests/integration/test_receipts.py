@@ -5,6 +5,7 @@ counts and in pages of who; who may ask and who may follow the live counts."""
 import os
 from typing import Dict, List
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
@@ -155,3 +156,46 @@ def test_a_legacy_socket_counts_as_delivered_once_written(node):
     finally:
         yield old.close()
         yield _close([pat])
+
+
+def _admin_token(user: str, dept: str):
+    """An admin token, or ``None`` while tokens do not take the role (the test is skipped)."""
+    try:
+        return token(user, dept, names.ADMIN)
+    except ValueError:
+        return None
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_admin_imports_and_removes_and_the_roster_counts_each_member_once(node):
+    dept = _unique("adm")
+    admin_token = _admin_token("root", "ops")
+    if admin_token is None:
+        pytest.skip("admin tokens cannot be made yet")
+    admin = yield connect(node.url, admin_token)
+    ann, = yield _sessions(node.url, dept, ["ann"])                   # signs in, and is imported too
+    pat, = yield _sessions(node.url, dept, ["pat"], "publisher")
+    try:
+        answer = yield admin.call(names.PROC_ADMIN_ROSTER_IMPORT, [[dept, "ann"], [dept, "bob"], [dept, "bob"]])
+        assert answer["added"] + answer["known"] == 2
+
+        def roster():
+            return admin.call(names.PROC_ROSTER, dept).addCallback(lambda r: sorted(u["user"] for u in r["users"]))
+        yield _until(roster, ["ann", "bob"], what="the roster")
+
+        def ann_signed_in():                                           # ann's sign-in is written too
+            return admin.call(names.PROC_ROSTER, dept).addCallback(
+                lambda r: [u["last_seen"] is not None for u in r["users"] if u["user"] == "ann"])
+        yield _until(ann_signed_in, [True], what="ann's sign-in on the roster")
+        assert (yield roster()) == ["ann", "bob"]                      # still once each
+        envelope = yield pat.call(names.PROC_SEND, f"{dept}_ann", "see me")
+        yield ann.call(names.PROC_ACK, [envelope["id"]], "seen")
+        want = {"id": envelope["id"], "audience": 1, "seen": 1, "delivered": 0, "pending": 0}
+        yield _until(lambda: admin.call(names.PROC_RECEIPTS, envelope["id"]), want, what="an admin's counts")
+        assert (yield admin.call(names.PROC_ADMIN_ROSTER_REMOVE, f"{dept}_bob")) == {"removed": True}
+        assert (yield admin.call(names.PROC_ADMIN_ROSTER_REMOVE, f"{dept}_bob")) == {"removed": False}
+        assert (yield roster()) == ["ann"]
+        refused = yield call_error(admin.call(names.PROC_ADMIN_ROSTER_IMPORT, [["All", "x"]]))
+        assert refused.error == INVALID_FRAME
+    finally:
+        yield _close([admin, ann, pat])
