@@ -28,7 +28,8 @@ from components.core import names
 from components.core.history import format_id
 from components.core.receipts import (Notice, counts_of, id_number, in_audience, may_ask, next_cursor,
                                       not_yours, parse_ack, parse_notice_id, parse_recipients)
-from components.core.errors import Refused
+from components.core.errors import RATE_LIMITED, Refused
+from components.core.ratelimit import RateLimiter
 from components.core.tokens import Identity
 from components.service.roster import StoreGetter, store_answer
 from components.store.threaded import StoreUnavailable
@@ -135,8 +136,13 @@ class ReceiptService:
 
     def __init__(self, store: StoreGetter, buffer: ReceiptBuffer,
                  publish: Callable[[str, Dict[str, Any]], Any],
-                 followed: Optional[Callable[[str], defer.Deferred]] = None) -> None:
+                 followed: Optional[Callable[[str], defer.Deferred]] = None,
+                 questions: Optional[RateLimiter] = None, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
+        #: how often a user may ask (receipts and recipients read the store: an All notice's
+        #: counts read the roster's size); ``None``: no limit
+        self._questions = questions
+        self._monotonic = monotonic
         self.buffer = buffer
         self._publish = publish
         self._followed = followed
@@ -254,6 +260,9 @@ class ReceiptService:
     @defer.inlineCallbacks
     def _notice_for(self, identity: Optional[Identity], is_admin: bool, envelope_id: Any):
         number = parse_notice_id(envelope_id)
+        who = identity.key if identity is not None else "admin"
+        if self._questions is not None and not self._questions.allow(who, self._monotonic()):
+            raise Refused(RATE_LIMITED, "too many questions about receipts in a burst; slow down", retry_after=1)
         store = yield self._store()
         found = yield store_answer(self._lookup(store, [number]))
         notice = found.get(number)

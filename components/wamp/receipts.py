@@ -16,6 +16,7 @@ from twisted.internet import defer, task
 
 from components.core import names
 from components.core.errors import NOT_AUTHORIZED, UNAVAILABLE, Refused
+from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
 from components.core.tokens import Identity
 from components.service import receipts as receipts_service, roster as roster_service
@@ -27,6 +28,8 @@ from components.wamp.callers import Callers
 
 #: seconds a call waits for the message service (and its store) while the root (re)starts it
 READY_TIMEOUT = 10.0
+#: questions about receipts a user may ask, as a multiple of its history calls' rate and burst
+QUESTION_FACTOR = 3
 
 
 class ReceiptsComponent(NodeComponent):
@@ -38,7 +41,11 @@ class ReceiptsComponent(NodeComponent):
         rt = runtime()
         self._callers = Callers(self)
         self.roster = RosterService(self._store, rt.signins)
-        self.receipts = ReceiptService(self._store, rt.receipts, self._publish, self._followed)
+        # questions about receipts are paced like history calls (each reads the store), with
+        # room for a page that asks about its user's 20 newest notices when it connects
+        self.receipts = ReceiptService(self._store, rt.receipts, self._publish, self._followed,
+                                       questions=RateLimiter(settings.history_rate * QUESTION_FACTOR,
+                                                             settings.history_burst * QUESTION_FACTOR))
         await self.subscribe(self._callers.forget, "wamp.session.on_leave")
         await self.subscribe(self._on_join, "wamp.session.on_join")
         opts = RegisterOptions(details_arg="details")

@@ -2,13 +2,15 @@
 in-memory buffers of sign-ins and receipts (bounded; one entry per user or per event)."""
 
 import pytest
+from twisted.internet import defer
 
 from components.core import names, policy
-from components.core.errors import INVALID_FRAME, Refused
+from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED, RATE_LIMITED, Refused
+from components.core.ratelimit import RateLimiter
 from components.core.receipts import (Notice, counts_of, in_audience, may_ask, may_read_roster, next_cursor,
                                       parse_ack, parse_import, parse_recipients)
 from components.core.tokens import Identity
-from components.service.receipts import ReceiptBuffer
+from components.service.receipts import ReceiptBuffer, ReceiptService
 from components.service.roster import SignIns
 
 DEPT = Notice(1, "dept", "hr", None, "hr", "boss")
@@ -91,3 +93,25 @@ def test_receipts_wait_folded_and_bounded():
     assert len(buf) == 0
     buf.put_back(rows)
     assert len(buf) == 3
+
+
+def test_questions_about_receipts_are_paced_per_user():
+    class Store:
+        def notices(self, ids):
+            return defer.succeed([DEPT] if 1 in ids else [])
+
+        def receipt_counts(self, notice):
+            return defer.succeed((3, 1, 1))
+
+    service = ReceiptService(lambda: defer.succeed(Store()), ReceiptBuffer(), lambda topic, counts: None,
+                             questions=RateLimiter(1.0, 2), monotonic=lambda: 100.0)
+    boss = Identity("boss", "hr")
+    answers = [service.receipts(boss, False, "0000000000000001") for _ in range(3)]
+    assert [type(a.result).__name__ for a in answers[:2]] == ["dict", "dict"]
+    assert answers[0].result == {"id": "0000000000000001", "audience": 3, "seen": 1, "delivered": 1,
+                                 "pending": 1}
+    assert answers[2].result.value.uri == RATE_LIMITED
+    answers[2].addErrback(lambda f: None)
+    refused = service.receipts(Identity("cy", "hr"), False, "0000000000000001")   # not the sender
+    assert refused.result.value.uri == NOT_AUTHORIZED
+    refused.addErrback(lambda f: None)
