@@ -45,6 +45,11 @@ class Wiring:
         :class:`~components.service.links.LinkState`)
     :ivar peers: the other nodes' names
     :ivar max_body: the largest request body any resource of the web transport reads
+    :ivar auth_timeout: seconds a WAMP connection has to authenticate (0: no bound)
+    :ivar send_buffer: bytes a WAMP connection may fall behind by before it is closed (0: no bound)
+    :ivar connection_refusals: where connections closed by a bound, and clients' protocol
+        errors, are counted and summarised (a
+        :class:`~components.service.refusals.RefusalLog`)
     """
 
     router: Any = None
@@ -52,6 +57,9 @@ class Wiring:
     links: Any = None
     peers: Sequence[str] = ()
     max_body: int = 64 * 1024
+    auth_timeout: float = 0.0
+    send_buffer: int = 0
+    connection_refusals: Any = None
 
 
 @dataclass(frozen=True)
