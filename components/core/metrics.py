@@ -60,7 +60,8 @@ RETENTION_PRUNED = Counter(
     ["rule"], registry=REGISTRY)
 CONNECTIONS_CLOSED = Counter(
     "deptcast_connections_closed",
-    "WAMP connections the node closed by a bound, by reason (slow_reader: its outgoing buffer fell too far behind; "
+    "Connections (WAMP /ws, legacy /webSocket) the node closed by a bound, by reason (slow_reader: its outgoing "
+    "buffer fell too far behind; "
     "auth_timeout: not authenticated in time; too_large: a message over the limit, before or after "
     "authentication; protocol_error: a malformed WAMP message).",
     ["reason"], registry=REGISTRY)

@@ -2,9 +2,7 @@
 the node sends, exactly as sent, and does only what a test tells it (reads or not, answers a
 GOODBYE or not)."""
 
-import base64
 import json
-import os
 import socket
 import struct
 import time
@@ -25,14 +23,7 @@ class RawWamp:
     """
 
     def __init__(self, port: int, rcvbuf: Optional[int] = None, timeout: float = 10.0) -> None:
-        if rcvbuf is not None:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.settimeout(timeout)
-            self.sock.connect(("127.0.0.1", port))
-            _upgrade(self.sock, port, timeout)
-        else:
-            self.sock, _ = raw.websocket_upgrade(port, "/ws", ["wamp.2.json"], timeout)
+        self.sock, _ = raw.websocket_upgrade(port, "/ws", ["wamp.2.json"], timeout, rcvbuf)
         self.buf = b""
         #: messages :meth:`call` read past while waiting for its answer, for :meth:`receive`
         self.pending: List[Any] = []
@@ -145,11 +136,3 @@ class RawWamp:
     def close(self) -> None:
         self.sock.close()
 
-
-def _upgrade(sock: socket.socket, port: int, timeout: float) -> None:
-    headers = {"Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
-               "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Protocol": "wamp.2.json"}
-    sock.sendall(raw.http_head("GET", "/ws", headers))
-    head = raw.read_response_head(sock, timeout)
-    assert raw.status_of(head) == 101, head
