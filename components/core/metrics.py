@@ -65,6 +65,10 @@ CONNECTIONS_CLOSED = Counter(
     "auth_timeout: not authenticated in time; too_large: a message over the limit, before or after "
     "authentication; protocol_error: a malformed WAMP message).",
     ["reason"], registry=REGISTRY)
+CALLS_REFUSED = Counter(
+    "deptcast_calls_refused_in_flight",
+    "Calls refused (rate_limited) because the session had DEPTCAST_CALLS_IN_FLIGHT calls unanswered.",
+    registry=REGISTRY)
 
 #: the HTTP paths counted by name; anything else is counted as "other" (labels stay few)
 HTTP_PATHS = ("/api/send", "/dev/token", "/health", "/health/serving", "/metrics")

@@ -23,15 +23,25 @@ that does not.
 
 Every close is counted in ``deptcast_connections_closed{reason}`` and in the node's summarised
 log (:attr:`Wiring.connection_refusals`), never a line per connection.
+
+* ``bounds.per_session``: a client session with ``calls_in_flight`` calls not yet answered gets
+  ``deptcast.error.rate_limited`` for the next one (counted in ``deptcast_calls_refused``), and
+  one holding ``max_subscriptions`` subscriptions is refused another (``wamp.error.not_authorized``:
+  a member can use four topics; a publisher may listen to any department).
 """
 
 from typing import Any, Dict, Optional
 
 import txaio
+from autobahn.wamp import message
+from crossbar.router.broker import Broker
+from crossbar.router.dealer import Dealer
 from crossbar.router.protocol import WampWebSocketServerProtocol
 from crossbar.router.router import Router
 
-from components.core.metrics import CONNECTIONS_CLOSED
+from components.core import names
+from components.core.errors import RATE_LIMITED
+from components.core.metrics import CALLS_REFUSED, CONNECTIONS_CLOSED
 from components.upstream.registry import Patch, Wiring, register, replace
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
@@ -43,6 +53,8 @@ PREAUTH_BYTES = 64 * 1024
 ROUTE_ATTRIBUTE = "_deptcast_route"
 #: WebSocket close code for a policy violation (RFC 6455 7.4.1)
 POLICY_VIOLATION = 1008
+#: the router's refusal of a subscription (the contract's WAMP-level refusals)
+NOT_AUTHORIZED_WAMP = "wamp.error.not_authorized"
 
 #: what the patches were given (set when they are applied)
 _wiring = Wiring()
@@ -204,7 +216,66 @@ def fell_behind(protocol: Any, buffered: int) -> None:
     close(protocol, b"too far behind; resume by position")
 
 
+# -- after authentication: calls in flight, subscriptions ----------------------------------
+
+_CLIENT_ROLES = frozenset(names.CLIENT_ROLES)
+
+
+def _refuse(router: Any, session: Any, request_type: int, request: int, error: str, text: str) -> None:
+    router.send(session, message.Error(request_type, request, error, [text]))
+
+
+def _process_call(original: Any) -> Any:
+    def processCall(self, session, call):
+        limit = _wiring.calls_in_flight
+        if limit and getattr(session, "_authrole", None) in _CLIENT_ROLES \
+                and len(self._caller_to_invocations.get(session, ())) >= limit:
+            CALLS_REFUSED.inc()
+            return _refuse(self._router, session, message.Call.MESSAGE_TYPE, call.request, RATE_LIMITED,
+                           f"more than {limit} calls in flight on this session: wait for their answers")
+        return original(self, session, call)
+    return processCall
+
+
+def _process_subscribe(original: Any) -> Any:
+    def processSubscribe(self, session, subscribe):
+        limit = _wiring.max_subscriptions
+        if limit and getattr(session, "_authrole", None) in _CLIENT_ROLES:
+            held = self._session_to_subscriptions.get(session, ())
+            if len(held) >= limit and not any(s.uri == subscribe.topic for s in held):
+                return _refuse(self._router, session, message.Subscribe.MESSAGE_TYPE, subscribe.request,
+                               NOT_AUTHORIZED_WAMP, f"a session may hold {limit} subscriptions at most")
+        return original(self, session, subscribe)
+    return processSubscribe
+
+
+def _bound_sessions(wiring: Wiring) -> None:
+    wire(wiring)
+    replace("crossbar.router.dealer.Dealer.processCall", Dealer, "processCall", _process_call(Dealer.processCall))
+    replace("crossbar.router.broker.Broker.processSubscribe", Broker, "processSubscribe",
+            _process_subscribe(Broker.processSubscribe))
+
+
+PER_SESSION = register(Patch(
+    name="bounds.per_session",
+    replaces=("crossbar.router.dealer.Dealer.processCall", "crossbar.router.broker.Broker.processSubscribe"),
+    checked={
+        "crossbar.router.dealer.Dealer.processCall":
+            "683304b2067781e0a80c90609f1074dc8b2cd8775f94933e2ecc48e3a78e2292",
+        # where the dealer keeps a caller's invocations in flight
+        "crossbar.router.dealer.Dealer._call":
+            "048dae3f99a105d41f565815497ecfd5fbe561239614060669bf6d0835481f6a",
+        "crossbar.router.broker.Broker.processSubscribe":
+            "9f5499a99f1210edee779f98de05ca41f196f3d0168b74600a087de85eb33f18",
+    },
+    why="Crossbar lets one session have any number of calls in flight and subscriptions: a client could queue "
+        "thousands of history calls at once, or a publisher subscribe to a million department topics, each "
+        "held in the router's memory",
+    remove_when="Crossbar bounds a session's calls in flight and subscriptions",
+    apply=_bound_sessions,
+))
+
 #: the patches of this area
-PATCHES = (BEFORE_AUTH,)
+PATCHES = (BEFORE_AUTH, PER_SESSION)
 
 __all__ = ["PATCHES", "PREAUTH_BYTES", "ROUTE_ATTRIBUTE", "authenticated", "behind", "fell_behind", "send_buffer"]

@@ -66,6 +66,8 @@ def install_patches(router: Any, settings: Settings, leave_out: List[str]) -> Li
         max_body=frame_cap(settings.max_message_bytes),
         auth_timeout=settings.auth_timeout,
         send_buffer=settings.send_buffer,
+        calls_in_flight=settings.calls_in_flight,
+        max_subscriptions=settings.max_subscriptions,
         connection_refusals=RefusalLog(txaio.make_logger(), "deptcast ws", "connection", "connections"),
     ), leave_out=leave_out)
 

@@ -27,6 +27,9 @@ from tests.support.wamp import connect_inspector
 AUTH_TIMEOUT = 2.5
 SEND_BUFFER = 256 * 1024
 PING_MS = 4000
+IN_FLIGHT = 4
+MAX_SUBSCRIPTIONS = 5
+PRESENCE_BURST = 3
 #: the issue's probe: a HELLO whose authextra holds 140,000 empty lists (420 KB, depth 2)
 BIG_HELLO = json.dumps([HELLO, names.REALM, {"roles": {"subscriber": {}}, "authmethods": ["ticket"],
                                              "authextra": {"x": [[]] * 140_000}}], separators=(",", ":")).encode()
@@ -40,7 +43,9 @@ def node(tmp_path_factory):
     options.update(auto_ping_interval=PING_MS, auto_ping_timeout=PING_MS)
     n = Node(tmp_path_factory.mktemp("bounds"), port=port, name="bounds", config=config,
              env={"DEPTCAST_AUTH_TIMEOUT": str(AUTH_TIMEOUT), "DEPTCAST_SEND_BUFFER": str(SEND_BUFFER),
-                  "DEPTCAST_RATE": "0"})
+                  "DEPTCAST_RATE": "0", "DEPTCAST_HISTORY_RATE": "0", "DEPTCAST_CALLS_IN_FLIGHT": str(IN_FLIGHT),
+                  "DEPTCAST_MAX_SUBSCRIPTIONS": str(MAX_SUBSCRIPTIONS), "DEPTCAST_PRESENCE_RATE": "0.01",
+                  "DEPTCAST_PRESENCE_BURST": str(PRESENCE_BURST)})
     n.start()
     yield n
     n.stop()
@@ -270,3 +275,67 @@ def test_nothing_reaches_a_session_after_its_goodbye(node):
         leaving.close()
         staying.close()
         inspector.leave()
+
+
+# -------------------------------------------------------------------- per session
+
+
+def test_calls_beyond_those_in_flight_are_rate_limited(node):
+    dept = fresh("flight")
+    client = joined(node, fresh("u"), dept)
+    try:
+        # 40 history calls in one write, none waited for
+        first = client.request() + 1
+        batch = b""
+        for _ in range(40):
+            payload = json.dumps([48, client.request(), {}, "deptcast.history", [], {"limit": 1}]).encode()
+            head, mask = raw.frame_header(0x1, len(payload))
+            batch += head + raw.masked(payload, mask)
+        client.sock.sendall(batch)
+        answers = {}
+        while len(answers) < 40:
+            message = client.receive()
+            assert message is not None and message[0] in (RESULT, ERROR), message
+            request = message[1] if message[0] == RESULT else message[2]
+            answers[request] = message
+        assert sorted(answers) == list(range(first, first + 40))
+        refused = [m for m in answers.values() if m[0] == ERROR]
+        assert refused and all(m[4] == "deptcast.error.rate_limited" and "in flight" in m[5][0] for m in refused)
+        assert len(refused) <= 40 - IN_FLIGHT
+        # answered: the next call goes through
+        assert client.call("deptcast.history", limit=1)[0] == RESULT
+    finally:
+        client.close()
+    assert metric(node, "deptcast_calls_refused_in_flight_total") >= len(refused)
+
+
+def test_a_session_holds_a_bounded_number_of_subscriptions(node):
+    client = RawWamp(node.port)
+    client.join(token(fresh("boss"), fresh("hq"), "publisher"))
+    try:
+        topics = [f"deptcast.dept.{fresh('d')}" for _ in range(MAX_SUBSCRIPTIONS)]
+        for topic in topics:
+            client.subscribe(topic)
+        client.send([32, client.request(), {}, f"deptcast.dept.{fresh('d')}"])
+        answer = client.receive()
+        assert answer[0] == ERROR and answer[4] == "wamp.error.not_authorized", answer
+        # one it holds already is answered as before
+        client.subscribe(topics[0])
+    finally:
+        client.close()
+
+
+def test_presence_online_is_rate_limited_per_user(node):
+    dept = fresh("pres")
+    user = fresh("u")
+    first = joined(node, user, dept)
+    second = joined(node, user, dept)
+    try:
+        for _ in range(PRESENCE_BURST):
+            assert first.call("deptcast.presence.online", dept)[0] == RESULT
+        # the same user on another session shares the budget
+        answer = second.call("deptcast.presence.online", dept)
+        assert answer[0] == ERROR and answer[4] == "deptcast.error.rate_limited", answer
+    finally:
+        first.close()
+        second.close()
