@@ -31,6 +31,7 @@ from tests.support.cluster import NGINX, Cluster, ListenProcess, Sender, Subscri
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import REPO, Node, free_port, token
 from tests.support.pg import pg_schema
+from tests.support.rawwamp import EVENT, RESULT, RawWamp
 from tests.support.wamp import connect, wait_for
 
 DB = "postgresql://deptcast@db.example:5432/deptcast"
@@ -304,6 +305,29 @@ def test_messages_reach_exactly_their_audience_on_every_node(cluster):
             assert all(e["scope"] != "dept" or e["target"] == dept for e in everything)
     finally:
         yield _close(clients + list(pubs.values()))
+
+
+@pytest_twisted.inlineCallbacks
+def test_events_across_links_carry_no_internals(cluster):
+    """A client on n2 receives a message sent via n1 through the link: its details name no
+    session, authid, role or forward_for (the links themselves still need them disclosed)."""
+    dept = _unique("internals")
+    topic = names.dept_topic(dept)
+    listener = RawWamp(cluster.nodes["n2"].port)
+    sender = RawWamp(cluster.nodes["n1"].port)
+    try:
+        listener.join(token("l", dept))
+        listener.subscribe(topic)
+        yield wait_links_carry(cluster, [topic])
+        sender.join(token("s", dept))
+        assert sender.call("deptcast.send", dept, "across")[0] == RESULT
+        event = listener.receive(timeout=20)
+        assert event is not None and event[0] == EVENT, event
+        assert event[4][0]["message"] == "across"
+        assert not {"publisher", "publisher_authid", "publisher_authrole", "forward_for"} & set(event[3]), event[3]
+    finally:
+        listener.close()
+        sender.close()
 
 
 @pytest_twisted.inlineCallbacks
