@@ -16,7 +16,7 @@ to things no one reads or that need doing once, not once per receiver:
   a reactor turn per receiver, where one ``send`` would do.
 
 The patches replace five functions, in the router worker only, with versions that do the
-same, minus that work:
+same, minus that work (``Router.send`` also applies what clients may receive: see below):
 
 * ``hotpath.wamp_send``, ``hotpath.wamp_on_message``, ``hotpath.ws_send_data``: skip the log
   line when its level is off, and call Autobahn's own function when it is on (so
@@ -28,7 +28,14 @@ same, minus that work:
   ``PreparedMessage``) straight to the transport, keeping the statistics Autobahn keeps;
 * ``hotpath.router_send``: Crossbar's ``Router.send`` (once per receiver of every event) skips
   its trace check and the class-name formatting of its message statistics; traced routers take
-  Crossbar's own;
+  Crossbar's own. Being the one place every delivery passes, it also sends nothing to a session
+  the router has said GOODBYE to (Crossbar keeps it attached until the peer answers, and its
+  broker goes on delivering: a drained client saw an EVENT after GOODBYE) or whose WebSocket
+  is closing (Autobahn would raise ``Disconnected`` into the broker's loop over the receivers);
+  gives client roles a copy of each EVENT without ``publisher``, ``publisher_authid``,
+  ``publisher_authrole`` and ``forward_for`` (made once per event; the realm discloses them
+  because the router links need them, and links and the node's own sessions still get them);
+  and closes a reader too far behind (:mod:`components.upstream.bounds`);
 * ``hotpath.tcp_write``: a plain-TCP write with nothing buffered goes to the socket at once;
   what the socket does not take, and every other write, goes through Twisted's buffer as before.
 """
