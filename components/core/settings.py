@@ -32,9 +32,9 @@ variable                         meaning                                     def
 ``DEPTCAST_CALLS_IN_FLIGHT``     calls a client session may have unanswered  64
                                  (0: no bound)
 ``DEPTCAST_MAX_SUBSCRIPTIONS``   subscriptions a client session may hold     1000
-``DEPTCAST_PRESENCE_RATE``       presence.online calls per second per user   2
+``DEPTCAST_PRESENCE_RATE``       presence.online calls per second per user   5
                                  (0: no limit)
-``DEPTCAST_PRESENCE_BURST``      presence.online calls a user may make at    10
+``DEPTCAST_PRESENCE_BURST``      presence.online calls a user may make at    20
                                  once
 ===============================  ==========================================  =====================
 """
@@ -90,8 +90,8 @@ class Settings:
     send_buffer: int = 4 * 1024 * 1024
     calls_in_flight: int = 64
     max_subscriptions: int = 1000
-    presence_rate: float = 2.0
-    presence_burst: int = 10
+    presence_rate: float = 5.0
+    presence_burst: int = 20
 
     @property
     def db_is_postgres(self) -> bool:
@@ -204,6 +204,6 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         send_buffer=_number(env, "DEPTCAST_SEND_BUFFER", 4 * 1024 * 1024),
         calls_in_flight=_number(env, "DEPTCAST_CALLS_IN_FLIGHT", 64),
         max_subscriptions=_number(env, "DEPTCAST_MAX_SUBSCRIPTIONS", 1000),
-        presence_rate=_number(env, "DEPTCAST_PRESENCE_RATE", 2.0, kind=float),
-        presence_burst=_number(env, "DEPTCAST_PRESENCE_BURST", 10, minimum=1),
+        presence_rate=_number(env, "DEPTCAST_PRESENCE_RATE", 5.0, kind=float),
+        presence_burst=_number(env, "DEPTCAST_PRESENCE_BURST", 20, minimum=1),
     )
