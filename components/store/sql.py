@@ -16,6 +16,7 @@ from components.core.messages import make_envelope
 from components.core.retention import Floor, PrunedHistory, count_cut, pruned_past
 from components.core.targets import Target
 from components.core.tokens import Identity
+from components.store.receiptsql import ReceiptsSql
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,26 @@ def migrations(d: Dialect) -> List[str]:
             id    {d.bigint} NOT NULL
         );
         """,
+        # receipts: the roster (who signed in as a member, or was imported) and one row per
+        # notice, state and user (the first receipt of that state sets ``at``)
+        f"""
+        CREATE TABLE roster (
+            dept       TEXT NOT NULL,
+            usr        TEXT NOT NULL,
+            source     TEXT NOT NULL,
+            first_seen {d.bigint} NOT NULL,
+            last_seen  {d.bigint},
+            PRIMARY KEY (dept, usr)
+        );
+        CREATE TABLE receipts (
+            msg_id {d.bigint} NOT NULL,
+            state  TEXT NOT NULL,
+            dept   TEXT NOT NULL,
+            usr    TEXT NOT NULL,
+            at     {d.bigint} NOT NULL,
+            PRIMARY KEY (msg_id, state, dept, usr)
+        );
+        """,
     ]
 
 
@@ -139,7 +160,7 @@ def row_to_envelope(row) -> Dict[str, Any]:
                          Identity(sender, sender_dept), message, ts, **extra)
 
 
-class SqlStore:
+class SqlStore(ReceiptsSql):
     """The store on DB-API connections, one per thread; subclasses connect and lock.
 
     Subclasses provide :meth:`_connect` (a new autocommit connection), :meth:`_write` (a
@@ -360,6 +381,7 @@ class SqlStore:
                 top_seq, top_id = removed.get(topic, (0, 0))
                 removed[topic] = (max(top_seq, seq or 0), max(top_id, msg_id))
             self._raise_floors(conn, removed)
+            self._drop_receipts(conn, [msg_id for _, _, msg_id in gone])
         return len(gone)
 
     def topics_over(self, keep: int, limit: int = 1000) -> List[Tuple[str, int]]:
@@ -391,6 +413,7 @@ class SqlStore:
             gone = conn.execute(f"DELETE FROM messages WHERE topic = {p} AND seq > {p} AND seq <= {p} RETURNING id",
                                 (topic, floor.seq, upto)).fetchall()
             self._raise_floors(conn, {topic: (upto, max([floor.id] + [r[0] for r in gone]))})
+            self._drop_receipts(conn, [r[0] for r in gone])
         return len(gone)
 
     def ping(self, write: bool) -> None:
