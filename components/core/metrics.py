@@ -58,6 +58,17 @@ RETENTION_PRUNED = Counter(
     "deptcast_retention_pruned_messages",
     "Messages removed by retention, by rule (age: DEPTCAST_RETENTION_DAYS, count: DEPTCAST_RETENTION_MESSAGES).",
     ["rule"], registry=REGISTRY)
+CONNECTIONS_CLOSED = Counter(
+    "deptcast_connections_closed",
+    "Connections (WAMP /ws, legacy /webSocket) the node closed by a bound, by reason (slow_reader: its outgoing "
+    "buffer fell too far behind; "
+    "auth_timeout: not authenticated in time; too_large: a message over the limit, before or after "
+    "authentication; protocol_error: a malformed WAMP message).",
+    ["reason"], registry=REGISTRY)
+CALLS_REFUSED = Counter(
+    "deptcast_calls_refused_in_flight",
+    "Calls refused (rate_limited) because the session had DEPTCAST_CALLS_IN_FLIGHT calls unanswered.",
+    registry=REGISTRY)
 
 #: the HTTP paths counted by name; anything else is counted as "other" (labels stay few)
 HTTP_PATHS = ("/api/send", "/dev/token", "/health", "/health/serving", "/metrics")

@@ -25,6 +25,17 @@ variable                         meaning                                     def
 ``DEPTCAST_RETENTION_DAYS``      remove messages older than this many days   0 (keep all)
 ``DEPTCAST_RETENTION_MESSAGES``  keep at most this many messages per topic   0 (keep all)
 ``DEPTCAST_RETENTION_INTERVAL``  seconds between two retention rounds        60
+``DEPTCAST_AUTH_TIMEOUT``        seconds a WAMP connection has to            60
+                                 authenticate (0: no bound)
+``DEPTCAST_SEND_BUFFER``         bytes a WAMP connection may fall behind     4194304 (4 MiB)
+                                 by before it is closed (0: no bound)
+``DEPTCAST_CALLS_IN_FLIGHT``     calls a client session may have unanswered  64
+                                 (0: no bound)
+``DEPTCAST_MAX_SUBSCRIPTIONS``   subscriptions a client session may hold     1000
+``DEPTCAST_PRESENCE_RATE``       presence.online calls per second per user   5
+                                 (0: no limit)
+``DEPTCAST_PRESENCE_BURST``      presence.online calls a user may make at    20
+                                 once
 ===============================  ==========================================  =====================
 """
 
@@ -75,6 +86,12 @@ class Settings:
     retention_days: float = 0.0
     retention_messages: int = 0
     retention_interval: float = 60.0
+    auth_timeout: float = 60.0
+    send_buffer: int = 4 * 1024 * 1024
+    calls_in_flight: int = 64
+    max_subscriptions: int = 1000
+    presence_rate: float = 5.0
+    presence_burst: int = 20
 
     @property
     def db_is_postgres(self) -> bool:
@@ -183,4 +200,10 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         retention_days=_number(env, "DEPTCAST_RETENTION_DAYS", 0.0, kind=float),
         retention_messages=_number(env, "DEPTCAST_RETENTION_MESSAGES", 0),
         retention_interval=_number(env, "DEPTCAST_RETENTION_INTERVAL", 60.0, kind=float, minimum=0.1),
+        auth_timeout=_number(env, "DEPTCAST_AUTH_TIMEOUT", 60.0, kind=float),
+        send_buffer=_number(env, "DEPTCAST_SEND_BUFFER", 4 * 1024 * 1024),
+        calls_in_flight=_number(env, "DEPTCAST_CALLS_IN_FLIGHT", 64),
+        max_subscriptions=_number(env, "DEPTCAST_MAX_SUBSCRIPTIONS", 1000),
+        presence_rate=_number(env, "DEPTCAST_PRESENCE_RATE", 5.0, kind=float),
+        presence_burst=_number(env, "DEPTCAST_PRESENCE_BURST", 20, minimum=1),
     )
