@@ -342,13 +342,14 @@ class ThreadedStore:
 
     def _flushed(self, outcome: Any, group: List["_Entry"]) -> None:
         self._flushing -= 1
+        # the next group goes to the writer first: it writes while this one's callers publish
+        self._flush()
         if isinstance(outcome, Failure):
             for entry in group:
                 entry.result.errback(outcome)
         else:
             for entry, part in _split(group, outcome):
                 entry.result.callback(part)
-        self._flush()
 
     def sent_keys(self, sender: Identity, keys: Sequence[str]) -> defer.Deferred:
         """What ``sender`` stored under ``keys``: ``{key: (fingerprint, first envelope)}``."""
