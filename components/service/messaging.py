@@ -149,18 +149,6 @@ class MessageService:
         _, rate, burst = self._limiter_for(identity)
         return Refused(RATE_LIMITED, f"more than {burst} messages in a burst; slow down to {rate:g} per second")
 
-    def check(self, identity: Identity, to: Any, message: Any):
-        """Validate, authorize and rate-limit one send request.
-
-        :raises Refused: with the contract's URI
-        :rtype: Target
-        """
-        target = check_send(identity, to, message, self._settings.max_message_bytes)
-        limiter, _, _ = self._limiter_for(identity)
-        if not limiter.allow(identity.key, self._monotonic()):
-            raise self._rate_refusal(identity)
-        return target
-
     @counted_send
     @_counted("send")
     @defer.inlineCallbacks
@@ -244,7 +232,9 @@ class MessageService:
             yield self._answer_over_limit(identity, prepared, over)
         if not going:
             return prepared
-        self._check_store()
+        if not self.store_ready:
+            limiter.refund(identity.key, len(going))
+            self._check_store()
         if not self._gate.is_open:
             yield self._gate.wait()
         try:
