@@ -202,3 +202,27 @@ def test_a_store_known_down_takes_only_the_small_queue():
     finally:
         held.gate.set()
         store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sends_that_wait_for_the_writer_go_in_one_group_commit_in_order():
+    held = HeldStore()
+    groups: List[List[str]] = []
+    real = held.append_many
+
+    def recording(items, before_commit=None):
+        groups.append([item.message for item in items])
+        return real(items, before_commit=before_commit)
+    held.append_many = recording  # type: ignore[method-assign]  # records each transaction
+    store = ThreadedStore(held, reactor, writers=1, timeout=5, unavailable_errors=(Stuck,))
+    try:
+        first = outcome(store.append(None, None, "first", 0))  # holds the one writer
+        waiting = [outcome(store.append(None, None, f"w{i}", 0)) for i in range(5)]
+        held.gate.set()
+        assert (yield first) == "first"
+        assert (yield defer.gatherResults(waiting)) == [f"w{i}" for i in range(5)]
+        assert groups == [["first"], [f"w{i}" for i in range(5)]]
+        assert held.committed == ["first"] + [f"w{i}" for i in range(5)]
+    finally:
+        held.gate.set()
+        store.close()
