@@ -11,6 +11,9 @@ variable                         meaning                                     def
 ``DEPTCAST_HISTORY_LIMIT``       most envelopes one history call returns     200
 ``DEPTCAST_RATE``                sends per second per user (0: no limit)     20
 ``DEPTCAST_BURST``               sends a user may make at once               50
+``DEPTCAST_PUBLISHER_RATE``      sends per second per publisher or admin     1000
+                                 account (backends; a batch item counts one)
+``DEPTCAST_PUBLISHER_BURST``     sends a publisher may make at once          2000
 ``DEPTCAST_HISTORY_RATE``        history calls per second per user (0: off)  5
 ``DEPTCAST_HISTORY_BURST``       history calls a user may make at once       20
 ``DEPTCAST_NODE``                this node's name in logs                    the host name
@@ -75,6 +78,8 @@ class Settings:
     history_limit: int = 200
     rate: float = 20.0
     burst: int = 50
+    publisher_rate: float = 1000.0
+    publisher_burst: int = 2000
     history_rate: float = 5.0
     history_burst: int = 20
     node_name: str = "deptcast"
@@ -189,6 +194,8 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         history_limit=_number(env, "DEPTCAST_HISTORY_LIMIT", 200, minimum=1),
         rate=_number(env, "DEPTCAST_RATE", 20.0, kind=float),
         burst=_number(env, "DEPTCAST_BURST", 50, minimum=1),
+        publisher_rate=_number(env, "DEPTCAST_PUBLISHER_RATE", 1000.0, kind=float),
+        publisher_burst=_number(env, "DEPTCAST_PUBLISHER_BURST", 2000, minimum=1),
         history_rate=_number(env, "DEPTCAST_HISTORY_RATE", 5.0, kind=float),
         history_burst=_number(env, "DEPTCAST_HISTORY_BURST", 20, minimum=1),
         node_name=env.get("DEPTCAST_NODE", "").strip() or socket.gethostname(),

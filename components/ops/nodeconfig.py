@@ -142,6 +142,7 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
                                 "max_message_bytes": max_message_bytes}},
         "api": {"type": "path", "paths": {
             "send": {"type": "resource", "classname": "components.edge.httpapi.HttpSendResource"},
+            "send_batch": {"type": "resource", "classname": "components.edge.httpapi.HttpSendBatchResource"},
         }},
         # internal: for monitoring and balancers, not proxied to the public (components.ops.nginx)
         "health": {"type": "resource", "classname": "components.edge.health.HealthResource"},

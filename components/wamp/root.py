@@ -33,7 +33,7 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 
-from components.core.frames import frame_cap
+from components.core.frames import frame_cap, wamp_message_cap
 from components.core.settings import Settings
 from components.service.messaging import MessageService
 from components.service.refusals import RefusalLog
@@ -62,8 +62,9 @@ def install_patches(router: Any, settings: Settings, leave_out: List[str]) -> Li
         authorize=auth.authorize,
         links=runtime().links,
         peers=tuple(settings.peers),
-        # the largest body a resource reads: a send's JSON (the dev sign-in form is smaller)
-        max_body=frame_cap(settings.max_message_bytes),
+        # the largest body a resource reads: a batch's JSON, bounded as one WAMP call (a
+        # send's and the dev sign-in form's are smaller)
+        max_body=max(frame_cap(settings.max_message_bytes), wamp_message_cap(settings.max_message_bytes)),
         auth_timeout=settings.auth_timeout,
         send_buffer=settings.send_buffer,
         calls_in_flight=settings.calls_in_flight,

@@ -19,6 +19,7 @@ import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, reactor, task, threads
 
+from components.client.tx import Client as ShippedClient
 from components.core import names
 from components.core.names import RLINK_ROLE
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS
@@ -329,6 +330,64 @@ def test_events_across_links_carry_no_internals(cluster):
     finally:
         listener.close()
         sender.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_group_commits_on_every_node_keep_order_gapless_seq_and_exactly_once(cluster):
+    """Keyed batches and keyed single sends to one department go in at once through every
+    node, each batch sent twice (through two nodes, concurrently, as a retry would): every
+    subscriber, on every node, gets each notice once (events from different nodes may
+    interleave on the way); the shipped client on every node gets them in seq order 1..N
+    without a gap; every answer for a key is its first envelope."""
+    dept = _unique("group")
+    topic = names.dept_topic(dept)
+    subs, shipped = [], []
+    got = {name: [] for name in cluster.nodes}
+    for name, node in cluster.nodes.items():
+        for i in range(2):
+            c = yield connect(node.url, token(f"s{name}{i}", dept))
+            yield c.listen(topic)
+            subs.append(c)
+        client = ShippedClient(node.url, token(f"c{name}", dept), got[name].append)
+        yield client.start()
+        shipped.append(client)
+    yield wait_links_carry(cluster, [topic])
+    pubs = {}
+    for name, node in cluster.nodes.items():  # one backend account, a session on each node
+        pubs[name] = yield connect(node.url, token("backend", "ops", "publisher"))
+    order = sorted(pubs)
+    try:
+        calls = []
+        for b in range(6):
+            items = [{"to": dept, "message": f"b{b}.{i}", "key": f"b{b}-{i}"} for i in range(50)]
+            for via in (order[b % len(order)], order[(b + 1) % len(order)]):
+                calls.append(pubs[via].call(names.PROC_SEND_BATCH, items))
+        for i in range(60):
+            via = order[i % len(order)]
+            calls.append(pubs[via].call(names.PROC_SEND, dept, f"s{i}", key=f"s-{i}"))
+            calls.append(pubs[order[(i + 1) % len(order)]].call(names.PROC_SEND, dept, f"s{i}", key=f"s-{i}"))
+        answers = yield defer.gatherResults(calls)
+        batches, singles = answers[:12], answers[12:]
+        for first, again in zip(batches[::2], batches[1::2]):
+            assert first == again and all("error" not in r for r in first)
+        for first, again in zip(singles[::2], singles[1::2]):
+            assert first == again
+        stored = {e["id"]: e for batch in batches for e in batch} | {e["id"]: e for e in singles}
+        assert len(stored) == 6 * 50 + 60
+        expected = sorted(stored.values(), key=lambda e: e["seq"])
+        assert [e["seq"] for e in expected] == list(range(1, len(expected) + 1))
+        assert [e["id"] for e in expected] == sorted(e["id"] for e in expected)
+        yield wait_for(lambda: all(len(c.events[topic]) >= len(expected) for c in subs)
+                       and all(len(g) >= len(expected) for g in got.values()), 60, "every notice")
+        yield task.deferLater(reactor, 0.5, lambda: None)  # room for a late duplicate to show
+        for c in subs:
+            assert sorted(c.events[topic], key=lambda e: e["seq"]) == expected, cluster.node_of(c)
+        for name, envelopes in got.items():
+            assert envelopes == expected, name
+    finally:
+        for client in shipped:
+            yield client.stop()
+        yield _close(subs + list(pubs.values()))
 
 
 @pytest_twisted.inlineCallbacks
