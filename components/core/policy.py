@@ -30,7 +30,9 @@ def may_call(identity: Identity, procedure: str) -> bool:
 
     :rtype: bool
     """
-    return procedure in names.CLIENT_PROCEDURES
+    if procedure == names.PROC_ADMIN_REVOKE:
+        return identity.is_admin
+    return procedure in names.CLIENT_PROCEDURES or procedure == names.PROC_SESSION_REFRESH
 
 
 def may_send(identity: Identity, target: Target) -> bool:

@@ -25,6 +25,8 @@ variable                         meaning                                     def
 ``DEPTCAST_RETENTION_DAYS``      remove messages older than this many days   0 (keep all)
 ``DEPTCAST_RETENTION_MESSAGES``  keep at most this many messages per topic   0 (keep all)
 ``DEPTCAST_RETENTION_INTERVAL``  seconds between two retention rounds        60
+``DEPTCAST_MAX_TOKEN_TTL``       longest token lifetime accepted (seconds);  604800 (7 days)
+                                 revocations are kept this long
 ===============================  ==========================================  =====================
 """
 
@@ -37,6 +39,7 @@ from typing import Mapping, Optional, Tuple
 
 from components.core.legacy import KeyPattern
 from components.core.messages import DEFAULT_MAX_MESSAGE_BYTES
+from components.core.tokens import DEFAULT_MAX_TOKEN_TTL
 
 SECRET_FILE = "jwt.secret"
 SQLITE_FILE = "deptcast.sqlite3"
@@ -75,6 +78,7 @@ class Settings:
     retention_days: float = 0.0
     retention_messages: int = 0
     retention_interval: float = 60.0
+    max_token_ttl: int = DEFAULT_MAX_TOKEN_TTL
 
     @property
     def db_is_postgres(self) -> bool:
@@ -183,4 +187,14 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         retention_days=_number(env, "DEPTCAST_RETENTION_DAYS", 0.0, kind=float),
         retention_messages=_number(env, "DEPTCAST_RETENTION_MESSAGES", 0),
         retention_interval=_number(env, "DEPTCAST_RETENTION_INTERVAL", 60.0, kind=float, minimum=0.1),
+        max_token_ttl=max_token_ttl(env),
     )
+
+
+def max_token_ttl(env: Mapping[str, str] = os.environ) -> int:
+    """``DEPTCAST_MAX_TOKEN_TTL``: the longest token lifetime a node accepts, in seconds.
+
+    :raises ConfigError: if it is not a whole number of seconds of at least 1
+    :rtype: int
+    """
+    return _number(env, "DEPTCAST_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL, minimum=1)

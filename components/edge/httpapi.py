@@ -1,4 +1,6 @@
-"""``POST /api/send``: the send API for backends that cannot speak WAMP.
+"""``POST /api/send``: the send API for backends that cannot speak WAMP; ``POST /api/revoke``
+for offboarding systems (an ``admin`` token, the body ``{"user_key": "<dept>_<user>"}``; the
+meaning of ``deptcast.admin.revoke``, answered ``{"user_key", "at"}``; 403 for another role).
 
 Mounted in the node's web transport as a Twisted resource. The caller authenticates with a
 deptcast token (``Authorization: Bearer <token>``, any role: a ``publisher`` token for a
@@ -24,7 +26,8 @@ from twisted.web import resource, server
 from components.core import frames
 from components.core.errors import UNAVAILABLE, Refused
 from components.core.metrics import count_refusal
-from components.core.tokens import verify_token
+from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED
+from components.core.jsonlimits import load_json
 from components.edge.http import bearer_token, error_body, header, json_body, peer_host
 from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
@@ -59,7 +62,8 @@ class HttpSendResource(resource.Resource):
         try:
             token = bearer_token(header(request, b"authorization"))
             # never log the token: it is a bearer credential
-            identity = verify_token(self._settings.jwt_secret, token)
+            identity = self._runtime.sessions.grant(self._settings.jwt_secret, token,
+                                                    max_ttl=self._settings.max_token_ttl).identity
             frame = frames.parse_send_body(request.content.read(self._body_cap + 1), self._body_cap)
         except Refused as e:
             count_refusal("http", e.uri)
@@ -95,3 +99,60 @@ class HttpSendResource(resource.Resource):
         refusal = cast(Refused, failure.value)  # trapped
         self._refusals.refused(refusal.uri, who, refusal.detail)
         return failure
+
+
+#: the largest body /api/revoke reads: ``{"user_key": ...}``
+REVOKE_BODY_CAP = 1024
+
+
+class HttpRevokeResource(resource.Resource):
+    """``/api/revoke``: one POST revokes one user (``admin`` tokens only)."""
+
+    isLeaf = True
+    log = txaio.make_logger()
+
+    def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
+        super().__init__()
+        self._runtime = rt or runtime()
+        self._settings = self._runtime.settings_or_log(self.log, "http api")
+        self._refusals = RefusalLog(self.log, "deptcast http api", "HTTP request", "HTTP requests")
+
+    def render_POST(self, request) -> Any:
+        if self._settings is None:
+            return error_body(request, Refused(UNAVAILABLE, "the HTTP API is misconfigured"))
+        try:
+            token = bearer_token(header(request, b"authorization"))
+            identity = self._runtime.sessions.grant(self._settings.jwt_secret, token,
+                                                    max_ttl=self._settings.max_token_ttl).identity
+            if not identity.is_admin:
+                raise Refused(NOT_AUTHORIZED, "revoking takes an admin token")
+            body = load_json(request.content.read(REVOKE_BODY_CAP + 1), max_bytes=REVOKE_BODY_CAP)
+            if not isinstance(body, dict) or not isinstance(body.get("user_key"), str):
+                raise Refused(INVALID_FRAME, 'the body must be a JSON object {"user_key": "<dept>_<user>"}')
+        except Refused as e:
+            count_refusal("http", e.uri)
+            self._refusals.refused(e.uri, peer_host(request), e.detail)
+            return error_body(request, e)
+
+        finished = {"gone": False}
+        request.notifyFinish().addErrback(lambda _: finished.update(gone=True))
+
+        def answer(result: Dict[str, Any]) -> None:
+            if not finished["gone"]:
+                request.write(json_body(request, 200, result))
+                request.finish()
+
+        def refuse(failure: Failure) -> None:
+            if isinstance(failure.value, Refused):
+                refusal = failure.value
+            else:
+                self._refusals.failed(failure, identity.key)
+                refusal = Refused(UNAVAILABLE, "the revocation could not be stored; retry shortly")
+            if not finished["gone"]:
+                request.write(error_body(request, refusal))
+                request.finish()
+
+        d = self._runtime.messages.get(READY_TIMEOUT)
+        d.addCallback(lambda service: self._runtime.sessions.record_revocation(service.store, body["user_key"]))
+        d.addCallbacks(answer, refuse)
+        return server.NOT_DONE_YET

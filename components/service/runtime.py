@@ -17,6 +17,7 @@ from components.service.links import LinkState
 from components.service.nodehealth import NodeHealth
 from components.service.messaging import MessageService
 from components.service.presence import LegacyUsers
+from components.service.sessionlife import SessionLives
 from components.service.slot import Slot
 
 
@@ -28,6 +29,7 @@ class Runtime:
     :ivar bridge: the router session the web transport's resources subscribe with
     :ivar links: whether this node's links to its peers are up (:mod:`components.upstream.rlinks` reports)
     :ivar legacy_users: the open legacy sockets, which presence counts like WAMP sessions
+    :ivar sessions: the signed-in sessions and their tokens' lives, and the revocations known
     :ivar health: what the parts report about themselves, for ``/health`` and ``/metrics``
     """
 
@@ -37,6 +39,7 @@ class Runtime:
         self.bridge: Slot[Any] = Slot(clock, "the node's router session")
         self.links = LinkState()
         self.legacy_users = LegacyUsers()
+        self.sessions = SessionLives(clock)
         self.health = NodeHealth(clock)
         self._settings: Optional[Settings] = None
         self._error: Optional[ConfigError] = None

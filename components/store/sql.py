@@ -16,6 +16,7 @@ from components.core.messages import make_envelope
 from components.core.retention import Floor, PrunedHistory, count_cut, pruned_past
 from components.core.targets import Target
 from components.core.tokens import Identity
+from components.store.revocations import RevocationRows
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ def migrations(d: Dialect) -> List[str]:
             id    {d.bigint} NOT NULL
         );
         """,
+        # revocations: a user's tokens issued at or before ``at`` (seconds) are refused; kept
+        # for DEPTCAST_MAX_TOKEN_TTL (see components.store.revocations)
+        f"""
+        CREATE TABLE revocations (
+            id      {d.serial},
+            dept    TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            at      {d.bigint} NOT NULL
+        );
+        CREATE INDEX revocations_at ON revocations (at);
+        """,
     ]
 
 
@@ -139,7 +151,7 @@ def row_to_envelope(row) -> Dict[str, Any]:
                          Identity(sender, sender_dept), message, ts, **extra)
 
 
-class SqlStore:
+class SqlStore(RevocationRows):
     """The store on DB-API connections, one per thread; subclasses connect and lock.
 
     Subclasses provide :meth:`_connect` (a new autocommit connection), :meth:`_write` (a
