@@ -105,6 +105,8 @@ class LegacyServerProtocol(WebSocketServerProtocol):
                                                   factory.settings.jwt_secret, factory.settings.legacy_open,
                                                   request.protocols, factory.settings.max_token_ttl)
             if client.grant is not None:
+                if not factory.runtime.sessions.loaded:  # a starting node: the revocations in force first
+                    yield factory.runtime.sessions.when_loaded(factory.ready_timeout)
                 try:
                     factory.runtime.sessions.check(client.grant)
                 except Refused as e:

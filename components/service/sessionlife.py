@@ -99,9 +99,40 @@ class SessionLives:
     _by_user: Dict[Key, Set[Hashable]] = field(default_factory=dict)
     #: sessions ended, by reason (for /metrics and the tests)
     ended: Dict[str, int] = field(default_factory=lambda: {CLOSE_TOKEN_EXPIRED: 0, CLOSE_REVOKED: 0})
+    #: whether the revocations in force were read from the store (a starting node's sign-ins
+    #: wait for it a bounded time: :meth:`when_loaded`)
+    loaded: bool = False
+    _waiters: List[defer.Deferred] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self._lives)
+
+    def mark_loaded(self) -> None:
+        """The revocations in force are known: sign-ins that waited go on."""
+        self.loaded = True
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if not d.called:
+                d.callback(True)
+
+    def when_loaded(self, timeout: float) -> defer.Deferred:
+        """Fire with ``True`` once the revocations are loaded, or ``False`` after ``timeout``
+        seconds (the store is down: sign-ins go on, and a revoked user that got in is ended
+        when the revocations arrive)."""
+        if self.loaded:
+            return defer.succeed(True)
+        d: defer.Deferred = defer.Deferred()
+        self._waiters.append(d)
+        def give_up() -> None:
+            if not d.called:
+                d.callback(False)
+
+        def done(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+        timer = self.clock.callLater(timeout, give_up)
+        return d.addBoth(done)
 
     # -- tokens
 
@@ -112,7 +143,8 @@ class SessionLives:
             "revoked" for a revoked user's token)
         :rtype: Grant
         """
-        grant = read_token(secret, token, authid, **({"max_ttl": max_ttl} if max_ttl is not None else {}))
+        grant = read_token(secret, token, authid, **({"max_ttl": max_ttl} if max_ttl is not None else {}),
+                           now=self.now())
         self.check(grant)
         return grant
 
@@ -274,6 +306,7 @@ class RevocationPoller:
                                   key=f"{dept}_{user}", n=ended)
         if not self.loaded:
             self.loaded = True
+            self._lives.mark_loaded()
             self.log.info("deptcast sessions: {n} revocation(s) in force", n=len(self._lives.revocations))
         if self._lives.now() - self._pruned_at >= PRUNE_INTERVAL:
             self._pruned_at = self._lives.now()

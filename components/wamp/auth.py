@@ -29,6 +29,9 @@ txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 log = txaio.make_logger()
 
+#: seconds a sign-in on a starting node waits for the revocations in force to be read
+LOAD_WAIT = 5.0
+
 
 def identity_of(session: Dict[str, Any]) -> Identity:
     """The identity of a session as the router describes it to the authorizer.
@@ -49,10 +52,16 @@ def authenticator(secret: str, lives: Optional[SessionLives] = None,
 
     :rtype: callable ``(realm, authid, details) -> principal``
     """
-    lives = lives if lives is not None else SessionLives(None)
+    lives = lives if lives is not None else SessionLives(None, loaded=True)
     refusals = RefusalLog(log, "deptcast auth", "session", "sessions")
 
-    def authenticate(realm: str, authid: str, details: Dict[str, Any]) -> Dict[str, Any]:
+    def authenticate(realm: str, authid: str, details: Dict[str, Any]) -> Any:
+        if not lives.loaded:
+            # a starting node: wait (bounded) for the revocations in force before deciding
+            return lives.when_loaded(LOAD_WAIT).addCallback(lambda _: decide(realm, authid, details))
+        return decide(realm, authid, details)
+
+    def decide(realm: str, authid: str, details: Dict[str, Any]) -> Dict[str, Any]:
         try:
             if realm != names.REALM:
                 raise Refused(INVALID_TOKEN, f"unknown realm {realm!r}")
