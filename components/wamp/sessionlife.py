@@ -6,9 +6,8 @@ The component follows client sessions through the meta API (``wamp.session.on_jo
 ``on_leave``; the authenticator put the token's ``exp`` and ``iat`` in the session's authextra)
 and ends one with the meta procedure ``wamp.session.kill``, which sends the client a GOODBYE
 with the reason (``deptcast.close.token_expired`` or ``deptcast.close.revoked``). A client
-that does not answer its GOODBYE is cut off by the router's own ping timeout; it is no longer
-in :class:`~components.service.sessionlife.SessionLives` and may not sign in again with a
-revoked token.
+that has not answered its GOODBYE :data:`GOODBYE_GRACE` seconds later is cut off (its
+connection aborted: :func:`components.upstream.sessions.cut_off`).
 
 It also runs the node's :class:`~components.service.sessionlife.RevocationPoller` once the
 store is ready, so revocations reach this node within about half a second, and all of them at
@@ -28,6 +27,8 @@ from components.core.settings import Settings
 from components.core.tokens import Grant, Identity
 from components.service.runtime import runtime
 from components.service.sessionlife import RevocationPoller
+from components.upstream import sessions
+from components.upstream.worker import router_of
 from components.wamp.base import NodeComponent, client_errors, scan_sessions
 from components.wamp.callers import Callers
 
@@ -35,6 +36,8 @@ from components.wamp.callers import Callers
 READY_TIMEOUT = 10.0
 #: seconds between two looks for the store being ready, before the poll of revocations starts
 STORE_WAIT = 0.5
+#: seconds a client has to answer the GOODBYE that ends its session before its connection is aborted
+GOODBYE_GRACE = 2.0
 
 
 def _seconds(value: Any) -> Optional[int]:
@@ -49,7 +52,9 @@ class SessionLifeComponent(NodeComponent):
     async def start(self, settings: Settings) -> None:
         self._lives = runtime().sessions
         self._callers = Callers(self)
-        self._left: set = set()
+        self._left: set = set()  # sessions that left during the start scan
+        self._scanning = True
+        self._ending: Dict[int, Any] = {}
         self._poller: Optional[RevocationPoller] = None
         await self.subscribe(self._on_join, "wamp.session.on_join")
         await self.subscribe(self._on_leave, "wamp.session.on_leave")
@@ -58,6 +63,8 @@ class SessionLifeComponent(NodeComponent):
         await self.register(self.revoke, names.PROC_ADMIN_REVOKE, options=opts)
         # sessions that joined before this component (it restarted): follow them too
         await scan_sessions(self, list(names.CLIENT_ROLES), self._lives.known, self._left, self._follow)
+        self._scanning = False
+        self._left.clear()
         self._waiting = task.LoopingCall(self._start_poller)
         self._waiting.start(STORE_WAIT, now=True)
         self.log.info("deptcast sessions: expiry, refresh and revocation ready on node {node}",
@@ -74,7 +81,6 @@ class SessionLifeComponent(NodeComponent):
     # -- following sessions
 
     def _on_join(self, info: Dict[str, Any], *args, **kwargs) -> None:
-        self._left.discard(info.get("session"))
         self._follow(info)
 
     def _follow(self, info: Dict[str, Any]) -> None:
@@ -88,7 +94,11 @@ class SessionLifeComponent(NodeComponent):
                            functools.partial(self._kill, session_id))
 
     def _on_leave(self, session_id: int, *args, **kwargs) -> None:
-        self._left.add(session_id)
+        if self._scanning:
+            self._left.add(session_id)
+        timer = self._ending.pop(session_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
         self._callers.forget(session_id)
         self._lives.left(session_id)
 
@@ -99,9 +109,17 @@ class SessionLifeComponent(NodeComponent):
         try:
             yield self.call("wamp.session.kill", session_id, reason=reason, message=message)
         except ApplicationError:
-            pass  # it left meanwhile
+            return  # it left meanwhile
         except Exception as e:
             self.log.warn("deptcast sessions: could not end session {sid}: {e}", sid=session_id, e=str(e))
+        # (a session that left already is not in the router's map: cut_off finds nothing)
+        self._ending[session_id] = reactor.callLater(GOODBYE_GRACE, self._cut_off, session_id)
+
+    def _cut_off(self, session_id: int) -> None:
+        self._ending.pop(session_id, None)
+        if sessions.cut_off(router_of(self), session_id):
+            self.log.info("deptcast sessions: session {sid} did not answer its GOODBYE in {grace} s: cut off",
+                          sid=session_id, grace=GOODBYE_GRACE)
 
     # -- procedures
 
@@ -132,6 +150,9 @@ class SessionLifeComponent(NodeComponent):
         return await self._lives.record_revocation(service.store, user_key)
 
     def onLeave(self, details):
+        for timer in self._ending.values() if hasattr(self, "_ending") else ():
+            if timer.active():
+                timer.cancel()
         waiting = getattr(self, "_waiting", None)
         if waiting is not None and waiting.running:
             waiting.stop()

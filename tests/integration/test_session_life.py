@@ -14,13 +14,18 @@ import time
 import jwt
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.wamp import message
+from autobahn.wamp.types import ComponentConfig
+from autobahn.websocket.util import parse_url
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from components.core import names
 from components.core.tokens import issue_token
 from tests.support.legacy import HandshakeRefused, connect_legacy, http_request, post_send
 from tests.support.nodes import TEST_SECRET, Node, token
-from tests.support.wamp import JoinRefused, call_error, connect, wait_for
+from tests.support.wamp import Client, JoinRefused, call_error, connect, wait_for
 
 INVALID_TOKEN = "deptcast.error.invalid_token"
 TOKEN_EXPIRED = "deptcast.error.token_expired"
@@ -181,3 +186,36 @@ def test_post_api_revoke_takes_an_admin_token(life_node):
     assert status == 200 and body["user_key"] == f"{dept}_hal"
     yield wait_for(lambda: victim.closed.called, 15, "the session to end")
     assert victim.left_with.reason == names.CLOSE_REVOKED
+
+
+class _Deaf(Client):
+    """A client that never answers a GOODBYE (it keeps its connection open)."""
+
+    goodbye = None
+
+    def onMessage(self, msg):
+        if isinstance(msg, message.Goodbye):
+            self.goodbye = msg
+            return
+        super().onMessage(msg)
+
+
+def _connect_deaf(url: str, tok: str):
+    joined = defer.Deferred()
+    factory = WampWebSocketClientFactory(lambda: _Deaf(ComponentConfig(realm=names.REALM), tok, None, joined),
+                                         url=url)
+    _, host, port, _, _, _ = parse_url(url)
+    TCP4ClientEndpoint(reactor, host, port).connect(factory).addErrback(joined.errback)
+    return joined.addTimeout(10, reactor)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_client_that_ignores_its_goodbye_is_cut_off(life_node):
+    dept = _dept("deaf")
+    deaf = yield _connect_deaf(life_node.url, token("dan", dept))
+    yield deaf.listen(names.dept_topic(dept))
+    admin = yield connect(life_node.url, token("ops", "ops", "admin"))
+    yield admin.call(names.PROC_ADMIN_REVOKE, f"{dept}_dan")
+    yield wait_for(lambda: deaf.closed.called, 20, "the node to cut the connection")
+    assert deaf.goodbye is not None and deaf.goodbye.reason == names.CLOSE_REVOKED
+    yield admin.close()
