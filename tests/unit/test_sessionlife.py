@@ -2,6 +2,7 @@
 with a fake clock and a fake store."""
 
 import pytest
+from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
@@ -9,6 +10,7 @@ from components.core.errors import INVALID_TOKEN, Refused
 from components.core.names import CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED
 from components.core.tokens import Grant, Identity, issue_token
 from components.service.sessionlife import RevocationPoller, Revocations, SessionLives
+from components.wamp.auth import authenticator
 
 SECRET = "s" * 64
 T0 = 1_800_000_000
@@ -118,3 +120,26 @@ def test_a_sign_in_waits_a_bounded_time_for_the_revocations():
     waited = sl.when_loaded(5)
     clock.advance(5)
     assert waited.result is False
+
+
+def test_the_authenticator_puts_the_tokens_life_in_authextra_and_refuses_a_revoked_user():
+    clock, sl = lives()
+    sl.mark_loaded()
+    authenticate = authenticator(SECRET, sl)
+    principal = authenticate("deptcast", "amy", {"ticket": issue_token(SECRET, "amy", "d", ttl=60, now=T0)})
+    assert principal == {"authid": "amy", "role": "member", "extra": {"dept": "d", "exp": T0 + 60, "iat": T0}}
+    sl.revoke("d", "amy", T0)
+    with pytest.raises(ApplicationError) as info:
+        authenticate("deptcast", "amy", {"ticket": issue_token(SECRET, "amy", "d", ttl=60, now=T0)})
+    assert info.value.error == INVALID_TOKEN and "revoked" in info.value.args[0]
+
+
+def test_a_sign_in_on_a_starting_node_waits_for_the_revocations():
+    clock, sl = lives()
+    sl.revocations.add("d", "amy", T0)
+    answer = authenticator(SECRET, sl)("deptcast", None, {"ticket": issue_token(SECRET, "amy", "d", now=T0)})
+    assert isinstance(answer, defer.Deferred) and not answer.called
+    sl.mark_loaded()
+    failures = []
+    answer.addErrback(failures.append)
+    assert failures and "revoked" in failures[0].value.args[0]
