@@ -59,8 +59,14 @@ RETENTION_PRUNED = Counter(
     "Messages removed by retention, by rule (age: DEPTCAST_RETENTION_DAYS, count: DEPTCAST_RETENTION_MESSAGES).",
     ["rule"], registry=REGISTRY)
 
+SESSIONS_ENDED = Counter(
+    "deptcast_sessions_ended",
+    "Client sessions (WAMP and legacy) the node ended, by reason (token_expired: the token's exp passed "
+    "unrenewed; revoked: an admin revoked the user).",
+    ["reason"], registry=REGISTRY)
+
 #: the HTTP paths counted by name; anything else is counted as "other" (labels stay few)
-HTTP_PATHS = ("/api/send", "/dev/token", "/health", "/health/serving", "/metrics")
+HTTP_PATHS = ("/api/send", "/api/revoke", "/dev/token", "/health", "/health/serving", "/metrics")
 
 
 def reason_of(uri: str) -> str:

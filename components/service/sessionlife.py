@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 import txaio
 from twisted.internet import defer, task
 
+from components.core.metrics import SESSIONS_ENDED
 from components.core.errors import INVALID_FRAME, INVALID_TOKEN, UNAVAILABLE, Refused
 from components.core.names import CLOSE_REVOKED, CLOSE_TOKEN_EXPIRED, NAME_RULE, parse_user_key
 from components.core.tokens import Grant, read_token
@@ -252,6 +253,7 @@ class SessionLives:
             return
         self.left(handle)
         self.ended[reason] = self.ended.get(reason, 0) + 1
+        SESSIONS_ENDED.labels(reason.rsplit(".", 1)[-1]).inc()
         try:
             life.end(reason)
         except Exception:

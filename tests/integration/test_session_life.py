@@ -186,6 +186,10 @@ def test_post_api_revoke_takes_an_admin_token(life_node):
     assert status == 200 and body["user_key"] == f"{dept}_hal"
     yield wait_for(lambda: victim.closed.called, 15, "the session to end")
     assert victim.left_with.reason == names.CLOSE_REVOKED
+    status, _, metrics = yield http_request("GET", f"http://127.0.0.1:{life_node.port}/metrics")
+    ended = [line for line in metrics.decode().splitlines()
+             if line.startswith('deptcast_sessions_ended_total{reason="revoked"}')]
+    assert status == 200 and len(ended) == 1 and float(ended[0].split()[-1]) >= 1
 
 
 class _Deaf(Client):
