@@ -19,6 +19,7 @@
 //   echo       one client (legacy socket or WAMP) sending to its own department:
 //              latency from its send until it receives the message itself
 //   burst      S subscribers, M sends with W calls in flight (closed loop)
+//   acks       S subscribers acknowledging receipts (or not), a sender at a fixed rate
 "use strict";
 
 const fs = require("node:fs");
@@ -383,9 +384,99 @@ async function burst(cfg) {
   return 0;
 }
 
+// ---------------------------------------------------------------- acks
+
+// S WAMP subscribers of one department; a sender at a fixed rate for warmup + seconds. With
+// cfg.ack every subscriber acknowledges what it got as "delivered" once a second, as the
+// shipped clients do (one deptcast.ack call per second, the ids of that second), and one in
+// cfg.seenEvery also says "seen" for them in its next second. Reports deliveries in the window,
+// send-to-delivery latency, and the acknowledgements sent and refused.
+async function acks(cfg) {
+  const mark = [0, 0, 0];
+  let inWindow = false;
+  let windowStartUs = Infinity;
+  let delivered = 0;
+  const latencies = [];
+  const ID = /"id":"(\d+)"/;
+  const counters = { calls: 0, ids: 0, errors: {} };
+  const subs = [];
+  for (let n = 0; n < cfg.subscribers.length; n++) {
+    const state = { ids: [], seen: [], turn: 0 };
+    const handle = await openWithRetry("wamp", cfg.subscribers[n], (data) => {
+      const now = nowUs();
+      if (!readMark(data, mark) || mark[0] !== 2) return;
+      if (inWindow) delivered++;
+      if (mark[2] >= windowStartUs) latencies.push(now - mark[2]);
+      if (cfg.ack) {
+        const m = ID.exec(data.toString("latin1"));
+        if (m) state.ids.push(m[1]);
+      }
+    });
+    subs.push({ handle, state, seer: cfg.seenEvery > 0 && n % cfg.seenEvery === 0 });
+  }
+  const ackCall = (c, ids, which) => {
+    counters.calls++;
+    counters.ids += ids.length;
+    c.call("deptcast.ack", [ids, which]).catch((err) => {
+      counters.errors[err.uri || String(err)] = (counters.errors[err.uri || String(err)] || 0) + 1;
+    });
+  };
+  const timers = [];
+  if (cfg.ack) {
+    subs.forEach((s, n) => {
+      // staggered over the second, as independent clients are; one call a second per session
+      timers.push(setTimeout(() => timers.push(setInterval(() => {
+        const c = s.handle.client;
+        if (s.seer && s.state.seen.length && (s.state.turn++ % 2 === 1 || !s.state.ids.length)) {
+          ackCall(c, s.state.seen.splice(0), "seen");
+        } else if (s.state.ids.length) {
+          const ids = s.state.ids.splice(0);
+          if (s.seer) s.state.seen.push(...ids);
+          ackCall(c, ids, "delivered");
+        }
+      }, 1000)), (1000 * n) / subs.length));
+    });
+  }
+  const sender = new WampClient();
+  await sender.connect(cfg.sender);
+  const sendCounters = { ok: 0, errors: {}, outstanding: 0 };
+  sender.sendCounters = sendCounters;
+  let seq = 0;
+  const every = 1000 / cfg.rate;
+  const t0 = performance.now();
+  const tick = setInterval(() => {
+    const due = Math.floor((performance.now() - t0) / every);
+    while (seq < due) sender.callCounted("deptcast.send", [cfg.to, makeMessage(2, seq++, cfg.size || 100)]);
+  }, 5);
+  await sleep(cfg.warmup * 1000);
+  emit({ event: "window_start" });
+  const cpu0 = process.cpuUsage();
+  inWindow = true;
+  windowStartUs = nowUs();
+  const calls0 = counters.calls;
+  await sleep(cfg.seconds * 1000);
+  inWindow = false;
+  const windowUs = nowUs() - windowStartUs;
+  const cpu = process.cpuUsage(cpu0);
+  emit({ event: "window_end" });
+  const ackCalls = counters.calls - calls0;
+  clearInterval(tick);
+  await sleep(2000);
+  for (const t of timers) { clearTimeout(t); clearInterval(t); }
+  for (const s of subs) s.handle.close();
+  sender.close();
+  emit({
+    event: "acks_result", subscribers: subs.length, rate: cfg.rate, ack: Boolean(cfg.ack), sent: seq,
+    sendErrors: sendCounters.errors, delivered, deliveredPerSec: delivered / (windowUs / 1e6),
+    ackCallsPerSec: ackCalls / (windowUs / 1e6), ackIds: counters.ids, ackErrors: counters.errors,
+    ...latencySummary(latencies), loadgenCpuPct: cpuPercent(cpu, windowUs / 1e6),
+  });
+  return 0;
+}
+
 // ---------------------------------------------------------------- main
 
-const MODES = { probe, linkprobe, rates, idle, storm, echo, burst };
+const MODES = { probe, linkprobe, rates, idle, storm, echo, burst, acks };
 
 async function main() {
   // never outlive the driver: a load generator left behind would load the next measurement

@@ -7,6 +7,11 @@ from components.core import names
 from components.core.targets import Target
 from components.core.tokens import Identity
 
+#: the receipts and roster procedures every client role may call (each checks its caller)
+RECEIPT_PROCEDURES = frozenset({names.PROC_ACK, names.PROC_RECEIPTS, names.PROC_RECIPIENTS, names.PROC_ROSTER})
+#: the roster's operator procedures (the ``admin`` role only)
+ROSTER_ADMIN_PROCEDURES = frozenset({names.PROC_ADMIN_ROSTER_IMPORT, names.PROC_ADMIN_ROSTER_REMOVE})
+
 
 def may_subscribe(identity: Identity, topic: str) -> bool:
     """Whether ``identity`` may subscribe to ``topic`` (an exact topic, never a pattern).
@@ -19,6 +24,9 @@ def may_subscribe(identity: Identity, topic: str) -> bool:
         if topic.startswith(prefix):
             dept = topic[len(prefix):]
             return names.is_name(dept) and (identity.is_publisher or dept == identity.dept)
+    if topic.startswith(names.TOPIC_RECEIPTS):
+        # a sender's receipt counts: that user only
+        return topic == names.TOPIC_RECEIPTS + identity.key
     if topic.startswith(names.TOPIC_USER):
         # a user is the pair (department, user id): cardio_bob is not onco_bob
         return topic == names.user_topic(identity.dept, identity.user)
@@ -30,9 +38,10 @@ def may_call(identity: Identity, procedure: str) -> bool:
 
     :rtype: bool
     """
-    if procedure == names.PROC_ADMIN_REVOKE:
-        return identity.is_admin
-    return procedure in names.CLIENT_PROCEDURES or procedure == names.PROC_SESSION_REFRESH
+    if procedure in ROSTER_ADMIN_PROCEDURES or procedure == names.PROC_ADMIN_REVOKE:
+        return identity.role == names.ADMIN
+    return (procedure in names.CLIENT_PROCEDURES or procedure in RECEIPT_PROCEDURES
+            or procedure == names.PROC_SESSION_REFRESH)
 
 
 def may_send(identity: Identity, target: Target) -> bool:

@@ -21,7 +21,7 @@ subscriber on the pages' behalf (:class:`~components.core.sequence.TopicSequence
 """
 
 from functools import partial
-from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Set, Tuple
 
 from autobahn.websocket.protocol import PreparedMessage
 from twisted.internet import defer, reactor as default_reactor
@@ -55,6 +55,12 @@ class Socket(Protocol):
 
     def deliver(self, prepared: PreparedMessage) -> bool:
         """Write the frame; answer whether it was written."""
+
+
+class Written(Protocol):
+    """Where the fan-out records who an event was written to (receipts: ``delivered``)."""
+
+    def written(self, envelope_id: Any, users: Sequence[Tuple[str, str]]) -> None: ...
 
 
 class SlotBridge:
@@ -110,10 +116,12 @@ class _Topic:
     """One topic's legacy sockets, its one subscription, and where its numbering stands."""
 
     __slots__ = ("sockets", "subscription", "pending", "waiters", "order", "reading", "again", "draining",
-                 "grace_call", "retry_call", "hold_call")
+                 "grace_call", "retry_call", "hold_call", "readers")
 
     def __init__(self) -> None:
         self.sockets: Set[Socket] = set()
+        #: receipts: the (dept, user) of its token-checked sockets, made again after a join or leave
+        self.readers: Optional[Tuple[Tuple[str, str], ...]] = None
         self.subscription = None
         self.pending = False
         self.waiters: List[defer.Deferred] = []
@@ -152,8 +160,9 @@ class Fanout:
 
     def __init__(self, bridge: SlotBridge, prepare: Callable[[bytes], PreparedMessage],
                  reader: Optional[Reader] = None, links: Optional[LinkState] = None,
-                 clock: Any = default_reactor) -> None:
+                 clock: Any = default_reactor, receipts: Optional[Written] = None) -> None:
         self._bridge = bridge
+        self._receipts = receipts
         self._prepare = prepare
         self._reader = reader
         self._clock = clock
@@ -193,6 +202,7 @@ class Fanout:
             if entry is None:
                 entry = self._topics[topic] = _Topic()
             entry.sockets.add(sock)
+            entry.readers = None
             if entry.subscription is None and not entry.pending:
                 self._subscribe(topic, entry)
             if entry.subscription is None:
@@ -208,6 +218,7 @@ class Fanout:
             if entry is None:
                 continue
             entry.sockets.discard(sock)
+            entry.readers = None
             if entry.sockets or entry.pending:
                 continue  # a pending subscribe cleans up when it completes
             self._drop(topic, entry)
@@ -472,6 +483,20 @@ class Fanout:
                           "{e}", peer=peer, e=failure.getErrorMessage())
         self._reader.heads(sorted(known), HEAD_TIMEOUT).addCallbacks(compare, failed)
 
+    def _record(self, entry: _Topic, sockets: Tuple[Socket, ...], failed: Optional[Set[Socket]],
+                envelope_id: Any) -> None:
+        """Receipts: who the event was written to, once per event (the topic's readers, kept
+        between joins and leaves; only when a write failed are the sockets looked at again)."""
+        assert self._receipts is not None  # checked by the caller
+        if failed is None:
+            readers = entry.readers
+            if readers is None:
+                readers = entry.readers = _readers(entry.sockets)
+        else:
+            readers = _readers(s for s in sockets if s not in failed)
+        if readers:
+            self._receipts.written(envelope_id, readers)
+
     def _send(self, topic: str, entry: _Topic, envelope: Any) -> None:
         payload = legacyframes.message_frame(envelope)
         if payload is None:
@@ -480,8 +505,21 @@ class Fanout:
         prepared = self._prepare(payload)
         # a copy: a write may fail and close a socket, which leaves the set
         written = 0
-        for sock in tuple(entry.sockets):
+        sockets = tuple(entry.sockets)
+        failed: Optional[Set[Socket]] = None
+        for sock in sockets:
             if sock.deliver(prepared):
                 written += 1
+            elif failed is None:
+                failed = {sock}
+            else:
+                failed.add(sock)
+        if self._receipts is not None and written and isinstance(envelope, dict):
+            self._record(entry, sockets, failed, envelope.get("id"))
         if written:
             LEGACY_DELIVERIES.inc(written)  # once per event: the counter takes a lock
+
+
+def _readers(sockets: Iterable[Any]) -> Tuple[Tuple[str, str], ...]:
+    """The (dept, user) of the token-checked sockets among ``sockets`` (open mode has none)."""
+    return tuple(who for sock in sockets if (who := getattr(sock, "receipt_user", None)) is not None)

@@ -25,7 +25,7 @@ runs inside the router worker, on the same port as ``/ws`` and ``/``. Crossbar's
   dropped once it is :data:`MAX_SEND_BACKLOG` bytes behind, before the ping notices.
 """
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -93,6 +93,8 @@ class LegacyServerProtocol(WebSocketServerProtocol):
     _incoming = 0
     _write_paused = False
     _backlog = 0
+    #: (dept, user) of a token-checked socket, whose writes count as delivered (not open mode)
+    receipt_user: Optional[Tuple[str, str]] = None
 
     @defer.inlineCallbacks
     def onConnect(self, request: ConnectionRequest):  # type: ignore[override]  # Autobahn waits on a Deferred
@@ -116,6 +118,9 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(e.status, e.reason)
         self._client = client
         self._joined_topics = client.topics
+        if not client.open_mode:
+            # receipts: a token-checked socket's writes count as delivered (set before it joins its topics)
+            self.receipt_user = (client.identity.dept, client.identity.user)
         try:
             yield factory.fanout.join(self, client.topics).addTimeout(factory.ready_timeout, factory.reactor)
         except Exception as e:
@@ -143,6 +148,9 @@ class LegacyServerProtocol(WebSocketServerProtocol):
                        mode="open mode" if self._client.open_mode else self._client.identity.role)
         # presence counts the key's user online, as it counts a WAMP session
         self.factory.runtime.legacy_users.opened(self, self._client.identity.dept, self._client.identity.user)
+        if not self._client.open_mode and self._client.identity.role == names.MEMBER:
+            # a token-checked member goes on its department's roster (written in bulk)
+            self.factory.runtime.signins.signed_in(self._client.identity.dept, self._client.identity.user)
         # the token's life: closed 4001 at exp, 4003 when the user is revoked (open mode: no exp)
         grant = self._client.grant
         self.factory.runtime.sessions.joined(self, self._client.identity.dept, self._client.identity.user,
@@ -279,7 +287,7 @@ class LegacyServerFactory(WebSocketServerFactory):
         self.frame_refusals = RefusalLog(self.log, "deptcast legacy", "frame", "frames")
         self.fanout = Fanout(SlotBridge(rt.bridge),
                              lambda payload: self.prepareMessage(payload, isBinary=False, doNotCompress=True),
-                             reader=ServiceReader(rt.messages), links=rt.links)
+                             reader=ServiceReader(rt.messages), links=rt.links, receipts=rt.receipts)
         self.setProtocolOptions(
             autoPingInterval=ping_interval,
             autoPingTimeout=ping_timeout,

@@ -34,7 +34,7 @@ COMPONENT_CLASSES = ("components.wamp.root.RootComponent",
                      "components.wamp.auth.AuthorizerComponent", "components.wamp.sessionlife.SessionLifeComponent",
                      "components.wamp.api.ApiComponent",
                      "components.wamp.presence.PresenceComponent", "components.wamp.bridge.BridgeComponent",
-                     "components.wamp.operations.OperationsComponent")
+                     "components.wamp.operations.OperationsComponent", "components.wamp.receipts.ReceiptsComponent")
 #: Crossbar's factory of the ticket authenticator, a function in the router worker
 AUTHENTICATOR_FACTORY = "components.wamp.auth.create_authenticator"
 

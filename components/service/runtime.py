@@ -17,6 +17,8 @@ from components.service.links import LinkState
 from components.service.nodehealth import NodeHealth
 from components.service.messaging import MessageService
 from components.service.presence import LegacyUsers
+from components.service.receipts import ReceiptBuffer
+from components.service.roster import SignIns
 from components.service.sessionlife import SessionLives
 from components.service.slot import Slot
 
@@ -31,6 +33,8 @@ class Runtime:
     :ivar legacy_users: the open legacy sockets, which presence counts like WAMP sessions
     :ivar sessions: the signed-in sessions and their tokens' lives, and the revocations known
     :ivar health: what the parts report about themselves, for ``/health`` and ``/metrics``
+    :ivar signins: members' sign-ins waiting to be written to the roster (WAMP and legacy)
+    :ivar receipts: receipts waiting to be written (acknowledgements, legacy writes)
     """
 
     def __init__(self, clock: Any = reactor) -> None:
@@ -41,6 +45,8 @@ class Runtime:
         self.legacy_users = LegacyUsers()
         self.sessions = SessionLives(clock)
         self.health = NodeHealth(clock)
+        self.signins = SignIns()
+        self.receipts = ReceiptBuffer()
         self._settings: Optional[Settings] = None
         self._error: Optional[ConfigError] = None
 

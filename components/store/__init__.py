@@ -5,9 +5,10 @@ A store is synchronous and owned by one thread at a time;
 Deferreds to the adapters.
 """
 
-from typing import Any, Dict, List, Protocol, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Type
 
 from components.core.history import HistoryRequest
+from components.core.receipts import Notice
 from components.core.settings import is_postgres_url
 from components.core.targets import Target
 from components.core.tokens import Identity
@@ -45,6 +46,35 @@ class Store(Protocol):
     def prune_topic(self, topic: str, upto_seq: int, batch: int) -> int:
         """Remove up to ``batch`` messages of ``topic`` with a seq up to ``upto_seq``; return
         how many went."""
+
+    # -- receipts and the roster (components.store.receiptsql)
+
+    def roster_touch(self, rows: Sequence[Tuple[str, str, int]]) -> int:
+        """Record sign-ins ``(dept, user, ms)`` in one transaction (new users join the roster
+        as signed in; known ones get ``last_seen`` moved on)."""
+
+    def roster_import(self, rows: Sequence[Tuple[str, str]], ms: int) -> Tuple[int, int]:
+        """Add ``(dept, user)`` rows as imported; answer ``(added, known)``."""
+
+    def roster_remove(self, dept: str, user: str) -> bool:
+        """Take the user off the roster; answer whether it was on it."""
+
+    def roster(self, dept: str) -> List[Tuple[str, int, Optional[int], str]]:
+        """The department's roster by user: ``(user, first_seen, last_seen, source)``."""
+
+    def notices(self, ids: Sequence[int]) -> List[Notice]:
+        """What receipts need of the stored notices among ``ids``."""
+
+    def add_receipts(self, rows: Sequence[Tuple[int, str, str, str, int]]) -> int:
+        """Record receipts ``(msg_id, state, dept, user, ms)`` in one transaction; repeats
+        and notices that are gone are ignored."""
+
+    def receipt_counts(self, notice: Notice) -> Tuple[int, int, int]:
+        """``(audience, seen, delivered but not seen)`` of a notice."""
+
+    def recipients(self, notice: Notice, state: str, after: Optional[Tuple[str, str]],
+                   limit: int) -> List[Tuple[str, str, Optional[int]]]:
+        """One page of the audience in ``state``, sorted: ``(dept, user, at)``."""
 
     def revoke(self, dept: str, user: str, at: int) -> int:
         """Record that the user ``dept``/``user`` is revoked at the second ``at``; return the row's id."""

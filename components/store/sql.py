@@ -16,6 +16,7 @@ from components.core.messages import make_envelope
 from components.core.retention import Floor, PrunedHistory, count_cut, pruned_past
 from components.core.targets import Target
 from components.core.tokens import Identity
+from components.store.receiptsql import ReceiptsSql
 from components.store.revocations import RevocationRows
 
 
@@ -99,6 +100,26 @@ def migrations(d: Dialect) -> List[str]:
             id    {d.bigint} NOT NULL
         );
         """,
+        # receipts: the roster (who signed in as a member, or was imported) and one row per
+        # notice, state and user (the first receipt of that state sets ``at``)
+        f"""
+        CREATE TABLE roster (
+            dept       TEXT NOT NULL,
+            usr        TEXT NOT NULL,
+            source     TEXT NOT NULL,
+            first_seen {d.bigint} NOT NULL,
+            last_seen  {d.bigint},
+            PRIMARY KEY (dept, usr)
+        );
+        CREATE TABLE receipts (
+            msg_id {d.bigint} NOT NULL,
+            state  TEXT NOT NULL,
+            dept   TEXT NOT NULL,
+            usr    TEXT NOT NULL,
+            at     {d.bigint} NOT NULL,
+            PRIMARY KEY (msg_id, state, dept, usr)
+        );
+        """,
         # revocations: a user's tokens issued at or before ``at`` (seconds) are refused; kept
         # for DEPTCAST_MAX_TOKEN_TTL (see components.store.revocations)
         f"""
@@ -151,7 +172,7 @@ def row_to_envelope(row) -> Dict[str, Any]:
                          Identity(sender, sender_dept), message, ts, **extra)
 
 
-class SqlStore(RevocationRows):
+class SqlStore(ReceiptsSql, RevocationRows):
     """The store on DB-API connections, one per thread; subclasses connect and lock.
 
     Subclasses provide :meth:`_connect` (a new autocommit connection), :meth:`_write` (a
@@ -372,6 +393,7 @@ class SqlStore(RevocationRows):
                 top_seq, top_id = removed.get(topic, (0, 0))
                 removed[topic] = (max(top_seq, seq or 0), max(top_id, msg_id))
             self._raise_floors(conn, removed)
+            self._drop_receipts(conn, [msg_id for _, _, msg_id in gone])
         return len(gone)
 
     def topics_over(self, keep: int, limit: int = 1000) -> List[Tuple[str, int]]:
@@ -403,6 +425,7 @@ class SqlStore(RevocationRows):
             gone = conn.execute(f"DELETE FROM messages WHERE topic = {p} AND seq > {p} AND seq <= {p} RETURNING id",
                                 (topic, floor.seq, upto)).fetchall()
             self._raise_floors(conn, {topic: (upto, max([floor.id] + [r[0] for r in gone]))})
+            self._drop_receipts(conn, [r[0] for r in gone])
         return len(gone)
 
     def ping(self, write: bool) -> None:

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from components.core.history import HistoryRequest
+from components.core.receipts import Notice
 from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store import Store
@@ -240,6 +241,32 @@ class ThreadedStore:
     def prune_topic(self, topic: str, upto_seq: int, batch: int) -> defer.Deferred:
         """Remove up to ``batch`` messages of ``topic`` with a seq up to ``upto_seq``."""
         return self._run(self._writes, self.store.prune_topic, topic, upto_seq, batch)
+
+    # -- receipts and the roster: bulk writes on the writes pool, questions on the reads pool
+
+    def roster_touch(self, rows: Sequence[Tuple[str, str, int]]) -> defer.Deferred:
+        return self._run(self._writes, self.store.roster_touch, list(rows))
+
+    def roster_import(self, rows: Sequence[Tuple[str, str]], ms: int) -> defer.Deferred:
+        return self._run(self._writes, self.store.roster_import, list(rows), ms)
+
+    def roster_remove(self, dept: str, user: str) -> defer.Deferred:
+        return self._run(self._writes, self.store.roster_remove, dept, user)
+
+    def roster(self, dept: str) -> defer.Deferred:
+        return self._run(self._reads, self.store.roster, dept)
+
+    def notices(self, ids: Sequence[int]) -> defer.Deferred:
+        return self._run(self._reads, self.store.notices, list(ids))
+
+    def add_receipts(self, rows: Sequence[Tuple[int, str, str, str, int]]) -> defer.Deferred:
+        return self._run(self._writes, self.store.add_receipts, list(rows))
+
+    def receipt_counts(self, notice: Notice) -> defer.Deferred:
+        return self._run(self._reads, self.store.receipt_counts, notice)
+
+    def recipients(self, notice: Notice, state: str, after: Optional[Tuple[str, str]], limit: int) -> defer.Deferred:
+        return self._run(self._reads, self.store.recipients, notice, state, after, limit)
 
     def revoke(self, dept: str, user: str, at: int) -> defer.Deferred:
         """Record a revocation; fire with its row id."""

@@ -9,7 +9,7 @@ each), or asks the meta API when that is not possible, and keeps the answer unti
 leaves.
 """
 
-from typing import Any, Dict, Generator, cast
+from typing import Any, Dict, Generator, Optional, cast
 
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet.defer import inlineCallbacks
@@ -33,6 +33,10 @@ class Callers:
 
     def forget(self, session_id: int, *args, **kwargs) -> None:
         self._identities.pop(session_id, None)
+
+    def known(self, session_id: Any) -> Optional[Identity]:
+        """The identity of a calling session already read (a call's fast path), else ``None``."""
+        return self._identities.get(session_id)
 
     @inlineCallbacks
     def identity(self, details) -> Generator[Any, Any, Identity]:

@@ -722,3 +722,55 @@ def test_demo_starts_three_nodes_and_nginx_and_stops_on_ctrl_c(tmp_path):
         assert "stopped" in rest[0]
         for port in (lb, base, base + 1, base + 2):
             assert not port_open(port)
+
+
+# ----------------------------------------------------------------------------- receipts
+
+
+@pytest_twisted.inlineCallbacks
+def test_receipts_acknowledged_on_different_nodes_add_up(cluster):
+    """Three members on three nodes acknowledge one notice, each on its own node: every node
+    answers the same counts, and the sender's live counts (on a fourth session, node n1)
+    reach the final ones whichever node recorded the last receipt."""
+    dept = _unique("rcpt")
+    urls = {name: node.url for name, node in cluster.nodes.items()}
+    ann = yield connect(urls["n1"], token("ann", dept))
+    bob = yield connect(urls["n2"], token("bob", dept))
+    cy = yield connect(urls["n3"], token("cy", dept))
+    pat = yield connect(urls["n1"], token("pat", dept, "publisher"))
+    others = []
+    for name in ("n2", "n3"):
+        others.append((yield connect(urls[name], token("pat", dept, "publisher"))))
+    updates = []
+    try:
+        topic = names.TOPIC_RECEIPTS + f"{dept}_pat"
+        yield pat.subscribe(lambda counts: updates.append(counts), topic)
+        yield wait_links_carry(cluster, [topic])
+
+        @defer.inlineCallbacks
+        def until(ask, want, what):
+            deadline = reactor.seconds() + 60
+            while True:
+                got = yield ask()
+                if got == want or reactor.seconds() > deadline:
+                    assert got == want, f"{what}: {got!r}"
+                    return
+                yield task.deferLater(reactor, 0.3, lambda: None)
+
+        yield until(lambda: pat.call(names.PROC_ROSTER, dept).addCallback(lambda r: len(r["users"])), 3,
+                    "the roster, signed in on three nodes")
+        envelope = yield pat.call(names.PROC_SEND, dept, "evacuation drill at noon")
+        nid = envelope["id"]
+        yield ann.call(names.PROC_ACK, [nid], "seen")
+        yield bob.call(names.PROC_ACK, [nid], "delivered")
+        yield cy.call(names.PROC_ACK, [nid], "delivered")
+        yield cy.call(names.PROC_ACK, [nid], "seen")
+        want = {"id": nid, "audience": 3, "seen": 2, "delivered": 1, "pending": 0}
+        for session, name in [(pat, "n1")] + list(zip(others, ("n2", "n3"))):
+            yield until(lambda s=session: s.call(names.PROC_RECEIPTS, nid), want, f"the counts on {name}")
+        yield wait_for(lambda: updates and updates[-1] == want, 30, "the live counts on n1")
+        seen = yield others[1].call(names.PROC_RECIPIENTS, nid, "seen")
+        assert [u["user"] for u in seen["users"]] == ["ann", "cy"]
+    finally:
+        for s in [ann, bob, cy, pat] + others:
+            yield s.close()

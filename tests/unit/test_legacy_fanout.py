@@ -118,6 +118,21 @@ class FanoutTests(SynchronousTestCase):
         self.assertEqual({id(s.frames[0]) for s in socks}, {id(socks[0].frames[0])})
         self.assertEqual(socks[0].frames, [("frame", b"hello")])
 
+    def test_receipts_record_who_each_event_was_written_to_once_per_event(self):
+        written: List[Tuple[Any, List[Tuple[str, str]]]] = []
+
+        class Recorder:
+            def written(self, envelope_id, users):
+                written.append((envelope_id, list(users)))
+        fan = Fanout(self.bridge, lambda payload: payload, receipts=Recorder())
+        ann, bob, anon, gone = FakeSocket("ann"), FakeSocket("bob"), FakeSocket("anon"), FakeSocket("gone", False)
+        ann.receipt_user, bob.receipt_user, gone.receipt_user = ("hr", "ann"), ("hr", "bob"), ("hr", "gone")
+        for s in (ann, bob, anon, gone):                       # anon: open mode, no receipts
+            fan.join(s, ["dept.hr"])
+        self.bridge.grant_all()
+        self.bridge.handler("dept.hr")({"message": "hello", "id": "0000000000000007"})
+        self.assertEqual(written, [("0000000000000007", [("hr", "ann"), ("hr", "bob")])])
+
     def test_the_deliveries_counter_moves_once_per_event_by_the_frames_written(self):
         socks = [FakeSocket(str(i)) for i in range(4)] + [FakeSocket("closing", open_=False)]
         for s in socks:
