@@ -8,6 +8,7 @@ One module per patched area:
 - :mod:`~components.upstream.wampjson`: WAMP JSON nesting bounded;
 - :mod:`~components.upstream.logs`: per-connection log lines and pretty-printing;
 - :mod:`~components.upstream.rlinks`: the router links' duplicate handlers, and link states;
+- :mod:`~components.upstream.mesh`: forwarded events kept off the other nodes' links;
 - :mod:`~components.upstream.roles`: the client roles' authorizer asked in-process;
 - :mod:`~components.upstream.worker`: reads of the router worker's internals;
 - :mod:`~components.upstream.sessions`: cutting off a session that ignores its GOODBYE.
@@ -25,10 +26,10 @@ node (the router, the authorizer, the link state) is passed in (:class:`Wiring`)
 installed upstream and prints those that changed.
 """
 
-from components.upstream import hotpath, logs, rlinks, roles, sessions, wampjson, web, worker
+from components.upstream import hotpath, logs, mesh, rlinks, roles, sessions, wampjson, web, worker
 from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
 
 #: the modules of the seam, one per patched area
-AREAS = (hotpath, web, wampjson, logs, rlinks, roles, worker, sessions)
+AREAS = (hotpath, web, wampjson, logs, rlinks, mesh, roles, worker, sessions)
 
 __all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]
