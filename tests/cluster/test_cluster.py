@@ -144,7 +144,7 @@ def test_nginx_config_balances_and_upgrades():
     # links connect node to node, never through the balancer
     assert f"location /{RLINK_PATH} {{\n            return 404;" in text
     assert "gzip on;" in text and "application/javascript" in text
-    assert "client_max_body_size 256k;" in text
+    assert "client_max_body_size 512k;" in text
 
 
 @pytest.mark.skipif(not shutil.which("nginx") and not Path(NGINX).exists(), reason="nginx is not installed")
