@@ -1,6 +1,7 @@
-"""The full mesh's receiving side: a forwarded event is not sent on to the other nodes'
-links, which would only drop it, and its republish is not acknowledged (two patches:
-``mesh.one_hop``, ``mesh.republish``).
+"""The full mesh's links: a forwarded event is not sent on to the other nodes' links, which
+would only drop it, and its republish is not acknowledged; a link pulls only the topics its
+own node's sessions subscribe (three patches: ``mesh.one_hop``, ``mesh.republish``,
+``mesh.own_topics``).
 
 **The echo.** In deptcast's mesh every node owns a link to every peer (Crossbar's rlink, see
 :mod:`components.upstream.rlinks`): node B's link to A subscribes, on A, each topic B's own
