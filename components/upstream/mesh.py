@@ -242,8 +242,10 @@ class OwnTopics:
 
     def sweep(self) -> Any:
         """Check every forwarded subscription again (once the link is ready)."""
-        return defer.gatherResults([defer.maybeDeferred(self.reconcile, None, sub_id)
-                                    for sub_id in list(getattr(self.leg, "_subs", {}))], consumeErrors=True)
+        d = defer.gatherResults([defer.maybeDeferred(self.reconcile, None, sub_id)
+                                 for sub_id in list(getattr(self.leg, "_subs", {}))], consumeErrors=True)
+        return d.addErrback(lambda failure: self.log.warn(
+            "deptcast links: checking what a link pulls failed: {error}", error=failure.getErrorMessage()))
 
     def on_create(self, session_id: Any, sub_details: Any, *args: Any, **kwargs: Any) -> Any:
         # kwargs: the event's details (SubscribeOptions(details_arg="details"))
