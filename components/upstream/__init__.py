@@ -4,6 +4,8 @@ behaviour, and every read of their internals, as a registered patch.
 One module per patched area:
 
 - :mod:`~components.upstream.hotpath`: the per-message paths (send, receive, write);
+- :mod:`~components.upstream.bounds`: what a connection may send before it authenticates, and
+  how far behind it may fall after;
 - :mod:`~components.upstream.web`: request bodies capped, upgraded connections trimmed;
 - :mod:`~components.upstream.wampjson`: WAMP JSON nesting bounded;
 - :mod:`~components.upstream.logs`: per-connection log lines and pretty-printing;
@@ -26,10 +28,10 @@ node (the router, the authorizer, the link state) is passed in (:class:`Wiring`)
 installed upstream and prints those that changed.
 """
 
-from components.upstream import hotpath, logs, mesh, rlinks, roles, wampjson, web, worker
+from components.upstream import bounds, hotpath, logs, mesh, rlinks, roles, wampjson, web, worker
 from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
 
 #: the modules of the seam, one per patched area
-AREAS = (hotpath, web, wampjson, logs, rlinks, mesh, roles, worker)
+AREAS = (hotpath, bounds, web, wampjson, logs, rlinks, mesh, roles, worker)
 
 __all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]
