@@ -13,7 +13,8 @@ One module per patched area:
 - :mod:`~components.upstream.mesh`: forwarded events kept off the other nodes' links, and
   each link pulling only its own node's topics;
 - :mod:`~components.upstream.roles`: the client roles' authorizer asked in-process;
-- :mod:`~components.upstream.worker`: reads of the router worker's internals.
+- :mod:`~components.upstream.worker`: reads of the router worker's internals;
+- :mod:`~components.upstream.sessions`: cutting off a session that ignores its GOODBYE.
 
 Each patch records what it replaces, the sha256 of the upstream source it was checked
 against, why it is needed, and what would let it go (:class:`~components.upstream.registry.Patch`).
@@ -28,10 +29,10 @@ node (the router, the authorizer, the link state) is passed in (:class:`Wiring`)
 installed upstream and prints those that changed.
 """
 
-from components.upstream import bounds, hotpath, logs, mesh, rlinks, roles, wampjson, web, worker
+from components.upstream import bounds, hotpath, logs, mesh, rlinks, roles, sessions, wampjson, web, worker
 from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
 
 #: the modules of the seam, one per patched area
-AREAS = (hotpath, bounds, web, wampjson, logs, rlinks, mesh, roles, worker)
+AREAS = (hotpath, bounds, web, wampjson, logs, rlinks, mesh, roles, worker, sessions)
 
 __all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]
