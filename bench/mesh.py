@@ -2,7 +2,8 @@
 per node, notices sent via node 1 at fixed rates.
 
 For each N (default 2, 3, 4, 6) and each variant (``before``: the same checkout with the
-``mesh.*`` patches left out through the node config's ``leave_out``, or another checkout
+``mesh.one_hop`` and ``mesh.republish`` patches, or those named by ``--leave-out``, left out
+through the node config's ``leave_out``, or another checkout
 given with ``--before-root``; ``after``: as shipped):
 
 * **all links up after**: from starting the nodes until every node's ``/health`` answers 200
@@ -23,6 +24,7 @@ and the cluster's total also as ``a + b*N(N-1)`` (against the number of links).
     scripts/bench mesh                          # N = 2,3,4,6, before and after, 60/s and 500/s
     scripts/bench mesh --nodes 2,6 --rates 500 --variants after
     scripts/bench mesh --before-root /path/to/main   # the baseline from another checkout
+    scripts/bench mesh --nodes 2,3 --leave-out mesh.own_topics   # before: without that patch
 
 Nothing here imports deptcast's own package; see ``bench/README.md``.
 """
@@ -168,7 +170,7 @@ def measure(n: int, variant: str, root: Path, args, workdir: Path) -> dict:
 
     def configure(node_dir: Path) -> None:
         if before_patch:
-            leave_out_patch(node_dir)
+            leave_out_patch(node_dir, args.leave_out)
 
     started = time.monotonic()
     cluster = h.DeptcastCluster(root, workdir / f"mesh-{variant}-{n}-{int(time.time() * 1000)}", args.pg,
@@ -303,6 +305,8 @@ def parse_args(argv=None):
     parser.add_argument("--before-root", type=Path, default=None,
                         help="the baseline checkout (default: --root with the mesh.* patches left out)")
     parser.add_argument("--nodes", default="2,3,4,6", help="cluster sizes")
+    parser.add_argument("--leave-out", default=",".join(PATCHES),
+                        help="the patches the before variant leaves out (comma-separated)")
     parser.add_argument("--variants", default="before,after", help="before, after or both")
     parser.add_argument("--rates", default="60,500", help="notices/s sent via n1, one step each")
     parser.add_argument("--warmup", type=float, default=3)
@@ -324,6 +328,7 @@ def parse_args(argv=None):
     args.nodes = [int(x) for x in args.nodes.split(",") if x]
     args.rates = [int(x) for x in args.rates.split(",") if x]
     args.variants = [v for v in args.variants.split(",") if v]
+    args.leave_out = tuple(p for p in args.leave_out.split(",") if p)
     args.root = args.root.resolve()
     if args.before_root is not None:
         args.before_root = args.before_root.resolve()

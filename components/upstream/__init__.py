@@ -10,7 +10,8 @@ One module per patched area:
 - :mod:`~components.upstream.wampjson`: WAMP JSON nesting bounded;
 - :mod:`~components.upstream.logs`: per-connection log lines and pretty-printing;
 - :mod:`~components.upstream.rlinks`: the router links' duplicate handlers, and link states;
-- :mod:`~components.upstream.mesh`: forwarded events kept off the other nodes' links;
+- :mod:`~components.upstream.mesh`: forwarded events kept off the other nodes' links, and
+  each link pulling only its own node's topics;
 - :mod:`~components.upstream.roles`: the client roles' authorizer asked in-process;
 - :mod:`~components.upstream.worker`: reads of the router worker's internals;
 - :mod:`~components.upstream.sessions`: cutting off a session that ignores its GOODBYE.

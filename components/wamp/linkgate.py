@@ -11,9 +11,10 @@ Y, Y's link session on X is subscribed to every topic subscribed on Y. X learns 
 topics from Y itself, with a handshake over the links:
 
 1. X publishes a *probe* on ``deptcast.internal.sync.<Y>`` with the exact topics
-   subscribed on X (from the WAMP meta API). Y's root component subscribes to that topic, so the
+   subscribed on X by its own sessions (from the WAMP meta API; a subscription only peers'
+   link sessions hold is not pulled by any link). Y's root component subscribes to that topic, so the
    probe reaches Y only once Y's link to X is joined and forwarding.
-2. Y answers on ``deptcast.internal.sync.<X>`` with the exact topics subscribed on Y, and
+2. Y answers on ``deptcast.internal.sync.<X>`` with the exact topics its own sessions subscribed, and
    whether X's link session on Y is subscribed to all of X's topics (X's own link to Y
    pulls what X's subscribers need). The answer reaches X only over that link.
 3. X checks with its meta API that Y's link session on X is subscribed to each of Y's
@@ -52,6 +53,16 @@ def missing_topics(peer_topics: Sequence[str], link_topics: Set[str]) -> List[st
     :rtype: list
     """
     return [t for t in peer_topics if not t.startswith("wamp.") and t not in link_topics]
+
+
+def own_subscribers(subscribers: Sequence[int], links: Set[int]) -> List[int]:
+    """The subscribers of a subscription that are not peers' link sessions.
+
+    :param subscribers: the subscription's subscriber session ids
+    :param links: the session ids of the peers' link sessions on this node
+    :rtype: list
+    """
+    return [s for s in subscribers or [] if s not in links]
 
 
 class LinkGate:
@@ -192,14 +203,21 @@ class LinkGate:
 
     @defer.inlineCallbacks
     def _local_topics(self):
-        """The exact topics subscribed on this node (what a peer's link must pull for us)."""
-        subs = yield self._session.call("wamp.subscription.list")
+        """The exact topics subscribed on this node by a session of its own (what a peer's link
+        must pull for us): a subscription only peers' link sessions hold is not pulled by any
+        link (:mod:`components.upstream.mesh`), so it is left out."""
+        call = self._session.call
+        subs = yield call("wamp.subscription.list")
+        links = set((yield call("wamp.session.list", [RLINK_ROLE])))
         topics = []
         for sub_id in subs.get("exact", []):
             try:
-                sub = yield self._session.call("wamp.subscription.get", sub_id)
+                sub = yield call("wamp.subscription.get", sub_id)
+                if not sub or sub["uri"].startswith("wamp."):
+                    continue
+                subscribers = yield call("wamp.subscription.list_subscribers", sub_id)
             except ApplicationError:
-                continue
-            if sub and not sub["uri"].startswith("wamp."):
+                continue  # gone in the meantime
+            if own_subscribers(subscribers, links):
                 topics.append(sub["uri"])
         return topics

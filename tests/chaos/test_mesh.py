@@ -97,11 +97,11 @@ async def accepted_by_all(senders: List[WampSender], since: float, what: str, co
 
 
 @pytest_twisted.ensureDeferred
-async def test_every_node_pulls_a_topic_subscribed_on_one_node(mesh):
-    """What a notice costs the mesh: a topic with one subscriber, on n1, is pulled by the links
-    of all four other nodes (each subscribes it on n1, and on each other), although none of
-    them has a subscriber for it; so every node receives every such notice
-    (docs/operating/cluster.md, how far the mesh goes)."""
+async def test_only_the_node_with_a_subscriber_pulls_its_topic(mesh):
+    """What a notice costs the mesh: a topic with one subscriber, on n1, is pulled by n1's links
+    from each of the four other nodes, and by no other link (Crossbar's links used to pull it
+    everywhere: each node forwarded every subscription made on it, its peers' links' too; see
+    docs/topics/link-repair.md, what each link pulls)."""
     topic = names.user_topic(DEPT, "only-on-n1")
     client = await connect(mesh.nodes["n1"].url, token("only-on-n1", DEPT))
     inspectors = {name: await connect_inspector(node.node_dir) for name, node in mesh.nodes.items()}
@@ -111,9 +111,8 @@ async def test_every_node_pulls_a_topic_subscribed_on_one_node(mesh):
         async def links_on(name: str) -> set:
             return {authid for role, authid in await _subscribers(inspectors[name], topic) if role == RLINK_ROLE}
 
-        # on n1, the links of all four others; on each other node, every other node's link
-        # (they pass it on: a node forwards every subscription made on it, its peers' links' too)
-        wanted = {name: set(mesh.nodes) - {name} for name in mesh.nodes}
+        # on each other node, n1's link; on n1, no link
+        wanted = {name: ({"n1"} if name != "n1" else set()) for name in mesh.nodes}
         deadline = time.monotonic() + 60
         while True:
             now = {name: await links_on(name) for name in mesh.nodes}

@@ -101,7 +101,7 @@ def call_details(caller: Optional[int], authid: Optional[str] = None, authrole: 
 # ---------------------------------------------------------------------------------- the router
 
 class FakeRouter:
-    """The meta API of one router: ``wamp.session.list/get``, ``wamp.subscription.list/get``.
+    """The meta API of one router: ``wamp.session.list/get``, ``wamp.subscription.list/get/list_subscribers``.
 
     :param protect_meta: answer as Crossbar does to a caller that is not ``trusted``: the
         node-wide subscription list leaves out ``wamp.*`` topics and ``wamp.subscription.get``
@@ -187,6 +187,10 @@ class FakeRouter:
             if self.protect_meta and uri.startswith("wamp."):
                 raise ApplicationError(ApplicationError.NOT_AUTHORIZED, "protected URI")
             return {"id": args[0], "created": "2026-01-01T00:00:00Z", "uri": uri, "match": "exact"}
+        if procedure == "wamp.subscription.list_subscribers":
+            if args[0] not in self._subscribers:
+                raise ApplicationError(ApplicationError.NO_SUCH_SUBSCRIPTION, f"no subscription {args[0]}")
+            return sorted(self._subscribers[args[0]])
         raise ApplicationError(ApplicationError.NO_SUCH_PROCEDURE, f"no procedure {procedure}")
 
 

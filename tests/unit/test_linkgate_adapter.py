@@ -187,11 +187,9 @@ class ProbingTests(LinkGateTestCase):
         gate = LinkGate(session, "n1", ["n2"], TIMEOUT, self.clock)
         self.successResultOf(gate.start())
         session.event(sync_topic("n1"), answer("n2", []))
-        # the first round: local topics, probe, then the link scan lists the rlink sessions
-        while session.held_procedures() != ["wamp.session.list"]:
+        # the first round: local topics, probe, then the link scan lists the rlink sessions and gets each
+        while session.held_procedures() != ["wamp.session.get"]:
             self.assertEqual(session.release(1), 1)
-        session.release(1)
-        self.assertEqual(session.held_procedures(), ["wamp.session.get"])
         self.router.leave(N3_LINK)    # gone between list and get: NO_SUCH_SESSION, skipped
         session.release()
         self.assertTrue(gate.is_open)
