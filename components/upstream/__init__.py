@@ -10,7 +10,8 @@ One module per patched area:
 - :mod:`~components.upstream.rlinks`: the router links' duplicate handlers, and link states;
 - :mod:`~components.upstream.roles`: the client roles' authorizer asked in-process;
 - :mod:`~components.upstream.worker`: reads of the router worker's internals;
-- :mod:`~components.upstream.localcalls`: calls of the node's own procedures answered in-process.
+- :mod:`~components.upstream.localcalls`: calls of the node's own procedures answered in-process;
+- :mod:`~components.upstream.highlights`: debug lines' highlighted arguments made only when written.
 
 Each patch records what it replaces, the sha256 of the upstream source it was checked
 against, why it is needed, and what would let it go (:class:`~components.upstream.registry.Patch`).
@@ -25,10 +26,10 @@ node (the router, the authorizer, the link state) is passed in (:class:`Wiring`)
 installed upstream and prints those that changed.
 """
 
-from components.upstream import hotpath, localcalls, logs, rlinks, roles, wampjson, web, worker
+from components.upstream import highlights, hotpath, localcalls, logs, rlinks, roles, wampjson, web, worker
 from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
 
 #: the modules of the seam, one per patched area
-AREAS = (hotpath, web, wampjson, logs, rlinks, roles, worker, localcalls)
+AREAS = (hotpath, web, wampjson, logs, rlinks, roles, worker, localcalls, highlights)
 
 __all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]

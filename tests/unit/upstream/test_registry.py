@@ -43,7 +43,8 @@ def record_problems(patch: Patch) -> List[str]:
 EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message", "hotpath.ws_send_data",
             "hotpath.tcp_write", "logs.per_connection_lines", "logs.autobahn_pformat", "logs.crossbar_pformat",
             "rlinks.repair", "roles.in_process", "wampjson.depth", "web.request_bodies", "web.trim_upgraded",
-            "worker.session_info", "worker.stats", "worker.links", "worker.web_transport", "localcalls.direct"]
+            "worker.session_info", "worker.stats", "worker.links", "worker.web_transport", "localcalls.direct",
+            "highlights.lazy"]
 
 
 def test_the_seam_holds_every_patch_of_every_area():
