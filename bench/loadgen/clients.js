@@ -144,8 +144,9 @@ async function openWamp(spec, onMessage) {
   const vars = { dept: spec.dept, user: spec.authid };
   await Promise.all((spec.topics || []).map((t) => c.subscribe(topicName(t, vars))));
   if (spec.history) {
-    const page = await c.call("deptcast.history", [], { limit: 100 });
-    if (spec.ack) await c.call("deptcast.ack", [Array.isArray(page) ? page.map((e) => e.id) : [], "delivered"]);
+    const args = await c.call("deptcast.history", [], { limit: 100 }); // the RESULT's arguments: [envelopes]
+    const page = Array.isArray(args) && Array.isArray(args[0]) ? args[0] : [];
+    if (spec.ack) await c.call("deptcast.ack", [page.map((e) => e.id), "delivered"]);
   }
   return {
     client: c,

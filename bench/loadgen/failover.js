@@ -98,6 +98,7 @@ async function main() {
   // 3. when A dies: each client back on B after a random delay, caught up from history
   let killedUs = 0;
   let back = 0;
+  let errorsShown = 0;
   async function reconnect(i) {
     await sleep(Math.random() * (cfg.jitterMs || 0));
     const deadline = Date.now() + cfg.timeout * 1000;
@@ -109,7 +110,8 @@ async function main() {
         // what it missed: the topic's notices after the last seq it saw, page by page
         let position = lastSeq[i];
         for (;;) {
-          const page = await c.call("deptcast.history", [], { positions: { [cfg.topic]: position } });
+          const args = await c.call("deptcast.history", [], { positions: { [cfg.topic]: position } });
+          const page = Array.isArray(args) ? args[0] : null; // the RESULT's arguments: [envelopes]
           if (!Array.isArray(page) || page.length === 0) break;
           for (const env of page) {
             take(i, JSON.stringify(env));
@@ -120,6 +122,7 @@ async function main() {
         back++;
         return;
       } catch (err) {
+        if (errorsShown++ < 5) console.error(`client ${i} on B: ${err && err.message ? err.message : err}`);
         if (Date.now() > deadline) { failures++; return; }
         await sleep(Math.min(5000, 250 * attempts[i]) * (0.5 + Math.random()));
       }
@@ -132,12 +135,14 @@ async function main() {
   }
   const progress = setInterval(() => emit({ event: "back", back, at: nowUs() }), 1000);
   const killed = await nextLine();
+  console.error(`killed; ${reconnects.length} closed so far`);
   killedUs = Number(killed.split(" ")[1]);
   const waitEnd = Date.now() + cfg.timeout * 1000;
   while (back + failures < n && Date.now() < waitEnd) await sleep(100);
   await Promise.all(reconnects);
   clearInterval(progress);
 
+  console.error(`back ${back}, failed ${failures}, accepted ${accepted.size} of ${sent}`);
   // 4. a little more sending on B with everyone there, then the drain
   await sleep(2000);
   sending = false;
