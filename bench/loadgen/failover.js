@@ -32,7 +32,7 @@ async function main() {
   const clients = new Array(n);
   const mark = [0, 0, 0];
   let failures = 0;
-  let dups = 0;
+  let dups = 0; // copies seen twice (live on B and again from history: a client drops them by seq)
 
   const take = (i, data) => {
     if (!readMark(data, mark) || mark[0] !== STEP) return;
@@ -102,13 +102,15 @@ async function main() {
   async function reconnect(i) {
     await sleep(Math.random() * (cfg.jitterMs || 0));
     const deadline = Date.now() + cfg.timeout * 1000;
+    // where it was: events that reach it on B before history is read must not move this on
+    const from = lastSeq[i];
     for (;;) {
       attempts[i]++;
       try {
         const c = await open(i, cfg.urls[1]);
         clients[i] = c;
         // what it missed: the topic's notices after the last seq it saw, page by page
-        let position = lastSeq[i];
+        let position = from;
         for (;;) {
           const args = await c.call("deptcast.history", [], { positions: { [cfg.topic]: position } });
           const page = Array.isArray(args) ? args[0] : null; // the RESULT's arguments: [envelopes]
