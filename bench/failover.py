@@ -37,7 +37,9 @@ from typing import Iterator, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cpu_profile as profile
 import harness as h
+import stages
 
 DEPT = "bench"
 HERE = Path(__file__).resolve().parent
@@ -111,6 +113,8 @@ def one_run(args, workdir: Path) -> dict:
         step = Step(config, workdir)
         result: dict = {}
         b_cpu0 = None
+        profiling: list = []
+        raws: List[Path] = []
         progress: List[list] = []
         for event in step.events():
             if event["event"] == "ready":
@@ -122,6 +126,10 @@ def one_run(args, workdir: Path) -> dict:
                 b_cpu0 = cpu_of(b, cluster)
                 killed_us = time.monotonic_ns() / 1000
                 os.killpg(a.proc.pid, signal.SIGKILL)
+                if args.profile:
+                    routers = [pid for pid in b.pids() if h.process_label(pid) == "router"]
+                    raws = [workdir / f"profile-failover-{pid}-{time.time():.0f}.raw" for pid in routers]
+                    profiling = [profile.record(pid, args.profile, raw) for pid, raw in zip(routers, raws)]
                 step.tell(f"killed {killed_us:.0f}")
                 print("    node A killed", flush=True)
             elif event["event"] == "back":
@@ -130,6 +138,12 @@ def one_run(args, workdir: Path) -> dict:
                 result.update(event)
                 b_cpu1 = cpu_of(b, cluster)
                 result["nodeBCpuSeconds"] = b_cpu0.seconds_until(b_cpu1) if b_cpu0 else None
+        for proc in profiling:
+            proc.wait(timeout=args.profile + 60)
+        if raws and all(r.exists() for r in raws):
+            result["profile"] = {"summary": profile.summarize(raws[0]), "stages": stages.shares(raws)}
+            print("\n".join(profile.lines(result["profile"]["summary"])))
+            print("\n".join(stages.lines(result["profile"]["stages"])), flush=True)
         curve = result.get("backSeconds") or []
         n = result.get("clients") or args.clients
 
@@ -161,6 +175,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=180, help="longest wait for the clients to come back")
     parser.add_argument("--drain", type=float, default=20)
     parser.add_argument("--pg", default=h.PG_URL)
+    parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
+                        help="py-spy node B's router worker for SECONDS from the kill, and print where it goes")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     files = raise_files(4 * args.clients + 1000)
