@@ -42,7 +42,8 @@ STAGES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("writes", ("doWrite", "writeSomeData", "write (twisted/internet", "sendData", "components/upstream/hotpath.py")),
     ("websocket framing", ("autobahn/websocket/",)),
     ("accept", ("Port.doRead", "doRead (twisted/internet/tcp.py:1", "buildProtocol", "makeConnection")),
-    ("logging", ("twisted/logger", "txaio/", "/logging/")),
+    ("logging", ("twisted/logger", "/logging/", "Logger.emit", "Logger._log", "_no_op (")),
+    ("deferreds (txaio, Twisted)", ("txaio/", "twisted/internet/defer.py")),
     ("reactor and other", ("",)),
 )
 
