@@ -15,9 +15,10 @@ notices the sender had accepted and how many client copies were missing after th
 be 0) and duplicated, and the CPU node B used from the kill until the last was back. Results go
 to ``bench/results/failover-<time>.json``.
 
-The hard open-file limit of the machine is raised for this process and its children (as root)
-so that 20,000 clients and their server sides fit; on a shared 2-core machine a run of 20,000
-takes minutes to even connect: measure what the machine holds and say so.
+The open-file limit is raised for this process and its children as far as the hard limit allows
+(further only where the process may raise the hard limit: CAP_SYS_RESOURCE). Where the hard
+limit is 20,000, one node cannot hold 20,000 clients (each is a socket of its router worker,
+beside its own files), nor one load generator: measure what the machine holds and say so.
 """
 
 from __future__ import annotations
