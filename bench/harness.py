@@ -31,7 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import jwt
 
@@ -352,7 +352,10 @@ class DeptcastCluster(Server):
     name = "cluster"
 
     def __init__(self, root: Path, workdir: Path, pg_url: str, nodes: int = 2,
-                 extra_env: Optional[Dict[str, str]] = None) -> None:
+                 extra_env: Optional[Dict[str, str]] = None,
+                 configure: Optional[Callable[[Path], None]] = None) -> None:
+        """:param configure: called with each node's directory before the node starts (to edit
+            its ``config.json`` as an operator would)"""
         self.schema = PgSchema(pg_url, f"bench_{os.getpid()}_{secrets.token_hex(3)}")
         self.nodes: List[DeptcastNode] = []
         try:
@@ -364,6 +367,9 @@ class DeptcastCluster(Server):
                 cmd += ["--node", f"n{i}=127.0.0.1:{port}"]
             subprocess.run(cmd, check=True, cwd=str(root), stdout=subprocess.DEVNULL)
             self.secret = (out / "jwt.secret").read_text().strip()
+            if configure is not None:
+                for i in range(1, nodes + 1):
+                    configure(out / f"n{i}")
             for i, port in enumerate(ports, 1):
                 env = {"DEPTCAST_JWT_SECRET": self.secret, "DEPTCAST_RATE": "0", **(extra_env or {})}
                 self.nodes.append(DeptcastNode(root, out / f"n{i}", port, env, f"n{i}"))

@@ -18,7 +18,8 @@
 //   storm      N clients connecting at once: time until all are ready
 //   echo       one client (legacy socket or WAMP) sending to its own department:
 //              latency from its send until it receives the message itself
-//   burst      S subscribers, M sends with W calls in flight (closed loop)
+//   burst      S subscribers, M sends with W calls in flight (closed loop); optionally
+//              keyed, in deptcast.send_batch calls of B items, from several senders
 //   acks       S subscribers acknowledging receipts (or not), a sender at a fixed rate
 "use strict";
 
@@ -349,23 +350,53 @@ async function burst(cfg) {
       if (readMark(data, out) && out[0] === 2) { delivered++; latencies.push(now - out[2]); }
     }));
   }
-  const c = new WampClient();
-  await c.connect(cfg.sender);
+  // one sender session per spec (e.g. one per node of a cluster); the lanes take them in turn
+  const clients = [];
+  for (const spec of cfg.senders || [cfg.sender]) {
+    const c = new WampClient();
+    await c.connect(spec);
+    clients.push(c);
+  }
   const expected = cfg.messages * subs.length;
+  const batch = cfg.batch || 0;
+  const run = `${process.pid}-${Date.now()}`;
+  const keyOf = (i) => (cfg.keys ? `${run}-${i}` : undefined);
   emit({ event: "window_start" });
   const cpu0 = process.cpuUsage();
   const t0 = nowUs();
   let next = 0;
   const errors = {};
-  async function lane() {
+  const callLatencies = [];
+  const count = (uri) => { errors[uri] = (errors[uri] || 0) + 1; };
+  async function lane(n) {
+    const c = clients[n % clients.length];
     while (next < cfg.messages) {
-      const i = next++;
-      try { await c.call("deptcast.send", [cfg.to, makeMessage(2, i, cfg.size || 100)]); } catch (err) {
-        errors[err.uri || String(err)] = (errors[err.uri || String(err)] || 0) + 1;
+      const started = nowUs();
+      if (batch > 0) {
+        const first = next;
+        const upto = Math.min(cfg.messages, first + batch);
+        next = upto;
+        const items = [];
+        for (let i = first; i < upto; i++) {
+          const item = { to: cfg.to, message: makeMessage(2, i, cfg.size || 100) };
+          if (cfg.keys) item.key = keyOf(i);
+          items.push(item);
+        }
+        try {
+          const results = await c.call("deptcast.send_batch", [items]);
+          for (const r of results || []) if (r && r.error) count(r.error);
+        } catch (err) { count(err.uri || String(err)); }
+      } else {
+        const i = next++;
+        const kwargs = cfg.keys ? { key: keyOf(i) } : {};
+        try { await c.call("deptcast.send", [cfg.to, makeMessage(2, i, cfg.size || 100)], kwargs); } catch (err) {
+          count(err.uri || String(err));
+        }
       }
+      callLatencies.push(nowUs() - started);
     }
   }
-  await Promise.all(Array.from({ length: cfg.window }, lane));
+  await Promise.all(Array.from({ length: cfg.window }, (_, n) => lane(n)));
   const tSent = nowUs();
   const deadline = Date.now() + cfg.drain * 1000;
   while (delivered < expected && Date.now() < deadline) await sleep(5);
@@ -373,12 +404,14 @@ async function burst(cfg) {
   const cpu = process.cpuUsage(cpu0);
   emit({ event: "window_end" });
   for (const s of subs) s.close();
-  c.close();
+  for (const c of clients) c.close();
+  const calls = latencySummary(callLatencies);
   emit({
-    event: "burst_result", messages: cfg.messages, subscribers: subs.length, window: cfg.window,
+    event: "burst_result", messages: cfg.messages, subscribers: subs.length, window: cfg.window, batch,
     sendSeconds: (tSent - t0) / 1e6, acceptedPerSec: cfg.messages / ((tSent - t0) / 1e6),
     totalSeconds: (tDone - t0) / 1e6, delivered, deliveredPerSec: delivered / ((tDone - t0) / 1e6),
     missing: expected - delivered, errors, ...latencySummary(latencies),
+    callP50Ms: calls.p50Ms, callP99Ms: calls.p99Ms, callMaxMs: calls.maxMs,
     loadgenCpuPct: cpuPercent(cpu, (tDone - t0) / 1e6),
   });
   return 0;

@@ -107,6 +107,10 @@ class HistoryRequest:
     max_bytes: int = DEFAULT_MAX_BYTES
 
 
+#: the largest position: a ``seq`` is stored in a signed 64-bit column
+MAX_POSITION = 2 ** 63 - 1
+
+
 def parse_positions(positions: Any, topics: Sequence[str]) -> Optional[Dict[str, int]]:
     """Read the ``positions`` argument: ``None``, or ``{topic: last seq the client has}`` for
     some of the reader's ``topics``.
@@ -121,8 +125,9 @@ def parse_positions(positions: Any, topics: Sequence[str]) -> Optional[Dict[str,
         raise Refused(INVALID_FRAME, "'positions' must be an object {topic: last seq you have}")
     checked: Dict[str, int] = {}
     for topic, seq in positions.items():
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise Refused(INVALID_FRAME, "each position must be a whole number, 0 or more (the last seq you have)")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_POSITION:
+            raise Refused(INVALID_FRAME, "each position must be a whole number from 0 to 2**63-1 (the last seq "
+                                         "you have)")
         if topic not in topics:
             shown = topic[:80] if isinstance(topic, str) else repr(topic)[:80]
             raise Refused(NOT_AUTHORIZED, f"history covers your department, All and your own direct "

@@ -20,7 +20,7 @@ disable_created_metrics()
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 #: the interfaces a message arrives by
-INTERFACES = ("wamp", "legacy", "http")
+INTERFACES = ("wamp", "legacy", "http", "batch")
 
 #: seconds: store calls take 0.1-10 ms normally, up to the store deadline when it is in trouble
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -51,6 +51,10 @@ STORE_ERRORS = Counter(
     "Store operations that failed, by operation and kind (deadline: no answer in DEPTCAST_STORE_TIMEOUT; "
     "unavailable: down, locked or unreachable; error: anything else).",
     ["operation", "kind"], registry=REGISTRY)
+STORE_GROUP_SIZES = Histogram(
+    "deptcast_store_group_messages",
+    "Messages per group commit: sends and batch items written in one store transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000), registry=REGISTRY)
 HTTP_RESPONSES = Counter(
     "deptcast_http_responses", "JSON answers of the node's HTTP endpoints, by path and status.",
     ["path", "status"], registry=REGISTRY)
@@ -58,9 +62,20 @@ RETENTION_PRUNED = Counter(
     "deptcast_retention_pruned_messages",
     "Messages removed by retention, by rule (age: DEPTCAST_RETENTION_DAYS, count: DEPTCAST_RETENTION_MESSAGES).",
     ["rule"], registry=REGISTRY)
+CONNECTIONS_CLOSED = Counter(
+    "deptcast_connections_closed",
+    "Connections (WAMP /ws, legacy /webSocket) the node closed by a bound, by reason (slow_reader: its outgoing "
+    "buffer fell too far behind; "
+    "auth_timeout: not authenticated in time; too_large: a message over the limit, before or after "
+    "authentication; protocol_error: a malformed WAMP message).",
+    ["reason"], registry=REGISTRY)
+CALLS_REFUSED = Counter(
+    "deptcast_calls_refused_in_flight",
+    "Calls refused (rate_limited) because the session had DEPTCAST_CALLS_IN_FLIGHT calls unanswered.",
+    registry=REGISTRY)
 
 #: the HTTP paths counted by name; anything else is counted as "other" (labels stay few)
-HTTP_PATHS = ("/api/send", "/dev/token", "/health", "/health/serving", "/metrics")
+HTTP_PATHS = ("/api/send", "/api/send_batch", "/dev/token", "/health", "/health/serving", "/metrics")
 
 
 def reason_of(uri: str) -> str:

@@ -53,7 +53,7 @@ PROC_SESSION_REFRESH = "deptcast.session.refresh"
 #: ``admin`` role only (others get the router's ``wamp.error.not_authorized``)
 PROC_ADMIN_REVOKE = "deptcast.admin.revoke"
 #: procedures clients may call
-CLIENT_PROCEDURES = frozenset({PROC_SEND, PROC_HISTORY, PROC_PRESENCE_ONLINE})
+CLIENT_PROCEDURES = frozenset({PROC_SEND, PROC_SEND_BATCH, PROC_HISTORY, PROC_PRESENCE_ONLINE})
 #: operator procedures of the roster (``admin`` role): ``roster_import(rows)`` takes at most
 #: 1,000 rows ``[dept, user]`` and answers ``{"added": n, "known": m}``;
 #: ``roster_remove(user_key)`` answers ``{"removed": bool}``

@@ -11,6 +11,9 @@ variable                         meaning                                     def
 ``DEPTCAST_HISTORY_LIMIT``       most envelopes one history call returns     200
 ``DEPTCAST_RATE``                sends per second per user (0: no limit)     20
 ``DEPTCAST_BURST``               sends a user may make at once               50
+``DEPTCAST_PUBLISHER_RATE``      sends per second per publisher or admin     1000
+                                 account (backends; a batch item counts one)
+``DEPTCAST_PUBLISHER_BURST``     sends a publisher may make at once          2000
 ``DEPTCAST_HISTORY_RATE``        history calls per second per user (0: off)  5
 ``DEPTCAST_HISTORY_BURST``       history calls a user may make at once       20
 ``DEPTCAST_NODE``                this node's name in logs                    the host name
@@ -25,6 +28,17 @@ variable                         meaning                                     def
 ``DEPTCAST_RETENTION_DAYS``      remove messages older than this many days   0 (keep all)
 ``DEPTCAST_RETENTION_MESSAGES``  keep at most this many messages per topic   0 (keep all)
 ``DEPTCAST_RETENTION_INTERVAL``  seconds between two retention rounds        60
+``DEPTCAST_AUTH_TIMEOUT``        seconds a WAMP connection has to            60
+                                 authenticate (0: no bound)
+``DEPTCAST_SEND_BUFFER``         bytes a WAMP connection may fall behind     4194304 (4 MiB)
+                                 by before it is closed (0: no bound)
+``DEPTCAST_CALLS_IN_FLIGHT``     calls a client session may have unanswered  64
+                                 (0: no bound)
+``DEPTCAST_MAX_SUBSCRIPTIONS``   subscriptions a client session may hold     1000
+``DEPTCAST_PRESENCE_RATE``       presence.online calls per second per user   5
+                                 (0: no limit)
+``DEPTCAST_PRESENCE_BURST``      presence.online calls a user may make at    20
+                                 once
 ===============================  ==========================================  =====================
 """
 
@@ -64,6 +78,8 @@ class Settings:
     history_limit: int = 200
     rate: float = 20.0
     burst: int = 50
+    publisher_rate: float = 1000.0
+    publisher_burst: int = 2000
     history_rate: float = 5.0
     history_burst: int = 20
     node_name: str = "deptcast"
@@ -75,6 +91,12 @@ class Settings:
     retention_days: float = 0.0
     retention_messages: int = 0
     retention_interval: float = 60.0
+    auth_timeout: float = 60.0
+    send_buffer: int = 4 * 1024 * 1024
+    calls_in_flight: int = 64
+    max_subscriptions: int = 1000
+    presence_rate: float = 5.0
+    presence_burst: int = 20
 
     @property
     def db_is_postgres(self) -> bool:
@@ -172,6 +194,8 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         history_limit=_number(env, "DEPTCAST_HISTORY_LIMIT", 200, minimum=1),
         rate=_number(env, "DEPTCAST_RATE", 20.0, kind=float),
         burst=_number(env, "DEPTCAST_BURST", 50, minimum=1),
+        publisher_rate=_number(env, "DEPTCAST_PUBLISHER_RATE", 1000.0, kind=float),
+        publisher_burst=_number(env, "DEPTCAST_PUBLISHER_BURST", 2000, minimum=1),
         history_rate=_number(env, "DEPTCAST_HISTORY_RATE", 5.0, kind=float),
         history_burst=_number(env, "DEPTCAST_HISTORY_BURST", 20, minimum=1),
         node_name=env.get("DEPTCAST_NODE", "").strip() or socket.gethostname(),
@@ -183,4 +207,10 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         retention_days=_number(env, "DEPTCAST_RETENTION_DAYS", 0.0, kind=float),
         retention_messages=_number(env, "DEPTCAST_RETENTION_MESSAGES", 0),
         retention_interval=_number(env, "DEPTCAST_RETENTION_INTERVAL", 60.0, kind=float, minimum=0.1),
+        auth_timeout=_number(env, "DEPTCAST_AUTH_TIMEOUT", 60.0, kind=float),
+        send_buffer=_number(env, "DEPTCAST_SEND_BUFFER", 4 * 1024 * 1024),
+        calls_in_flight=_number(env, "DEPTCAST_CALLS_IN_FLIGHT", 64),
+        max_subscriptions=_number(env, "DEPTCAST_MAX_SUBSCRIPTIONS", 1000),
+        presence_rate=_number(env, "DEPTCAST_PRESENCE_RATE", 5.0, kind=float),
+        presence_burst=_number(env, "DEPTCAST_PRESENCE_BURST", 20, minimum=1),
     )

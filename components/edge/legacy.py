@@ -39,7 +39,7 @@ from zope.interface import implementer
 from components.core import frames, names
 from components.core import legacy as legacyframes
 from components.core.errors import INVALID_FRAME, UNAVAILABLE, Refused
-from components.core.metrics import count_refusal
+from components.core.metrics import CONNECTIONS_CLOSED, count_refusal
 from components.core.legacy import HandshakeRefused, KeyPattern, LegacyClient
 from components.core.logsummary import host_of
 from components.core.settings import PING_INTERVAL_MS, PING_TIMEOUT_MS, Settings
@@ -158,19 +158,29 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         answer whether it was written."""
         if self.state != self.STATE_OPEN:
             return False
-        if self._write_paused:
-            self._backlog += len(prepared.payloadHybi)
-            if self._backlog > self.factory.max_send_backlog:
-                self.log.warn("deptcast legacy: {key} is not reading; dropped {n} bytes behind",
-                              key=self._client.key, n=self._backlog)
-                self._write_paused = False
-                self.dropConnection(abort=True)
-                return False
+        if self._fell_behind(len(prepared.payloadHybi)):
+            return False
         if prepared.doNotCompress:
             # what sendPreparedMessage does with a frame never to be compressed (ours), one call less
             self.sendData(prepared.payloadHybi)
         else:
             self.sendPreparedMessage(prepared)
+        return True
+
+    def _fell_behind(self, size: int) -> bool:
+        """Count ``size`` bytes about to be written while the socket is not draining; past the
+        backlog bound, drop the connection (no close frame would reach a peer that does not
+        read) and answer ``True``."""
+        if not self._write_paused:
+            return False
+        self._backlog += size
+        if self._backlog <= self.factory.max_send_backlog:
+            return False
+        CONNECTIONS_CLOSED.labels("slow_reader").inc()
+        self.factory.connection_refusals.refused("slow_reader", self._client.key if self._client else None,
+                                                 f"not reading; dropped {self._backlog:,} bytes behind")
+        self._write_paused = False
+        self.dropConnection(abort=True)
         return True
 
     # -- incoming frames, read through autobahn's frame hooks so that a binary or oversize
@@ -239,7 +249,11 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         self.log.debug("deptcast legacy: {key}: {uri}", key=self._client.key if self._client else "?",
                        uri=refusal.uri)
         if self.state == self.STATE_OPEN:
-            self.sendMessage(frames.error_frame(refusal.uri, refusal.detail), isBinary=False)
+            # an error reply is output like a message: a peer that sends without reading is
+            # held to the same backlog (a 6-byte frame can earn a 111-byte reply)
+            reply = frames.error_frame(refusal.uri, refusal.detail)
+            if not self._fell_behind(len(reply) + 4):
+                self.sendMessage(reply, isBinary=False)
 
 
 class LegacyServerFactory(WebSocketServerFactory):

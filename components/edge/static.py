@@ -14,7 +14,12 @@ What every answer carries:
   the page a token are the ones that may embed it, and no other site can frame it (a
   ``<meta>`` policy cannot carry ``frame-ancestors``: browsers ignore it there);
 * ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``;
-* ``Cache-Control: max-age=60, public``: short, so an upgrade reaches browsers soon.
+* ``Cache-Control: max-age=60, public``: short, so an upgrade reaches browsers soon;
+* on JavaScript files only (``deptcast.js``, the modules it imports, ``vendor/``):
+  ``Access-Control-Allow-Origin: *`` and ``Cross-Origin-Resource-Policy: cross-origin``, so a
+  front end on another origin can ``import { Client } from "https://node/deptcast.js"`` (a
+  module script is fetched with CORS). They are public code with no credentials in them; the
+  page itself (``index.html``) stays same-origin.
 
 Only the page's kinds of files are served (no directory listings, no dot files, nothing under
 ``node_modules``, no Python, build scripts or package metadata).
@@ -38,6 +43,10 @@ WEB_PACKAGE = "deptcast_web"
 CACHE_SECONDS = 60
 #: the kinds of files the page is made of
 SERVED_SUFFIXES = frozenset({".html", ".js", ".css", ".svg", ".png", ".ico"})
+#: the files other origins may load: the browser client's ES modules
+MODULE_SUFFIXES = frozenset({".js"})
+#: the headers that let a page of another origin import them
+MODULE_HEADERS = ((b"access-control-allow-origin", b"*"), (b"cross-origin-resource-policy", b"cross-origin"))
 #: folder names never served (the npm packages the bundle is built from)
 HIDDEN_NAMES = frozenset({"node_modules"})
 #: the policy for a page whose ``index.html`` carries none
@@ -160,6 +169,9 @@ class WebRoot(File):
             for name, value in self.policy.headers():
                 request.setHeader(name, value)
         request.setHeader(b"cache-control", f"max-age={self.cache_seconds}, public".encode())
+        if self.splitext()[1].lower() in MODULE_SUFFIXES:
+            for name, value in MODULE_HEADERS:
+                request.setHeader(name, value)
         return super().render_GET(request)
 
     render_HEAD = render_GET

@@ -124,8 +124,8 @@ http {{
     gzip on;
     gzip_types text/css application/javascript text/javascript application/json;
     gzip_min_length 1024;
-    # POST /api/send: the message limit (64 KiB) plus room for the JSON around it
-    client_max_body_size 256k;
+    # POST /api/send_batch: one WAMP call's worth (448 KiB with the 64 KiB message limit)
+    client_max_body_size 512k;
     client_header_timeout 10s;
     client_body_timeout 10s;
 

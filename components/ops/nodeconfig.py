@@ -25,6 +25,9 @@ SOURCE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PORT = 8080
 #: pending connections the web transport queues (Crossbar's default of 50 stalls mass reconnects)
 LISTEN_BACKLOG = 1024
+#: milliseconds a client has for the WebSocket opening handshake, and to answer a close frame
+OPEN_HANDSHAKE_TIMEOUT_MS = 10_000
+CLOSE_HANDSHAKE_TIMEOUT_MS = 5_000
 #: how long browsers may cache the page's files: short, so an upgrade reaches them soon
 STATIC_CACHE_SECONDS = 60
 
@@ -66,7 +69,8 @@ def backend_role() -> Dict[str, Any]:
 
 
 def websocket_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Dict[str, Any]:
-    """Options of the node's WAMP WebSocket paths (``/ws``, ``/rlink``): pings, and inbound
+    """Options of the node's WAMP WebSocket paths (``/ws``, ``/rlink``): pings (sent whatever the
+    client sends), handshake timeouts, and inbound
     messages and frames no larger than a send of the largest message needs
     (:func:`~components.core.frames.wamp_message_cap`; Crossbar's default is 16 MiB, held in
     memory before the session has even authenticated).
@@ -75,6 +79,13 @@ def websocket_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Dic
     """
     cap = wamp_message_cap(max_message_bytes)
     return {"auto_ping_interval": PING_INTERVAL_MS, "auto_ping_timeout": PING_TIMEOUT_MS,
+            # a ping every interval, whatever the client sends: one that sends but never reads
+            # (so never answers) is dropped after the timeout (Autobahn's default counts any
+            # incoming traffic as alive and skips the ping)
+            "auto_ping_restart_on_any_traffic": False,
+            # a peer that does not answer our close frame (a slow reader, a timeout) is aborted
+            # after this (Crossbar's default, 0, waits for ever)
+            "open_handshake_timeout": OPEN_HANDSHAKE_TIMEOUT_MS, "close_handshake_timeout": CLOSE_HANDSHAKE_TIMEOUT_MS,
             "max_message_size": cap, "max_frame_size": cap}
 
 
@@ -131,6 +142,7 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
                                 "max_message_bytes": max_message_bytes}},
         "api": {"type": "path", "paths": {
             "send": {"type": "resource", "classname": "components.edge.httpapi.HttpSendResource"},
+            "send_batch": {"type": "resource", "classname": "components.edge.httpapi.HttpSendBatchResource"},
         }},
         # internal: for monitoring and balancers, not proxied to the public (components.ops.nginx)
         "health": {"type": "resource", "classname": "components.edge.health.HealthResource"},

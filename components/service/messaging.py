@@ -11,17 +11,19 @@ process.
 
 import functools
 import time
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from twisted.internet import defer, task
 import txaio
 
-from components.core.errors import RATE_LIMITED, UNAVAILABLE, Refused
+from components.core.errors import INVALID_FRAME, RATE_LIMITED, UNAVAILABLE, Refused
 from components.core import names
 from components.core.history import DEFAULT_PAGE, HistoryRequest, answer_cap, history_request
 from components.core.messages import check_send
+from components.core.metrics import SENDS_ACCEPTED, SENDS_REFUSED, reason_of
 from components.core.retention import PrunedHistory, pruned_refusal
 from components.core.ratelimit import RateLimiter
+from components.core.sendkeys import Outgoing, Stored, check_key, key_conflict
 from components.core.settings import Settings
 from components.core.targets import envelope_topic
 from components.core.tokens import Identity
@@ -31,6 +33,8 @@ from components.store.threaded import StoreUnavailable, ThreadedStore
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
+#: the fields of a ``deptcast.send_batch`` item
+BATCH_ITEM_FIELDS = frozenset({"to", "message", "key"})
 #: what a caller hears while the store is down, frozen or locked (never why: no host names)
 STORE_DOWN = "the message store is not answering; retry in a few seconds"
 #: seconds before a ``rate_limited`` refusal is answered: a client that calls again at once
@@ -107,6 +111,8 @@ class MessageService:
         self._now = now
         self._monotonic = monotonic
         self._limiter = RateLimiter(settings.rate, settings.burst)
+        # backends (publisher and admin accounts) have a bucket of their own
+        self._publisher_limiter = RateLimiter(settings.publisher_rate, settings.publisher_burst)
         # each answer may carry ~1 MiB read from the store: bound how often a user asks
         self._history_limiter = RateLimiter(settings.history_rate, settings.history_burst)
         if clock is None:
@@ -132,46 +138,160 @@ class MessageService:
             raise Refused(UNAVAILABLE, "the node is starting: its message store is not ready yet; "
                                        "retry in a few seconds", retry_after=2)
 
-    def check(self, identity: Identity, to: Any, message: Any):
-        """Validate, authorize and rate-limit one send request.
+    def _limiter_for(self, identity: Identity) -> Tuple[RateLimiter, float, int]:
+        """The bucket of ``identity``'s role: publishers and admins (backends, announcers) have
+        their own rate, so that a backend gets what it needs without lifting people's."""
+        if identity.role in (names.PUBLISHER, names.ADMIN):
+            return self._publisher_limiter, self._settings.publisher_rate, self._settings.publisher_burst
+        return self._limiter, self._settings.rate, self._settings.burst
 
-        :raises Refused: with the contract's URI
-        :rtype: Target
-        """
-        target = check_send(identity, to, message, self._settings.max_message_bytes)
-        if not self._limiter.allow(identity.key, self._monotonic()):
-            raise Refused(RATE_LIMITED, f"more than {self._settings.burst} messages in a burst; "
-                                        f"slow down to {self._settings.rate:g} per second")
-        return target
+    def _rate_refusal(self, identity: Identity) -> Refused:
+        _, rate, burst = self._limiter_for(identity)
+        return Refused(RATE_LIMITED, f"more than {burst} messages in a burst; slow down to {rate:g} per second")
 
     @counted_send
     @_counted("send")
     @defer.inlineCallbacks
-    def send(self, identity: Identity, to: Any, message: Any):
+    def send(self, identity: Identity, to: Any, message: Any, key: Any = None):
         """Send ``message`` to ``to`` as ``identity``; fire with the envelope. (The adapters
         pass ``interface="legacy"`` or ``"http"``, counted by :func:`counted_send`.)
 
+        With a ``key``, a retry is safe: the same sender and key within a day are answered
+        the first envelope, nothing stored or published again (see :meth:`send_many`).
+
         :raises Refused: with the contract's URI; nothing refused is stored or published
         """
-        target = self.check(identity, to, message)
-        self._check_store()
+        results = yield self.send_many(identity, [(to, message, key)])
+        if isinstance(results[0], Refused):
+            raise results[0]
+        return results[0]
+
+    @_counted("send")
+    @defer.inlineCallbacks
+    def send_batch(self, identity: Identity, items: Any):
+        """``deptcast.send_batch``: up to :data:`~components.core.names.SEND_BATCH_MAX`
+        items ``{"to", "message", "key"?}``; fire with one result per item, in order: the
+        envelope or ``{"error": <uri>, "detail": <text>}``.
+
+        :raises Refused: ``invalid_frame`` if ``items`` is not a list of at most
+            ``SEND_BATCH_MAX``; ``unavailable`` if the store is (nothing of the batch was stored)
+        """
+        if not isinstance(items, (list, tuple)):
+            raise Refused(INVALID_FRAME, "items must be a list of {to, message, key?} objects")
+        if len(items) > names.SEND_BATCH_MAX:
+            raise Refused(INVALID_FRAME, f"at most {names.SEND_BATCH_MAX} items per call ({len(items)} given)")
+        requests: List[Any] = []
+        for item in items:
+            if isinstance(item, dict) and set(item) <= BATCH_ITEM_FIELDS:
+                requests.append((item.get("to"), item.get("message"), item.get("key")))
+            else:
+                requests.append(Refused(INVALID_FRAME, "an item is an object {to, message, key?}"))
+        results = yield self.send_many(identity, requests)
+        out = []
+        for result in results:
+            if isinstance(result, Refused):
+                self._refusals["send"].refused(result.uri, identity.key, result.detail)
+                SENDS_REFUSED.labels("batch", reason_of(result.uri)).inc()
+                out.append({"error": result.uri, "detail": result.detail})
+            else:
+                SENDS_ACCEPTED.labels("batch").inc()
+                out.append(result)
+        return out
+
+    @defer.inlineCallbacks
+    def send_many(self, identity: Identity, requests: Sequence[Any]):
+        """The send path of one call: ``requests`` are ``(to, message, key)`` (or a
+        :class:`Refused` already); fire with one envelope or :class:`Refused` each, in order.
+
+        Each request is validated and authorized alone; the valid ones take a token each from
+        the sender's bucket (the first ones that fit go, the rest are ``rate_limited``; a
+        keyed one over the limit whose key is stored is answered its envelope, as a retry
+        costs nothing); then all of them are stored in one group commit and the fresh ones
+        published. A request answered a stored envelope gives its token back.
+
+        :raises Refused: ``unavailable`` (the node is starting, or the store is down: nothing
+            was stored)
+        """
+        ts = int(self._now() * 1000)
+        prepared: List[Any] = []
+        for request in requests:
+            if isinstance(request, Refused):
+                prepared.append(request)
+                continue
+            to, message, key = request
+            try:
+                target = check_send(identity, to, message, self._settings.max_message_bytes)
+                prepared.append(Outgoing(target, identity, message, ts, check_key(key)))
+            except Refused as e:
+                prepared.append(e)
+        valid = [n for n, p in enumerate(prepared) if isinstance(p, Outgoing)]
+        limiter, _, _ = self._limiter_for(identity)
+        granted = limiter.take(identity.key, self._monotonic(), len(valid))
+        over, going = valid[granted:], valid[:granted]
+        if over:
+            yield self._answer_over_limit(identity, prepared, over)
+        if not going:
+            return prepared
+        if not self.store_ready:
+            limiter.refund(identity.key, len(going))
+            self._check_store()
         if not self._gate.is_open:
             yield self._gate.wait()
         try:
-            envelope = yield self._store.append(target, identity, message, int(self._now() * 1000),
-                                                on_late=self._publish_late)
+            stored: List[Stored] = yield self._store.append_many([prepared[n] for n in going],
+                                                                on_late=self._publish_late_many)
         except StoreUnavailable:
+            limiter.refund(identity.key, len(going))
             raise Refused(UNAVAILABLE, STORE_DOWN, retry_after=2) from None
-        yield self._publish(target.topic, envelope)
-        return envelope
+        refunds = 0
+        published = []
+        for n, result in zip(going, stored):
+            outgoing = prepared[n]
+            if result.envelope is None:
+                prepared[n] = key_conflict(outgoing.key)
+                refunds += 1
+            else:
+                prepared[n] = result.envelope
+                if result.fresh:
+                    published.append(self._publish(outgoing.target.topic, result.envelope))
+                else:
+                    refunds += 1
+        limiter.refund(identity.key, refunds)
+        if published:
+            yield defer.gatherResults(published, consumeErrors=True)
+        return prepared
+
+    @defer.inlineCallbacks
+    def _answer_over_limit(self, identity: Identity, prepared: List[Any], over: Sequence[int]):
+        """Answer the requests past the sender's bucket: ``rate_limited``, but a keyed one
+        whose key is stored gets its first envelope (a retry costs no rate)."""
+        keyed = {prepared[n].key for n in over if prepared[n].key}
+        found: Dict[str, Any] = {}
+        if keyed and self.store_ready:
+            try:
+                found = yield self._store.sent_keys(identity, sorted(keyed))
+            except StoreUnavailable:
+                found = {}
+        for n in over:
+            outgoing = prepared[n]
+            if outgoing.key in found:
+                fp, envelope = found[outgoing.key]
+                prepared[n] = envelope if fp == outgoing.fingerprint else key_conflict(outgoing.key)
+            else:
+                prepared[n] = self._rate_refusal(identity)
 
     def _publish_late(self, envelope: Dict[str, Any]) -> None:
-        # the sender was told "unavailable", but the store committed the message after all:
-        # it is in history, so its subscribers get it live too (a client that retried sends a
-        # second message with its own id)
+        # the sender was told "unavailable", but the store committed the message after all
+        # (the store froze during the commit): it is in history, so its subscribers get it
+        # live too (a retry with the same key is answered this envelope)
         d = defer.maybeDeferred(self._publish, envelope_topic(envelope), envelope)
         d.addErrback(lambda f: self.log.warn("deptcast api: could not publish a late-stored message: {e}",
                                              e=f.getErrorMessage()))
+
+    def _publish_late_many(self, stored: List[Stored]) -> None:
+        for result in stored:
+            if result.fresh and result.envelope is not None:
+                self._publish_late(result.envelope)
 
     @timed_history
     @_counted("history")

@@ -28,7 +28,7 @@ def counted_send(fn: Callable) -> Callable:
     """Count each send: accepted (and published, by topic kind) or refused by reason, per
     ``interface`` (``wamp`` unless the caller says ``legacy`` or ``http``)."""
     @functools.wraps(fn)
-    def send(self, identity, to, message, interface: str = "wamp") -> defer.Deferred:
+    def send(self, identity, to, message, key=None, interface: str = "wamp") -> defer.Deferred:
         def accepted(envelope):
             SENDS_ACCEPTED.labels(interface).inc()
             EVENTS_PUBLISHED.labels(envelope.get("scope", "other")).inc()
@@ -38,7 +38,7 @@ def counted_send(fn: Callable) -> Callable:
             SENDS_REFUSED.labels(interface, reason_of(failure.value.uri) if failure.check(Refused)
                                  else "unavailable").inc()
             return failure
-        return defer.maybeDeferred(fn, self, identity, to, message).addCallbacks(accepted, refused)
+        return defer.maybeDeferred(fn, self, identity, to, message, key).addCallbacks(accepted, refused)
     return send
 
 

@@ -5,10 +5,11 @@ A store is synchronous and owned by one thread at a time;
 Deferreds to the adapters.
 """
 
-from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Type
 
 from components.core.history import HistoryRequest
 from components.core.receipts import Notice
+from components.core.sendkeys import Outgoing, Stored
 from components.core.settings import is_postgres_url
 from components.core.targets import Target
 from components.core.tokens import Identity
@@ -24,6 +25,17 @@ class Store(Protocol):
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> Dict[str, Any]:
         """Store one message and return its envelope, with a fresh id and the next ``seq``
         of its topic (1, 2, 3, ... per topic, taken in the same transaction)."""
+
+    def append_many(self, items: Sequence[Outgoing],
+                    before_commit: Optional[Callable[[], bool]] = None) -> List[Stored]:
+        """Store ``items`` in one transaction, in order (group commit); one :class:`Stored`
+        each. A keyed item whose sender used that key within a day gets the first envelope
+        (``fresh`` false), or a conflict for another target or message; nothing is stored for
+        it, and the batch goes on. ``before_commit()`` is asked just before the commit:
+        ``False`` rolls it all back."""
+
+    def sent_keys(self, sender: Identity, keys: Sequence[str]) -> Dict[str, Tuple[str, Dict[str, Any]]]:
+        """What ``sender`` stored under ``keys``: ``{key: (fingerprint, first envelope)}``."""
 
     def history(self, request: HistoryRequest) -> List[Dict[str, Any]]:
         """The envelopes on the request's topics (a reader's department, All and own direct

@@ -7,8 +7,12 @@ from typing import Any, Tuple, Type
 
 from twisted.python.failure import Failure
 
-from components.core.metrics import STORE_ERRORS, STORE_SECONDS
+from components.core.metrics import STORE_ERRORS, STORE_GROUP_SIZES, STORE_SECONDS
 from components.core.retention import PrunedHistory
+
+
+#: messages per group commit
+GROUP_SIZES = STORE_GROUP_SIZES
 
 
 def observe_deadline(operation: str) -> None:

@@ -6,17 +6,26 @@ The statements are plain SQL that SQLite and PostgreSQL both accept; the few dif
 interface on a DB-API connection; the back ends only say how to connect and how to lock.
 """
 
+import json
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from components.core.history import HistoryRequest, envelope_bytes, format_id
 from components.core.messages import make_envelope
 from components.core.retention import Floor, PrunedHistory, count_cut, pruned_past
+from components.core.sendkeys import KEY_WINDOW_MS, Outgoing, Stored
 from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store.receiptsql import ReceiptsSql
+
+T = TypeVar("T")
+
+
+class DeadlinePassed(Exception):
+    """A write's caller was answered ``unavailable`` before it could commit: rolled back."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,21 @@ def migrations(d: Dialect) -> List[str]:
             PRIMARY KEY (msg_id, state, dept, usr)
         );
         """,
+        # safe retries: a sender's key names one notice for a day (kept apart from the
+        # messages, so retention shorter than a day does not forget it); the first envelope is
+        # kept as it was answered
+        f"""
+        CREATE TABLE send_keys (
+            sender_dept TEXT NOT NULL,
+            sender      TEXT NOT NULL,
+            key         TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            envelope    TEXT NOT NULL,
+            ts          {d.bigint} NOT NULL,
+            PRIMARY KEY (sender_dept, sender, key)
+        );
+        CREATE INDEX send_keys_ts ON send_keys (ts);
+        """,
     ]
 
 
@@ -177,10 +201,10 @@ class SqlStore(ReceiptsSql):
         self._closed = False
         p = self.dialect.placeholder
         self._history_sql: Dict[Tuple[int, str], str] = {}
-        self._seq_sql = (f"INSERT INTO topic_seq (topic, seq) VALUES ({p}, 1)"
-                         " ON CONFLICT (topic) DO UPDATE SET seq = topic_seq.seq + 1 RETURNING seq")
-        self._insert_sql = ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept,"
-                            f" message, ts, seq, topic) VALUES ({', '.join([p] * 10)}) RETURNING id")
+        # n appends to one topic take the seqs up to the one returned
+        self._seq_many_sql = (f"INSERT INTO topic_seq (topic, seq) VALUES ({p}, {p})"
+                              f" ON CONFLICT (topic) DO UPDATE SET seq = topic_seq.seq + {p} RETURNING seq")
+        self._keys_pruned_at = float("-inf")
 
     # -- connections: one per thread (a connection must not run two queries at once)
 
@@ -273,15 +297,135 @@ class SqlStore(ReceiptsSql):
         return version
 
     def append(self, target: Target, sender: Identity, message: str, ts: int) -> Dict[str, Any]:
-        topic = target.topic
+        stored = self.append_many([Outgoing(target, sender, message, ts)])[0]
+        assert stored.envelope is not None  # no key: never a conflict
+        return stored.envelope
+
+    def append_many(self, items: Sequence[Outgoing],
+                    before_commit: Optional[Callable[[], bool]] = None) -> List[Stored]:
+        """Store ``items`` in one transaction (group commit), in order; one :class:`Stored`
+        per item.
+
+        A keyed item whose sender already used its key (before, or earlier in ``items``) is
+        answered that first envelope and stores nothing; with another target or message it is
+        a conflict. Key rows are inserted with ``ON CONFLICT DO NOTHING``: a conflict never
+        aborts the batch.
+
+        :param before_commit: asked just before the commit; ``False`` (the caller's deadline
+            passed, it was answered ``unavailable``) rolls everything back
+            (:class:`DeadlinePassed`)
+        :rtype: list
+        """
         with self._write() as conn:
             self._append_lock(conn)
-            # the topic's row stays locked until commit: sends to one topic take their seq and
-            # their id in the same order, on every node
-            seq = conn.execute(self._seq_sql, (topic,)).fetchone()[0]
-            msg_id = conn.execute(self._insert_sql, (target.scope, target.target, target.dept, target.user,
-                                                     sender.user, sender.dept, message, ts, seq, topic)).fetchone()[0]
-        return make_envelope(format_id(msg_id), target, sender, message, ts, seq=seq)
+            results = self._append_in(conn, items)
+            self._prune_keys(conn, items)
+            if before_commit is not None and not before_commit():
+                raise DeadlinePassed()
+        return results
+
+    def _append_in(self, conn: Any, items: Sequence[Outgoing]) -> List[Stored]:
+        known = self._known_keys(conn, [item for item in items if item.key])
+        results: List[Optional[Stored]] = [None] * len(items)
+        fresh: List[Tuple[int, Outgoing]] = []
+        first_of: Dict[Tuple[str, str, str], int] = {}
+        repeats: List[Tuple[int, int]] = []  # (item, the earlier item of this batch with its key)
+        for n, item in enumerate(items):
+            if item.key:
+                k = (item.sender.dept, item.sender.user, item.key)
+                if k in known:
+                    fp, envelope = known[k]
+                    results[n] = Stored(envelope if fp == item.fingerprint else None, False)
+                    continue
+                if k in first_of:
+                    repeats.append((n, first_of[k]))
+                    continue
+                first_of[k] = n
+            fresh.append((n, item))
+        # the topics' rows stay locked until commit: sends to one topic take their seq and
+        # their id in the same order, on every node
+        counts: Dict[str, int] = {}
+        for _, item in fresh:
+            counts[item.target.topic] = counts.get(item.target.topic, 0) + 1
+        next_seq: Dict[str, int] = {}
+        for topic in sorted(counts):
+            last = conn.execute(self._seq_many_sql, (topic, counts[topic], counts[topic])).fetchone()[0]
+            next_seq[topic] = last - counts[topic] + 1
+        rows: List[Tuple[Any, ...]] = []
+        for _, item in fresh:
+            t = item.target
+            seq = next_seq[t.topic]
+            next_seq[t.topic] = seq + 1
+            rows.append((t.scope, t.target, t.dept, t.user, item.sender.user, item.sender.dept, item.message,
+                         item.ts, seq, t.topic))
+        ids: Dict[Tuple[str, int], int] = {}
+        for chunk in _chunks(rows, INSERT_CHUNK):
+            for msg_id, topic, seq in conn.execute(self._insert_sql(len(chunk)),
+                                                   [v for row in chunk for v in row]).fetchall():
+                ids[(topic, seq)] = msg_id
+        key_rows: List[Tuple[Any, ...]] = []
+        for (n, item), row in zip(fresh, rows):
+            seq = row[8]
+            envelope = make_envelope(format_id(ids[(item.target.topic, seq)]), item.target, item.sender,
+                                     item.message, item.ts, seq=seq)
+            results[n] = Stored(envelope, True)
+            if item.key:
+                key_rows.append((item.sender.dept, item.sender.user, item.key, item.fingerprint,
+                                 json.dumps(envelope, separators=(",", ":")), item.ts))
+        for chunk in _chunks(key_rows, INSERT_CHUNK):
+            conn.execute(self._keys_sql(len(chunk)), [v for row in chunk for v in row])
+        for n, first in repeats:
+            earlier = results[first]
+            assert earlier is not None and earlier.envelope is not None  # fresh: stored above
+            same = items[n].fingerprint == items[first].fingerprint
+            results[n] = Stored(earlier.envelope if same else None, False)
+        return [r for r in results if r is not None]
+
+    def _insert_sql(self, rows: int) -> str:
+        p = self.dialect.placeholder
+        values = ", ".join([f"({', '.join([p] * 10)})"] * rows)
+        return ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept,"
+                f" message, ts, seq, topic) VALUES {values} RETURNING id, topic, seq")
+
+    def _keys_sql(self, rows: int) -> str:
+        p = self.dialect.placeholder
+        values = ", ".join([f"({', '.join([p] * 6)})"] * rows)
+        return ("INSERT INTO send_keys (sender_dept, sender, key, fingerprint, envelope, ts)"
+                f" VALUES {values} ON CONFLICT DO NOTHING")
+
+    def _known_keys(self, conn: Any, items: Sequence[Outgoing]) -> Dict[Tuple[str, str, str], Tuple[str, Dict]]:
+        """The stored keys among ``items``': ``{(dept, user, key): (fingerprint, envelope)}``."""
+        p = self.dialect.placeholder
+        by_sender: Dict[Tuple[str, str], List[str]] = {}
+        for item in items:
+            assert item.key is not None
+            by_sender.setdefault((item.sender.dept, item.sender.user), []).append(item.key)
+        found: Dict[Tuple[str, str, str], Tuple[str, Dict]] = {}
+        for (dept, user), keys in by_sender.items():
+            for chunk in _chunks(sorted(set(keys)), HEADS_CHUNK):
+                sql = ("SELECT key, fingerprint, envelope FROM send_keys WHERE sender_dept = "
+                       f"{p} AND sender = {p} AND key IN ({', '.join([p] * len(chunk))})")
+                for key, fp, envelope in conn.execute(sql, [dept, user, *chunk]).fetchall():
+                    found[(dept, user, key)] = (fp, json.loads(envelope))
+        return found
+
+    def sent_keys(self, sender: Identity, keys: Sequence[str]) -> Dict[str, Tuple[str, Dict[str, Any]]]:
+        """What ``sender`` stored under ``keys``: ``{key: (fingerprint, first envelope)}``.
+
+        :rtype: dict
+        """
+        items = [Outgoing(_NO_TARGET, sender, "", 0, key) for key in keys]
+        found = self._known_keys(self._conn(), items)
+        return {key: value for (_, _, key), value in found.items()}
+
+    def _prune_keys(self, conn: Any, items: Sequence[Outgoing]) -> None:
+        """Once a minute, in an append's transaction: forget keys older than a day."""
+        now = time.monotonic()
+        if not items or now - self._keys_pruned_at < KEYS_PRUNE_EVERY:
+            return
+        self._keys_pruned_at = now
+        cutoff = max(item.ts for item in items) - KEY_WINDOW_MS
+        conn.execute(f"DELETE FROM send_keys WHERE ts < {self.dialect.placeholder}", (cutoff,))
 
     def history(self, request: HistoryRequest) -> List[Dict[str, Any]]:
         if request.positions is not None:
@@ -429,6 +573,17 @@ class SqlStore(ReceiptsSql):
 
 #: topics per ``heads`` query (SQLite allows 999 parameters)
 HEADS_CHUNK = 500
+#: rows per multi-row INSERT (10 parameters each: within SQLite's 32766)
+INSERT_CHUNK = 500
+#: seconds between two removals of keys older than a day
+KEYS_PRUNE_EVERY = 60.0
+#: the target of a key lookup (only the sender and the key matter)
+_NO_TARGET = Target("all", "All")
+
+
+def _chunks(values: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
 
 
 def within_bytes(rows: List[Any], max_bytes: int) -> List[Any]:

@@ -16,7 +16,8 @@ has heard ``unavailable`` and may retry, so it must not be stored after all.
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type
 
 from twisted.internet import defer, threads
 import txaio
@@ -25,10 +26,12 @@ from twisted.python.threadpool import ThreadPool
 
 from components.core.history import HistoryRequest
 from components.core.receipts import Notice
+from components.core.sendkeys import Outgoing, Stored
 from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store import Store
-from components.store.observe import observe, observe_deadline
+from components.store.observe import GROUP_SIZES, observe, observe_deadline
+from components.store.sql import DeadlinePassed
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
@@ -75,6 +78,32 @@ class _Pool:
         return self.in_flight >= (self.busy_capacity if self.up else self.capacity)
 
 
+class _Entry:
+    """One call of :meth:`ThreadedStore.append_many` waiting for (or in) a group commit."""
+
+    def __init__(self, items: List[Outgoing], began: float, deadline: float,
+                 on_late: Optional[Callable[[List[Stored]], None]]) -> None:
+        self.items = items
+        self.began = began
+        self.deadline = deadline
+        self.on_late = on_late
+        self.result: defer.Deferred = defer.Deferred()
+        self.timer: Any = None
+
+
+def _split(group: List[_Entry], results: List[Stored]) -> List[Tuple[_Entry, List[Stored]]]:
+    """Each call's share of a group's results."""
+    out, at = [], 0
+    for entry in group:
+        out.append((entry, results[at:at + len(entry.items)]))
+        at += len(entry.items)
+    return out
+
+
+#: the most messages one group commit takes (a call's items are never split)
+GROUP_MAX = 2000
+
+
 class _Expired(Exception):
     """A call's deadline passed before a thread could start it: it was not run."""
 
@@ -106,6 +135,10 @@ class ThreadedStore:
         for p in (self._writes, self._reads):
             p.pool.start()
         self._on_change: List[Callable[[str, bool], None]] = []
+        # group commit: calls waiting for a writer, and the groups being written
+        self._writers = writers
+        self._queue: Deque[_Entry] = deque()
+        self._flushing = 0
 
     @property
     def up(self) -> Optional[bool]:
@@ -150,35 +183,75 @@ class ThreadedStore:
 
     # -- running calls
 
-    def _run(self, pool: _Pool, fn: Callable, *args, on_late: Optional[Callable[[Any], None]] = None
+    def _run(self, pool: _Pool, fn: Callable, *args, on_late: Optional[Callable[[Any], None]] = None,
+             gated: bool = False, timeout: Optional[float] = None, began: Optional[float] = None
              ) -> defer.Deferred:
+        """Run ``fn(*args)`` on ``pool`` with a deadline of ``timeout`` seconds (the store's
+        timeout by default).
+
+        :param gated: ``fn`` takes ``before_commit``: a write that has not reached its commit
+            by the deadline is rolled back (its caller hears ``unavailable`` and nothing was
+            stored); one whose commit is under way at the deadline is waited for one more
+            timeout, then answered ``unavailable`` too (its outcome unknown: ``on_late`` hears
+            of a commit that completes after all)
+        :param began: when the caller asked (reactor seconds; by default now)
+        """
         if pool.full:
             self._went_down(pool, f"{pool.in_flight} calls already waiting for it")
             return defer.fail(StoreUnavailable("the store's threads are all busy"))
         pool.in_flight += 1
         result: defer.Deferred = defer.Deferred()
-        started = self._reactor.seconds()
-        expired = []  # set on the reactor thread, read on the pool's (a list append is atomic)
+        started = self._reactor.seconds() if began is None else began
+        deadline = self._timeout if timeout is None else max(0.0, timeout)
+        # the call's state, shared by the reactor (its deadline) and the pool's thread (its
+        # commit): "waiting", "running", "committing" or "expired"
+        state = ["waiting"]
+        guard = threading.Lock()
+
+        def give_up() -> None:
+            observe_deadline(fn.__name__)
+            self._went_down(pool, f"no answer within {deadline:g} s", started)
+            result.errback(StoreUnavailable(f"no answer within {deadline:g} s"))
 
         def expire() -> None:
-            observe_deadline(fn.__name__)
-            expired.append(True)
-            self._went_down(pool, f"no answer within {self._timeout:g} s", started)
-            result.errback(StoreUnavailable(f"no answer within {self._timeout:g} s"))
+            with guard:
+                committing = state[0] == "committing"
+                if not committing:
+                    state[0] = "expired"
+            if committing:
+                # the commit is on its way: its outcome is the answer, unless the store froze
+                # in the middle of it
+                timers[0] = self._reactor.callLater(self._timeout, give_up)
+                return
+            give_up()
+
+        def before_commit() -> bool:
+            with guard:
+                if state[0] == "expired":
+                    return False
+                state[0] = "committing"
+                return True
 
         def call() -> Any:
-            if expired:
-                raise _Expired()
+            with guard:
+                if state[0] == "expired":
+                    raise _Expired()
+                state[0] = "running"
+            if gated:
+                return fn(*args, before_commit=before_commit)
             return fn(*args)
 
-        timer = self._reactor.callLater(self._timeout, expire)
+        timers = [self._reactor.callLater(deadline, expire)]
 
         def done(outcome: Any) -> None:
             pool.in_flight -= 1
-            if timer.active():
-                timer.cancel()
+            if timers[0].active():
+                timers[0].cancel()
             if isinstance(outcome, Failure) and outcome.check(_Expired):
                 return  # never ran: its caller heard "unavailable" (and it was counted) at the deadline
+            if isinstance(outcome, Failure) and outcome.check(DeadlinePassed):
+                self._answered(pool)  # rolled back (its caller heard "unavailable"), but the store answered
+                return
             observe(fn.__name__, self._reactor.seconds() - started, outcome, self._unavailable_errors)
             if isinstance(outcome, Failure):
                 if self._unavailable_errors and outcome.check(*self._unavailable_errors):
@@ -205,7 +278,83 @@ class ThreadedStore:
         :param on_late: called with the envelope if the append fails its deadline but the
             store commits it afterwards (the message is stored: it should still be published)
         """
-        return self._run(self._writes, self.store.append, target, sender, message, ts, on_late=on_late)
+        late = None if on_late is None else (lambda stored: on_late(stored[0].envelope))
+        d = self.append_many([Outgoing(target, sender, message, ts)], on_late=late)
+        return d.addCallback(lambda stored: stored[0].envelope)
+
+    def append_many(self, items: Sequence[Outgoing],
+                    on_late: Optional[Callable[[List[Stored]], None]] = None) -> defer.Deferred:
+        """Store ``items`` (in order, with their keys' rules: see :meth:`SqlStore.append_many
+        <components.store.sql.SqlStore.append_many>`); fire with one :class:`Stored` each.
+
+        Group commit: calls that arrive while the writers are busy wait in a queue, and a
+        writer that comes free takes all of them (up to :data:`GROUP_MAX` items) into one
+        transaction. A call still queued at its deadline is never run; a group is rolled
+        back if its earliest deadline passes before its commit.
+
+        :param on_late: called with the results if the store commits them after all, after
+            the caller heard ``unavailable`` (the store froze during the commit)
+        """
+        if not items:
+            return defer.succeed([])
+        pool = self._writes
+        waiting = len(self._queue) + pool.in_flight
+        if waiting >= (pool.busy_capacity if pool.up else pool.capacity):
+            self._went_down(pool, f"{waiting} calls already waiting for it")
+            return defer.fail(StoreUnavailable("the store's threads are all busy"))
+        now = self._reactor.seconds()
+        entry = _Entry(list(items), now, now + self._timeout, on_late)
+        entry.timer = self._reactor.callLater(self._timeout, self._expire_queued, entry)
+        self._queue.append(entry)
+        self._flush()
+        return entry.result
+
+    def _expire_queued(self, entry: "_Entry") -> None:
+        if entry not in self._queue:
+            return
+        self._queue.remove(entry)
+        observe_deadline("append_many")
+        self._went_down(self._writes, f"no writer free within {self._timeout:g} s", entry.began)
+        entry.result.errback(StoreUnavailable(f"no answer within {self._timeout:g} s"))
+
+    def _flush(self) -> None:
+        while self._flushing < self._writers and self._queue:
+            group: List[_Entry] = []
+            count = 0
+            while self._queue and (not group or count + len(self._queue[0].items) <= GROUP_MAX):
+                entry = self._queue.popleft()
+                if entry.timer is not None and entry.timer.active():
+                    entry.timer.cancel()
+                group.append(entry)
+                count += len(entry.items)
+            self._flushing += 1
+            GROUP_SIZES.observe(count)
+            remaining = min(e.deadline for e in group) - self._reactor.seconds()
+            began = min(e.began for e in group)
+            items = [item for e in group for item in e.items]
+
+            def late(results: List[Stored], group: List[_Entry] = group) -> None:
+                for entry, part in _split(group, results):
+                    if entry.on_late is not None:
+                        entry.on_late(part)
+            d = self._run(self._writes, self.store.append_many, items, gated=True, timeout=remaining, on_late=late,
+                          began=began)
+            d.addBoth(self._flushed, group)
+
+    def _flushed(self, outcome: Any, group: List["_Entry"]) -> None:
+        self._flushing -= 1
+        # the next group goes to the writer first: it writes while this one's callers publish
+        self._flush()
+        if isinstance(outcome, Failure):
+            for entry in group:
+                entry.result.errback(outcome)
+        else:
+            for entry, part in _split(group, outcome):
+                entry.result.callback(part)
+
+    def sent_keys(self, sender: Identity, keys: Sequence[str]) -> defer.Deferred:
+        """What ``sender`` stored under ``keys``: ``{key: (fingerprint, first envelope)}``."""
+        return self._run(self._reads, self.store.sent_keys, sender, list(keys))
 
     def history(self, request: HistoryRequest) -> defer.Deferred:
         return self._run(self._reads, self.store.history, request)

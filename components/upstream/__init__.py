@@ -4,10 +4,13 @@ behaviour, and every read of their internals, as a registered patch.
 One module per patched area:
 
 - :mod:`~components.upstream.hotpath`: the per-message paths (send, receive, write);
+- :mod:`~components.upstream.bounds`: what a connection may send before it authenticates, and
+  how far behind it may fall after;
 - :mod:`~components.upstream.web`: request bodies capped, upgraded connections trimmed;
 - :mod:`~components.upstream.wampjson`: WAMP JSON nesting bounded;
 - :mod:`~components.upstream.logs`: per-connection log lines and pretty-printing;
 - :mod:`~components.upstream.rlinks`: the router links' duplicate handlers, and link states;
+- :mod:`~components.upstream.mesh`: forwarded events kept off the other nodes' links;
 - :mod:`~components.upstream.roles`: the client roles' authorizer asked in-process;
 - :mod:`~components.upstream.worker`: reads of the router worker's internals;
 - :mod:`~components.upstream.localcalls`: calls of the node's own procedures answered in-process;
@@ -26,10 +29,13 @@ node (the router, the authorizer, the link state) is passed in (:class:`Wiring`)
 installed upstream and prints those that changed.
 """
 
-from components.upstream import highlights, hotpath, localcalls, logs, rlinks, roles, wampjson, web, worker
+# localcalls registers (and so is installed) before bounds: bounds' limit on a session's calls
+# in flight wraps the dealer's processCall as localcalls left it, so it holds for every call
+from components.upstream import localcalls  # (first: see above)
+from components.upstream import bounds, highlights, hotpath, logs, mesh, rlinks, roles, wampjson, web, worker
 from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
 
 #: the modules of the seam, one per patched area
-AREAS = (hotpath, web, wampjson, logs, rlinks, roles, worker, localcalls, highlights)
+AREAS = (hotpath, localcalls, bounds, web, wampjson, logs, rlinks, mesh, roles, worker, highlights)
 
 __all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]

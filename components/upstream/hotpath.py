@@ -16,7 +16,7 @@ to things no one reads or that need doing once, not once per receiver:
   a reactor turn per receiver, where one ``send`` would do.
 
 The patches replace five functions, in the router worker only, with versions that do the
-same, minus that work:
+same, minus that work (``Router.send`` also applies what clients may receive: see below):
 
 * ``hotpath.wamp_send``, ``hotpath.wamp_on_message``, ``hotpath.ws_send_data``: skip the log
   line when its level is off, and call Autobahn's own function when it is on (so
@@ -28,21 +28,31 @@ same, minus that work:
   ``PreparedMessage``) straight to the transport, keeping the statistics Autobahn keeps;
 * ``hotpath.router_send``: Crossbar's ``Router.send`` (once per receiver of every event) skips
   its trace check and the class-name formatting of its message statistics; traced routers take
-  Crossbar's own;
+  Crossbar's own. Being the one place every delivery passes, it also sends nothing to a session
+  the router has said GOODBYE to (Crossbar keeps it attached until the peer answers, and its
+  broker goes on delivering: a drained client saw an EVENT after GOODBYE) or whose WebSocket
+  is closing (Autobahn would raise ``Disconnected`` into the broker's loop over the receivers);
+  gives client roles a copy of each EVENT without ``publisher``, ``publisher_authid``,
+  ``publisher_authrole`` and ``forward_for`` (made once per event; the realm discloses them
+  because the router links need them, and links and the node's own sessions still get them);
+  and closes a reader too far behind (:mod:`components.upstream.bounds`);
 * ``hotpath.tcp_write``: a plain-TCP write with nothing buffered goes to the socket at once;
   what the socket does not take, and every other write, goes through Twisted's buffer as before.
 """
 
 import traceback
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import txaio
 from autobahn.wamp.exception import ProtocolError, SerializationError, TransportLost
+from autobahn.wamp.message import Event
 from autobahn.wamp.websocket import WampWebSocketProtocol
 from autobahn.websocket.protocol import PreparedMessage, WebSocketProtocol
 from crossbar.router.router import Router
 from twisted.internet import tcp
 
+from components.core import names
+from components.upstream import bounds
 from components.upstream.registry import Patch, Wiring, register, replace
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
@@ -127,11 +137,11 @@ def _send(original: Callable[..., Any]) -> Callable[..., Any]:
         if log.trace is not _TXAIO_NO_OP:
             return original(self, msg)
         serializer = self._serializer
-        route = serializer.__dict__.get("_deptcast_route")
+        route = serializer.__dict__.get(bounds.ROUTE_ATTRIBUTE)
         if route is None:
             route = _route(self)
             if self.state == _OPEN:
-                serializer._deptcast_route = route
+                setattr(serializer, bounds.ROUTE_ATTRIBUTE, route)
         shared, key, limit = route
         # the common case: one frame per event, sent as Autobahn's sendMessage would send it,
         # with the statistics Autobahn keeps (its serializer's and the connection's)
@@ -176,7 +186,8 @@ def _on_message(original: Callable[..., Any]) -> Callable[..., Any]:
             for msg in self._serializer.unserialize(payload, isBinary):
                 self._session.onMessage(msg)
         except ProtocolError as e:
-            self.log.critical("{tb}", tb=traceback.format_exc())
+            # the client's error, not the node's: no traceback; the failing line this leads to
+            # is counted and summarised (logs.per_connection_lines)
             self._bailout(WebSocketProtocol.CLOSE_STATUS_CODE_PROTOCOL_ERROR,
                           reason=f"WAMP Protocol Error ({e})")
         except Exception as e:
@@ -200,11 +211,52 @@ def _send_data(original: Callable[..., Any]) -> Callable[..., Any]:
 
 _MESSAGE_NAMES: Dict[type, str] = {}
 
+#: the roles whose sessions get events without the publisher's internals
+_CLIENT_ROLES = frozenset(names.CLIENT_ROLES)
+#: what a client never sees of the node: the publishing session, its authid and role, and the
+#: links it came through
+_INTERNAL_DETAILS = ("_publisher", "_publisher_authid", "_publisher_authrole", "_forward_for")
+_EVENT_SLOTS = tuple(dict.fromkeys(n for c in Event.__mro__ for n in getattr(c, "__slots__", ())))
+#: the last event made public and its public copy: the broker sends one event to every
+#: receiver of a subscription in one loop, so one entry serves them all
+_public: List[Any] = [None, None]
+_CLOSING = (WebSocketProtocol.STATE_CLOSING, WebSocketProtocol.STATE_CLOSED)
+
+
+def public_event(msg: Any) -> Any:
+    """``msg`` (an EVENT) without the details a client must not see (:data:`_INTERNAL_DETAILS`):
+    a copy with its own serialization cache, made once per event; ``msg`` itself if it carries
+    none of them."""
+    if _public[0] is msg:
+        return _public[1]
+    if all(getattr(msg, name, None) is None for name in _INTERNAL_DETAILS):
+        public = msg
+    else:
+        public = Event.__new__(Event)
+        for name in _EVENT_SLOTS:
+            try:
+                setattr(public, name, getattr(msg, name))
+            except AttributeError:
+                continue
+        public._serialized = {}
+        for name in _INTERNAL_DETAILS:
+            setattr(public, name, None)
+    _public[0], _public[1] = msg, public
+    return public
+
 
 def _router_send(original: Callable[..., Any]) -> Callable[..., Any]:
     def send(self, session, msg):
-        # traced, or the session gone: Crossbar's own (its trace lines, its debug line)
+        # nothing after GOODBYE: Crossbar keeps a session it said goodbye to attached until the
+        # peer's reply, and its broker would go on delivering to it
+        if getattr(session, "_goodbye_sent", False):
+            return
         transport = session._transport
+        if isinstance(transport, WebSocketProtocol) and transport.state in _CLOSING:
+            return  # closing: Autobahn would raise Disconnected into the broker's delivery loop
+        if type(msg) is Event and getattr(session, "_authrole", None) in _CLIENT_ROLES:
+            msg = public_event(msg)
+        # traced, or the session gone: Crossbar's own (its trace lines, its debug line)
         if self._trace_traffic or self._is_traced or not transport:
             return original(self, session, msg)
         transport.send(msg)
@@ -215,6 +267,12 @@ def _router_send(original: Callable[..., Any]) -> Callable[..., Any]:
             name = _MESSAGE_NAMES[kind] = kind.__name__.lower()
         sent = self._message_stats["sent"]
         sent[name] = sent.get(name, 0) + 1
+        # a reader too far behind is closed (components.upstream.bounds)
+        limit = bounds.send_buffer()
+        if limit:
+            buffered = bounds.behind(getattr(transport, "transport", None))
+            if buffered > limit:
+                bounds.fell_behind(transport, buffered)
     return send
 
 
@@ -282,10 +340,25 @@ ROUTER_SEND = register(Patch(
     checked={"crossbar.router.router.Router.send":
              "4724a7e8f8ed777658617155817ebf1f63303587b0ba2619a83e063f45b6b311",
              "crossbar.router.router.Router._check_trace":
-             "c5340c7f09ddfe4850645c7ce70fc1c151a1aa621ffaa57e2fcb541d8ff62f81"},
+             "c5340c7f09ddfe4850645c7ce70fc1c151a1aa621ffaa57e2fcb541d8ff62f81",
+             # the EVENT whose public copy a client gets (its slots are copied)
+             "autobahn.wamp.message.Event.__init__":
+             "b6cfad73c996cab3a74c0858a714bc8490bcfaceb3c946781f64dcda5a7b3cd8",
+             # the GOODBYE after which nothing more is sent (_goodbye_sent)
+             "crossbar.router.session.RouterSession.leave":
+             "4c67cc2a4de5c05f0d35e7f27b912d2eeb1833ce67ba707eb1be5d39979e222e",
+             # what a send on a closing WebSocket raises (Disconnected)
+             "autobahn.websocket.protocol.WebSocketProtocol.sendMessage":
+             "048d6bcf0d71230997c4b4225086c891ed1247eed9307e58546b1bfb5b174443"},
     why="Crossbar's Router.send, called once per receiver of every event, checks tracing and formats the "
-        "message class's name for its statistics every time",
-    remove_when="Crossbar's Router.send skips its trace check when no trace is on and caches the statistics key",
+        "message class's name for its statistics every time; it also goes on delivering to a session it has "
+        "said GOODBYE to (until the peer's reply), raises Autobahn's Disconnected into the broker's delivery "
+        "loop for a closing WebSocket, gives clients the publisher's session, authid and role and the links' "
+        "forward_for (the links need them disclosed between nodes: kept for every role but the client roles), "
+        "and buffers without bound for a reader that does not read (closed past DEPTCAST_SEND_BUFFER)",
+    remove_when="Crossbar's Router.send skips its trace check when no trace is on and caches the statistics key, "
+                "delivers nothing after GOODBYE or to a closing transport, can disclose the publisher to some "
+                "roles only, and bounds a session's outgoing buffer",
     apply=_replacing("crossbar.router.router.Router.send", Router, "send", _router_send),
 ))
 

@@ -28,8 +28,9 @@ patches check at install that the modules' readers of ``pformat`` are the ones c
 
 import importlib
 import pprint
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
+from components.upstream import bounds
 from components.upstream.registry import Patch, Wiring, register, replace, users_of
 
 #: (module, class, a part of the format string of each per-connection info line)
@@ -38,6 +39,11 @@ PER_CONNECTION: Tuple[Tuple[str, str, Tuple[str, ...]], ...] = (
     ("crossbar.router.router", "Router", ("new session attached", "router session detached")),
     ("crossbar.router.service", "RouterServiceAgent", ("in active memory",)),
 )
+
+#: parts of the warning lines Autobahn writes for each WAMP connection it fails or drops (a
+#: client's protocol error, a message over the limit, a ping or close handshake timing out):
+#: counted and summarised instead (:func:`components.upstream.bounds.connection_failed`)
+SUMMARISED = ("failing WebSocket connection", "dropping connection to peer")
 
 
 #: Crossbar modules whose every ``pformat`` call is an argument of a log call (checked by
@@ -53,9 +59,11 @@ class DemotedLogger:
     its own value for every instance).
     """
 
-    def __init__(self, log: Any, markers: Iterable[str]) -> None:
+    def __init__(self, log: Any, markers: Iterable[str],
+                 summarise: Optional[Callable[[str, Dict[str, Any]], None]] = None) -> None:
         self.original = log
         self.markers = tuple(markers)
+        self.summarise = summarise
 
     def __get__(self, instance: Any, owner: Any = None) -> "DemotedLogger":
         return self
@@ -64,6 +72,11 @@ class DemotedLogger:
         if isinstance(format, str) and any(m in format for m in self.markers):
             return self.original.debug(format, *args, **kwargs)
         return self.original.info(format, *args, **kwargs)
+
+    def warn(self, format: Any = None, *args: Any, **kwargs: Any) -> None:
+        if self.summarise is not None and isinstance(format, str) and any(m in format for m in SUMMARISED):
+            return self.summarise(format, kwargs)
+        return self.original.warn(format, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.original, name)
@@ -103,9 +116,12 @@ def log_pformat(obj: Any, *args: Any, **kwargs: Any) -> "LazyPformat":
 
 
 def _demote_per_connection(wiring: Wiring) -> None:
+    bounds.wire(wiring)
     for module_name, class_name, markers in PER_CONNECTION:
         cls = getattr(importlib.import_module(module_name), class_name)
-        replace(f"{module_name}.{class_name}.log", cls, "log", DemotedLogger(cls.__dict__["log"], markers))
+        # the WebSocket's failure lines: one summary per kind every 10 s
+        summarise = bounds.connection_failed if class_name == "WampWebSocketServerProtocol" else None
+        replace(f"{module_name}.{class_name}.log", cls, "log", DemotedLogger(cls.__dict__["log"], markers, summarise))
     # the realm's service session answers wamp.session.get: an Autobahn session makes its own
     # logger when it is made, so the class's is not the one it uses
     from crossbar.router.service import RouterServiceAgent

@@ -45,6 +45,13 @@ class Wiring:
         :class:`~components.service.links.LinkState`)
     :ivar peers: the other nodes' names
     :ivar max_body: the largest request body any resource of the web transport reads
+    :ivar auth_timeout: seconds a WAMP connection has to authenticate (0: no bound)
+    :ivar send_buffer: bytes a WAMP connection may fall behind by before it is closed (0: no bound)
+    :ivar calls_in_flight: calls a client session may have unanswered (0: no bound)
+    :ivar max_subscriptions: subscriptions a client session may hold (0: no bound)
+    :ivar connection_refusals: where connections closed by a bound, and clients' protocol
+        errors, are counted and summarised (a
+        :class:`~components.service.refusals.RefusalLog`)
     """
 
     router: Any = None
@@ -52,6 +59,11 @@ class Wiring:
     links: Any = None
     peers: Sequence[str] = ()
     max_body: int = 64 * 1024
+    auth_timeout: float = 0.0
+    send_buffer: int = 0
+    calls_in_flight: int = 0
+    max_subscriptions: int = 0
+    connection_refusals: Any = None
 
 
 @dataclass(frozen=True)

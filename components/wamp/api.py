@@ -1,4 +1,4 @@
-"""``deptcast.send`` and ``deptcast.history``: a thin WAMP adapter over the node's
+"""``deptcast.send``, ``deptcast.send_batch`` and ``deptcast.history``: a thin WAMP adapter over the node's
 :class:`~components.service.messaging.MessageService`, which the node's composition root
 (:mod:`components.wamp.root`) builds and offers in ``runtime().messages``."""
 
@@ -25,14 +25,23 @@ class ApiComponent(NodeComponent):
         await self.subscribe(self._callers.forget, "wamp.session.on_leave")
         opts = RegisterOptions(details_arg="details")
         await self.register(self.send, names.PROC_SEND, options=opts)
+        await self.register(self.send_batch, names.PROC_SEND_BATCH, options=opts)
         await self.register(self.history, names.PROC_HISTORY, options=opts)
-        self.log.info("deptcast api: send and history ready on node {node}", node=settings.node_name)
+        self.log.info("deptcast api: send, send_batch and history ready on node {node}", node=settings.node_name)
 
     @client_errors("deptcast api")
-    async def send(self, to=None, message=None, *args, details=None, **kwargs):
+    async def send(self, to=None, message=None, key=None, *args, details=None, **kwargs):
         identity = await self._callers.identity(details)
         service = await runtime().messages.get(READY_TIMEOUT)
-        return await service.send(identity, to, message)
+        return await service.send(identity, to, message, key)
+
+    @client_errors("deptcast api")
+    async def send_batch(self, items=None, *args, details=None, **kwargs):
+        """Up to 1,000 sends in one call: one result per item, in order (the envelope, or
+        ``{"error", "detail"}``)."""
+        identity = await self._callers.identity(details)
+        service = await runtime().messages.get(READY_TIMEOUT)
+        return await service.send_batch(identity, items)
 
     @client_errors("deptcast api")
     async def history(self, after=None, limit=DEFAULT_PAGE, latest=False, positions=None, *args, details=None,

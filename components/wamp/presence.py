@@ -31,10 +31,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 
 from components.core import names
-from components.core.errors import NOT_AUTHORIZED, Refused
+from components.core.errors import NOT_AUTHORIZED, RATE_LIMITED, Refused
 from components.core.names import CLIENT_ROLES, PRESENCE_INTERNAL_TOPIC, RLINK_ROLE
 from components.core.presence import (Change, PresenceBook, check_dept, forget_peer_on, online_answer,
                                       parse_internal)
+from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
 from components.service.runtime import runtime
 from components.wamp.base import NodeComponent, client_errors, scan_sessions
@@ -56,6 +57,9 @@ class PresenceComponent(NodeComponent):
         self._peers = list(settings.peers)
         self._book = PresenceBook(self._node)
         self._callers = Callers(self)
+        # each answer costs O(users in the department): per user, per node
+        self._limiter = RateLimiter(settings.presence_rate, settings.presence_burst)
+        self._presence_rate = settings.presence_rate
         self._links: Dict[int, str] = {}            # a peer's link session on this node -> peer
         self._asking: Dict[str, Any] = {}           # peer -> [delay, pending DelayedCall]
         self._synced: Set[str] = set()              # peers whose snapshot we hold
@@ -97,6 +101,8 @@ class PresenceComponent(NodeComponent):
     async def online(self, dept=None, *args, details=None, **kwargs):
         """``{"dept", "count", "users"}``: who is online in ``dept`` on any node of the cluster."""
         identity = await self._callers.identity(details)
+        if not self._limiter.allow(identity.key, reactor.seconds()):
+            raise Refused(RATE_LIMITED, f"too many presence calls; slow down to {self._presence_rate:g} per second")
         check_dept(dept)
         if not identity.is_publisher and dept != identity.dept:
             raise Refused(NOT_AUTHORIZED, "a member may only ask about its own department")

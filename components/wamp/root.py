@@ -28,13 +28,15 @@ into them: a proxy worker runs no router components, so it would need its own ca
 
 from typing import Any, Dict, List
 
+import txaio
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import reactor, task
 from twisted.internet.defer import inlineCallbacks
 
-from components.core.frames import frame_cap
+from components.core.frames import frame_cap, wamp_message_cap
 from components.core.settings import Settings
 from components.service.messaging import MessageService
+from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
 from components.store import open_store
 from components.store.threaded import StoreUnavailable, ThreadedStore
@@ -60,8 +62,14 @@ def install_patches(router: Any, settings: Settings, leave_out: List[str]) -> Li
         authorize=auth.authorize,
         links=runtime().links,
         peers=tuple(settings.peers),
-        # the largest body a resource reads: a send's JSON (the dev sign-in form is smaller)
-        max_body=frame_cap(settings.max_message_bytes),
+        # the largest body a resource reads: a batch's JSON, bounded as one WAMP call (a
+        # send's and the dev sign-in form's are smaller)
+        max_body=max(frame_cap(settings.max_message_bytes), wamp_message_cap(settings.max_message_bytes)),
+        auth_timeout=settings.auth_timeout,
+        send_buffer=settings.send_buffer,
+        calls_in_flight=settings.calls_in_flight,
+        max_subscriptions=settings.max_subscriptions,
+        connection_refusals=RefusalLog(txaio.make_logger(), "deptcast ws", "connection", "connections"),
     ), leave_out=leave_out)
 
 

@@ -22,7 +22,11 @@ from typing import Awaitable, Callable, Dict
 import psycopg
 import pytest
 import pytest_twisted
-from twisted.internet import threads
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import defer, threads
+
+from components.core.errors import UNAVAILABLE
+from components.core.names import PROC_SEND
 
 from components.core.history import HistoryRequest
 from components.core.names import client_topics
@@ -36,7 +40,7 @@ from tests.chaos.load import (Follower, HttpSender, LegacySender, WampSender, _s
 from tests.chaos.postgres import PrivatePostgres, why_not
 from tests.support.cluster import Cluster
 from tests.support.nodes import token
-from tests.support.wamp import wait_for
+from tests.support.wamp import connect, wait_for
 
 STORE_TIMEOUT = 2.0
 #: seconds from the database's return to an accepted send on every node
@@ -191,3 +195,59 @@ def test_connections_that_died_while_idle_are_replaced_without_failing_a_call(pg
         assert [e["message"] for e in store.history(request)] == ["before", "after"]
     finally:
         store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_keyed_retries_after_unavailable_while_postgres_froze_mid_send_give_one_notice_each(cluster, pg):
+    """Twenty keyed sends are under way on n1 when PostgreSQL freezes past the deadline: some
+    are answered, the rest ``unavailable``. Once it thaws, the sender retries every one with
+    its key on n2 (and once more on n1): each notice reaches the followers of both nodes
+    exactly once, and every answer for a key is its first envelope."""
+    dept = "chaos-keys"
+    topic = f"deptcast.dept.{dept}"
+    n1, n2 = cluster.nodes.values()
+    followers = [await connect(n.url, token(f"k{n.name}", dept)) for n in (n1, n2)]
+    for f in followers:
+        await f.listen(topic)
+    senders = [await connect(n.url, token("pat", dept, "publisher")) for n in (n1, n2)]
+
+    async def send(session, i: int):
+        try:
+            return await session.call(PROC_SEND, dept, f"notice {i}", key=f"keyed-{i}")
+        except ApplicationError as e:
+            return e.error
+
+    try:
+        first = [defer.ensureDeferred(send(senders[0], i)) for i in range(20)]
+        await _sleep(0.02)
+        pg.freeze()
+        try:
+            outcomes = await defer.gatherResults(first)
+        finally:
+            await _sleep(STORE_TIMEOUT)
+            pg.thaw()
+        assert set(o for o in outcomes if not isinstance(o, dict)) <= {UNAVAILABLE}
+        assert UNAVAILABLE in outcomes
+        answers = {}
+        for i in range(20):
+            deadline = time.monotonic() + RECOVERY_BOUND + 20
+            while True:
+                got = await send(senders[1], i)
+                if isinstance(got, dict) or time.monotonic() > deadline:
+                    break
+                await _sleep(0.2)
+            assert isinstance(got, dict), got
+            if isinstance(outcomes[i], dict):
+                assert got == outcomes[i]
+            answers[i] = got
+            assert await send(senders[0], i) == got
+        marker = await senders[0].call(PROC_SEND, dept, "marker")
+        for f in followers:
+            await wait_for(lambda f=f: marker in f.events[topic], 30, "the marker")
+        expected = sorted(answers.values(), key=lambda e: e["seq"]) + [marker]
+        for f in followers:
+            assert f.events[topic] == expected
+        assert [e["seq"] for e in expected] == list(range(1, 22))
+    finally:
+        for s in senders + followers:
+            await s.close()

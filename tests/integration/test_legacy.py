@@ -16,6 +16,7 @@ from twisted.internet import defer, reactor, task
 
 from components.ops.nodeconfig import node_config
 from components.core.tokens import issue_token
+from tests.support import raw
 from tests.support.legacy import HandshakeRefused, LegacySocket, connect_legacy
 from tests.support.nodes import REPO, TEST_SECRET, Node, free_port, token
 from tests.support.wamp import connect, connect_inspector, subscriber_count, wait_for
@@ -401,7 +402,7 @@ def test_a_peer_that_stops_reading_is_dropped_and_others_are_unaffected(backlog_
         chunk = "b" * (60 * 1024)
         sent = 0
         # the kernel buffers a few MB on loopback before the router's own backlog grows
-        while "tedept_slowpoke is not reading" not in node.log_since_start():
+        while "by tedept_slowpoke: slow_reader" not in node.log_since_start():
             assert sent < 2000, "the slow socket was never dropped"
             yield boss.call("deptcast.send", "tedept", f"{sent:05d}{chunk}")
             sent += 1
@@ -419,6 +420,46 @@ def test_a_peer_that_stops_reading_is_dropped_and_others_are_unaffected(backlog_
 
 
 # -- a configured key pattern
+
+
+def test_a_peer_that_sends_bad_frames_without_reading_is_dropped(backlog_node):
+    """Each refused frame earns an error reply (a 7-byte frame, a 111-byte answer): the replies
+    count against the backlog like messages, so a peer that sends without reading is dropped
+    instead of growing the node's buffer without bound."""
+    node = backlog_node
+    sock, _ = raw.websocket_upgrade(node.port, f"/webSocket/tfdept_deaf?token={token('deaf', 'tfdept')}",
+                                    timeout=30, rcvbuf=4096)
+    head, mask = raw.frame_header(0x1, 1)
+    batch = (head + raw.masked(b"x", mask)) * 1000
+    before = _slow_readers_closed(node)
+    try:
+        sent = 0
+        # the kernel buffers a few MB on loopback before the router's own backlog grows
+        while _slow_readers_closed(node) == before:
+            assert sent < 300, "300,000 refused frames later, the peer that does not read is still connected"
+            try:
+                sock.sendall(batch)
+            except ConnectionError:
+                pass  # dropped: the log line follows
+            sent += 1
+            time.sleep(0.01)
+        # the connection is gone: what the peer had not read, then a reset or an end
+        sock.settimeout(15)
+        with pytest.raises(ConnectionError):
+            while True:
+                if not sock.recv(65536):
+                    raise ConnectionResetError("closed")
+    finally:
+        sock.close()
+
+
+def _slow_readers_closed(node) -> float:
+    status, body = raw.http(node.port, "GET", "/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith('deptcast_connections_closed_total{reason="slow_reader"} '):
+            return float(line.split()[1])
+    return 0.0
 
 
 @pytest.fixture(scope="module")

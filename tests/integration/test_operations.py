@@ -149,7 +149,7 @@ def test_metrics_move_when_messages_are_sent_refused_and_delivered(node):
     # each event went to ann and to the bridge session of the legacy sockets, at least
     assert moved("deptcast_router_events_sent_total") >= 6
     assert moved("deptcast_history_seconds_count", outcome="ok") == 1
-    assert moved("deptcast_store_operation_seconds_count", operation="append") == 3
+    assert moved("deptcast_store_operation_seconds_count", operation="append_many") == 3  # one at a time
     assert moved("deptcast_http_responses_total", path="/api/send", status="200") == 1
     assert moved("deptcast_http_responses_total", path="/api/send", status="401") == 1
     assert metric(after, "deptcast_up") == 1 and metric(after, "deptcast_healthy") == 1

@@ -7,6 +7,8 @@ import threading
 import pytest_twisted
 from twisted.internet import reactor, threads
 
+from components.core.sendkeys import Stored
+from components.store.sql import DeadlinePassed
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
 
@@ -20,13 +22,16 @@ class SlowStore:
         self.ran = []
         self.pings = 0
 
-    def append(self, target, sender, message, ts):
+    def append_many(self, items, before_commit=None):
+        [item] = items
         if not self.ran:
-            self.ran.append(message)
+            self.ran.append(item.message)
             self.release.wait(10)
-            return {"message": message}
-        self.ran.append(message)
-        return {"message": message}
+        else:
+            self.ran.append(item.message)
+        if before_commit is not None and not before_commit():
+            raise DeadlinePassed()
+        return [Stored({"message": item.message}, True)]
 
     def ping(self, write):
         self.pings += 1

@@ -13,7 +13,7 @@
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.request import Registration
@@ -23,6 +23,7 @@ from twisted.internet import defer
 from components.core.history import HistoryRequest, format_id
 from components.core.messages import make_envelope
 from components.core.names import BACKEND_ROLE
+from components.core.sendkeys import Outgoing, Stored
 from components.core.settings import Settings
 from components.core.targets import Target
 from components.core.tokens import Identity
@@ -337,6 +338,7 @@ class FakeStore:
     def __init__(self, auto: bool = False) -> None:
         self.auto = auto
         self.appends: List[Append] = []
+        self.keys: Dict[Tuple[str, str], Tuple[str, Dict[str, Any]]] = {}
         self.histories: List[Tuple[HistoryRequest, defer.Deferred]] = []
 
     def envelope(self, index: int = -1) -> Dict[str, Any]:
@@ -351,6 +353,29 @@ class FakeStore:
         if self.auto:
             d.callback(self.envelope())
         return d
+
+    def append_many(self, items: Sequence[Outgoing], on_late=None) -> defer.Deferred:
+        """As the store's group commit: each unkeyed or new item is an :meth:`append` (the
+        test answers it), a known key is answered at once."""
+        answers = []
+        for item in items:
+            known = self.keys.get((item.sender.key, item.key)) if item.key else None
+            if known is not None:
+                fp, envelope = known
+                answers.append(defer.succeed(Stored(envelope if fp == item.fingerprint else None, False)))
+                continue
+            late = None if on_late is None else (lambda envelope: on_late([Stored(envelope, True)]))
+            d = self.append(item.target, item.sender, item.message, item.ts, late)
+
+            def stored(envelope, item=item):
+                if item.key:
+                    self.keys[(item.sender.key, item.key)] = (item.fingerprint, envelope)
+                return Stored(envelope, True)
+            answers.append(d.addCallback(stored))
+        return defer.gatherResults(answers, consumeErrors=True).addErrback(lambda f: f.value.subFailure)
+
+    def sent_keys(self, sender: Identity, keys: Sequence[str]) -> defer.Deferred:
+        return defer.succeed({k: self.keys[(sender.key, k)] for k in keys if (sender.key, k) in self.keys})
 
     def history(self, request: HistoryRequest) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()

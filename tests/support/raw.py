@@ -15,8 +15,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 
-def connect(port: int, timeout: float = 10.0) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port: int, timeout: float = 10.0, rcvbuf: Optional[int] = None) -> socket.socket:
+    """A TCP connection to the node; ``rcvbuf``: a small receive buffer, set before connecting
+    (what the node writes to a peer that does not read backs up sooner)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
@@ -88,12 +94,12 @@ def status_of(head: Optional[bytes]) -> Optional[int]:
 
 
 def websocket_upgrade(port: int, path: str, protocols: Optional[List[str]] = None,
-                      timeout: float = 10.0) -> Tuple[socket.socket, bytes]:
+                      timeout: float = 10.0, rcvbuf: Optional[int] = None) -> Tuple[socket.socket, bytes]:
     """Open a WebSocket with a hand-written handshake; return the socket and the response head.
 
     :raises AssertionError: if the server does not answer 101
     """
-    sock = connect(port, timeout)
+    sock = connect(port, timeout, rcvbuf)
     headers = {"Host": f"127.0.0.1:{port}", "Upgrade": "websocket", "Connection": "Upgrade",
                "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(), "Sec-WebSocket-Version": "13"}
     if protocols:

@@ -21,7 +21,7 @@ class Service:
     def __init__(self, name):
         self.name = name
 
-    def send(self, identity, to, message):
+    def send(self, identity, to, message, key=None):
         return defer.succeed({"by": self.name, "to": to, "message": message, "sender": identity.user})
 
     def history(self, identity, after, limit, latest, positions):

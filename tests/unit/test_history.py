@@ -31,10 +31,15 @@ def test_defaults_and_cap():
 def test_positions():
     request = history_request(TOPICS, positions={"deptcast.all": 3, "deptcast.user.hr_bob": 0})
     assert request.positions == {"deptcast.all": 3, "deptcast.user.hr_bob": 0}
+    assert history_request(TOPICS, positions={"deptcast.all": 2 ** 63 - 1}).positions == {"deptcast.all": 2 ** 63 - 1}
 
 
 @pytest.mark.parametrize("kwargs, uri", [
     ({"positions": {"deptcast.all": -1}}, INVALID_FRAME),
+    # past a signed 64-bit column (SQLite's OverflowError answered unavailable)
+    ({"positions": {"deptcast.all": 2 ** 63}}, INVALID_FRAME),
+    ({"positions": {"deptcast.all": 2 ** 70}}, INVALID_FRAME),
+    ({"positions": {"deptcast.all": 1.5}}, INVALID_FRAME),
     ({"positions": {"deptcast.all": "3"}}, INVALID_FRAME),
     ({"positions": {"deptcast.all": True}}, INVALID_FRAME),
     ({"positions": {}}, INVALID_FRAME),

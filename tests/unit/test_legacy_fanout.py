@@ -123,7 +123,7 @@ class FanoutTests(SynchronousTestCase):
 
         class Recorder:
             def written(self, envelope_id, users):
-                written.append((envelope_id, list(users)))
+                written.append((envelope_id, sorted(users)))   # the fan-out keeps readers in a set: no order
         fan = Fanout(self.bridge, lambda payload: payload, receipts=Recorder())
         ann, bob, anon, gone = FakeSocket("ann"), FakeSocket("bob"), FakeSocket("anon"), FakeSocket("gone", False)
         ann.receipt_user, bob.receipt_user, gone.receipt_user = ("hr", "ann"), ("hr", "bob"), ("hr", "gone")

@@ -213,3 +213,53 @@ class StoreAvailabilityTests(MessageServiceTestCase):
         envelope = self.store.envelope()
         append.on_late(envelope)  # the store committed it after all
         self.assertEqual(self.publish.published, [("deptcast.dept.hr", envelope)])
+
+
+class BatchAndKeyTests(SynchronousTestCase):
+    """How the rate limit counts batches and keyed retries: each item is one send from the
+    sender's bucket (members 2 at once here, publishers 3 of their own); a retry answered its
+    stored envelope gives its token back."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.store = FakeStore(auto=True)
+        self.publish = FakePublish()
+        self.service = MessageService(make_settings(rate=1.0, burst=2, publisher_rate=1.0, publisher_burst=3),
+                                      self.store, self.publish, FakeGate(is_open=True), now=lambda: NOW,
+                                      monotonic=self.clock.seconds, clock=task.Clock())
+        self.service.store_ready = True
+
+    def batch(self, identity: Identity, items: List[Any]) -> List[Any]:
+        return self.successResultOf(self.service.send_batch(identity, items))
+
+    def test_each_item_takes_one_send_the_first_that_fit_go(self):
+        results = self.batch(BOB, [{"to": "hr", "message": f"m{i}"} for i in range(4)])
+        self.assertEqual([r.get("error") for r in results], [None, None, RATE_LIMITED, RATE_LIMITED])
+        self.assertEqual([e["message"] for _, e in self.publish.published], ["m0", "m1"])
+
+    def test_refused_items_take_nothing_and_the_others_go_on(self):
+        results = self.batch(BOB, [{"to": "it", "message": "x"}, {"to": "hr", "message": ""}, "junk",
+                                   {"to": "hr", "message": "a", "extra": 1}, {"to": "hr", "message": "ok"}])
+        self.assertEqual([r.get("error") for r in results],
+                         [NOT_AUTHORIZED, INVALID_FRAME, INVALID_FRAME, INVALID_FRAME, None])
+
+    def test_publishers_have_a_bucket_of_their_own(self):
+        results = self.batch(BOSS, [{"to": "hr", "message": f"m{i}"} for i in range(4)])
+        self.assertEqual([r.get("error") for r in results], [None, None, None, RATE_LIMITED])
+        self.assertEqual([r.get("error") for r in self.batch(BOB, [{"to": "hr", "message": "x"}] * 2)],
+                         [None, None])
+
+    def test_a_retry_answered_its_stored_envelope_costs_nothing(self):
+        first = self.successResultOf(self.service.send(BOB, "hr", "once", "k1"))
+        for _ in range(5):  # past the burst of 2: answered from the store, nothing published
+            self.assertEqual(self.successResultOf(self.service.send(BOB, "hr", "once", "k1")), first)
+        self.assertEqual(len(self.publish.published), 1)
+        self.assertEqual(self.successResultOf(self.service.send(BOB, "hr", "next"))["message"], "next")
+        d = self.service.send(BOB, "hr", "again", "k1")  # the key for another notice
+        self.assertEqual(self.failureResultOf(d, Refused).value.uri, INVALID_FRAME)
+
+    def test_more_than_a_thousand_items_or_no_list_refuse_the_call(self):
+        for items in ([{"to": "hr", "message": "m"}] * 1001, "items", None):
+            d = self.service.send_batch(BOSS, items)
+            self.assertEqual(self.failureResultOf(d, Refused).value.uri, INVALID_FRAME)
+        self.assertEqual(self.store.appends, [])

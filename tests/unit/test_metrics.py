@@ -31,7 +31,7 @@ class Service:
         self.outcome = outcome
 
     @counted_send
-    def send(self, identity, to, message):
+    def send(self, identity, to, message, key=None):
         return defer.succeed(self.outcome) if isinstance(self.outcome, dict) else defer.fail(self.outcome)
 
     @timed_history

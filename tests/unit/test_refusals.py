@@ -90,7 +90,7 @@ class FailingStore:
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    def append(self, *args, **kwargs):
+    def append_many(self, *args, **kwargs):
         return defer.fail(self.error)
 
 

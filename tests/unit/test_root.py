@@ -13,7 +13,7 @@ from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
 from components import upstream
-from components.core.frames import frame_cap
+from components.core.frames import frame_cap, wamp_message_cap
 from components.service.runtime import Runtime
 from components.wamp import auth, root
 from components.wamp.root import RootComponent
@@ -110,7 +110,8 @@ def test_the_patches_are_wired_with_the_nodes_collaborators(monkeypatch):
     [(wiring, leave_out)] = seen
     assert (wiring.router, wiring.authorize, wiring.links, wiring.peers) == (router, auth.authorize, rt.links,
                                                                                ("n2", "n3"))
-    assert wiring.max_body == frame_cap(1000) and leave_out == ["hotpath.tcp_write"]
+    # a batch's body is bounded as one WAMP call
+    assert wiring.max_body == wamp_message_cap(1000) > frame_cap(1000) and leave_out == ["hotpath.tcp_write"]
 
 
 class RootLeaveTests(SynchronousTestCase):

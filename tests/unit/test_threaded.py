@@ -1,5 +1,6 @@
 """The threaded store's deadlines (:class:`components.store.threaded.ThreadedStore`) with a
-store held by the test: a call that waited past its deadline is never run, and a late failure
+store held by the test: a call that waited past its deadline is never run, one that reaches its
+commit past it is rolled back, and a late failure
 of a call older than the store's last answer does not mark the store down again."""
 
 import threading
@@ -9,6 +10,8 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from components.core.metrics import REGISTRY
+from components.core.sendkeys import Outgoing, Stored
+from components.store.sql import DeadlinePassed
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
 
@@ -27,13 +30,20 @@ class HeldStore:
         self.gates: Dict[str, threading.Event] = {}
         self.ran: List[str] = []
         self.fail: List[str] = []
+        self.committed: List[str] = []
 
-    def append(self, target: Any, sender: Any, message: str, ts: int) -> dict:
-        self.gates.get(message, self.gate).wait(10)
-        self.ran.append(message)
-        if message in self.fail:
-            raise Stuck(message)
-        return {"message": message}
+    def append_many(self, items: List[Outgoing], before_commit=None) -> List[Stored]:
+        results = []
+        for item in items:
+            self.gates.get(item.message, self.gate).wait(10)
+            self.ran.append(item.message)
+            if item.message in self.fail:
+                raise Stuck(item.message)
+            results.append(Stored({"message": item.message}, True))
+        if before_commit is not None and not before_commit():
+            raise DeadlinePassed()
+        self.committed += [item.message for item in items]
+        return results
 
     def close(self) -> None:
         pass
@@ -48,7 +58,7 @@ def outcome(d: defer.Deferred) -> defer.Deferred:
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_call_still_waiting_for_a_thread_at_its_deadline_is_never_run():
+def test_a_call_past_its_deadline_is_never_run_or_rolled_back():
     held = HeldStore()
     store = ThreadedStore(held, reactor, writers=1, timeout=0.3, unavailable_errors=(Stuck,))
     late: List[Any] = []
@@ -59,17 +69,18 @@ def test_a_call_still_waiting_for_a_thread_at_its_deadline_is_never_run():
         held.gate.set()  # the store answers again
         after = yield outcome(store.append(None, None, "after", 0))
         assert after == "after"
-        # the running call committed after its deadline and is published late; the queued one
-        # never ran: its sender heard "unavailable" and may send it again
+        # the running call reached its commit after its deadline: rolled back; the queued one
+        # never ran: both senders heard "unavailable", nothing of theirs is stored
         assert held.ran == ["running", "after"]
-        assert [e["message"] for e in late] == ["running"]
+        assert held.committed == ["after"]
+        assert late == []
     finally:
         held.gate.set()
         store.close()
 
 
 def _store_metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, {"operation": "append", **labels}) or 0.0
+    return REGISTRY.get_sample_value(name, {"operation": "append_many", **labels}) or 0.0
 
 
 @pytest_twisted.inlineCallbacks
@@ -89,7 +100,7 @@ def test_a_call_that_never_ran_counts_as_a_deadline_only():
         assert held.ran == ["running", "after"]
         assert _store_metric("deptcast_store_errors_total", kind="deadline") - before["deadline"] == 2
         assert _store_metric("deptcast_store_errors_total", kind="error") == before["error"]
-        assert _store_metric("deptcast_store_operation_seconds_count") - durations == 2  # running (late), after
+        assert _store_metric("deptcast_store_operation_seconds_count") - durations == 1  # after (running: rolled back)
     finally:
         held.gate.set()
         store.close()
@@ -183,9 +194,35 @@ def test_a_store_known_down_takes_only_the_small_queue():
         assert [d.called for d in calls] == [False, False, False, True]
         assert (yield defer.gatherResults(calls)) == ["unavailable"] * 4  # the deadlines pass: down
         calls = [outcome(store.append(None, None, f"b{i}", 0)) for i in range(4)]
-        # the 3 held calls still hold the pool (in flight until their thread ends): all refused at once
-        assert all(d.called for d in calls)
+        # the held calls (the running one, and the group of the two queued ones behind it) still
+        # hold the pool until their thread ends: one call takes the last place, the rest are
+        # refused at once
+        assert [d.called for d in calls] == [False, True, True, True]
         assert (yield defer.gatherResults(calls)) == ["unavailable"] * 4
+    finally:
+        held.gate.set()
+        store.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_sends_that_wait_for_the_writer_go_in_one_group_commit_in_order():
+    held = HeldStore()
+    groups: List[List[str]] = []
+    real = held.append_many
+
+    def recording(items, before_commit=None):
+        groups.append([item.message for item in items])
+        return real(items, before_commit=before_commit)
+    held.append_many = recording  # type: ignore[method-assign]  # records each transaction
+    store = ThreadedStore(held, reactor, writers=1, timeout=5, unavailable_errors=(Stuck,))
+    try:
+        first = outcome(store.append(None, None, "first", 0))  # holds the one writer
+        waiting = [outcome(store.append(None, None, f"w{i}", 0)) for i in range(5)]
+        held.gate.set()
+        assert (yield first) == "first"
+        assert (yield defer.gatherResults(waiting)) == [f"w{i}" for i in range(5)]
+        assert groups == [["first"], [f"w{i}" for i in range(5)]]
+        assert held.committed == ["first"] + [f"w{i}" for i in range(5)]
     finally:
         held.gate.set()
         store.close()

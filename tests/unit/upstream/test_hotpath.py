@@ -463,3 +463,23 @@ def test_a_traced_router_logs_its_traffic_as_before():
     upstream = router_sends(install=False, traced=True)
     assert len([line for line in upstream[2] if line[0] == "info"]) == 5
     assert router_sends(install=True, traced=True) == upstream
+
+
+def test_a_client_gets_each_event_without_the_publishers_internals_made_once():
+    event = message.Event(1, 2, args=[{"message": "hi"}], publisher=77, publisher_authid="uuid",
+                          publisher_authrole="deptcast-backend", topic="deptcast.all",
+                          forward_for=[{"session": 1, "authid": "n1", "authrole": "deptcast-rlink"}])
+    public = hotpath.public_event(event)
+    assert public is not event
+    assert hotpath.public_event(event) is public  # once per event, for every receiver
+    assert (public.publisher, public.publisher_authid, public.publisher_authrole, public.forward_for) == \
+        (None, None, None, None)
+    assert (public.subscription, public.publication, public.args, public.topic) == (1, 2, [{"message": "hi"}],
+                                                                                   "deptcast.all")
+    details = JsonSerializer().serialize(public)[0]
+    assert b"publisher" not in details and b"forward_for" not in details
+    # the original (the links' copy) is untouched
+    assert (event.publisher, event.publisher_authid) == (77, "uuid")
+    assert b"publisher" in JsonSerializer().serialize(event)[0]
+    plain = message.Event(3, 4, args=["x"])
+    assert hotpath.public_event(plain) is plain

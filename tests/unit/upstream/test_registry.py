@@ -42,8 +42,9 @@ def record_problems(patch: Patch) -> List[str]:
 #: out of this list with it
 EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message", "hotpath.ws_send_data",
             "hotpath.tcp_write", "logs.per_connection_lines", "logs.autobahn_pformat", "logs.crossbar_pformat",
-            "rlinks.repair", "roles.in_process", "wampjson.depth", "web.request_bodies", "web.trim_upgraded",
-            "worker.session_info", "worker.stats", "worker.links", "worker.web_transport", "localcalls.direct",
+            "mesh.one_hop", "mesh.republish", "rlinks.repair", "roles.in_process", "wampjson.depth",
+            "web.request_bodies", "web.trim_upgraded", "worker.session_info", "worker.stats", "worker.links",
+            "worker.web_transport", "bounds.before_auth", "bounds.per_session", "localcalls.direct",
             "highlights.lazy"]
 
 

@@ -1,0 +1,150 @@
+"""Safe retries and group commit in the store, against both implementations: SQLite (a temp
+file) and PostgreSQL (a schema of its own, dropped afterwards). Two stores on one database
+stand for two nodes of a cluster."""
+
+import threading
+import time
+
+import pytest
+
+from components.core.history import HistoryRequest
+from components.core.names import client_topics
+from components.core.sendkeys import KEY_WINDOW_MS, Outgoing
+from components.core.targets import SCOPE_DEPT, SCOPE_USER, Target
+from components.core.tokens import Identity
+from components.store import open_store, sql
+from components.store.sql import DeadlinePassed
+from tests.support.pg import pg_schema
+
+PAT = Identity("pat", "hr", "publisher")
+PAT_OF_IT = Identity("pat", "it", "publisher")
+BOB = Identity("bob", "hr", "member")
+HR = Target(SCOPE_DEPT, "hr", dept="hr")
+IT = Target(SCOPE_DEPT, "it", dept="it")
+TO_BOB = Target(SCOPE_USER, "hr_bob", dept="hr", user="bob")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.sqlite3")
+    else:
+        with pg_schema("deptcast_keys") as url:
+            yield url
+
+
+@pytest.fixture
+def store(db):
+    s = open_store(db)
+    s.migrate()
+    yield s
+    s.close()
+
+
+def stored_on(store, topic: str):
+    return store.history(HistoryRequest((topic,), positions={topic: 0}, limit=10000, max_bytes=1 << 30))
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def test_the_same_key_answers_the_first_envelope_and_stores_nothing(store):
+    [first] = store.append_many([Outgoing(HR, PAT, "drill at 3", now_ms(), "k1")])
+    [again] = store.append_many([Outgoing(HR, PAT, "drill at 3", now_ms() + 5, "k1")])
+    assert first.fresh and not again.fresh and again.envelope == first.envelope
+    # another to or message with that key: a conflict; another sender's same key: its own notice
+    [other_text] = store.append_many([Outgoing(HR, PAT, "drill at 4", now_ms(), "k1")])
+    [other_to] = store.append_many([Outgoing(IT, PAT, "drill at 3", now_ms(), "k1")])
+    [other_sender] = store.append_many([Outgoing(HR, PAT_OF_IT, "drill at 3", now_ms(), "k1")])
+    assert other_text.conflict and other_to.conflict
+    assert other_sender.fresh and other_sender.envelope["seq"] == 2
+    assert [e["id"] for e in stored_on(store, HR.topic)] == [first.envelope["id"], other_sender.envelope["id"]]
+    assert store.sent_keys(PAT, ["k1", "k2"]) == {"k1": (Outgoing(HR, PAT, "drill at 3", 0).fingerprint,
+                                                         first.envelope)}
+
+
+def test_a_group_commit_keeps_order_gapless_seq_and_tolerates_known_keys_per_item(store):
+    [known] = store.append_many([Outgoing(HR, PAT, "known", now_ms(), "known")])
+    ts = now_ms()
+    items = [Outgoing(HR if i % 3 else TO_BOB, PAT, f"m{i}", ts, f"g{i}" if i % 2 else None) for i in range(1200)]
+    items.insert(10, Outgoing(HR, PAT, "known", ts, "known"))        # stored before: answered, not stored
+    items.insert(20, Outgoing(HR, PAT, "not the same", ts, "known"))  # a conflict: refused, batch goes on
+    items.insert(30, Outgoing(HR, PAT, "m1", ts, "g1"))               # a repeat within the batch
+    results = store.append_many(items)
+    assert len(results) == len(items)
+    assert results[10].envelope == known.envelope and not results[10].fresh
+    assert results[20].conflict
+    assert results[30].envelope == results[1].envelope and not results[30].fresh
+    fresh = [r.envelope for r in results if r.fresh]
+    assert len(fresh) == 1200
+    assert [e["message"] for e in fresh] == [f"m{i}" for i in range(1200)]
+    ids = [int(e["id"]) for e in fresh]
+    assert ids == sorted(ids) and len(set(ids)) == 1200
+    for topic, first_seq in ((HR.topic, 2), (TO_BOB.topic, 1)):
+        rows = stored_on(store, topic)
+        assert [e["seq"] for e in rows] == list(range(1, len(rows) + 1))
+        assert [e["seq"] for e in fresh if e["target"] == rows[-1]["target"]][0] == first_seq
+
+
+def test_a_write_past_its_deadline_is_rolled_back(store):
+    with pytest.raises(DeadlinePassed):
+        store.append_many([Outgoing(HR, PAT, "late", now_ms(), "late")], before_commit=lambda: False)
+    assert stored_on(store, HR.topic) == [] and store.sent_keys(PAT, ["late"]) == {}
+    [ok] = store.append_many([Outgoing(HR, PAT, "late", now_ms(), "late")], before_commit=lambda: True)
+    assert ok.fresh and ok.envelope["seq"] == 1
+
+
+def test_keys_outlive_retention_and_go_after_a_day(store, monkeypatch):
+    old = now_ms() - KEY_WINDOW_MS - 60_000
+    [first] = store.append_many([Outgoing(HR, PAT, "old", old, "old-key")])
+    assert store.prune_older(now_ms(), 100) == 1  # retention removed the message itself
+    assert store.sent_keys(PAT, ["old-key"])["old-key"][1] == first.envelope
+    monkeypatch.setattr(sql, "KEYS_PRUNE_EVERY", 0.0)
+    store.append_many([Outgoing(HR, PAT, "new", now_ms(), "new-key")])  # prunes keys older than a day
+    assert set(store.sent_keys(PAT, ["old-key", "new-key"])) == {"new-key"}
+
+
+def test_two_nodes_racing_with_one_key_store_it_once(db):
+    """Two stores (two nodes) append the same keyed notices at once, many times: each key is
+    stored once and both are answered the same envelope."""
+    stores = [open_store(db) for _ in range(2)]
+    stores[0].migrate()
+    answers = {0: [], 1: []}
+    errors = []
+    lock = threading.Lock()  # SQLite: one connection per thread, but the file's lock serialises
+
+    def node(n):
+        try:
+            for i in range(40):
+                item = [Outgoing(HR, PAT, f"notice {i}", now_ms(), f"race-{i}")]
+                if db.startswith("postgresql://"):
+                    answers[n].append(stores[n].append_many(item)[0])
+                else:
+                    with lock:
+                        answers[n].append(stores[n].append_many(item)[0])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=node, args=(n,)) for n in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert [a.envelope for a in answers[0]] == [a.envelope for a in answers[1]]
+        assert all(a.fresh != b.fresh for a, b in zip(answers[0], answers[1]))
+        rows = stored_on(stores[0], HR.topic)
+        assert [e["message"] for e in rows] == [f"notice {i}" for i in range(40)]
+        assert [e["seq"] for e in rows] == list(range(1, 41))
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_the_reader_sees_what_a_group_stored(store):
+    items = [Outgoing(TO_BOB, PAT, f"dm{i}", now_ms(), f"dm{i}") for i in range(5)]
+    store.append_many(items)
+    seen = store.history(HistoryRequest(client_topics(BOB.dept, BOB.user), 0, None, 100, False, 1 << 20))
+    assert [e["message"] for e in seen] == [f"dm{i}" for i in range(5)]
