@@ -113,6 +113,7 @@ def one_run(args, workdir: Path) -> dict:
                   "timeout": args.timeout, "drain": args.drain}
         step = Step(config, workdir)
         result: dict = {}
+        killed_us = 0.0
         b_cpu0 = None
         profiling: list = []
         raws: List[Path] = []
@@ -135,6 +136,8 @@ def one_run(args, workdir: Path) -> dict:
                 print("    node A killed", flush=True)
             elif event["event"] == "back":
                 progress.append([event["at"], event["back"]])
+                if killed_us and len(progress) % 5 == 0:
+                    print(f"    {event['back']} back after {(event['at'] - killed_us) / 1e6:.0f} s", flush=True)
             elif event["event"] == "result":
                 result.update(event)
                 b_cpu1 = cpu_of(b, cluster)

@@ -44,7 +44,14 @@ async function main() {
 
   async function open(i, url) {
     const c = new WampClient();
-    await c.connect({ url, authid: cfg.clients[i].authid, token: cfg.clients[i].token });
+    // a node that takes the connection but never answers must not hold the client for ever
+    let timer = null;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => { c.close(); reject(new Error("no WELCOME within 30 s")); }, 30000);
+    });
+    try {
+      await Promise.race([c.connect({ url, authid: cfg.clients[i].authid, token: cfg.clients[i].token }), late]);
+    } finally { clearTimeout(timer); }
     c.onEvent = (data) => take(i, data);
     await c.subscribe(cfg.topic);
     return c;
