@@ -53,7 +53,6 @@ def lazy(fn: Callable[..., str]) -> Callable[..., LazyText]:
     def highlight(*args: Any, **kwargs: Any) -> LazyText:
         return LazyText(fn, args, kwargs)
     highlight.__name__ = getattr(fn, "__name__", "highlight")
-    highlight.__wrapped_highlight__ = fn  # type: ignore[attr-defined]  # (what it stands for, for tests)
     return highlight
 
 
