@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from components.core import names
 from components.core.errors import INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, Refused
-from components.core.tokens import Identity, verify_token
+from components.core.tokens import DEFAULT_MAX_TOKEN_TTL, Grant, Identity, read_token
 
 #: the path segment the endpoint is mounted at (``/webSocket/<key>``)
 MOUNT = "webSocket"
@@ -145,12 +145,14 @@ class LegacyClient:
     :ivar key: the key it connected with
     :ivar open_mode: whether it came in without a token (compatibility mode)
     :ivar protocol: the subprotocol to answer (:data:`PROTOCOL` if the client offered it)
+    :ivar grant: what its token grants (``exp``, ``iat``); ``None`` in open mode
     """
 
     identity: Identity
     key: str
     open_mode: bool = False
     protocol: Optional[str] = None
+    grant: Optional[Grant] = None
 
     @property
     def topics(self) -> Tuple[str, ...]:
@@ -193,7 +195,8 @@ def protocol_token(protocols: Sequence[str]) -> Optional[str]:
 
 
 def check_handshake(path: str, params: Mapping[str, Sequence[str]], pattern: KeyPattern,
-                    secret: str, open_mode: bool, protocols: Sequence[str] = ()) -> LegacyClient:
+                    secret: str, open_mode: bool, protocols: Sequence[str] = (),
+                    max_ttl: int = DEFAULT_MAX_TOKEN_TTL) -> LegacyClient:
     """Decide whether a legacy client may connect, and as whom.
 
     The key must fit ``pattern``. With a token (the subprotocol ``deptcast.token.<JWT>``, see
@@ -218,16 +221,17 @@ def check_handshake(path: str, params: Mapping[str, Sequence[str]], pattern: Key
         raise HandshakeRefused(401, INVALID_TOKEN, "no token given: offer the subprotocols deptcast.legacy and "
                                                    "deptcast.token.<JWT>, or add ?token=<JWT> to the URL")
     try:
-        identity = verify_token(secret, token)
+        grant = read_token(secret, token, max_ttl=max_ttl)
     except Refused as e:
         raise HandshakeRefused(401, e.uri, e.detail) from None
+    identity = grant.identity
     if identity.dept != dept:
         raise HandshakeRefused(403, NOT_AUTHORIZED,
                                f"the key's department {dept!r} is not the token's ({identity.dept!r})")
     if identity.user != user:
         raise HandshakeRefused(403, NOT_AUTHORIZED,
                                f"the key's user {user!r} is not the token's subject ({identity.user!r})")
-    return LegacyClient(identity, key, protocol=answer)
+    return LegacyClient(identity, key, protocol=answer, grant=grant)
 
 
 def contract_target(to: Any, pattern: KeyPattern) -> Any:

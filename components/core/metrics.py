@@ -74,8 +74,14 @@ CALLS_REFUSED = Counter(
     "Calls refused (rate_limited) because the session had DEPTCAST_CALLS_IN_FLIGHT calls unanswered.",
     registry=REGISTRY)
 
+SESSIONS_ENDED = Counter(
+    "deptcast_sessions_ended",
+    "Client sessions (WAMP and legacy) the node ended, by reason (token_expired: the token's exp passed "
+    "unrenewed; revoked: an admin revoked the user).",
+    ["reason"], registry=REGISTRY)
+
 #: the HTTP paths counted by name; anything else is counted as "other" (labels stay few)
-HTTP_PATHS = ("/api/send", "/api/send_batch", "/dev/token", "/health", "/health/serving", "/metrics")
+HTTP_PATHS = ("/api/send", "/api/send_batch", "/api/revoke", "/dev/token", "/health", "/health/serving", "/metrics")
 
 
 def reason_of(uri: str) -> str:

@@ -19,7 +19,7 @@ PUBLISHER = "publisher"
 #: operators and offboarding systems: everything a publisher may, plus ``deptcast.admin.*``
 ADMIN = "admin"
 #: the roles a token may carry (client sessions)
-CLIENT_ROLES = (MEMBER, PUBLISHER)
+CLIENT_ROLES = (MEMBER, PUBLISHER, ADMIN)
 #: the role of the node's own components (router components, never a client)
 BACKEND_ROLE = "deptcast-backend"
 #: the role peers' router links join with

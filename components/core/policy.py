@@ -38,9 +38,10 @@ def may_call(identity: Identity, procedure: str) -> bool:
 
     :rtype: bool
     """
-    if procedure in ROSTER_ADMIN_PROCEDURES:
+    if procedure in ROSTER_ADMIN_PROCEDURES or procedure == names.PROC_ADMIN_REVOKE:
         return identity.role == names.ADMIN
-    return procedure in names.CLIENT_PROCEDURES or procedure in RECEIPT_PROCEDURES
+    return (procedure in names.CLIENT_PROCEDURES or procedure in RECEIPT_PROCEDURES
+            or procedure == names.PROC_SESSION_REFRESH)
 
 
 def may_send(identity: Identity, target: Target) -> bool:

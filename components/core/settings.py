@@ -39,6 +39,8 @@ variable                         meaning                                     def
                                  (0: no limit)
 ``DEPTCAST_PRESENCE_BURST``      presence.online calls a user may make at    20
                                  once
+``DEPTCAST_MAX_TOKEN_TTL``       longest token lifetime accepted (seconds);  604800 (7 days)
+                                 revocations are kept this long
 ===============================  ==========================================  =====================
 """
 
@@ -51,6 +53,7 @@ from typing import Mapping, Optional, Tuple
 
 from components.core.legacy import KeyPattern
 from components.core.messages import DEFAULT_MAX_MESSAGE_BYTES
+from components.core.tokens import DEFAULT_MAX_TOKEN_TTL
 
 SECRET_FILE = "jwt.secret"
 SQLITE_FILE = "deptcast.sqlite3"
@@ -97,6 +100,7 @@ class Settings:
     max_subscriptions: int = 1000
     presence_rate: float = 5.0
     presence_burst: int = 20
+    max_token_ttl: int = DEFAULT_MAX_TOKEN_TTL
 
     @property
     def db_is_postgres(self) -> bool:
@@ -213,4 +217,14 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         max_subscriptions=_number(env, "DEPTCAST_MAX_SUBSCRIPTIONS", 1000),
         presence_rate=_number(env, "DEPTCAST_PRESENCE_RATE", 5.0, kind=float),
         presence_burst=_number(env, "DEPTCAST_PRESENCE_BURST", 20, minimum=1),
+        max_token_ttl=max_token_ttl(env),
     )
+
+
+def max_token_ttl(env: Mapping[str, str] = os.environ) -> int:
+    """``DEPTCAST_MAX_TOKEN_TTL``: the longest token lifetime a node accepts, in seconds.
+
+    :raises ConfigError: if it is not a whole number of seconds of at least 1
+    :rtype: int
+    """
+    return _number(env, "DEPTCAST_MAX_TOKEN_TTL", DEFAULT_MAX_TOKEN_TTL, minimum=1)

@@ -19,7 +19,7 @@ from twisted.web import resource
 from components.core.errors import INVALID_FRAME, Refused
 from components.core.jsonlimits import load_json
 from components.core.localonly import local_refusal
-from components.core.names import MEMBER
+from components.core.names import MEMBER, PUBLISHER
 from components.core.tokens import issue_token
 from components.edge.http import error_body, header, json_body, peer_host
 from components.service.runtime import Runtime, runtime
@@ -67,8 +67,12 @@ class DevTokenResource(resource.Resource):
             if not isinstance(body, dict):
                 raise ValueError("expected a JSON object")
             assert self._settings is not None  # _refusal answered otherwise
+            role = str(body.get("role") or MEMBER)
+            if role not in (MEMBER, PUBLISHER):
+                # the open sign-in form of quick-start mode never mints admin tokens
+                raise ValueError(f"the sign-in form gives the roles {MEMBER} and {PUBLISHER}")
             token = issue_token(self._settings.jwt_secret, str(body.get("user", "")),
-                                str(body.get("dept", "")), str(body.get("role") or MEMBER), DEV_TOKEN_TTL)
+                                str(body.get("dept", "")), role, DEV_TOKEN_TTL)
         except Refused as e:
             return error_body(request, e)
         except ValueError as e:

@@ -1,5 +1,7 @@
 """``POST /api/send`` and ``POST /api/send_batch``: the send API for backends that cannot
-speak WAMP.
+speak WAMP; ``POST /api/revoke`` for offboarding systems (an ``admin`` token, the body
+``{"user_key": "<dept>_<user>"}``; the meaning of ``deptcast.admin.revoke``, answered
+``{"user_key", "at"}``; 403 for another role).
 
 Mounted in the node's web transport as a Twisted resource. The caller authenticates with a
 deptcast token (``Authorization: Bearer <token>``, any role: a ``publisher`` token for a
@@ -26,10 +28,10 @@ from twisted.python.failure import Failure
 from twisted.web import resource, server
 
 from components.core import frames
-from components.core.errors import INVALID_FRAME, UNAVAILABLE, Refused
+from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED, UNAVAILABLE, Refused
 from components.core.jsonlimits import load_json
 from components.core.metrics import count_refusal
-from components.core.tokens import Identity, verify_token
+from components.core.tokens import Identity
 from components.edge.http import bearer_token, error_body, header, json_body, peer_host
 from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
@@ -71,7 +73,8 @@ class _HttpSendPath(resource.Resource):
         try:
             token = bearer_token(header(request, b"authorization"))
             # never log the token: it is a bearer credential
-            identity = verify_token(self._settings.jwt_secret, token)
+            identity = self._runtime.sessions.grant(self._settings.jwt_secret, token,
+                                                    max_ttl=self._settings.max_token_ttl).identity
             body = request.content.read(self._body_cap + 1)
             if len(body) > self._body_cap:
                 raise frames.oversize_refusal(len(body), self._body_cap)
@@ -155,3 +158,60 @@ class HttpSendBatchResource(_HttpSendPath):
     def call(self, service: Any, identity: Identity, args: Any) -> defer.Deferred:
         d = service.send_batch(identity, args)
         return d.addCallback(lambda results: {"results": results})
+
+
+#: the largest body /api/revoke reads: ``{"user_key": ...}``
+REVOKE_BODY_CAP = 1024
+
+
+class HttpRevokeResource(resource.Resource):
+    """``/api/revoke``: one POST revokes one user (``admin`` tokens only)."""
+
+    isLeaf = True
+    log = txaio.make_logger()
+
+    def __init__(self, extra: Optional[Dict[str, Any]] = None, rt: Optional[Runtime] = None) -> None:
+        super().__init__()
+        self._runtime = rt or runtime()
+        self._settings = self._runtime.settings_or_log(self.log, "http api")
+        self._refusals = RefusalLog(self.log, "deptcast http api", "HTTP request", "HTTP requests")
+
+    def render_POST(self, request) -> Any:
+        if self._settings is None:
+            return error_body(request, Refused(UNAVAILABLE, "the HTTP API is misconfigured"))
+        try:
+            token = bearer_token(header(request, b"authorization"))
+            identity = self._runtime.sessions.grant(self._settings.jwt_secret, token,
+                                                    max_ttl=self._settings.max_token_ttl).identity
+            if not identity.is_admin:
+                raise Refused(NOT_AUTHORIZED, "revoking takes an admin token")
+            body = load_json(request.content.read(REVOKE_BODY_CAP + 1), max_bytes=REVOKE_BODY_CAP)
+            if not isinstance(body, dict) or not isinstance(body.get("user_key"), str):
+                raise Refused(INVALID_FRAME, 'the body must be a JSON object {"user_key": "<dept>_<user>"}')
+        except Refused as e:
+            count_refusal("http", e.uri)
+            self._refusals.refused(e.uri, peer_host(request), e.detail)
+            return error_body(request, e)
+
+        finished = {"gone": False}
+        request.notifyFinish().addErrback(lambda _: finished.update(gone=True))
+
+        def answer(result: Dict[str, Any]) -> None:
+            if not finished["gone"]:
+                request.write(json_body(request, 200, result))
+                request.finish()
+
+        def refuse(failure: Failure) -> None:
+            if isinstance(failure.value, Refused):
+                refusal = failure.value
+            else:
+                self._refusals.failed(failure, identity.key)
+                refusal = Refused(UNAVAILABLE, "the revocation could not be stored; retry shortly")
+            if not finished["gone"]:
+                request.write(error_body(request, refusal))
+                request.finish()
+
+        d = self._runtime.messages.get(READY_TIMEOUT)
+        d.addCallback(lambda service: self._runtime.sessions.record_revocation(service.store, body["user_key"]))
+        d.addCallbacks(answer, refuse)
+        return server.NOT_DONE_YET

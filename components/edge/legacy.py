@@ -59,6 +59,8 @@ OPEN_HANDSHAKE_TIMEOUT = 10.0
 #: buffers) before it is dropped: a page that stops reading must not make the router hold
 #: every message for it until the ping timeout notices
 MAX_SEND_BACKLOG = 2 * 1024 * 1024
+#: the WebSocket close codes of a session's end
+CLOSE_CODES = {names.CLOSE_TOKEN_EXPIRED: 4001, names.CLOSE_REVOKED: 4003}
 
 
 @implementer(IPushProducer)
@@ -103,7 +105,14 @@ class LegacyServerProtocol(WebSocketServerProtocol):
             # the token comes in a subprotocol (which no proxy logs) or in ?token=
             client = legacyframes.check_handshake(request.path, request.params, factory.pattern,
                                                   factory.settings.jwt_secret, factory.settings.legacy_open,
-                                                  request.protocols)
+                                                  request.protocols, factory.settings.max_token_ttl)
+            if client.grant is not None:
+                if not factory.runtime.sessions.loaded:  # a starting node: the revocations in force first
+                    yield factory.runtime.sessions.when_loaded(factory.ready_timeout)
+                try:
+                    factory.runtime.sessions.check(client.grant)
+                except Refused as e:
+                    raise HandshakeRefused(401, e.uri, e.detail) from None
         except HandshakeRefused as e:
             factory.connection_refusals.refused(e.uri, host_of(request.peer), f"{e.status} {e.detail}")
             raise ConnectionDeny(e.status, e.reason)
@@ -142,9 +151,17 @@ class LegacyServerProtocol(WebSocketServerProtocol):
         if not self._client.open_mode and self._client.identity.role == names.MEMBER:
             # a token-checked member goes on its department's roster (written in bulk)
             self.factory.runtime.signins.signed_in(self._client.identity.dept, self._client.identity.user)
+        # the token's life: closed 4001 at exp, 4003 when the user is revoked (open mode: no exp)
+        grant = self._client.grant
+        self.factory.runtime.sessions.joined(self, self._client.identity.dept, self._client.identity.user,
+                                             grant.iat if grant else None, grant.exp if grant else None, self._end)
+
+    def _end(self, reason: str) -> None:
+        self.sendClose(CLOSE_CODES.get(reason, 1008), reason)
 
     def onClose(self, wasClean: bool, code: Optional[int], reason: Optional[str]) -> None:
         self.factory.runtime.legacy_users.closed(self)
+        self.factory.runtime.sessions.left(self)
         self.factory.runtime.health.legacy_closed(self)
         if self._joined_topics:
             self.factory.fanout.leave(self, self._joined_topics)

@@ -27,7 +27,8 @@ from components.client.state import StateError
 from components.client.contract import ADMIN
 from components.client.errors import DeptcastError
 from components.core.names import CLIENT_ROLES
-from components.core.settings import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_NODE_DIR, ConfigError, read_secret
+from components.core.settings import (DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_NODE_DIR, ConfigError, max_token_ttl,
+                                      read_secret)
 from components.core.tokens import issue_token
 from components.ops.admincli import add_cli as add_admin_cli
 from components.ops.clientcli import add_cli as add_client_cli
@@ -42,7 +43,7 @@ TOKEN_ROLES = tuple(dict.fromkeys((*CLIENT_ROLES, ADMIN)))
 
 def _cmd_token(args: argparse.Namespace) -> int:
     secret = read_secret(Path(args.cbdir), os.environ, create=False)
-    print(issue_token(secret, args.user, args.dept, args.role, args.ttl))
+    print(issue_token(secret, args.user, args.dept, args.role, args.ttl, max_ttl=max_token_ttl(os.environ)))
     return 0
 
 

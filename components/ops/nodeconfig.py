@@ -34,7 +34,8 @@ STATIC_CACHE_SECONDS = 60
 #: the node's own components, run in the router worker (in-process, no network hop), in this
 #: order: the composition root first (Crossbar starts each once the one before has joined)
 COMPONENT_CLASSES = ("components.wamp.root.RootComponent",
-                     "components.wamp.auth.AuthorizerComponent", "components.wamp.api.ApiComponent",
+                     "components.wamp.auth.AuthorizerComponent", "components.wamp.sessionlife.SessionLifeComponent",
+                     "components.wamp.api.ApiComponent",
                      "components.wamp.presence.PresenceComponent", "components.wamp.bridge.BridgeComponent",
                      "components.wamp.operations.OperationsComponent", "components.wamp.receipts.ReceiptsComponent")
 #: Crossbar's factory of the ticket authenticator, a function in the router worker
@@ -143,6 +144,7 @@ def node_config(port: int = DEFAULT_PORT, root: Optional[Path] = None,
         "api": {"type": "path", "paths": {
             "send": {"type": "resource", "classname": "components.edge.httpapi.HttpSendResource"},
             "send_batch": {"type": "resource", "classname": "components.edge.httpapi.HttpSendBatchResource"},
+            "revoke": {"type": "resource", "classname": "components.edge.httpapi.HttpRevokeResource"},
         }},
         # internal: for monitoring and balancers, not proxied to the public (components.ops.nginx)
         "health": {"type": "resource", "classname": "components.edge.health.HealthResource"},

@@ -21,7 +21,7 @@ from components.core.settings import Settings
 from components.core.verdict import Facts, Verdict, judge
 
 #: the components every node runs (their ``who``), all of which must join for it to serve
-EXPECTED_COMPONENTS = ("root", "auth", "api", "presence", "bridge", "ops")
+EXPECTED_COMPONENTS = ("root", "auth", "sessions", "api", "presence", "bridge", "ops")
 
 
 class Observer(Protocol):

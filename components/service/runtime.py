@@ -19,6 +19,7 @@ from components.service.messaging import MessageService
 from components.service.presence import LegacyUsers
 from components.service.receipts import ReceiptBuffer
 from components.service.roster import SignIns
+from components.service.sessionlife import SessionLives
 from components.service.slot import Slot
 
 
@@ -30,6 +31,7 @@ class Runtime:
     :ivar bridge: the router session the web transport's resources subscribe with
     :ivar links: whether this node's links to its peers are up (:mod:`components.upstream.rlinks` reports)
     :ivar legacy_users: the open legacy sockets, which presence counts like WAMP sessions
+    :ivar sessions: the signed-in sessions and their tokens' lives, and the revocations known
     :ivar health: what the parts report about themselves, for ``/health`` and ``/metrics``
     :ivar signins: members' sign-ins waiting to be written to the roster (WAMP and legacy)
     :ivar receipts: receipts waiting to be written (acknowledgements, legacy writes)
@@ -41,6 +43,7 @@ class Runtime:
         self.bridge: Slot[Any] = Slot(clock, "the node's router session")
         self.links = LinkState()
         self.legacy_users = LegacyUsers()
+        self.sessions = SessionLives(clock)
         self.health = NodeHealth(clock)
         self.signins = SignIns()
         self.receipts = ReceiptBuffer()

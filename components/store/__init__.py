@@ -88,6 +88,16 @@ class Store(Protocol):
                    limit: int) -> List[Tuple[str, str, Optional[int]]]:
         """One page of the audience in ``state``, sorted: ``(dept, user, at)``."""
 
+    def revoke(self, dept: str, user: str, at: int) -> int:
+        """Record that the user ``dept``/``user`` is revoked at the second ``at``; return the row's id."""
+
+    def revocations_since(self, after_id: int, since_at: int) -> List[Tuple[int, str, str, int]]:
+        """The revocations ``(id, dept, user, at)`` with an id above ``after_id`` or an ``at``
+        from ``since_at`` on, by id."""
+
+    def prune_revocations(self, before_at: int) -> int:
+        """Forget the revocations older than the second ``before_at``; return how many went."""
+
     def ping(self, write: bool) -> None:
         """A cheap round trip; with ``write``, through a write transaction."""
 

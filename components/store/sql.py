@@ -20,6 +20,7 @@ from components.core.sendkeys import KEY_WINDOW_MS, Outgoing, Stored
 from components.core.targets import Target
 from components.core.tokens import Identity
 from components.store.receiptsql import ReceiptsSql
+from components.store.revocations import RevocationRows
 
 T = TypeVar("T")
 
@@ -143,6 +144,17 @@ def migrations(d: Dialect) -> List[str]:
         );
         CREATE INDEX send_keys_ts ON send_keys (ts);
         """,
+        # revocations: a user's tokens issued at or before ``at`` (seconds) are refused; kept
+        # for DEPTCAST_MAX_TOKEN_TTL (see components.store.revocations)
+        f"""
+        CREATE TABLE revocations (
+            id      {d.serial},
+            dept    TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            at      {d.bigint} NOT NULL
+        );
+        CREATE INDEX revocations_at ON revocations (at);
+        """,
     ]
 
 
@@ -184,7 +196,7 @@ def row_to_envelope(row) -> Dict[str, Any]:
                          Identity(sender, sender_dept), message, ts, **extra)
 
 
-class SqlStore(ReceiptsSql):
+class SqlStore(ReceiptsSql, RevocationRows):
     """The store on DB-API connections, one per thread; subclasses connect and lock.
 
     Subclasses provide :meth:`_connect` (a new autocommit connection), :meth:`_write` (a

@@ -417,6 +417,18 @@ class ThreadedStore:
     def recipients(self, notice: Notice, state: str, after: Optional[Tuple[str, str]], limit: int) -> defer.Deferred:
         return self._run(self._reads, self.store.recipients, notice, state, after, limit)
 
+    def revoke(self, dept: str, user: str, at: int) -> defer.Deferred:
+        """Record a revocation; fire with its row id."""
+        return self._run(self._writes, self.store.revoke, dept, user, at)
+
+    def revocations_since(self, after_id: int, since_at: int) -> defer.Deferred:
+        """The revocations past ``after_id`` or from the second ``since_at`` on."""
+        return self._run(self._reads, self.store.revocations_since, after_id, since_at)
+
+    def prune_revocations(self, before_at: int) -> defer.Deferred:
+        """Forget the revocations older than ``before_at``."""
+        return self._run(self._writes, self.store.prune_revocations, before_at)
+
     def close(self) -> None:
         """Close the store's connections and let the pools' threads end, without waiting for
         a thread that a frozen database holds."""

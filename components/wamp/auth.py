@@ -8,7 +8,7 @@ authorizer refuses every procedure outside :data:`names.CLIENT_PROCEDURES`). The
 which the node's composition root installs with this function).
 """
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from autobahn.wamp.exception import ApplicationError
 import txaio
@@ -17,9 +17,10 @@ from components.core import names, policy
 from components.core.errors import INVALID_TOKEN, Refused
 from components.core.logsummary import host_of, printable
 from components.core.settings import Settings
-from components.core.tokens import Identity, verify_token
+from components.core.tokens import DEFAULT_MAX_TOKEN_TTL, Identity
 from components.service.refusals import RefusalLog
 from components.service.runtime import runtime
+from components.service.sessionlife import SessionLives
 from components.upstream.registry import is_applied
 from components.upstream.roles import IN_PROCESS
 from components.wamp.base import NodeComponent
@@ -27,6 +28,9 @@ from components.wamp.base import NodeComponent
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
 log = txaio.make_logger()
+
+#: seconds a sign-in on a starting node waits for the revocations in force to be read
+LOAD_WAIT = 5.0
 
 
 def identity_of(session: Dict[str, Any]) -> Identity:
@@ -39,25 +43,40 @@ def identity_of(session: Dict[str, Any]) -> Identity:
     return Identity(user=session["authid"], dept=extra["dept"], role=session["authrole"])
 
 
-def authenticator(secret: str) -> Callable[[str, str, Dict[str, Any]], Dict[str, Any]]:
-    """The WAMP-Ticket authenticator for tokens signed with ``secret``.
+def authenticator(secret: str, lives: Optional[SessionLives] = None,
+                  max_ttl: int = DEFAULT_MAX_TOKEN_TTL) -> Callable[[str, str, Dict[str, Any]], Dict[str, Any]]:
+    """The WAMP-Ticket authenticator for tokens signed with ``secret``: refuses revoked users'
+    tokens (``lives``' revocations) and tokens living longer than ``max_ttl``; the session's
+    authextra holds its department and its token's ``exp`` (and ``iat``), which
+    :mod:`components.wamp.sessionlife` reads when the session joins.
 
     :rtype: callable ``(realm, authid, details) -> principal``
     """
+    lives = lives if lives is not None else SessionLives(None, loaded=True)
     refusals = RefusalLog(log, "deptcast auth", "session", "sessions")
 
-    def authenticate(realm: str, authid: str, details: Dict[str, Any]) -> Dict[str, Any]:
+    def authenticate(realm: str, authid: str, details: Dict[str, Any]) -> Any:
+        if not lives.loaded:
+            # a starting node: wait (bounded) for the revocations in force before deciding
+            return lives.when_loaded(LOAD_WAIT).addCallback(lambda _: decide(realm, authid, details))
+        return decide(realm, authid, details)
+
+    def decide(realm: str, authid: str, details: Dict[str, Any]) -> Dict[str, Any]:
         try:
             if realm != names.REALM:
                 raise Refused(INVALID_TOKEN, f"unknown realm {realm!r}")
-            identity = verify_token(secret, details.get("ticket"), authid)
+            grant = lives.grant(secret, details.get("ticket"), authid, max_ttl)
         except Refused as e:
             # never log the ticket itself: it is a bearer credential
             peer = (details.get("transport") or {}).get("peer")
             asked = f"authid {printable(authid, 64)}: " if authid else ""
             refusals.refused(e.uri, host_of(peer), asked + e.detail)
             raise ApplicationError(e.uri, e.detail)
-        return {"authid": identity.user, "role": identity.role, "extra": {"dept": identity.dept}}
+        identity = grant.identity
+        extra: Dict[str, Any] = {"dept": identity.dept, "exp": grant.exp}
+        if grant.iat is not None:
+            extra["iat"] = grant.iat
+        return {"authid": identity.user, "role": identity.role, "extra": extra}
     return authenticate
 
 
@@ -66,7 +85,8 @@ def create_authenticator(config: Dict[str, Any], controller: Any = None):
 
     :raises ConfigError: if the settings are bad (the node's log says which)
     """
-    return authenticator(runtime().settings().jwt_secret)
+    settings = runtime().settings()
+    return authenticator(settings.jwt_secret, runtime().sessions, settings.max_token_ttl)
 
 
 def authorize(session: Dict[str, Any], uri: str, action: str, options: Dict[str, Any]) -> Any:

@@ -61,8 +61,8 @@ def test_health_of_a_serving_node(node):
     assert headers.getRawHeaders(b"cache-control") == [b"no-store"]
     body = json.loads(raw)
     assert body["status"] == "ok" and body["serving"] is True and body["problems"] == []
-    assert body["components"] == {"root": True, "auth": True, "api": True, "presence": True, "bridge": True,
-                                  "ops": True}
+    assert body["components"] == {"root": True, "auth": True, "sessions": True, "api": True, "presence": True,
+                                  "bridge": True, "ops": True}
     assert body["patches"] == [{"name": name, "state": "applied"} for name in upstream.PATCHES]
     assert body["store"]["kind"] == "sqlite" and body["store"]["ready"] is True and body["store"]["writes"] == "up"
     assert body["links"] == {} and body["node"] == "ops"

@@ -357,3 +357,20 @@ def test_postgres_ids_sort_in_commit_order():
         finally:
             first.close()
             second.close()
+
+
+def test_revocations_are_kept_read_past_a_position_and_pruned(store, db):
+    first = store.revoke("cardio", "bob", 1_000)
+    second = store.revoke("onco", "bob", 2_000)
+    assert second > first
+    assert store.revocations_since(0, 10**9) == [(first, "cardio", "bob", 1_000), (second, "onco", "bob", 2_000)]
+    # past the last id seen, and again those from a second on (a row that committed late)
+    assert store.revocations_since(first, 10**9) == [(second, "onco", "bob", 2_000)]
+    assert store.revocations_since(second, 1_500) == [(second, "onco", "bob", 2_000)]
+    assert store.prune_revocations(1_500) == 1
+    store.close()
+    reopened = open_store(db)
+    try:
+        assert reopened.revocations_since(0, 0) == [(second, "onco", "bob", 2_000)]
+    finally:
+        reopened.close()

@@ -51,3 +51,16 @@ def test_the_parser_has_every_command():
 def test_token_offers_the_admin_role():
     parser = build_parser()
     assert parser.parse_args(["token", "--user", "op", "--dept", "ops", "--role", "admin"]).role == "admin"
+
+
+def test_token_mints_an_admin_and_refuses_all_and_a_ttl_past_the_longest():
+    env = {"DEPTCAST_JWT_SECRET": SECRET, "PATH": ""}
+    out = run("token", "--user", "op", "--dept", "ops", "--role", "admin", env=env)
+    assert out.returncode == 0 and verify_token(SECRET, out.stdout.strip()).is_admin
+    out = run("token", "--user", "bob", "--dept", "All", env=env)
+    assert out.returncode == 2 and "reserved" in out.stderr and not out.stdout
+    short = {**env, "DEPTCAST_MAX_TOKEN_TTL": "3600"}
+    out = run("token", "--user", "bob", "--dept", "ortho", "--ttl", "3601", env=short)
+    assert out.returncode == 2 and "DEPTCAST_MAX_TOKEN_TTL" in out.stderr and not out.stdout
+    out = run("token", "--user", "bob", "--dept", "ortho", "--ttl", "3600", env=short)
+    assert out.returncode == 0

@@ -13,7 +13,8 @@ from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
 from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED
-from components.core.names import MEMBER, PRESENCE_INTERNAL_TOPIC, PROC_PRESENCE_ONLINE, PUBLISHER, RLINK_ROLE
+from components.core.names import (CLIENT_ROLES, MEMBER, PRESENCE_INTERNAL_TOPIC, PROC_PRESENCE_ONLINE, PUBLISHER,
+                                   RLINK_ROLE)
 from components.wamp import presence as presence_module
 from components.wamp.presence import REQUEST_FIRST, REQUEST_MAX, PresenceComponent
 from tests.support.fakes import FakeRouter, FakeSession, call_details, make_settings
@@ -286,7 +287,7 @@ class StartScanTests(PresenceTestCase):
         self.assertEqual(self.events("cardio"), [event("cardio", "carol", True, 1)])
         # a link found by the scan is not asked on its own: one request, from the start
         self.assertEqual(self.requests(), [REQUEST])
-        self.assertEqual(self.session.calls[0], ("wamp.session.list", ([MEMBER, PUBLISHER, RLINK_ROLE],)))
+        self.assertEqual(self.session.calls[0], ("wamp.session.list", ([*CLIENT_ROLES, RLINK_ROLE],)))
         self.leave(N2_LINK)
         self.assertIn("forgot the sessions of n2: its link to this node left", self.session.log.lines("info")[-1])
 

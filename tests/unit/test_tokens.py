@@ -6,7 +6,7 @@ import jwt
 import pytest
 
 from components.core.errors import INVALID_TOKEN, TOKEN_EXPIRED, Refused
-from components.core.tokens import Identity, issue_token, verify_token
+from components.core.tokens import DEFAULT_MAX_TOKEN_TTL, Identity, issue_token, read_token, verify_token
 
 SECRET = "s" * 64
 
@@ -66,7 +66,8 @@ def test_missing_claim(missing):
     {"sub": "al ice", "dept": "cardio"},
     {"sub": "alice", "dept": "car_dio"},
     {"sub": "alice", "dept": "x" * 65},
-    {"sub": "alice", "dept": "cardio", "role": "admin"},
+    {"sub": "alice", "dept": "cardio", "role": "root"},
+    {"sub": "alice", "dept": "All"},
     {"sub": 7, "dept": "cardio"},
 ])
 def test_bad_claim_values(claims):
@@ -92,3 +93,55 @@ def test_garbage(token):
 def test_issue_rejects_bad_input(kwargs):
     with pytest.raises(ValueError):
         issue_token(SECRET, **kwargs)
+
+
+# -- the admin role, the reserved department, iat and the longest lifetime
+
+
+def test_admin_role_is_issued_and_has_publisher_rights():
+    identity = verify_token(SECRET, issue_token(SECRET, "op", "ops", role="admin"))
+    assert identity.role == "admin" and identity.is_admin and identity.is_publisher
+
+
+def test_department_all_is_refused_at_issue_and_at_verification():
+    with pytest.raises(ValueError, match="reserved"):
+        issue_token(SECRET, "bob", "All")
+    forged = jwt.encode({"sub": "bob", "dept": "All", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    assert refusal(forged).uri == INVALID_TOKEN and "reserved" in refusal(forged).detail
+
+
+def test_issue_sets_iat_and_read_token_gives_the_life():
+    now = int(time.time())
+    grant = read_token(SECRET, issue_token(SECRET, "amy", "cardio", ttl=120, now=now))
+    assert (grant.identity, grant.iat, grant.exp) == (Identity("amy", "cardio"), now, now + 120)
+
+
+def test_a_ttl_beyond_the_longest_is_refused_at_issue():
+    with pytest.raises(ValueError, match="DEPTCAST_MAX_TOKEN_TTL"):
+        issue_token(SECRET, "amy", "cardio", ttl=DEFAULT_MAX_TOKEN_TTL + 1)
+    with pytest.raises(ValueError, match="longest"):
+        issue_token(SECRET, "amy", "cardio", ttl=61, max_ttl=60)
+    issue_token(SECRET, "amy", "cardio", ttl=DEFAULT_MAX_TOKEN_TTL)
+
+
+def test_a_token_living_longer_than_the_longest_is_refused():
+    now = int(time.time())
+    long_lived = jwt.encode({"sub": "a", "dept": "d", "iat": now, "exp": now + 3601}, SECRET, algorithm="HS256")
+    with pytest.raises(Refused) as info:
+        read_token(SECRET, long_lived, max_ttl=3600)
+    assert info.value.uri == INVALID_TOKEN and "longer" in info.value.detail
+    assert read_token(SECRET, long_lived, max_ttl=3601).exp == now + 3601
+    # without iat the lifetime counts from now
+    no_iat = jwt.encode({"sub": "a", "dept": "d", "exp": now + 3601}, SECRET, algorithm="HS256")
+    with pytest.raises(Refused):
+        read_token(SECRET, no_iat, max_ttl=3600)
+    assert read_token(SECRET, no_iat, max_ttl=3700).iat is None
+
+
+@pytest.mark.parametrize("iat", ["yesterday", True, -5, None])
+def test_iat_must_be_seconds_and_not_in_the_future(iat):
+    now = int(time.time())
+    claims = {"sub": "a", "dept": "d", "exp": now + 60, "iat": now + 3600 if iat is None else iat}
+    with pytest.raises(Refused) as info:
+        read_token(SECRET, jwt.encode(claims, SECRET, algorithm="HS256"))
+    assert info.value.uri == INVALID_TOKEN
