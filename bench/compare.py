@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness as h
 import cpu_profile as profile
+import stages
 
 SYSTEMS = {
     "wamp": "deptcast 1 node, WAMP",
@@ -73,7 +74,7 @@ class Running:
         return {"wamp": "wamp", "cluster": "wamp", "legacy": "legacy"}.get(self.system, "peer")
 
     def spec(self, i: int, user: str, dept: str = DEPT, role: str = "member", history: bool = False,
-             topics: bool = True) -> dict:
+             topics: bool = True, ack: bool = False) -> dict:
         """The load generator's description of client number ``i`` (spread over the endpoints)."""
         endpoint = self.endpoints[i % len(self.endpoints)]
         if self.system == "peer":
@@ -82,7 +83,7 @@ class Running:
         if self.system == "legacy":
             return {"base": endpoint, "dept": dept, "authid": user, "token": token}
         return {"url": endpoint + "/ws", "authid": user, "token": token, "dept": dept, "history": history,
-                "topics": [h.DEPT_TOPIC, h.ALL_TOPIC, self.user_topic] if topics else []}
+                "ack": ack, "topics": [h.DEPT_TOPIC, h.ALL_TOPIC, self.user_topic] if topics else []}
 
     def sender_spec(self) -> dict:
         # a publisher of another department: it does not receive what it sends
@@ -237,6 +238,7 @@ def finish_profiles(profiling: list) -> dict:
             process.kill()
         if raw.exists():
             summaries[label] = profile.summarize(raw)
+            summaries[label]["stages"] = stages.shares([raw])
     return summaries
 
 
@@ -245,6 +247,8 @@ def print_profiles(profiles: Optional[dict]) -> None:
     for pid_label, summary in (profiles or {}).items():
         print(f"      {pid_label}:")
         print("\n".join(profile.lines(summary)), flush=True)
+        if summary.get("stages"):
+            print("\n".join(stages.lines(summary["stages"])), flush=True)
 
 
 def measure_memory(system: str, args, workdir: Path) -> dict:
@@ -293,7 +297,7 @@ def measure_storm(system: str, args, workdir: Path) -> dict:
         time.sleep(args.settle)
         n = args.storm_clients
         config = {"mode": "storm", "kind": loadgen_kind(running, args),
-                  "clients": [running.spec(i, f"s{i}", history=True) for i in range(n)]}
+                  "clients": [running.spec(i, f"s{i}", history=True, ack=args.storm_ack) for i in range(n)]}
         cpu0 = cpu1 = None
         result = None
         profiling: list = []
@@ -426,6 +430,9 @@ def parse_args(argv=None):
     parser.add_argument("--idle-connections", type=int, default=None, help="default 5000")
     parser.add_argument("--idle-wait", type=float, default=None, help="seconds held idle (default 30)")
     parser.add_argument("--storm-clients", type=int, default=None, help="default 2000")
+    parser.add_argument("--storm-ack", action=argparse.BooleanOptionalAction, default=True,
+                        help="storm clients acknowledge their first history page (one deptcast.ack call each, "
+                             "as the shipped clients do; default on)")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds before memory readings")
     parser.add_argument("--threads", type=int, default=2, help="receiver threads of the load generator")
     parser.add_argument("--sio-client", choices=("sio", "sio-raw"), default="sio-raw",

@@ -133,8 +133,9 @@ class WampClient {
 }
 
 /**
- * deptcast over WAMP. `spec`: {url, authid, token, dept, topics: [template...], history: bool}
- * Placeholders in topic templates: {dept}, {user}.
+ * deptcast over WAMP. `spec`: {url, authid, token, dept, topics: [template...], history: bool, ack: bool}
+ * Placeholders in topic templates: {dept}, {user}. With `ack`, the ids of the first history page
+ * are acknowledged as delivered (one deptcast.ack call, as the shipped clients make).
  */
 async function openWamp(spec, onMessage) {
   const c = new WampClient();
@@ -142,7 +143,11 @@ async function openWamp(spec, onMessage) {
   c.onEvent = onMessage;
   const vars = { dept: spec.dept, user: spec.authid };
   await Promise.all((spec.topics || []).map((t) => c.subscribe(topicName(t, vars))));
-  if (spec.history) await c.call("deptcast.history", [], { limit: 100 });
+  if (spec.history) {
+    const args = await c.call("deptcast.history", [], { limit: 100 }); // the RESULT's arguments: [envelopes]
+    const page = Array.isArray(args) && Array.isArray(args[0]) ? args[0] : [];
+    if (spec.ack) await c.call("deptcast.ack", [page.map((e) => e.id), "delivered"]);
+  }
   return {
     client: c,
     send(to, text) { c.callCounted("deptcast.send", [to, text]); },

@@ -14,6 +14,8 @@ One module per patched area:
   each link pulling only its own node's topics;
 - :mod:`~components.upstream.roles`: the client roles' authorizer asked in-process;
 - :mod:`~components.upstream.worker`: reads of the router worker's internals;
+- :mod:`~components.upstream.localcalls`: calls of the node's own procedures answered in-process;
+- :mod:`~components.upstream.highlights`: debug lines' highlighted arguments made only when written;
 - :mod:`~components.upstream.sessions`: cutting off a session that ignores its GOODBYE.
 
 Each patch records what it replaces, the sha256 of the upstream source it was checked
@@ -29,10 +31,13 @@ node (the router, the authorizer, the link state) is passed in (:class:`Wiring`)
 installed upstream and prints those that changed.
 """
 
-from components.upstream import bounds, hotpath, logs, mesh, rlinks, roles, sessions, wampjson, web, worker
+# localcalls registers (and so is installed) before bounds: bounds' limit on a session's calls
+# in flight wraps the dealer's processCall as localcalls left it, so it holds for every call
+from components.upstream import localcalls  # (first: see above)
+from components.upstream import bounds, highlights, hotpath, logs, mesh, rlinks, roles, sessions, wampjson, web, worker
 from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
 
 #: the modules of the seam, one per patched area
-AREAS = (hotpath, bounds, web, wampjson, logs, rlinks, mesh, roles, worker, sessions)
+AREAS = (hotpath, localcalls, bounds, web, wampjson, logs, rlinks, mesh, roles, worker, sessions, highlights)
 
 __all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]

@@ -17,3 +17,12 @@ def test_the_production_balancer_limits_and_keeps_dev_out():
     dev_block = demo[demo.index("location /dev/"):]
     assert "deny all;" in dev_block[:dev_block.index("}")]
     assert "X-Forwarded-For" not in dev_block[:dev_block.index("}")]
+
+
+def test_the_balancer_takes_a_storm_of_reconnecting_pages():
+    """A node that dies sends all its clients through the balancer at once: the listen queue,
+    the connections per worker (two per WebSocket) and the open files hold 20,000 pages."""
+    text = nginx_config([NodeSpec("n1", "10.0.0.1", 8080)], listen="127.0.0.1:8000")
+    assert "listen 127.0.0.1:8000 backlog=4096;" in text
+    assert "worker_connections 50000;" in text and "worker_rlimit_nofile 100000;" in text
+    assert "worker_processes auto;" in text

@@ -44,7 +44,8 @@ EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message
             "hotpath.tcp_write", "logs.per_connection_lines", "logs.autobahn_pformat", "logs.crossbar_pformat",
             "mesh.one_hop", "mesh.republish", "mesh.own_topics", "rlinks.repair", "roles.in_process", "wampjson.depth",
             "web.request_bodies", "web.trim_upgraded", "worker.session_info", "worker.stats", "worker.links",
-            "worker.web_transport", "bounds.before_auth", "bounds.per_session", "sessions.cut_off"]
+            "worker.web_transport", "bounds.before_auth", "bounds.per_session", "sessions.cut_off",
+            "localcalls.direct", "highlights.lazy"]
 
 
 def test_the_seam_holds_every_patch_of_every_area():
