@@ -24,6 +24,8 @@ DEEP_HELLO = (b'[1, "deptcast", {"roles": {"subscriber": {}}, "authmethods": ["t
               + b"[" * 100 + b"]" * 100 + b"}}]")
 #: the attacker's HELLO: deeper than json.loads survives under Crossbar's recursion limit
 ATTACK_HELLO = b'[1, "deptcast", {"authextra": {"x": ' + b"[" * 120_000 + b"]" * 120_000 + b"}}]"
+#: as deep as fits under the size bound before authentication (64 KiB): the depth guard answers it
+DEEPEST_SMALL_HELLO = b'[1, "deptcast", {"authextra": {"x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}}]"
 
 
 def bare_config(port: int) -> dict:
@@ -99,14 +101,19 @@ def test_the_bare_node_has_none_of_those_resources(nodes):
         assert status == 404, path
 
 
-@pytest.mark.parametrize("hello", [DEEP_HELLO, ATTACK_HELLO], ids=["100 levels", "120,000 levels"])
-def test_a_too_deep_json_hello_is_refused_on_ws_exactly_as_on_a_full_node(nodes, hello):
+@pytest.mark.parametrize("hello, too_large", [(DEEP_HELLO, False), (DEEPEST_SMALL_HELLO, False), (ATTACK_HELLO, True)],
+                         ids=["100 levels", "30,000 levels", "120,000 levels"])
+def test_a_too_deep_json_hello_is_refused_on_ws_exactly_as_on_a_full_node(nodes, hello, too_large):
     full, bare = nodes
     started = time.monotonic()
     answers = [refusal_of(node, hello) for node in (full, bare)]
     assert answers[0] == answers[1]
     code, reason = answers[1]
-    assert code == 1002 and reason.startswith("WAMP Protocol Error (") and "nests" in reason
+    if too_large:
+        # over the size bound before authentication: closed as its length is read, never parsed
+        assert code == 1009
+    else:
+        assert code == 1002 and reason.startswith("WAMP Protocol Error (") and "nests" in reason
     assert time.monotonic() - started < 10  # at once, not after seconds of CPU
     for node in (full, bare):
         assert "RecursionError" not in node.log_text()
