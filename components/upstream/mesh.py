@@ -229,7 +229,15 @@ class OwnTopics:
     def reconcile(self, session_id: Any, sub_id: Any) -> Any:
         """Forward ``sub_id`` if it has an own subscriber and is not forwarded, stop forwarding
         it if it has none and is (an attempt under way counts as forwarded)."""
-        held = sub_id in getattr(self.leg, "_subs", {})
+        entry = getattr(self.leg, "_subs", {}).get(sub_id)
+        held = entry is not None
+        forwarded = entry.get("sub") if isinstance(entry, dict) else None
+        if forwarded is not None and not getattr(forwarded, "active", True):
+            # upstream's delete is under way (its unsubscribe made the remote subscription
+            # inactive, and it forgets the entry once that is answered): a second delete for
+            # the same subscription (on_unsubscribe, then on_delete) would raise "subscription
+            # no longer active" in upstream's handler
+            return None
         subscription = subscription_of(self.router(), sub_id)
         wanted = has_own_subscriber(subscription)
         if wanted and not held and self.create is not None:

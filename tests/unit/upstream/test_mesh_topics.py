@@ -223,3 +223,17 @@ def test_has_own_subscriber():
     assert has_own_subscriber(SimpleNamespace(uri=TOPIC, observers={link})) is False
     assert has_own_subscriber(SimpleNamespace(uri=TOPIC, observers={link, own})) is True
     assert has_own_subscriber(SimpleNamespace(uri="wamp.session.on_join", observers={own})) is False
+
+
+def test_a_subscription_whose_delete_is_under_way_is_not_deleted_again():
+    """on_unsubscribe of the last own subscriber starts upstream's delete; the on_delete that
+    follows while its UNSUBSCRIBE is unanswered must not delete again (upstream raises
+    "subscription no longer active" from its handler: a traceback in the node's log)."""
+    deletes: List[Any] = []
+    leg = SimpleNamespace(_subs={7: {"uri": TOPIC, "sub": SimpleNamespace(active=False)},
+                                 8: {"uri": TOPIC, "sub": SimpleNamespace(active=True)}})
+    topics = own_topics(leg)
+    topics.delete = lambda session_id, sub_id: deletes.append(sub_id)
+    topics.reconcile(None, 7)   # the subscription is gone from the broker; delete under way
+    topics.reconcile(None, 8)   # gone from the broker, still forwarded: deleted
+    assert deletes == [8]
