@@ -161,7 +161,7 @@ def test_cli_cluster_init(tmp_path, capsys):
                      "--db", DB, "--out", str(out), "--lb-listen", "127.0.0.1:9000"])
     assert code == 0
     assert {p.name for p in out.iterdir()} >= {"n1", "n2", "nginx.conf", "jwt.secret"}
-    assert "listen 127.0.0.1:9000;" in (out / "nginx.conf").read_text()
+    assert "listen 127.0.0.1:9000 backlog=4096;" in (out / "nginx.conf").read_text()
     printed = capsys.readouterr()
     assert "crossbar start --cbdir" in printed.out
     assert DB not in printed.out + printed.err  # the URL may hold a password
