@@ -3,9 +3,11 @@ tokens. (Request bodies are capped for the whole transport before any resource r
 :mod:`components.upstream.web`.)"""
 
 import json
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import txaio
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from components.core.metrics import HTTP_RESPONSES, http_path
 from components.core.errors import (INVALID_FRAME, INVALID_TOKEN, NOT_AUTHORIZED, RATE_LIMITED, TOKEN_EXPIRED,
@@ -91,3 +93,29 @@ def peer_host(request: Any) -> str:
     """
     peer = request.getClientAddress()
     return getattr(peer, "host", str(peer))
+
+
+def answer_when_done(request: Any, d: defer.Deferred, failed: Callable[[Failure], None], unavailable: str) -> None:
+    """Answer ``request`` when ``d`` fires: 200 with its result as JSON, or the refusal it failed
+    with. Any other failure is a fault of the node: it goes to ``failed`` and the client is
+    answered ``unavailable`` with the reason ``unavailable`` (never the internal error). Nothing is
+    written once the client has gone."""
+    finished = {"gone": False}
+    request.notifyFinish().addErrback(lambda _: finished.update(gone=True))
+
+    def answer(result: Any) -> None:
+        if not finished["gone"]:
+            request.write(json_body(request, 200, result))
+            request.finish()
+
+    def refuse(failure: Failure) -> None:
+        if isinstance(failure.value, Refused):
+            refusal = failure.value
+        else:
+            failed(failure)
+            refusal = Refused(UNAVAILABLE, unavailable)
+        if not finished["gone"]:
+            request.write(error_body(request, refusal))
+            request.finish()
+
+    d.addCallbacks(answer, refuse)

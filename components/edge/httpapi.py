@@ -32,7 +32,7 @@ from components.core.errors import INVALID_FRAME, NOT_AUTHORIZED, UNAVAILABLE, R
 from components.core.jsonlimits import load_json
 from components.core.metrics import count_refusal
 from components.core.tokens import Identity
-from components.edge.http import bearer_token, error_body, header, json_body, peer_host
+from components.edge.http import answer_when_done, bearer_token, error_body, header, peer_host
 from components.service.refusals import RefusalLog
 from components.service.runtime import Runtime, runtime
 
@@ -84,28 +84,12 @@ class _HttpSendPath(resource.Resource):
             self._refusals.refused(e.uri, peer_host(request), e.detail)
             return error_body(request, e)
 
-        finished = {"gone": False}
-        request.notifyFinish().addErrback(lambda _: finished.update(gone=True))
-
-        def answer(result: Any) -> None:
-            if not finished["gone"]:
-                request.write(json_body(request, 200, result))
-                request.finish()
-
-        def refuse(failure: Failure) -> None:
-            if isinstance(failure.value, Refused):
-                refusal = failure.value  # counted and logged by the send path
-            else:
-                self._refusals.failed(failure, identity.key)
-                refusal = Refused(UNAVAILABLE, "the message could not be sent; retry shortly")
-            if not finished["gone"]:
-                request.write(error_body(request, refusal))
-                request.finish()
-
         d = self._runtime.messages.get(READY_TIMEOUT)
         d.addErrback(self._not_ready, identity.key)
         d.addCallback(lambda service: self.call(service, identity, args))
-        d.addCallbacks(answer, refuse)
+        # a Refused was counted and logged by the send path
+        answer_when_done(request, d, lambda failure: self._refusals.failed(failure, identity.key),
+                         "the message could not be sent; retry shortly")
         return server.NOT_DONE_YET
 
     def parse(self, body: bytes, request: Any) -> Any:  # pragma: no cover - abstract
@@ -193,25 +177,8 @@ class HttpRevokeResource(resource.Resource):
             self._refusals.refused(e.uri, peer_host(request), e.detail)
             return error_body(request, e)
 
-        finished = {"gone": False}
-        request.notifyFinish().addErrback(lambda _: finished.update(gone=True))
-
-        def answer(result: Dict[str, Any]) -> None:
-            if not finished["gone"]:
-                request.write(json_body(request, 200, result))
-                request.finish()
-
-        def refuse(failure: Failure) -> None:
-            if isinstance(failure.value, Refused):
-                refusal = failure.value
-            else:
-                self._refusals.failed(failure, identity.key)
-                refusal = Refused(UNAVAILABLE, "the revocation could not be stored; retry shortly")
-            if not finished["gone"]:
-                request.write(error_body(request, refusal))
-                request.finish()
-
         d = self._runtime.messages.get(READY_TIMEOUT)
         d.addCallback(lambda service: self._runtime.sessions.record_revocation(service.store, body["user_key"]))
-        d.addCallbacks(answer, refuse)
+        answer_when_done(request, d, lambda failure: self._refusals.failed(failure, identity.key),
+                         "the revocation could not be stored; retry shortly")
         return server.NOT_DONE_YET
