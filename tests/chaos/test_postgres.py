@@ -33,7 +33,7 @@ from components.core.names import client_topics
 from components.core.targets import SCOPE_DEPT, Target
 from components.core.tokens import Identity
 from components.service.storeprobe import PROBE_INTERVAL
-from components.store.postgres import PostgresStore
+from components.store.postgres import _APPEND_LOCK, PostgresStore
 
 from tests.chaos.load import (Follower, HttpSender, LegacySender, WampSender, _sleep, check_delivery,
                               check_refusals, legacy_texts_stored, log_lines, wait_followers)
@@ -197,12 +197,24 @@ def test_connections_that_died_while_idle_are_replaced_without_failing_a_call(pg
         store.close()
 
 
+def node_appends_waiting(conn: psycopg.Connection) -> int:
+    """How many of the nodes' transactions wait for the append lock that ``conn`` holds."""
+    return conn.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+        " WHERE l.locktype = 'advisory' AND l.classid = %s AND NOT l.granted"
+        " AND a.application_name = 'deptcast' AND l.pid <> pg_backend_pid()", (_APPEND_LOCK,)).fetchone()[0]
+
+
 @pytest_twisted.ensureDeferred
 async def test_keyed_retries_after_unavailable_while_postgres_froze_mid_send_give_one_notice_each(cluster, pg):
-    """Twenty keyed sends are under way on n1 when PostgreSQL freezes past the deadline: some
-    are answered, the rest ``unavailable``. Once it thaws, the sender retries every one with
-    its key on n2 (and once more on n1): each notice reaches the followers of both nodes
-    exactly once, and every answer for a key is its first envelope."""
+    """Ten keyed sends on n1 are answered; ten more are under way on n1 when PostgreSQL
+    freezes past the deadline: each of those is answered ``unavailable``. Once it thaws, the
+    sender retries every one with its key on n2 (and once more on n1): each notice reaches the
+    followers of both nodes exactly once, and every answer for a key is its first envelope.
+
+    "Under way" is a condition, not a moment: the test holds the append lock of the nodes'
+    schema (each append takes it first, in its transaction), so the second ten cannot commit;
+    it freezes the server once one of n1's transactions waits for that lock."""
     dept = "chaos-keys"
     topic = f"deptcast.dept.{dept}"
     n1, n2 = cluster.nodes.values()
@@ -217,17 +229,21 @@ async def test_keyed_retries_after_unavailable_while_postgres_froze_mid_send_giv
         except ApplicationError as e:
             return e.error
 
+    blocker = psycopg.connect(cluster.db, autocommit=True, connect_timeout=5)
     try:
-        first = [defer.ensureDeferred(send(senders[0], i)) for i in range(20)]
-        await _sleep(0.02)
+        answered = await defer.gatherResults([defer.ensureDeferred(send(senders[0], i)) for i in range(10)])
+        assert sorted(o["seq"] for o in answered) == list(range(1, 11)), answered
+        blocker.execute("SELECT pg_advisory_lock(%s, hashtext(current_schema()))", (_APPEND_LOCK,))
+        under_way = [defer.ensureDeferred(send(senders[0], i)) for i in range(10, 20)]
+        await wait_for(lambda: node_appends_waiting(blocker) > 0, 30, "a send of n1 to wait for the append lock")
         pg.freeze()
         try:
-            outcomes = await defer.gatherResults(first)
+            refused = await defer.gatherResults(under_way)
         finally:
-            await _sleep(STORE_TIMEOUT)
             pg.thaw()
-        assert set(o for o in outcomes if not isinstance(o, dict)) <= {UNAVAILABLE}
-        assert UNAVAILABLE in outcomes
+        assert refused == [UNAVAILABLE] * 10
+        blocker.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))", (_APPEND_LOCK,))
+        outcomes = answered + refused
         answers = {}
         for i in range(20):
             deadline = time.monotonic() + RECOVERY_BOUND + 20
@@ -249,5 +265,7 @@ async def test_keyed_retries_after_unavailable_while_postgres_froze_mid_send_giv
             assert f.events[topic] == expected
         assert [e["seq"] for e in expected] == list(range(1, 22))
     finally:
+        pg.thaw()
+        blocker.close()
         for s in senders + followers:
             await s.close()
