@@ -2,35 +2,17 @@
 audience counted from the roster, counts disjoint, pages of who, and retention taking a
 notice's receipts with it."""
 
-import pytest
 
 from components.core import names
 from components.core.history import format_id
 from components.core.receipts import IMPORTED, SIGNED_IN, Notice
 from components.core.targets import SCOPE_ALL, SCOPE_DEPT, SCOPE_USER, Target
 from components.core.tokens import Identity
-from components.store import open_store
-from tests.support.pg import pg_schema
 
 BOSS = Identity("boss", "hr", "publisher")
 HR = Target(SCOPE_DEPT, "hr", dept="hr")
 ALL = Target(SCOPE_ALL, "All")
 TO_BOB = Target(SCOPE_USER, "hr_bob", dept="hr", user="bob")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = open_store(str(tmp_path / "store.sqlite3"))
-        s.migrate()
-        yield s
-        s.close()
-    else:
-        with pg_schema("deptcast_receipts") as url:
-            s = open_store(url)
-            s.migrate()
-            yield s
-            s.close()
 
 
 def notice(store, target: Target, ts: int = 1000) -> Notice:

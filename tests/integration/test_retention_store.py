@@ -9,8 +9,6 @@ from components.core.names import client_topics
 from components.core.retention import PrunedHistory
 from components.core.targets import SCOPE_ALL, SCOPE_DEPT, Target
 from components.core.tokens import Identity
-from components.store import open_store
-from tests.support.pg import pg_schema
 
 ALICE = Identity("alice", "hr", "member")
 BOSS = Identity("boss", "mgmt", "publisher")
@@ -18,21 +16,6 @@ HR = Target(SCOPE_DEPT, "hr", dept="hr")
 IT = Target(SCOPE_DEPT, "it", dept="it")
 ALL = Target(SCOPE_ALL, "All")
 TOPICS = client_topics("hr", "alice")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = open_store(str(tmp_path / "store.sqlite3"))
-        s.migrate()
-        yield s
-        s.close()
-    else:
-        with pg_schema("deptcast_retention") as url:
-            s = open_store(url)
-            s.migrate()
-            yield s
-            s.close()
 
 
 def ids(envelopes):

@@ -3,7 +3,6 @@ PostgreSQL (a schema of its own on the machine's server, dropped afterwards)."""
 
 import threading
 
-import pytest
 
 from components.core.targets import SCOPE_ALL, SCOPE_DEPT, SCOPE_USER, Target, parse_target
 from components.core.history import DEFAULT_MAX_BYTES, ID_WIDTH, HistoryRequest, envelope_bytes
@@ -32,24 +31,6 @@ IT = Target(SCOPE_DEPT, "it", dept="it")
 ALL = Target(SCOPE_ALL, "All")
 TO_BOB = Target(SCOPE_USER, "hr_bob", dept="hr", user="bob")
 TO_CAROL = Target(SCOPE_USER, "it_carol", dept="it", user="carol")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
-    """A database location (file path or URL) that no other test uses."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "store.sqlite3")
-    else:
-        with pg_schema("deptcast_store") as url:
-            yield url
-
-
-@pytest.fixture
-def store(db):
-    s = open_store(db)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def migrations_of(db: str):

@@ -14,7 +14,6 @@ from components.core.targets import SCOPE_DEPT, SCOPE_USER, Target
 from components.core.tokens import Identity
 from components.store import open_store, sql
 from components.store.sql import DeadlinePassed
-from tests.support.pg import pg_schema
 
 PAT = Identity("pat", "hr", "publisher")
 PAT_OF_IT = Identity("pat", "it", "publisher")
@@ -22,23 +21,6 @@ BOB = Identity("bob", "hr", "member")
 HR = Target(SCOPE_DEPT, "hr", dept="hr")
 IT = Target(SCOPE_DEPT, "it", dept="it")
 TO_BOB = Target(SCOPE_USER, "hr_bob", dept="hr", user="bob")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        yield str(tmp_path / "store.sqlite3")
-    else:
-        with pg_schema("deptcast_keys") as url:
-            yield url
-
-
-@pytest.fixture
-def store(db):
-    s = open_store(db)
-    s.migrate()
-    yield s
-    s.close()
 
 
 def stored_on(store, topic: str):
