@@ -4,18 +4,17 @@ handing the newer token to the node (``deptcast.session.refresh``) on one WebSoc
 nothing; and a revoke ends the page's session and the page tells its host
 (``deptcast.revoked``) instead of signing in again."""
 
-import http.server
 import json
 import os
-import threading
 import urllib.request
 from contextlib import contextmanager
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 from playwright.sync_api import expect
 
 from components.core.tokens import issue_token
 from components.edge.static import page_policy
+from tests.support.browser import host_app
 from tests.support.nodes import TEST_SECRET, token
 
 TIMEOUT_MS = 30_000
@@ -43,46 +42,11 @@ def _host_html(page_url: str) -> str:
 
 
 @contextmanager
-def host_server(html: str, mint: Callable[[], str]):
-    """A stand-in host application on a loopback port of its own (another origin than the
-    node's): ``/host.html``, and ``/token``, a newer token from ``mint`` (its own thread: the
-    test's thread may be busy)."""
-    pages = {"/host.html": ("text/html; charset=utf-8", lambda: html.encode()),
-             "/token": ("text/plain", lambda: mint().encode())}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path not in pages:
-                self.send_error(404)
-                return
-            kind, make = pages[self.path]
-            body = make()
-            self.send_response(200)
-            self.send_header("content-type", kind)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
-
-
-@contextmanager
 def embedded(browser, node, mint):
     """The page in the host's iframe, the host's origin allowed (index.html's meta tag and the
     header the node derives from it); yields ``(page, frame, websockets)``."""
     page_url = f"http://127.0.0.1:{node.port}/"
-    with host_server(_host_html(page_url), mint) as host:
+    with host_app(_host_html(page_url), {"/token": ("text/plain", lambda: mint().encode())}) as host:
         def allow_host(route):
             answer = route.fetch()
             body = answer.text().replace('name="deptcast-token-origins" content=""',

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from tests.support.nodes import REPO
 
@@ -37,18 +37,22 @@ def screenshot(page, name: str, full_page: bool = True) -> Path:
 
 
 @contextlib.contextmanager
-def host_app(html: str):
+def host_app(html: str, more: Optional[Dict[str, Tuple[str, Callable[[], bytes]]]] = None):
     """A stand-in host application: serves ``html`` at ``/host.html`` on a loopback port of
-    its own (another origin than the node's); yields its origin."""
-    body = html.encode()
+    its own (another origin than the node's), and each path of ``more`` as ``(content type,
+    body maker)``, the body made anew for each request (in the server's own thread: the test's
+    thread may be busy); yields its origin."""
+    pages = {"/host.html": ("text/html; charset=utf-8", html.encode), **(more or {})}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            if self.path != "/host.html":
+            if self.path not in pages:
                 self.send_error(404)
                 return
+            kind, make = pages[self.path]
+            body = make()
             self.send_response(200)
-            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-type", kind)
             self.send_header("content-length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
