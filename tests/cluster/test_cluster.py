@@ -29,7 +29,7 @@ from components.ops.meshconfig import RLINK_PATH
 from components.ops.nginx import PROXY_TIMEOUT_S, nginx_config
 from components.ops.nodeconfig import COMPONENT_CLASSES
 from components.ops.topology import NodeSpec, check_cluster, parse_node_spec
-from tests.support.cluster import NGINX, Cluster, ListenProcess, Sender, Subscriber, wait_links_carry
+from tests.support.cluster import ListenProcess, NGINX, Sender, Subscriber, running_cluster, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import REPO, Node, free_port, token
 from tests.support.pg import pg_schema
@@ -180,15 +180,10 @@ def test_cli_cluster_demo_needs_a_database(tmp_path, monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with pg_schema("deptcast_cluster") as db:
-        c = Cluster(tmp_path_factory.mktemp("cluster"), db)
-        c.start()
+    with running_cluster(tmp_path_factory.mktemp("cluster"), "deptcast_cluster") as c:
         print(f"\ncluster of 3 started in {c.start_seconds:.1f} s; gate: "
               + ", ".join(f"{n}={c.gate_seconds(n)}" for n in c.nodes))
-        try:
-            yield c
-        finally:
-            c.stop()
+        yield c
 
 
 def _unique(prefix: str) -> str:
@@ -593,13 +588,8 @@ def test_restart_loses_and_duplicates_nothing(cluster, victim, sig):
 def cluster_without_hold(tmp_path_factory):
     """A second cluster whose nodes do not hold sends (DEPTCAST_LINK_WAIT=0): the known
     hole is open, and only the clients' seq gap fill stands between it and a lost message."""
-    with pg_schema("deptcast_nohold") as db:
-        c = Cluster(tmp_path_factory.mktemp("nohold"), db, env={"DEPTCAST_LINK_WAIT": "0"})
-        c.start()
-        try:
-            yield c
-        finally:
-            c.stop()
+    with running_cluster(tmp_path_factory.mktemp("nohold"), "deptcast_nohold", env={"DEPTCAST_LINK_WAIT": "0"}) as c:
+        yield c
 
 
 @pytest_twisted.inlineCallbacks

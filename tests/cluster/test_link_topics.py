@@ -20,10 +20,9 @@ import pytest_twisted
 from components.core import names
 from components.core.names import RLINK_ROLE
 from tests.chaos.load import _sleep
-from tests.support.cluster import Cluster, _subscribers, wait_links_carry
+from tests.support.cluster import Cluster, _subscribers, connect_inspectors, running_cluster, wait_links_carry
 from tests.support.nodes import token
-from tests.support.pg import pg_schema
-from tests.support.wamp import connect, connect_inspector
+from tests.support.wamp import connect
 
 #: seconds within which a dropped subscription must be gone on every node
 GONE_WITHIN = 30.0
@@ -36,20 +35,13 @@ CHURN = "subscription already gone:"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with pg_schema("deptcast_linktopics") as db:
-        c = Cluster(tmp_path_factory.mktemp("linktopics"), db)
-        c.start()
-        try:
-            yield c
-        finally:
-            c.stop()
+    with running_cluster(tmp_path_factory.mktemp("linktopics"), "deptcast_linktopics") as c:
+        yield c
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
 async def inspectors(cluster):
-    out = {}
-    for name, node in cluster.nodes.items():
-        out[name] = await connect_inspector(node.node_dir)
+    out = await connect_inspectors(cluster)
     yield out
     for inspector in out.values():
         inspector.leave()

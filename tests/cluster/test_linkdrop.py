@@ -30,11 +30,10 @@ from twisted.internet import defer, reactor, task
 
 from components.core import names
 from components.core.names import RLINK_ROLE
-from tests.support.cluster import Cluster, wait_links_carry
+from tests.support.cluster import Cluster, connect_inspectors, running_cluster, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import token
-from tests.support.pg import pg_schema
-from tests.support.wamp import connect, connect_inspector, wait_for
+from tests.support.wamp import connect, wait_for
 
 #: the pace of the sender: about 12 messages/s, as in the issue's reproduction
 SEND_INTERVAL = 0.08
@@ -181,21 +180,14 @@ def wait_link_back(inspector, peer: str, topic: str, before: Set[int], timeout: 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with pg_schema("deptcast_linkdrop") as db:
-        c = Cluster(tmp_path_factory.mktemp("linkdrop"), db)
-        c.start()
-        try:
-            yield c
-        finally:
-            c.stop()
+    with running_cluster(tmp_path_factory.mktemp("linkdrop"), "deptcast_linkdrop") as c:
+        yield c
 
 
 @pytest_twisted.async_yield_fixture(scope="module")
 async def inspectors(cluster):
     """A meta API session on every node (the tests' inspector socket)."""
-    out = {}
-    for name, node in cluster.nodes.items():
-        out[name] = await connect_inspector(node.node_dir)
+    out = await connect_inspectors(cluster)
     yield out
     for inspector in out.values():
         inspector.leave()

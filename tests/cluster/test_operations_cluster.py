@@ -24,9 +24,8 @@ from components.core import names
 from components.ops.cluster import init_cluster
 from components.ops.nginx import nginx_config
 from components.ops.topology import NodeSpec
-from tests.support.cluster import NGINX, Cluster, Sender, Subscriber, wait_links_carry
+from tests.support.cluster import NGINX, Sender, Subscriber, running_cluster, wait_links_carry
 from tests.support.nodes import token, wait_until
-from tests.support.pg import pg_schema
 from tests.support.wamp import connect, wait_for
 
 DEPTCAST = str(Path(sys.executable).with_name("deptcast"))
@@ -38,15 +37,9 @@ MAX_SEND_SECONDS = 5.0        # from a send's start until it is accepted (held, 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with pg_schema("deptcast_opscl") as db:
-        c = Cluster(tmp_path_factory.mktemp("opscluster"), db)
-        for node in c.nodes.values():
-            node.supervised = True  # deptcast run: SIGHUP restarts it
-        c.start()
-        try:
-            yield c
-        finally:
-            c.stop()
+    # deptcast run: SIGHUP restarts a node
+    with running_cluster(tmp_path_factory.mktemp("opscluster"), "deptcast_opscl", supervised=True) as c:
+        yield c
 
 
 def node_of(cluster, client) -> str:

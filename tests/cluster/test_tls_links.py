@@ -15,22 +15,16 @@ from components.core.names import RLINK_ROLE
 from components.ops import tls
 from components.ops.meshconfig import RLINK_PATH
 from tests.support import raw
-from tests.support.cluster import Cluster, wait_links_carry
+from tests.support.cluster import running_cluster, wait_links_carry
 from tests.support.legacy import HandshakeRefused, connect_legacy
 from tests.support.nodes import token, wait_until
-from tests.support.pg import pg_schema
 from tests.support.wamp import connect, connect_inspector, wait_for
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with pg_schema("deptcast_tls") as db:
-        c = Cluster(tmp_path_factory.mktemp("tls-cluster"), db, count=2, use_tls=True)
-        c.start()
-        try:
-            yield c
-        finally:
-            c.stop()
+    with running_cluster(tmp_path_factory.mktemp("tls-cluster"), "deptcast_tls", count=2, use_tls=True) as c:
+        yield c
 
 
 @defer.inlineCallbacks

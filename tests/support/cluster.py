@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from twisted.internet import defer, reactor, task
 
@@ -23,6 +24,7 @@ from components.core.names import RLINK_ROLE
 from components.ops.cluster import ClusterLayout, init_cluster
 from components.ops.topology import NodeSpec, read_description
 from tests.support.nodes import Node, free_port, token, wait_until
+from tests.support.pg import pg_schema
 from tests.support.wamp import connect, connect_inspector
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -167,6 +169,30 @@ class Cluster:
             if "links from all peers" in line and "are up after" in line:
                 out.append(float(line.split("are up after ")[1].split(" s")[0]))
         return out
+
+
+@contextmanager
+def running_cluster(out: Path, schema: str, supervised: bool = False, **options: Any) -> Iterator[Cluster]:
+    """A started :class:`Cluster` on a PostgreSQL schema of its own (named from ``schema``),
+    stopped and its schema dropped afterwards.
+
+    :param supervised: run the nodes under ``deptcast run`` (``kill -HUP`` restarts one)
+    :param options: further arguments of :class:`Cluster` (``count``, ``env``, ``use_tls``, ...)
+    """
+    with pg_schema(schema) as db:
+        cluster = Cluster(out, db, **options)
+        for node in cluster.nodes.values():
+            node.supervised = supervised
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+
+
+async def connect_inspectors(cluster: Cluster) -> Dict[str, Any]:
+    """A meta API session on every node of ``cluster`` (the tests' inspector socket), by node name."""
+    return {name: await connect_inspector(node.node_dir) for name, node in cluster.nodes.items()}
 
 
 class Subscriber:
