@@ -27,7 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from sybil import Document
 from sybil.evaluators.skip import Skipper
@@ -86,6 +86,8 @@ class PageState:
     address: str = QUICKSTART_ADDRESS
     #: every command run so far, for failure messages
     history: List[str] = field(default_factory=list)
+    #: the samples run (or tried) in this state, by id
+    ran: Set[str] = field(default_factory=set)
 
     def localise(self, text: str) -> str:
         return text.replace(QUICKSTART_ADDRESS, self.address)
@@ -152,6 +154,29 @@ def collect(path: Path) -> Tuple[List[Sample], List[str]]:
 
 
 # -- running
+
+
+def run_in_page(sample: Sample, page: Sequence[Sample], state: PageState) -> None:
+    """Run ``sample`` in ``state`` after the samples of its ``page`` before it that have not
+    run there yet: a sample relies on what they did (an exported token, a file), also when it
+    runs alone (``pytest -k``, a rerun of what failed).
+
+    :raises AssertionError: saying what the sample, or an earlier one it needs, expected and
+        what happened
+    """
+    for earlier in page:
+        if earlier is sample:
+            break
+        if earlier.skip or earlier.id in state.ran:
+            continue
+        state.ran.add(earlier.id)
+        try:
+            run_sample(earlier, state)
+        except AssertionError as e:
+            raise AssertionError(f"{sample.id} needs the page's earlier sample {earlier.id}, which failed:\n{e}") \
+                from None
+    state.ran.add(sample.id)
+    run_sample(sample, state)
 
 
 def run_sample(sample: Sample, state: PageState) -> None:

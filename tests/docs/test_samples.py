@@ -1,7 +1,8 @@
 """Every code sample of the docs (``docs/``) and the README, run against a real node as a reader
 would run it (how, and what a sample may expect: :mod:`tests.docs.samples`).
 
-Samples run page by page, in the page's order, against one node (SQLite, started with ``crossbar
+Samples run page by page, in the page's order (a sample run alone runs the page's earlier ones
+first: it may rely on what they did), against one node (SQLite, started with ``crossbar
 start``) named ``n1``. A block that is shown but not run says why: its language is in
 :data:`~tests.docs.samples.NOT_RUN` (systemd units, Prometheus configs, the page's JavaScript,
 sample answers and log lines), or a ``<!-- skip: next "why" -->`` comment stands before it (a
@@ -14,7 +15,7 @@ from typing import Dict, List
 
 import pytest
 
-from tests.docs.samples import PageState, Sample, base_env, collect, run_sample
+from tests.docs.samples import PageState, Sample, base_env, collect, run_in_page
 from tests.support.nodes import REPO, TEST_SECRET
 
 #: the pages whose samples run: the README, then the docs
@@ -56,4 +57,4 @@ def pages(docs_node, tmp_path_factory) -> Dict[Path, PageState]:
 def test_sample(sample: Sample, pages):
     if sample.skip:
         pytest.skip(f"not run: {sample.skip}")
-    run_sample(sample, pages[sample.path])
+    run_in_page(sample, [s for s in SAMPLES if s.path == sample.path], pages[sample.path])

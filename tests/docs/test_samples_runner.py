@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.samples import PageState, base_env, collect, line_matches, lines_match, run_sample
+from tests.docs.samples import PageState, base_env, collect, line_matches, lines_match, run_in_page, run_sample
 
 FENCE = "```"
 
@@ -39,6 +39,26 @@ def test_a_command_may_go_on_over_lines_and_exports_carry_over_to_later_samples(
     run_page(tmp_path, "'''console\n$ export GREETING=$(echo \\\n  hi)\n'''\n\n"
                        "'''python\nimport os\nprint(os.environ['GREETING'])\n'''\n\n"
                        "'''text title=\"Output\"\nhi\n'''\n")
+
+
+def test_a_sample_run_alone_runs_the_earlier_samples_of_its_page_first(tmp_path):
+    """A sample that uses what an earlier one exported (the docs' token) passes when it runs
+    by itself, as ``pytest -k`` or a rerun of what failed runs it; each earlier one runs once."""
+    samples, problems = collect(page(tmp_path, "'''console\n$ export TOKEN=$(echo t0k3n)\n'''\n\n"
+                                               "'''sh\necho once >> ran\n'''\n\n"
+                                               "'''console\n$ echo \"${TOKEN:-no token}\"\nt0k3n\n'''\n"))
+    assert problems == []
+    last = samples[-1]
+    with pytest.raises(AssertionError, match="printed\n    no token"):
+        run_sample(last, PageState(base_env("ws://localhost:8080/ws", "s" * 32), tmp_path))
+    state = PageState(base_env("ws://localhost:8080/ws", "s" * 32), tmp_path)
+    run_in_page(last, samples, state)
+    run_in_page(last, samples, state)
+    assert (tmp_path / "ran").read_text() == "once\n" and state.ran == {s.id for s in samples}
+    # an earlier sample that fails is named
+    broken, problems = collect(page(tmp_path, "'''sh\nfalse\n'''\n\n'''sh\ntrue\n'''\n"))
+    with pytest.raises(AssertionError, match=r"page.md:\d+ needs the page's earlier sample page.md:1, which failed"):
+        run_in_page(broken[1], broken, PageState(base_env("ws://localhost:8080/ws", "s" * 32), tmp_path))
 
 
 def test_a_python_sample_must_exit_0_and_print_what_the_page_shows(tmp_path):
