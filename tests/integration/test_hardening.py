@@ -27,7 +27,7 @@ from tests.support.legacy import connect_legacy, http_request, post_send
 from components.ops.meshconfig import RLINK_PATH, rlink_path, rlink_role
 from components.ops.nodeconfig import node_config
 from components.ops.topology import NodeSpec
-from tests.support.nodes import INSPECT_SOCKET, REPO, Node, free_port, token
+from tests.support.nodes import INSPECT_SOCKET, REPO, Node, token
 from tests.support.wamp import JoinRefused, call_error, connect, wait_for
 
 INVALID_FRAME = "deptcast.error.invalid_frame"
@@ -360,11 +360,12 @@ def link_node(tmp_path_factory):
     from autobahn.wamp.cryptosign import CryptosignKey
 
     key = CryptosignKey.from_bytes(os.urandom(32))
-    port = free_port()
-    config = node_config(port=port, root=REPO, interface="127.0.0.1", extra_roles=[rlink_role()],
-                         extra_paths={RLINK_PATH: rlink_path([NodeSpec("peer", "127.0.0.1", 1)],
-                                                             {"peer": key.public_key()})})
-    n = Node(tmp_path_factory.mktemp("links"), port=port, config=config, name="links")
+
+    def config(port: int) -> dict:
+        return node_config(port=port, root=REPO, interface="127.0.0.1", extra_roles=[rlink_role()],
+                           extra_paths={RLINK_PATH: rlink_path([NodeSpec("peer", "127.0.0.1", 1)],
+                                                               {"peer": key.public_key()})})
+    n = Node(tmp_path_factory.mktemp("links"), config=config, name="links")
     n.start()
     yield n, key
     n.stop()

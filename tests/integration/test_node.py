@@ -5,6 +5,7 @@ refill is so slow that a burst is exact: every test uses its own users and depar
 """
 
 import itertools
+import socket
 import time
 
 import jwt
@@ -15,8 +16,9 @@ from twisted.internet import defer, threads
 
 from components import upstream
 from components.core import names
+from components.ops.nodeconfig import node_config
 from tests.support.nodes import token
-from tests.support.nodes import TEST_SECRET, Node
+from tests.support.nodes import REPO, TEST_SECRET, Node
 from tests.support.wamp import JoinRefused, call_error, connect, wait_for
 
 MAX_BYTES = 1000
@@ -465,3 +467,23 @@ def test_sessions_cost_no_info_lines_and_the_roles_are_asked_in_process(tmp_path
     for line in ("new session attached", "router session detached", "cookie tracking disabled",
                  "in active memory", "asked through WAMP calls"):
         assert line not in log, line
+
+
+def test_a_node_whose_port_another_process_took_starts_on_another(tmp_path):
+    """``free_port`` says a port is free now; another process may listen on it before the node
+    does (the node then exits: address already in use). A node whose port may change takes
+    another one on its first start; one whose port was given says what happened."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        node = Node(tmp_path / "moves", port=busy, config=lambda port: node_config(port=port, root=REPO,
+                                                                                   interface="127.0.0.1"))
+        try:
+            node.start()
+            assert node.port != busy and node.health(serving=True).ok
+        finally:
+            node.stop()
+        fixed = Node(tmp_path / "fixed", port=busy, name="fixed")
+        with pytest.raises(RuntimeError, match=f"another process took its port {busy} before it listened"):
+            fixed.start()

@@ -11,7 +11,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Union
 
 from components.core.tokens import issue_token
 from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, write_node_dir
@@ -55,6 +55,11 @@ def free_port_run(count: int, tries: int = 100) -> int:
     raise RuntimeError(f"no {count} consecutive free ports found in {tries} tries")
 
 
+def _default_config(port: int) -> Dict[str, Any]:
+    """A single node of this checkout on ``port`` of the loopback interface."""
+    return node_config(port=port, root=REPO, interface="127.0.0.1")
+
+
 def with_inspector(config: Dict[str, Any]) -> Dict[str, Any]:
     """``config`` plus the tests' inspector transport (meta API reads only).
 
@@ -71,15 +76,25 @@ def with_inspector(config: Dict[str, Any]) -> Dict[str, Any]:
     return config
 
 
+#: what a node's log says when another process took its port before it listened
+PORT_TAKEN = "Address already in use"
+#: first starts of a node whose port was taken, before its start fails
+START_TRIES = 3
+
+
 class Node(NodeProcess):
     """One Crossbar node run as a subprocess from a node directory of its own.
 
     :param node_dir: made if missing; ``config.json`` is written unless ``config`` is ``None``
         and one exists (the inspector transport is added to it either way)
+    :param port: the node's port; by default a free one, and another one should a process
+        take it before the node's first start listens (``free_port`` only says it is free now)
+    :param config: the node's configuration, or a function of the port that makes it (then
+        a taken port is replaced too: read :attr:`port` after :meth:`start`)
     """
 
     def __init__(self, node_dir: Path, port: Optional[int] = None, env: Optional[Dict[str, str]] = None,
-                 config: Optional[dict] = None, name: str = "node") -> None:
+                 config: Union[dict, Callable[[int], dict], None] = None, name: str = "node") -> None:
         node_dir = Path(node_dir)
         self.port = port or free_port()
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("DEPTCAST_")}
@@ -87,13 +102,43 @@ class Node(NodeProcess):
         super().__init__(node_dir, env=env, name=name, args=["--loglevel", "info"])
         path = node_dir / "config.json"
         mode = path.stat().st_mode & 0o777 if path.exists() else None
-        if config is None and path.exists():
+        #: makes the config for another port, when the port may change (see ``port``)
+        self._config_for: Optional[Callable[[int], dict]] = None
+        if callable(config):
+            self._config_for = config
+            config = config(self.port)
+        elif config is None and path.exists():
             config = json.loads(path.read_text())
         elif config is None:
-            config = node_config(port=self.port, root=REPO, interface="127.0.0.1")
+            if port is None:
+                self._config_for = _default_config
+            config = _default_config(self.port)
         write_node_dir(node_dir, with_inspector(config))
         if mode is not None:
             path.chmod(mode)  # a generated cluster's config is private (it holds the database URL)
+
+    def start(self, timeout: float = 60.0, wait: bool = True, until: str = "serving") -> "Node":
+        """Start the node (see :meth:`NodeProcess.start`). On its first start, a port that
+        another process took meanwhile is replaced by a free one when the port may change.
+
+        :raises RuntimeError: if it exits (saying so when its port was taken); ``TimeoutError``
+            if it is not ready in time
+        """
+        tries = START_TRIES if self.proc is None and self._config_for is not None else 1
+        for attempt in range(1, tries + 1):
+            try:
+                super().start(timeout, wait, until)
+                return self
+            except RuntimeError as e:
+                if PORT_TAKEN not in self.log_since_start():
+                    raise
+                if attempt == tries:
+                    raise RuntimeError(f"node {self.name}: another process took its port {self.port} "
+                                       f"before it listened ({PORT_TAKEN})") from e
+                self.port = free_port()
+                assert self._config_for is not None  # tries > 1
+                write_node_dir(self.node_dir, with_inspector(self._config_for(self.port)))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def is_ready(self, until: str = "serving") -> bool:
         # the inspector's transport starts after the web transport that /health answers on
