@@ -1,8 +1,9 @@
 """The cluster: the generator (``components.ops.cluster``, ``deptcast cluster init``) and a real
 3-node cluster behind a real nginx on the machine's PostgreSQL.
 
-The cluster starts once for the module; each test uses departments of its own, so the
-tests do not see each other's messages (except on ``All``, which they filter by id).
+The cluster starts once for the package (tests/cluster/conftest.py: the link and revoke modules
+share it); each test uses departments of its own, so the tests do not see each other's
+messages (except on ``All``, which they filter by id).
 """
 
 import itertools
@@ -29,7 +30,7 @@ from components.ops.meshconfig import RLINK_PATH
 from components.ops.nginx import PROXY_TIMEOUT_S, nginx_config
 from components.ops.nodeconfig import COMPONENT_CLASSES
 from components.ops.topology import NodeSpec, check_cluster, parse_node_spec
-from tests.support.cluster import ListenProcess, NGINX, Sender, Subscriber, running_cluster, wait_links_carry
+from tests.support.cluster import ListenProcess, NGINX, Sender, Subscriber, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import REPO, Node, free_port, token
 from tests.support.pg import pg_schema
@@ -176,14 +177,6 @@ def test_cli_cluster_demo_needs_a_database(tmp_path, monkeypatch, capsys):
 
 
 # ----------------------------------------------------------------------------- real cluster
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("cluster"), "deptcast_cluster") as c:
-        print(f"\ncluster of 3 started in {c.start_seconds:.1f} s; gate: "
-              + ", ".join(f"{n}={c.gate_seconds(n)}" for n in c.nodes))
-        yield c
 
 
 def _unique(prefix: str) -> str:
@@ -584,21 +577,19 @@ def test_restart_loses_and_duplicates_nothing(cluster, victim, sig):
     yield _restart_scenario(cluster, victim, sig, hold=True)
 
 
-@pytest.fixture(scope="module")
-def cluster_without_hold(tmp_path_factory):
-    """A second cluster whose nodes do not hold sends (DEPTCAST_LINK_WAIT=0): the known
-    hole is open, and only the clients' seq gap fill stands between it and a lost message."""
-    with running_cluster(tmp_path_factory.mktemp("nohold"), "deptcast_nohold", env={"DEPTCAST_LINK_WAIT": "0"}) as c:
-        yield c
-
-
 @pytest_twisted.inlineCallbacks
-def test_without_the_hold_the_seq_gap_fill_still_loses_nothing(cluster_without_hold):
-    """Second line of defence: with the hold off, a restart can leave the peers' links down
-    while the restarted node accepts sends (the hole); subscribers notice the jump in
-    ``seq`` and fetch what they missed from history, so each still gets every accepted
-    message exactly once."""
-    yield _restart_scenario(cluster_without_hold, "n2", signal.SIGKILL, hold=False)
+def test_without_the_hold_the_seq_gap_fill_still_loses_nothing(cluster):
+    """Second line of defence: with the hold off (DEPTCAST_LINK_WAIT=0 on the restarted node),
+    a restart can leave the peers' links down while the restarted node accepts sends (the
+    hole); subscribers notice the jump in ``seq`` and fetch what they missed from history, so
+    each still gets every accepted message exactly once."""
+    node = cluster.nodes["n2"]
+    env = dict(node.env)
+    node.env["DEPTCAST_LINK_WAIT"] = "0"
+    try:
+        yield _restart_scenario(cluster, "n2", signal.SIGKILL, hold=False)
+    finally:
+        node.env = env  # its next start holds sends again
 
 
 @defer.inlineCallbacks

@@ -14,13 +14,12 @@ Asked of each node's meta API through its inspector socket.
 import time
 from typing import Dict, List, Tuple
 
-import pytest
 import pytest_twisted
 
 from components.core import names
 from components.core.names import RLINK_ROLE
 from tests.chaos.load import _sleep
-from tests.support.cluster import Cluster, _subscribers, connect_inspectors, running_cluster, wait_links_carry
+from tests.support.cluster import Cluster, _subscribers, connect_inspectors, wait_links_carry
 from tests.support.nodes import token
 from tests.support.wamp import connect
 
@@ -31,12 +30,6 @@ WATCH = 2.0
 #: subscribe-unsubscribe rounds of one client
 BLINKS = 5
 CHURN = "subscription already gone:"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("linktopics"), "deptcast_linktopics") as c:
-        yield c
 
 
 @pytest_twisted.async_yield_fixture(scope="module")

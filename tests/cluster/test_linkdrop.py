@@ -10,9 +10,9 @@ What must hold afterwards (issue 14):
 - presence agrees on every node again, including users who came or went while the link
   was down, and lists the users of old pages.
 
-The cluster starts once for the module; *residents* (an old page and a WAMP subscriber on
-every node, in a department of their own) stay connected through every test, so the last
-test sees whether any drop left a link delivering twice.
+The cluster is the package's shared one (tests/cluster/conftest.py); *residents* (an old page
+and a WAMP subscriber on every node, in a department of their own) stay connected through every
+test of the module, so the last test sees whether any drop left a link delivering twice.
 """
 
 import os
@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Set
 
-import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from twisted.internet import defer, reactor, task
 
 from components.core import names
 from components.core.names import RLINK_ROLE
-from tests.support.cluster import Cluster, connect_inspectors, running_cluster, wait_links_carry
+from tests.support.cluster import Cluster, connect_inspectors, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import token
 from tests.support.wamp import connect, wait_for
@@ -176,12 +175,6 @@ def wait_link_back(inspector, peer: str, topic: str, before: Set[int], timeout: 
 
 
 # ----------------------------------------------------------------------------- fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("linkdrop"), "deptcast_linkdrop") as c:
-        yield c
 
 
 @pytest_twisted.async_yield_fixture(scope="module")

@@ -10,18 +10,11 @@ import pytest_twisted
 from twisted.internet import threads
 
 from components.core import names
-from tests.support.cluster import running_cluster
 from tests.support.legacy import HandshakeRefused, connect_legacy
 from tests.support.nodes import token
 from tests.support.wamp import JoinRefused, connect, wait_for
 
 INVALID_TOKEN = "deptcast.error.invalid_token"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with running_cluster(tmp_path_factory.mktemp("revokecluster"), "deptcast_revoke") as c:
-        yield c
 
 
 @pytest_twisted.inlineCallbacks
