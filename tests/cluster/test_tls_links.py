@@ -130,7 +130,8 @@ def test_a_node_with_a_certificate_from_another_ca_is_refused(cluster):
     (n2.node_dir / tls.NODE_KEY).write_bytes(key)
     (n2.node_dir / tls.NODE_CERT).write_bytes(cert)
     before = len(n1.log_text())
-    n2.start()
+    # started, not serving: with no link up it holds sends for DEPTCAST_LINK_WAIT (30 s)
+    n2.start(until="started")
     # n1 refuses n2's certificate both as the link's server and as its client ...
     wait_until(lambda: n1.log_text()[before:].count("SSL error: certificate verify failed") >= 2, 60,
                "n1 to refuse n2's certificate")
