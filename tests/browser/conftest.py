@@ -1,18 +1,30 @@
-"""Fixtures of the browser tests: one chromium per test module, and pages in contexts of
-their own."""
+"""Fixtures of the browser tests: one chromium and one node for the package (each test opens
+its pages in browser contexts of their own, and signs in users of departments of its own),
+and pages in contexts of their own."""
 
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from tests.support.browser import launch_chromium
+from tests.support.nodes import Node
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser():
     with sync_playwright() as playwright:
         chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="package")
+def node(tmp_path_factory):
+    """A real single node (SQLite store) for the package's pages (tests/conftest.py's is one
+    per module); a test may restart it, and starts it again."""
+    n = Node(tmp_path_factory.mktemp("node"), name="single")
+    n.start()
+    yield n
+    n.stop()
 
 
 @pytest.fixture
