@@ -14,7 +14,7 @@ import pytest
 from components import upstream
 from components.ops.nodeconfig import node_config
 from tests.support import raw
-from tests.support.nodes import REPO, Node, free_port
+from tests.support.nodes import REPO, Node, started
 
 #: the paths the trap depended on: each of their resources used to install the guards
 RESOURCES = ("webSocket", "dev", "api")
@@ -38,19 +38,9 @@ def bare_config(port: int) -> dict:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
-    started = []
-    try:
-        full = Node(tmp_path_factory.mktemp("full"), name="full")
-        full.start()
-        started.append(full)
-        port = free_port()
-        bare = Node(tmp_path_factory.mktemp("bare"), port=port, config=bare_config(port), name="bare")
-        bare.start()
-        started.append(bare)
-        yield full, bare
-    finally:
-        for node in started:
-            node.stop()
+    with started(Node(tmp_path_factory.mktemp("full"), name="full"),
+                 Node(tmp_path_factory.mktemp("bare"), config=bare_config, name="bare")) as both:
+        yield both
 
 
 def close_frame(sock: socket.socket, timeout: float) -> Optional[Tuple[int, str]]:

@@ -18,7 +18,7 @@ from components.ops.nodeconfig import node_config
 from components.core.tokens import issue_token
 from tests.support import raw
 from tests.support.legacy import HandshakeRefused, LegacySocket, connect_legacy
-from tests.support.nodes import REPO, TEST_SECRET, Node, free_port, token
+from tests.support.nodes import REPO, TEST_SECRET, Node, started, token
 from tests.support.wamp import connect, connect_inspector, subscriber_count, wait_for
 
 TOO_LARGE = "deptcast.error.too_large"
@@ -26,43 +26,51 @@ INVALID_FRAME = "deptcast.error.invalid_frame"
 NOT_AUTHORIZED = "deptcast.error.not_authorized"
 
 
+def _legacy_config(**extra):
+    """The config of a node whose legacy endpoint has ``extra`` options, on a given port."""
+    def config(port: int) -> dict:
+        return node_config(port=port, root=REPO, interface="127.0.0.1", extra_paths={
+            "webSocket": {"type": "resource", "classname": "components.edge.legacy.LegacyResource",
+                          "extra": extra}})
+    return config
+
+
 @pytest.fixture(scope="module")
-def open_node(tmp_path_factory):
+def nodes(tmp_path_factory):
+    """The module's nodes of their own, started at once (each test asks for its own one below)."""
+    with started(
+            # compatibility mode
+            Node(tmp_path_factory.mktemp("legacy-open"), name="open", env={"DEPTCAST_LEGACY_OPEN": "1"}),
+            # the legacy endpoint pings every second and drops a peer silent for 2 s more (autobahn's
+            # timers round a deadline down to a whole second: a timeout under a second could fire
+            # before any pong had a chance)
+            Node(tmp_path_factory.mktemp("legacy-ping"), name="fastping",
+                 config=_legacy_config(auto_ping_interval=1000, auto_ping_timeout=2000)),
+            # no send rate limit, and legacy sockets may fall 256 KiB behind
+            Node(tmp_path_factory.mktemp("legacy-backlog"), name="backlog", env={"DEPTCAST_RATE": "0"},
+                 config=_legacy_config(max_send_backlog=256 * 1024)),
+            # legacy keys are ``<user>@<dept>``
+            Node(tmp_path_factory.mktemp("legacy-pattern"), name="pattern",
+                 env={"DEPTCAST_LEGACY_KEY_PATTERN": "{user}@{dept}"})) as (open_, ping, backlog, pattern):
+        yield {"open": open_, "fastping": ping, "backlog": backlog, "pattern": pattern}
+
+
+@pytest.fixture(scope="module")
+def open_node(nodes):
     """A node in compatibility mode (DEPTCAST_LEGACY_OPEN=1)."""
-    n = Node(tmp_path_factory.mktemp("legacy-open"), name="open", env={"DEPTCAST_LEGACY_OPEN": "1"})
-    n.start()
-    yield n
-    n.stop()
+    return nodes["open"]
 
 
 @pytest.fixture(scope="module")
-def fast_ping_node(tmp_path_factory):
-    """A node whose legacy endpoint pings every second and drops a peer silent for 2 s more.
-
-    (autobahn's timers round a deadline down to a whole second, so a timeout under a second
-    could fire before any pong had a chance.)"""
-    port = free_port()
-    config = node_config(port=port, root=REPO, interface="127.0.0.1", extra_paths={
-        "webSocket": {"type": "resource", "classname": "components.edge.legacy.LegacyResource",
-                      "extra": {"auto_ping_interval": 1000, "auto_ping_timeout": 2000}}})
-    n = Node(tmp_path_factory.mktemp("legacy-ping"), port=port, config=config, name="fastping")
-    n.start()
-    yield n
-    n.stop()
+def fast_ping_node(nodes):
+    """A node whose legacy endpoint pings every second and drops a peer silent for 2 s more."""
+    return nodes["fastping"]
 
 
 @pytest.fixture(scope="module")
-def backlog_node(tmp_path_factory):
+def backlog_node(nodes):
     """A node without a send rate limit whose legacy sockets may fall 256 KiB behind."""
-    port = free_port()
-    config = node_config(port=port, root=REPO, interface="127.0.0.1", extra_paths={
-        "webSocket": {"type": "resource", "classname": "components.edge.legacy.LegacyResource",
-                      "extra": {"max_send_backlog": 256 * 1024}}})
-    n = Node(tmp_path_factory.mktemp("legacy-backlog"), port=port, config=config, name="backlog",
-             env={"DEPTCAST_RATE": "0"})
-    n.start()
-    yield n
-    n.stop()
+    return nodes["backlog"]
 
 
 @defer.inlineCallbacks
@@ -463,13 +471,9 @@ def _slow_readers_closed(node) -> float:
 
 
 @pytest.fixture(scope="module")
-def pattern_node(tmp_path_factory):
+def pattern_node(nodes):
     """A node whose legacy keys are ``<user>@<dept>``."""
-    n = Node(tmp_path_factory.mktemp("legacy-pattern"), name="pattern",
-             env={"DEPTCAST_LEGACY_KEY_PATTERN": "{user}@{dept}"})
-    n.start()
-    yield n
-    n.stop()
+    return nodes["pattern"]
 
 
 @pytest_twisted.inlineCallbacks

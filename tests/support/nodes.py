@@ -10,8 +10,9 @@ import contextlib
 import json
 import os
 import socket
+import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from components.core.tokens import issue_token
 from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, write_node_dir
@@ -151,3 +152,43 @@ class Node(NodeProcess):
     @property
     def inspect_socket(self) -> Path:
         return self.node_dir / INSPECT_SOCKET
+
+
+@contextlib.contextmanager
+def started(*nodes: Node, timeout: float = 60.0) -> Iterator[Tuple[Node, ...]]:
+    """Start ``nodes`` at once and yield them; stop them all afterwards, at once too.
+
+    A node's start is mostly two Python processes importing Crossbar: on two cores, several
+    started together are ready in about half the time they take one after the other.
+
+    :raises: the first start's error (the nodes that did start are stopped)
+    """
+    def each(action: Callable[[Node], Any], among: Sequence[Node]) -> List[BaseException]:
+        errors: List[BaseException] = []
+
+        def run(node: Node) -> None:
+            try:
+                action(node)
+            except BaseException as e:  # raised by the caller
+                errors.append(e)
+        threads = [threading.Thread(target=run, args=(n,)) for n in among]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return errors
+
+    def stop() -> List[BaseException]:
+        return each(lambda n: n.stop(), [n for n in nodes if n.proc is not None])
+
+    errors = each(lambda n: n.start(timeout), nodes)
+    try:
+        if errors:
+            raise errors[0]
+        yield nodes
+    except BaseException:
+        stop()
+        raise
+    stop_errors = stop()
+    if stop_errors:
+        raise stop_errors[0]
