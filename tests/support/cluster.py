@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from components.core import names
 from components.core.names import RLINK_ROLE
 from components.ops.cluster import ClusterLayout, init_cluster
 from components.ops.topology import NodeSpec, read_description
-from tests.support.nodes import Node, free_port, token, wait_until
+from tests.support.nodes import Node, at_once, free_port, token, wait_until
 from tests.support.pg import pg_schema
 from tests.support.wamp import connect, connect_inspector
 
@@ -121,19 +120,7 @@ class Cluster:
     def start(self, timeout: float = 90.0) -> "Cluster":
         """Start every node at once, wait until all are ready, then nginx."""
         started = time.monotonic()
-        errors: List[BaseException] = []
-
-        def run(node: Node) -> None:
-            try:
-                node.start(timeout)
-            except BaseException as e:  # reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=run, args=(n,)) for n in self.nodes.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = at_once(lambda node: node.start(timeout), self.nodes.values())
         if errors:
             self.stop()
             raise errors[0]
@@ -150,19 +137,7 @@ class Cluster:
         """Stop nginx, then every node at once (each a second or two: one after the other
         added up on every cluster of the suite)."""
         self.nginx.stop()
-        errors: List[BaseException] = []
-
-        def stop(node: Node) -> None:
-            try:
-                node.stop()
-            except BaseException as e:  # raised below
-                errors.append(e)
-
-        threads = [threading.Thread(target=stop, args=(n,)) for n in self.nodes.values()]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = at_once(lambda node: node.stop(), self.nodes.values())
         if errors:
             raise errors[0]
 

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from components.core.tokens import issue_token
 from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, write_node_dir
@@ -154,6 +154,23 @@ class Node(NodeProcess):
         return self.node_dir / INSPECT_SOCKET
 
 
+def at_once(action: Callable[[Node], Any], nodes: Iterable[Node]) -> List[BaseException]:
+    """Run ``action(node)`` for every node at once, each in a thread; return what they raised."""
+    errors: List[BaseException] = []
+
+    def run(node: Node) -> None:
+        try:
+            action(node)
+        except BaseException as e:  # the caller's to raise
+            errors.append(e)
+    threads = [threading.Thread(target=run, args=(n,)) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
 @contextlib.contextmanager
 def started(*nodes: Node, timeout: float = 60.0) -> Iterator[Tuple[Node, ...]]:
     """Start ``nodes`` at once and yield them; stop them all afterwards, at once too.
@@ -163,25 +180,10 @@ def started(*nodes: Node, timeout: float = 60.0) -> Iterator[Tuple[Node, ...]]:
 
     :raises: the first start's error (the nodes that did start are stopped)
     """
-    def each(action: Callable[[Node], Any], among: Sequence[Node]) -> List[BaseException]:
-        errors: List[BaseException] = []
-
-        def run(node: Node) -> None:
-            try:
-                action(node)
-            except BaseException as e:  # raised by the caller
-                errors.append(e)
-        threads = [threading.Thread(target=run, args=(n,)) for n in among]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        return errors
-
     def stop() -> List[BaseException]:
-        return each(lambda n: n.stop(), [n for n in nodes if n.proc is not None])
+        return at_once(lambda n: n.stop(), [n for n in nodes if n.proc is not None])
 
-    errors = each(lambda n: n.start(timeout), nodes)
+    errors = at_once(lambda n: n.start(timeout), nodes)
     try:
         if errors:
             raise errors[0]
