@@ -21,10 +21,9 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from components.ops import process
-from tests.support.browser import launch_chromium
 from tests.support.nodes import REPO, TEST_SECRET, free_port, token
 
 #: every file the page is made of, as the wheel must ship it
@@ -117,7 +116,7 @@ def test_the_installed_metadata_is_the_packages(installed):
     assert found["description"].strip() == (REPO / "README.md").read_text().strip()
 
 
-def test_an_installed_node_serves_the_page_that_works(installed, tmp_path, monkeypatch):
+def test_an_installed_node_serves_the_page_that_works(installed, tmp_path, monkeypatch, browser):
     node_dir = tmp_path / "node"
     node_dir.mkdir()
     port = free_port()
@@ -130,18 +129,17 @@ def test_an_installed_node_serves_the_page_that_works(installed, tmp_path, monke
     try:
         site = installed / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
         assert f"deptcast web: the page is served from {site / 'deptcast_web'}" in node.log_text()
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                page = browser.new_page()
-                answers = []
-                page.on("response", lambda r: answers.append((r.url.split(str(port), 1)[1], r.status)))
-                page.goto(f"http://127.0.0.1:{port}/#token=" + token("ian", "inst"))
-                page.click("#confirm-yes")  # a token it did not ask for: the page asks first
-                expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=30_000)
-                expect(page.locator("#who")).to_have_text("ian · inst · member")
-                assert ("/vendor/autobahn.js", 200) in answers and all(status == 200 for _, status in answers)
-            finally:
-                browser.close()
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            answers = []
+            page.on("response", lambda r: answers.append((r.url.split(str(port), 1)[1], r.status)))
+            page.goto(f"http://127.0.0.1:{port}/#token=" + token("ian", "inst"))
+            page.click("#confirm-yes")  # a token it did not ask for: the page asks first
+            expect(page.locator("#conn")).to_have_attribute("data-state", "connected", timeout=30_000)
+            expect(page.locator("#who")).to_have_text("ian · inst · member")
+            assert ("/vendor/autobahn.js", 200) in answers and all(status == 200 for _, status in answers)
+        finally:
+            context.close()
     finally:
         node.stop()
