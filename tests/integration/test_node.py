@@ -18,7 +18,7 @@ from components import upstream
 from components.core import names
 from components.ops.nodeconfig import node_config
 from tests.support.nodes import token
-from tests.support.nodes import REPO, TEST_SECRET, Node
+from tests.support.nodes import PORT_TAKEN, REPO, TEST_SECRET, Node
 from tests.support.wamp import JoinRefused, call_error, connect, wait_for
 
 MAX_BYTES = 1000
@@ -482,6 +482,9 @@ def test_a_node_whose_port_another_process_took_starts_on_another(tmp_path):
         try:
             node.start()
             assert node.port != busy and node.health(serving=True).ok
+            # its log is the start that listened: the one that could not is beside it
+            assert "Traceback" not in node.log_text()
+            assert PORT_TAKEN in (tmp_path / "moves" / f"node-port-{busy}-taken.log").read_text()
         finally:
             node.stop()
         fixed = Node(tmp_path / "fixed", port=busy, name="fixed")

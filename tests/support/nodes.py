@@ -136,6 +136,8 @@ class Node(NodeProcess):
                 if attempt == tries:
                     raise RuntimeError(f"node {self.name}: another process took its port {self.port} "
                                        f"before it listened ({PORT_TAKEN})") from e
+                # the node's log is the start that listened (this one's beside it, for the record)
+                self.log_path.replace(self.log_path.with_name(f"node-port-{self.port}-taken.log"))
                 self.port = free_port()
                 assert self._config_for is not None  # tries > 1
                 write_node_dir(self.node_dir, with_inspector(self._config_for(self.port)))
