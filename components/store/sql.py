@@ -189,6 +189,28 @@ def history_query(p: str, arms: int, mode: str) -> str:
     return f"SELECT {COLUMNS} FROM ({union}) AS m ORDER BY {outer} LIMIT {p}"
 
 
+def tagged_arms_query(p: str, arms: int, mode: str) -> str:
+    """``arms`` ranges read by one query, each row tagged with the number of its range (its
+    first column): the ranges of :func:`history_query`, without the merge.
+
+    :returns: SQL whose parameters are ``(topic, after_or_seq, limit)`` per arm
+    :rtype: str
+    """
+    if mode == "positions":
+        where, order = f"topic = {p} AND seq > {p}", "seq"
+    elif mode == "latest":
+        where, order = f"topic = {p} AND id > {p}", "id DESC"
+    else:
+        where, order = f"topic = {p} AND id > {p}", "id"
+    return " UNION ALL ".join(
+        f"SELECT {i} AS arm_no, {COLUMNS} FROM (SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY {order}"
+        f" LIMIT {p}) AS arm{i}" for i in range(arms))
+
+
+def _row_id(row: Any) -> Any:
+    return row[0]
+
+
 def row_to_envelope(row) -> Dict[str, Any]:
     msg_id, scope, target, dept, user, sender, sender_dept, message, ts, seq = row
     extra = {"seq": seq} if seq is not None else {}
@@ -463,6 +485,74 @@ class SqlStore(ReceiptsSql, RevocationRows):
             kept.reverse()
         return [row_to_envelope(r) for r in kept]
 
+    def history_many(self, requests: Sequence[HistoryRequest]) -> List[Any]:
+        """The answers of several history requests read together: per request, its envelopes
+        (exactly what :meth:`history` answers) or the :class:`PrunedHistory` it raises.
+
+        Concurrent readers mostly ask for the same topics from the same place (a department's
+        members after a node restart): each topic's range is read once for all of them, and a
+        topic whose newest ``seq`` shows nothing to read (a user's own topic, mostly) is not
+        read at all. First each topic's newest committed ``seq`` (one query), then each
+        distinct range (:data:`ARMS_CHUNK` per query), then what retention removed; each
+        request's answer is the merge of its ranges, cut as the single query cuts it.
+
+        :rtype: list
+        """
+        wanted: List[List[Tuple[str, str, int, int]]] = []  # per request: its arms (mode, topic, bound, limit)
+        for request in requests:
+            if request.positions is not None:
+                wanted.append([("positions", topic, seq, request.limit)
+                               for topic, seq in sorted(request.positions.items())])
+            else:
+                mode = "latest" if request.latest else "after"
+                wanted.append([(mode, topic, request.after, request.limit) for topic in request.topics])
+        heads = self.heads(sorted({arm[1] for arms in wanted for arm in arms}))
+        # an arm can hold rows only where the topic's newest seq is beyond its position (or,
+        # read by id, where the topic has any): the rest are not read
+        arms_read = sorted({arm for arms in wanted for arm in arms
+                            if heads.get(arm[1], 0) > (arm[2] if arm[0] == "positions" else 0)})
+        rows_of: Dict[Tuple[str, str, int, int], List[Any]] = {arm: [] for arm in arms_read}
+        for mode in ("after", "latest", "positions"):
+            of_mode = [arm for arm in arms_read if arm[0] == mode]
+            for chunk in _chunks(of_mode, ARMS_CHUNK):
+                params: List[Any] = []
+                for _, topic, bound, limit in chunk:
+                    params += [topic, bound, limit]
+                for row in self._read(self._tagged_arms_sql(len(chunk), mode), params):
+                    rows_of[chunk[row[0]]].append(row[1:])
+        checked = {i for i, request in enumerate(requests)
+                   if request.positions is not None or (request.after and not request.latest)}
+        floor_topics = sorted({arm[1] for i in checked for arm in wanted[i]})
+        # read after the rows, as history() does: a prune that committed before them shows here
+        floors = self.floors(self._conn(), floor_topics) if floor_topics else {}
+        envelopes: Dict[Any, Dict[str, Any]] = {}
+        answers: List[Any] = []
+        for i, (request, arms) in enumerate(zip(requests, wanted)):
+            if i in checked:
+                gone = pruned_past(request, floors)  # (it looks at the request's own topics only)
+                if gone:
+                    answers.append(PrunedHistory(gone))
+                    continue
+            latest = bool(arms) and arms[0][0] == "latest"
+            rows = sorted((r for arm in arms for r in rows_of.get(arm, ())), key=_row_id, reverse=latest)
+            kept = within_bytes(rows[:request.limit], request.max_bytes)
+            if latest:
+                kept.reverse()
+            answer = []
+            for r in kept:
+                envelope = envelopes.get(r[0])
+                if envelope is None:
+                    envelope = envelopes[r[0]] = row_to_envelope(r)
+                answer.append(envelope)
+            answers.append(answer)
+        return answers
+
+    def _tagged_arms_sql(self, arms: int, mode: str) -> str:
+        key = (-arms, mode)  # (the single query's statements are keyed by positive counts)
+        if key not in self._history_sql:
+            self._history_sql[key] = tagged_arms_query(self.dialect.placeholder, arms, mode)
+        return self._history_sql[key]
+
     def heads(self, topics: Sequence[str]) -> Dict[str, int]:
         # topic_seq holds each topic's last seq; an append updates it in its own transaction,
         # so a reader sees only committed numbers (every lower one is committed too)
@@ -585,6 +675,8 @@ class SqlStore(ReceiptsSql, RevocationRows):
 
 #: topics per ``heads`` query (SQLite allows 999 parameters)
 HEADS_CHUNK = 500
+#: ranges per query of :meth:`SqlStore.history_many` (3 parameters each)
+ARMS_CHUNK = 200
 #: rows per multi-row INSERT (10 parameters each: within SQLite's 32766)
 INSERT_CHUNK = 500
 #: seconds between two removals of keys older than a day

@@ -91,6 +91,21 @@ class _Entry:
         self.timer: Any = None
 
 
+class _Read:
+    """One call of :meth:`ThreadedStore.history` waiting for (or in) a batch."""
+
+    __slots__ = ("request", "began", "result")
+
+    def __init__(self, request: HistoryRequest, began: float) -> None:
+        self.request = request
+        self.began = began
+        self.result: defer.Deferred = defer.Deferred()
+
+
+#: the most history calls one batch reads
+HISTORY_BATCH_MAX = 256
+
+
 def _split(group: List[_Entry], results: List[Stored]) -> List[Tuple[_Entry, List[Stored]]]:
     """Each call's share of a group's results."""
     out, at = [], 0
@@ -139,6 +154,10 @@ class ThreadedStore:
         self._writers = writers
         self._queue: Deque[_Entry] = deque()
         self._flushing = 0
+        # history reads: calls waiting for a reader, and how many batches are being read
+        self._history_batches = max(1, readers - 1)  # a reader stays free for the other reads
+        self._history_queue: Deque[_Read] = deque()
+        self._history_reading = 0
 
     @property
     def up(self) -> Optional[bool]:
@@ -357,7 +376,43 @@ class ThreadedStore:
         return self._run(self._reads, self.store.sent_keys, sender, list(keys))
 
     def history(self, request: HistoryRequest) -> defer.Deferred:
-        return self._run(self._reads, self.store.history, request)
+        """Fire with the envelopes of ``request`` (see :meth:`Store.history
+        <components.store.Store.history>`), or fail with its ``PrunedHistory``.
+
+        Calls that arrive while the history batches in flight are being read wait in a queue,
+        and the next batch takes all of them (up to :data:`HISTORY_BATCH_MAX`) to one reader
+        thread, which reads what they share once (:meth:`SqlStore.history_many
+        <components.store.sql.SqlStore.history_many>`): a storm of reconnecting clients costs
+        a few queries, not one each. A lone call goes at once.
+        """
+        entry = _Read(request, self._reactor.seconds())
+        self._history_queue.append(entry)
+        self._read_histories()
+        return entry.result
+
+    def _read_histories(self) -> None:
+        while self._history_reading < self._history_batches and self._history_queue:
+            batch = [self._history_queue.popleft()
+                     for _ in range(min(HISTORY_BATCH_MAX, len(self._history_queue)))]
+            self._history_reading += 1
+            began = batch[0].began
+            remaining = began + self._timeout - self._reactor.seconds()
+            d = self._run(self._reads, self.store.history_many, [e.request for e in batch],
+                          timeout=remaining, began=began)
+            d.addBoth(self._histories_read, batch)
+
+    def _histories_read(self, outcome: Any, batch: List["_Read"]) -> None:
+        self._history_reading -= 1
+        self._read_histories()
+        if isinstance(outcome, Failure):
+            for entry in batch:
+                entry.result.errback(outcome)
+            return
+        for entry, answer in zip(batch, outcome):
+            if isinstance(answer, Exception):
+                entry.result.errback(Failure(answer))
+            else:
+                entry.result.callback(answer)
 
     def heads(self, topics: Sequence[str]) -> defer.Deferred:
         """Each topic's last committed seq (topics without messages are left out)."""

@@ -64,3 +64,53 @@ def test_a_call_past_its_deadline_before_it_started_never_runs():
     finally:
         store.release.set()
         threaded.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(tmp_path):
+    """Calls made while a batch is being read wait and go in the next batch; each hears its own
+    answer (a pruned position its own refusal), exactly what the store answers it alone."""
+    from components.core.history import HistoryRequest
+    from components.core.names import client_topics
+    from components.core.retention import PrunedHistory
+    from components.core.targets import SCOPE_DEPT, Target
+    from components.core.tokens import Identity
+    from components.store import open_store
+
+    store = open_store(str(tmp_path / "s.sqlite3"))
+    store.migrate()
+    boss = Identity("boss", "mgmt", "publisher")
+    for i in range(30):
+        store.append(Target(SCOPE_DEPT, "hr" if i % 3 else "it", dept="hr" if i % 3 else "it"), boss, f"m{i}", i)
+    store.prune_older(3, batch=100)
+    batches = []
+    many = store.history_many
+
+    def recorded(requests):
+        batches.append(len(requests))
+        return many(requests)
+    store.history_many = recorded
+    threaded = ThreadedStore(store, reactor, writers=1, readers=2, timeout=5)
+    try:
+        requests = [HistoryRequest(client_topics("hr" if i % 2 else "it", f"u{i}"), limit=1 + i % 7)
+                    for i in range(40)]
+        requests.append(HistoryRequest(client_topics("hr", "x"), positions={"deptcast.dept.hr": 0}))
+        calls = [threaded.history(r) for r in requests]
+        answers = []
+        for d in calls:
+            try:
+                answers.append((yield d))
+            except PrunedHistory as e:
+                answers.append(("pruned", e.gone))
+        expected = []
+        for r in requests:
+            try:
+                expected.append(store.history(r))
+            except PrunedHistory as e:
+                expected.append(("pruned", e.gone))
+        assert answers == expected
+        assert answers[-1][0] == "pruned"
+        # the first went alone; the 40 that came while it was read went together
+        assert batches == [1, 40]
+    finally:
+        threaded.close()
