@@ -161,7 +161,14 @@ class Steps:
 
 
 def one_run(args, workdir: Path) -> dict:
-    cluster = h.DeptcastCluster(args.root, workdir / f"cluster-{int(time.time() * 1000)}", args.pg)
+    configure = None
+    if args.leave_out:
+        from mesh import leave_out_patch
+
+        def configure(node_dir: Path) -> None:
+            leave_out_patch(node_dir, [p for p in args.leave_out.split(",") if p])
+    cluster = h.DeptcastCluster(args.root, workdir / f"cluster-{int(time.time() * 1000)}", args.pg,
+                                configure=configure)
     step = None
     try:
         for node in cluster.nodes:
@@ -253,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                         help="py-spy node B's router worker for SECONDS from the kill, and print where it goes")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--leave-out", default="", metavar="PATCHES",
+                        help="comma-separated upstream patches the nodes leave out (their config's leave_out)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     args = parser.parse_args(argv)
     files = raise_files(4 * args.clients + 1000)
     h.stop_cleanly_on_signals()
@@ -260,6 +270,9 @@ def main(argv=None) -> int:
           f"loadavg {os.getloadavg()}, open files {files}", flush=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="deptcast-failover-") as tmp:
+        if args.keep:
+            tmp = tempfile.mkdtemp(prefix="deptcast-failover-kept-")
+            print(f"work directory (kept): {tmp}", flush=True)
         for i in range(args.runs):
             r = one_run(args, Path(tmp))
             runs.append(r)

@@ -189,11 +189,11 @@ def history_query(p: str, arms: int, mode: str) -> str:
     return f"SELECT {COLUMNS} FROM ({union}) AS m ORDER BY {outer} LIMIT {p}"
 
 
-def tagged_arms_query(p: str, arms: int, mode: str) -> str:
-    """``arms`` ranges read by one query, each row tagged with the number of its range (its
-    first column): the ranges of :func:`history_query`, without the merge.
+def arm_query(p: str, number: int, mode: str) -> str:
+    """One range of :func:`history_query` as a part of a ``UNION ALL``, its rows tagged with
+    ``number`` (their first column).
 
-    :returns: SQL whose parameters are ``(topic, after_or_seq, limit)`` per arm
+    :returns: SQL whose parameters are ``(topic, after_or_seq, limit)``
     :rtype: str
     """
     if mode == "positions":
@@ -202,9 +202,8 @@ def tagged_arms_query(p: str, arms: int, mode: str) -> str:
         where, order = f"topic = {p} AND id > {p}", "id DESC"
     else:
         where, order = f"topic = {p} AND id > {p}", "id"
-    return " UNION ALL ".join(
-        f"SELECT {i} AS arm_no, {COLUMNS} FROM (SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY {order}"
-        f" LIMIT {p}) AS arm{i}" for i in range(arms))
+    return (f"SELECT {number} AS arm_no, {COLUMNS} FROM (SELECT {COLUMNS} FROM messages WHERE {where}"
+            f" ORDER BY {order} LIMIT {p}) AS arm{number}")
 
 
 def _row_id(row: Any) -> Any:
@@ -490,11 +489,11 @@ class SqlStore(ReceiptsSql, RevocationRows):
         (exactly what :meth:`history` answers) or the :class:`PrunedHistory` it raises.
 
         Concurrent readers mostly ask for the same topics from the same place (a department's
-        members after a node restart): each topic's range is read once for all of them, and a
-        topic whose newest ``seq`` shows nothing to read (a user's own topic, mostly) is not
-        read at all. First each topic's newest committed ``seq`` (one query), then each
-        distinct range (:data:`ARMS_CHUNK` per query), then what retention removed; each
-        request's answer is the merge of its ranges, cut as the single query cuts it.
+        members after a node restart): each distinct range (topic, position, page size) is
+        read once for all of them, and what retention removed on their topics in the same
+        statement (one statement per :data:`ARMS_CHUNK` ranges: one round trip for a batch,
+        where each request alone made one). Each request's answer is the merge of its
+        ranges, cut as the single query cuts it.
 
         :rtype: list
         """
@@ -506,25 +505,32 @@ class SqlStore(ReceiptsSql, RevocationRows):
             else:
                 mode = "latest" if request.latest else "after"
                 wanted.append([(mode, topic, request.after, request.limit) for topic in request.topics])
-        heads = self.heads(sorted({arm[1] for arms in wanted for arm in arms}))
-        # an arm can hold rows only where the topic's newest seq is beyond its position (or,
-        # read by id, where the topic has any): the rest are not read
-        arms_read = sorted({arm for arms in wanted for arm in arms
-                            if heads.get(arm[1], 0) > (arm[2] if arm[0] == "positions" else 0)})
-        rows_of: Dict[Tuple[str, str, int, int], List[Any]] = {arm: [] for arm in arms_read}
-        for mode in ("after", "latest", "positions"):
-            of_mode = [arm for arm in arms_read if arm[0] == mode]
-            for chunk in _chunks(of_mode, ARMS_CHUNK):
-                params: List[Any] = []
-                for _, topic, bound, limit in chunk:
-                    params += [topic, bound, limit]
-                for row in self._read(self._tagged_arms_sql(len(chunk), mode), params):
-                    rows_of[chunk[row[0]]].append(row[1:])
+        arms_read = sorted({arm for arms in wanted for arm in arms})
         checked = {i for i, request in enumerate(requests)
                    if request.positions is not None or (request.after and not request.latest)}
         floor_topics = sorted({arm[1] for i in checked for arm in wanted[i]})
-        # read after the rows, as history() does: a prune that committed before them shows here
-        floors = self.floors(self._conn(), floor_topics) if floor_topics else {}
+        rows_of: Dict[Tuple[str, str, int, int], List[Any]] = {arm: [] for arm in arms_read}
+        floors: Dict[str, Floor] = {}
+        p = self.dialect.placeholder
+        chunks = list(_chunks(arms_read, ARMS_CHUNK)) or [[]]
+        for n, chunk in enumerate(chunks):
+            parts, params = [], []
+            for i, (mode, topic, bound, limit) in enumerate(chunk):
+                parts.append(self._arm_sql(i, mode))
+                params += [topic, bound, limit]
+            if n == len(chunks) - 1 and floor_topics:
+                # what retention removed, in the same statement (so after the rows, as history()
+                # reads it): -1 rows carry (topic, seq, id) of each floor
+                parts.append(f"SELECT -1, id, NULL, topic, NULL, NULL, NULL, NULL, NULL, NULL, seq FROM pruned"
+                             f" WHERE topic IN ({', '.join([p] * len(floor_topics))})")
+                params += floor_topics
+            if not parts:
+                continue
+            for row in self._read(" UNION ALL ".join(parts), params):
+                if row[0] < 0:
+                    floors[row[3]] = Floor(row[10], row[1])
+                else:
+                    rows_of[chunk[row[0]]].append(row[1:])
         envelopes: Dict[Any, Dict[str, Any]] = {}
         answers: List[Any] = []
         for i, (request, arms) in enumerate(zip(requests, wanted)):
@@ -547,10 +553,10 @@ class SqlStore(ReceiptsSql, RevocationRows):
             answers.append(answer)
         return answers
 
-    def _tagged_arms_sql(self, arms: int, mode: str) -> str:
-        key = (-arms, mode)  # (the single query's statements are keyed by positive counts)
+    def _arm_sql(self, number: int, mode: str) -> str:
+        key = (-number - 1, mode)  # (the single query's statements are keyed by positive counts)
         if key not in self._history_sql:
-            self._history_sql[key] = tagged_arms_query(self.dialect.placeholder, arms, mode)
+            self._history_sql[key] = arm_query(self.dialect.placeholder, number, mode)
         return self._history_sql[key]
 
     def heads(self, topics: Sequence[str]) -> Dict[str, int]:

@@ -155,7 +155,7 @@ class ThreadedStore:
         self._queue: Deque[_Entry] = deque()
         self._flushing = 0
         # history reads: calls waiting for a reader, and how many batches are being read
-        self._history_batches = max(1, readers - 1)  # a reader stays free for the other reads
+        self._history_batches = max(1, readers)
         self._history_queue: Deque[_Read] = deque()
         self._history_reading = 0
 

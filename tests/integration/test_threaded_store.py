@@ -90,7 +90,7 @@ def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(t
         batches.append(len(requests))
         return many(requests)
     store.history_many = recorded
-    threaded = ThreadedStore(store, reactor, writers=1, readers=2, timeout=5)
+    threaded = ThreadedStore(store, reactor, writers=1, readers=1, timeout=5)
     try:
         requests = [HistoryRequest(client_topics("hr" if i % 2 else "it", f"u{i}"), limit=1 + i % 7)
                     for i in range(40)]
