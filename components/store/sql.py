@@ -531,7 +531,6 @@ class SqlStore(ReceiptsSql, RevocationRows):
                     floors[row[3]] = Floor(row[10], row[1])
                 else:
                     rows_of[chunk[row[0]]].append(row[1:])
-        envelopes: Dict[Any, Dict[str, Any]] = {}
         answers: List[Any] = []
         for i, (request, arms) in enumerate(zip(requests, wanted)):
             if i in checked:
@@ -544,13 +543,7 @@ class SqlStore(ReceiptsSql, RevocationRows):
             kept = within_bytes(rows[:request.limit], request.max_bytes)
             if latest:
                 kept.reverse()
-            answer = []
-            for r in kept:
-                envelope = envelopes.get(r[0])
-                if envelope is None:
-                    envelope = envelopes[r[0]] = row_to_envelope(r)
-                answer.append(envelope)
-            answers.append(answer)
+            answers.append([row_to_envelope(r) for r in kept])
         return answers
 
     def _arm_sql(self, number: int, mode: str) -> str:

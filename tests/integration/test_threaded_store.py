@@ -68,8 +68,9 @@ def test_a_call_past_its_deadline_before_it_started_never_runs():
 
 @pytest_twisted.inlineCallbacks
 def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(tmp_path):
-    """Calls made while a batch is being read wait and go in the next batch; each hears its own
-    answer (a pruned position its own refusal), exactly what the store answers it alone."""
+    """The calls of one reactor turn are read together, in batches of at most HISTORY_BATCH_MAX;
+    each hears its own answer (a pruned position its own refusal), exactly what the store
+    answers it alone."""
     from components.core.history import HistoryRequest
     from components.core.names import client_topics
     from components.core.retention import PrunedHistory
@@ -92,8 +93,10 @@ def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(t
     store.history_many = recorded
     threaded = ThreadedStore(store, reactor, writers=1, readers=1, timeout=5)
     try:
+        from components.store.threaded import HISTORY_BATCH_MAX
         requests = [HistoryRequest(client_topics("hr" if i % 2 else "it", f"u{i}"), limit=1 + i % 7)
-                    for i in range(40)]
+                    for i in range(HISTORY_BATCH_MAX + 9)]
+        # a read past positions goes alone (store.history), refused as pruned here
         requests.append(HistoryRequest(client_topics("hr", "x"), positions={"deptcast.dept.hr": 0}))
         calls = [threaded.history(r) for r in requests]
         answers = []
@@ -110,7 +113,6 @@ def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(t
                 expected.append(("pruned", e.gone))
         assert answers == expected
         assert answers[-1][0] == "pruned"
-        # the first went alone; the 40 that came while it was read went together
-        assert batches == [1, 40]
+        assert batches == [HISTORY_BATCH_MAX, 9]  # (the read past positions not among them)
     finally:
         threaded.close()
