@@ -24,6 +24,7 @@ grace period :func:`cut_off` aborts the session's connection.
 
 from typing import Any
 
+from crossbar.router.service import RouterServiceAgent
 from twisted.internet import defer
 
 from components.upstream.registry import Patch, Wiring, is_applied, register, replace
@@ -115,7 +116,6 @@ def meta_publish(upstream: Any) -> Any:
 
 
 def _apply_meta(wiring: Wiring) -> None:
-    from crossbar.router.service import RouterServiceAgent
     replace("crossbar.router.service.RouterServiceAgent.publish", RouterServiceAgent, "publish",
             meta_publish(RouterServiceAgent.publish))
 
