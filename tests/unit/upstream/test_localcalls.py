@@ -209,9 +209,12 @@ class LocalCallsTests(SynchronousTestCase):
         self.assertIsInstance(answer, message.Result)
 
 
-class DirectHistoryTests(LocalCallsTests):
+class DirectHistoryTests(SynchronousTestCase):
     """``deptcast.history``: an ``async def`` answering when the store has read; counted among
     the caller's calls in flight until then."""
+
+    setUp = LocalCallsTests.setUp
+    patch = LocalCallsTests.patch
 
     def call_later(self, session: Any, request: int, **kwargs: Any) -> None:
         self.router.process(session, message.Call(request, names.PROC_HISTORY, kwargs=kwargs))
