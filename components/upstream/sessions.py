@@ -103,6 +103,21 @@ def unheard(agent: Any, topic: str) -> bool:
         return False
 
 
+def heard(router: Any, topic: str) -> bool:
+    """Whether an event on ``topic`` would reach a subscription of ``router``'s broker (a
+    component's own events, such as presence changes, need not be published otherwise);
+    ``True`` when in doubt (no router, the patch not applied, another shape).
+
+    :rtype: bool
+    """
+    if router is None or not is_applied(META_HEARD.name):
+        return True
+    try:
+        return bool(router._broker._subscription_map.match_observations(topic))
+    except (AttributeError, TypeError):
+        return True
+
+
 def meta_publish(upstream: Any) -> Any:
     """``RouterServiceAgent.publish`` that leaves out the events nobody would receive."""
     def publish(self: Any, topic: Any, *args: Any, **kwargs: Any) -> Any:
@@ -146,4 +161,4 @@ META_HEARD = register(Patch(
 #: the patches of this area
 PATCHES = (CUT_OFF, META_HEARD)
 
-__all__ = ["META_HEARD", "PATCHES", "cut_off", "meta_publish", "unheard"]
+__all__ = ["META_HEARD", "PATCHES", "cut_off", "heard", "meta_publish", "unheard"]

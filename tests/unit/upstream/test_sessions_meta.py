@@ -73,3 +73,25 @@ class MetaHeardTests(SynchronousTestCase):
         upstream.uninstall()
         self.agent.publish("wamp.subscription.on_subscribe", 1, 2)
         self.assertEqual(self.published, ["wamp.subscription.on_subscribe"])
+
+
+class HeardTests(SynchronousTestCase):
+    """``sessions.heard``: whether a component's event would reach any subscription."""
+
+    def setUp(self) -> None:
+        self.router, _ = realm_with_service_session()
+        self.addCleanup(upstream.uninstall)
+
+    def test_only_a_matching_subscription_makes_a_topic_heard(self) -> None:
+        upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
+        self.assertFalse(sessions.heard(self.router, "deptcast.presence.cardio"))
+        listener = ApplicationSession(ComponentConfig(names.REALM))
+        RouterApplicationSession(listener, self.router, authid="node", authrole=BACKEND)
+        listener.subscribe(lambda *args: None, "deptcast.presence.cardio")
+        self.assertTrue(sessions.heard(self.router, "deptcast.presence.cardio"))
+        self.assertFalse(sessions.heard(self.router, "deptcast.presence.onco"))
+
+    def test_in_doubt_a_topic_is_heard(self) -> None:
+        self.assertTrue(sessions.heard(self.router, "deptcast.presence.cardio"))  # the patch not applied
+        upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
+        self.assertTrue(sessions.heard(None, "deptcast.presence.cardio"))
