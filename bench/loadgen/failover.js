@@ -178,8 +178,12 @@ async function main() {
   return 0;
 }
 
-main().then((code) => process.exit(code || 0), (err) => {
+// exit once stdout has taken everything: the result line of 10,000 clients is over 64 KiB, and an
+// exit right after writing it cut it there
+const exitAfterWrites = (code) => process.stdout.write("", () => process.exit(code));
+
+main().then((code) => exitAfterWrites(code || 0), (err) => {
   console.error(err && err.stack ? err.stack : err);
   emit({ event: "error", error: String(err && err.message ? err.message : err) });
-  process.exit(1);
+  exitAfterWrites(1);
 });
