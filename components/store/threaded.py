@@ -17,7 +17,8 @@ has heard ``unavailable`` and may retry, so it must not be stored after all.
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type
+from contextlib import nullcontext
+from typing import ContextManager,  Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type
 
 from twisted.internet import defer, threads
 import txaio
@@ -119,14 +120,19 @@ class ThreadedStore:
     :param busy_queue: calls that may wait for a busy pool's thread while the store answers
     :param unavailable_errors: the store's exceptions that mean "down, locked or frozen"
         (others are bugs, passed on as they are)
+    :param around_answers: a block the callers of one group commit are answered in (the node
+        passes :func:`components.upstream.hotpath.corked`: what they publish and answer goes
+        out as one write per connection)
     """
 
     log = txaio.make_logger()
 
     def __init__(self, store: Store, reactor: Any, writers: int = 1, readers: int = 1, timeout: float = 5.0,
                  queue: int = 100, busy_queue: int = 10000,
-                 unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:
+                 unavailable_errors: Tuple[Type[BaseException], ...] = (),
+                 around_answers: Callable[[], ContextManager[Any]] = nullcontext) -> None:
         self.store = store
+        self._around_answers = around_answers
         self._reactor = reactor
         self._timeout = timeout
         self._unavailable_errors = unavailable_errors
@@ -345,12 +351,13 @@ class ThreadedStore:
         self._flushing -= 1
         # the next group goes to the writer first: it writes while this one's callers publish
         self._flush()
-        if isinstance(outcome, Failure):
-            for entry in group:
-                entry.result.errback(outcome)
-        else:
-            for entry, part in _split(group, outcome):
-                entry.result.callback(part)
+        with self._around_answers():
+            if isinstance(outcome, Failure):
+                for entry in group:
+                    entry.result.errback(outcome)
+            else:
+                for entry, part in _split(group, outcome):
+                    entry.result.callback(part)
 
     def sent_keys(self, sender: Identity, keys: Sequence[str]) -> defer.Deferred:
         """What ``sender`` stored under ``keys``: ``{key: (fingerprint, first envelope)}``."""

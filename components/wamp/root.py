@@ -41,6 +41,7 @@ from components.service.runtime import runtime
 from components.store import open_store
 from components.store.threaded import StoreUnavailable, ThreadedStore
 from components import upstream
+from components.upstream import hotpath
 from components.upstream.worker import router_of
 from components.wamp import auth
 from components.wamp.base import NodeComponent
@@ -91,7 +92,7 @@ class RootComponent(NodeComponent):
         store = open_store(settings.db, settings.store_timeout)
         self._store = ThreadedStore(store, reactor, writers=4 if settings.db_is_postgres else 1,
                                     readers=4 if settings.db_is_postgres else 2, timeout=settings.store_timeout,
-                                    unavailable_errors=store.unavailable_errors)
+                                    unavailable_errors=store.unavailable_errors, around_answers=hotpath.corked)
         # a cluster node holds sends until its peers' links to it are up (see components.wamp.linkgate)
         self._gate = LinkGate(self, settings.node_name, settings.peers, settings.link_wait, reactor)
         yield self._gate.start()

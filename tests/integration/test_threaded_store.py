@@ -7,7 +7,7 @@ import threading
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from components.core.sendkeys import Stored
+from components.core.sendkeys import Outgoing, Stored
 from components.store.sql import DeadlinePassed
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
@@ -63,4 +63,66 @@ def test_a_call_past_its_deadline_before_it_started_never_runs():
         assert store.ran == ["first"]  # "second" was answered unavailable and never ran
     finally:
         store.release.set()
+        threaded.close()
+
+
+class QuickStore:
+    """Answers every group at once; records the groups it was given."""
+
+    unavailable_errors = ()
+
+    def __init__(self):
+        self.groups = []
+        self.release = threading.Event()
+
+    def append_many(self, items, before_commit=None):
+        self.release.wait(10)
+        self.groups.append([item.message for item in items])
+        return [Stored({"message": item.message}, True) for item in items]
+
+    def ping(self, write):
+        pass
+
+    def close(self):
+        pass
+
+
+class _Block:
+    """A context manager that records whether it is entered."""
+
+    def __init__(self):
+        self.inside = False
+        self.entered = 0
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        self.inside = True
+        self.entered += 1
+
+    def __exit__(self, *exc):
+        self.inside = False
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_callers_of_one_group_are_answered_inside_one_block():
+    store = QuickStore()
+    block = _Block()
+    threaded = ThreadedStore(store, reactor, writers=1, readers=1, timeout=5, around_answers=block)
+    try:
+        answered_inside = []
+
+        def answered(result):
+            answered_inside.append((result[0].envelope["message"], block.inside))
+        first = threaded.append_many([Outgoing(None, None, "first", 1)]).addCallback(answered)
+        # the writer is busy with the first: these two wait and go as one group
+        rest = [threaded.append_many([Outgoing(None, None, m, 2)]).addCallback(answered) for m in ("second", "third")]
+        store.release.set()
+        for d in [first, *rest]:
+            yield d
+        assert store.groups == [["first"], ["second", "third"]]
+        assert answered_inside == [("first", True), ("second", True), ("third", True)]
+        assert block.entered == 2
+    finally:
         threaded.close()
