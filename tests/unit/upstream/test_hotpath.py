@@ -551,3 +551,23 @@ def test_without_the_hot_path_corked_changes_nothing():
     assert reactor.writers == [connection]
     connection.doWrite()
     assert read_all(peer) == b"frame"
+
+
+def test_what_one_websocket_read_writes_goes_out_once_per_connection():
+    """A receiving node: one read from the link brings two events for the same subscriber."""
+    from autobahn.twisted.websocket import WebSocketAdapterProtocol
+    apply_hotpath()
+    subscriber, peer, _ = tcp_connection()
+    subscriber.socket = counting = _CountingSocket(subscriber.socket)
+
+    class Link(WebSocketAdapterProtocol):
+        def _dataReceived(self, data):
+            for frame in data.split(b"|"):
+                subscriber.write(frame)
+    Link().dataReceived(b"event 1|event 2")
+    assert read_all(peer) == b"event 1event 2"
+    assert counting.sends == 1
+    remove_hotpath()
+    Link().dataReceived(b"event 3|event 4")
+    subscriber.doWrite()
+    assert read_all(peer) == b"event 3event 4"
