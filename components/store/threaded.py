@@ -120,6 +120,9 @@ class ThreadedStore:
     :param busy_queue: calls that may wait for a busy pool's thread while the store answers
     :param unavailable_errors: the store's exceptions that mean "down, locked or frozen"
         (others are bugs, passed on as they are)
+    :param groups: group commits under way at once (default: one per writer thread); where
+        appends take one lock anyway (PostgreSQL's append lock), one at a time makes each group
+        take everything that waited meanwhile, in fewer transactions
     :param around_answers: a block the callers of one group commit are answered in (the node
         passes :func:`components.upstream.hotpath.corked`: what they publish and answer goes
         out as one write per connection)
@@ -130,7 +133,8 @@ class ThreadedStore:
     def __init__(self, store: Store, reactor: Any, writers: int = 1, readers: int = 1, timeout: float = 5.0,
                  queue: int = 100, busy_queue: int = 10000,
                  unavailable_errors: Tuple[Type[BaseException], ...] = (),
-                 around_answers: Callable[[], ContextManager[Any]] = nullcontext) -> None:
+                 around_answers: Callable[[], ContextManager[Any]] = nullcontext,
+                 groups: Optional[int] = None) -> None:
         self.store = store
         self._around_answers = around_answers
         self._reactor = reactor
@@ -142,7 +146,7 @@ class ThreadedStore:
             p.pool.start()
         self._on_change: List[Callable[[str, bool], None]] = []
         # group commit: calls waiting for a writer, and the groups being written
-        self._writers = writers
+        self._writers = writers if groups is None else max(1, min(groups, writers))
         self._queue: Deque[_Entry] = deque()
         self._flushing = 0
 

@@ -321,12 +321,13 @@ def corked() -> Iterator[None]:
 def _write(original: Callable[..., Any]) -> Callable[..., Any]:
     def write(self, data):
         held = _held
-        if held is not None and not self.TLS and type(data) is bytes and data:
+        if held is not None and not self.TLS and data:
+            # (any bytes-like data: nothing may overtake what is held for the connection)
             chunks = held.get(self)
             if chunks is None:
-                held[self] = [data]
+                held[self] = [data if type(data) is bytes else bytes(data)]
             else:
-                chunks.append(data)
+                chunks.append(data if type(data) is bytes else bytes(data))
             return
         # a pull producer is asked for more when Twisted's buffer drains: its writes take
         # Twisted's path (a streaming one is only paused when the buffer fills, which still
