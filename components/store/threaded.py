@@ -120,9 +120,11 @@ class ThreadedStore:
     :param busy_queue: calls that may wait for a busy pool's thread while the store answers
     :param unavailable_errors: the store's exceptions that mean "down, locked or frozen"
         (others are bugs, passed on as they are)
-    :param groups: group commits under way at once (default: one per writer thread); where
-        appends take one lock anyway (PostgreSQL's append lock), one at a time makes each group
-        take everything that waited meanwhile, in fewer transactions
+    :param groups: group commits under way at once (default: one per writer thread). Where
+        appends take one lock anyway (PostgreSQL's append lock), two are enough: one holds the
+        lock while the next waits for it with its BEGIN done, and everything that arrives
+        meanwhile waits for the one after, in one transaction (with 4, sends went in groups of
+        one or two, each paying its own round trips)
     :param around_answers: a block the callers of one group commit are answered in (the node
         passes :func:`components.upstream.hotpath.corked`: what they publish and answer goes
         out as one write per connection)

@@ -93,7 +93,7 @@ class RootComponent(NodeComponent):
         self._store = ThreadedStore(store, reactor, writers=4 if settings.db_is_postgres else 1,
                                     readers=4 if settings.db_is_postgres else 2, timeout=settings.store_timeout,
                                     unavailable_errors=store.unavailable_errors, around_answers=hotpath.corked,
-                                    groups=1)
+                                    groups=2)
         # a cluster node holds sends until its peers' links to it are up (see components.wamp.linkgate)
         self._gate = LinkGate(self, settings.node_name, settings.peers, settings.link_wait, reactor)
         yield self._gate.start()
