@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from contextlib import nullcontext
-from typing import ContextManager,  Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, ContextManager, Deque, Dict, List, Optional, Sequence, Tuple, Type
 
 from twisted.internet import defer, threads
 import txaio
