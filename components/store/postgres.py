@@ -26,6 +26,17 @@ _APPEND_LOCK = 0x64637361  # "dcsa"
 _PRUNE_LOCK = 0x64637370  # "dcsp"
 
 
+#: a group's messages in one statement of a fixed text whatever their number (one array per
+#: column): psycopg converts and caches it once and the server prepares it once, where a
+#: multi-row VALUES of a thousand parameters was parsed and planned again for every group
+_INSERT_MESSAGES = ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts,"
+                    " seq, topic) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+                    " %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[]) RETURNING id, topic, seq")
+_INSERT_KEYS = ("INSERT INTO send_keys (sender_dept, sender, key, fingerprint, envelope, ts) SELECT * FROM"
+                " unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
+                " ON CONFLICT DO NOTHING")
+
+
 def connection_params(url: str, timeout: float) -> Dict[str, Any]:
     """The psycopg connection parameters of ``url`` plus deptcast's deadlines.
 
@@ -105,6 +116,12 @@ class PostgresStore(SqlStore):
         # the append lock with the stored-keys lookup; the topics' seq; the inserts; the keys'
         # rows with the COMMIT
         return self._write(pipelined=True)
+
+    def _insert_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        return [(_INSERT_MESSAGES, [list(column) for column in zip(*rows)])] if rows else []
+
+    def _keys_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        return [(_INSERT_KEYS, [list(column) for column in zip(*rows)])] if rows else []
 
     def _batch(self, conn: Any, calls: Sequence[Tuple[str, Sequence[Any]]]) -> List[List[Any]]:
         cursors = [conn.execute(sql, params) for sql, params in calls]

@@ -382,8 +382,7 @@ class SqlStore(ReceiptsSql, RevocationRows):
             rows.append((t.scope, t.target, t.dept, t.user, item.sender.user, item.sender.dept, item.message,
                          item.ts, seq, t.topic))
         ids: Dict[Tuple[str, int], int] = {}
-        inserted = self._batch(conn, [(self._insert_sql(len(chunk)), [v for row in chunk for v in row])
-                                      for chunk in _chunks(rows, INSERT_CHUNK)])
+        inserted = self._batch(conn, self._insert_calls(rows))
         for answer in inserted:
             for msg_id, topic, seq in answer:
                 ids[(topic, seq)] = msg_id
@@ -396,14 +395,24 @@ class SqlStore(ReceiptsSql, RevocationRows):
             if item.key:
                 key_rows.append((item.sender.dept, item.sender.user, item.key, item.fingerprint,
                                  json.dumps(envelope, separators=(",", ":")), item.ts))
-        for chunk in _chunks(key_rows, INSERT_CHUNK):
-            conn.execute(self._keys_sql(len(chunk)), [v for row in chunk for v in row])
+        for sql, params in self._keys_calls(key_rows):
+            conn.execute(sql, params)
         for n, first in repeats:
             earlier = results[first]
             assert earlier is not None and earlier.envelope is not None  # fresh: stored above
             same = items[n].fingerprint == items[first].fingerprint
             results[n] = Stored(earlier.envelope if same else None, False)
         return [r for r in results if r is not None]
+
+    def _insert_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        """The statements inserting ``rows`` into ``messages`` (each answers ``id, topic, seq``)."""
+        return [(self._insert_sql(len(chunk)), [v for row in chunk for v in row])
+                for chunk in _chunks(rows, INSERT_CHUNK)]
+
+    def _keys_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        """The statements inserting ``rows`` into ``send_keys``, a stored key left as it is."""
+        return [(self._keys_sql(len(chunk)), [v for row in chunk for v in row])
+                for chunk in _chunks(rows, INSERT_CHUNK)]
 
     def _insert_sql(self, rows: int) -> str:
         p = self.dialect.placeholder
