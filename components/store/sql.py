@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from components.core.history import HistoryRequest, envelope_bytes, format_id
 from components.core.messages import make_envelope
@@ -294,6 +294,16 @@ class SqlStore(ReceiptsSql, RevocationRows):
         raise NotImplementedError
         yield
 
+    def _append_write(self) -> ContextManager[Any]:
+        """The write transaction of a group commit (a back end may send its statements in
+        fewer round trips)."""
+        return self._write()
+
+    def _batch(self, conn: Any, calls: Sequence[Tuple[str, Sequence[Any]]]) -> List[List[Any]]:
+        """Run ``calls`` (statement, parameters) in order on ``conn``; the rows of each. A back
+        end that can send them all before reading an answer does (one round trip)."""
+        return [conn.execute(sql, params).fetchall() for sql, params in calls]
+
     def _migration_lock(self, conn: Any) -> None:
         """Serialise migrations of several processes (nothing to do where the write
         transaction already excludes other writers)."""
@@ -349,7 +359,7 @@ class SqlStore(ReceiptsSql, RevocationRows):
             (:class:`DeadlinePassed`)
         :rtype: list
         """
-        with self._write() as conn:
+        with self._append_write() as conn:
             self._append_lock(conn)
             results = self._append_in(conn, items)
             self._prune_keys(conn, items)
@@ -381,9 +391,10 @@ class SqlStore(ReceiptsSql, RevocationRows):
         for _, item in fresh:
             counts[item.target.topic] = counts.get(item.target.topic, 0) + 1
         next_seq: Dict[str, int] = {}
-        for topic in sorted(counts):
-            last = conn.execute(self._seq_many_sql, (topic, counts[topic], counts[topic])).fetchone()[0]
-            next_seq[topic] = last - counts[topic] + 1
+        topics = sorted(counts)
+        heads = self._batch(conn, [(self._seq_many_sql, (topic, counts[topic], counts[topic])) for topic in topics])
+        for topic, head in zip(topics, heads):
+            next_seq[topic] = head[0][0] - counts[topic] + 1
         rows: List[Tuple[Any, ...]] = []
         for _, item in fresh:
             t = item.target
@@ -392,9 +403,9 @@ class SqlStore(ReceiptsSql, RevocationRows):
             rows.append((t.scope, t.target, t.dept, t.user, item.sender.user, item.sender.dept, item.message,
                          item.ts, seq, t.topic))
         ids: Dict[Tuple[str, int], int] = {}
-        for chunk in _chunks(rows, INSERT_CHUNK):
-            for msg_id, topic, seq in conn.execute(self._insert_sql(len(chunk)),
-                                                   [v for row in chunk for v in row]).fetchall():
+        inserted = self._batch(conn, self._insert_calls(rows))
+        for answer in inserted:
+            for msg_id, topic, seq in answer:
                 ids[(topic, seq)] = msg_id
         key_rows: List[Tuple[Any, ...]] = []
         for (n, item), row in zip(fresh, rows):
@@ -405,14 +416,24 @@ class SqlStore(ReceiptsSql, RevocationRows):
             if item.key:
                 key_rows.append((item.sender.dept, item.sender.user, item.key, item.fingerprint,
                                  json.dumps(envelope, separators=(",", ":")), item.ts))
-        for chunk in _chunks(key_rows, INSERT_CHUNK):
-            conn.execute(self._keys_sql(len(chunk)), [v for row in chunk for v in row])
+        for sql, params in self._keys_calls(key_rows):
+            conn.execute(sql, params)
         for n, first in repeats:
             earlier = results[first]
             assert earlier is not None and earlier.envelope is not None  # fresh: stored above
             same = items[n].fingerprint == items[first].fingerprint
             results[n] = Stored(earlier.envelope if same else None, False)
         return [r for r in results if r is not None]
+
+    def _insert_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        """The statements inserting ``rows`` into ``messages`` (each answers ``id, topic, seq``)."""
+        return [(self._insert_sql(len(chunk)), [v for row in chunk for v in row])
+                for chunk in _chunks(rows, INSERT_CHUNK)]
+
+    def _keys_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        """The statements inserting ``rows`` into ``send_keys``, a stored key left as it is."""
+        return [(self._keys_sql(len(chunk)), [v for row in chunk for v in row])
+                for chunk in _chunks(rows, INSERT_CHUNK)]
 
     def _insert_sql(self, rows: int) -> str:
         p = self.dialect.placeholder
@@ -433,13 +454,18 @@ class SqlStore(ReceiptsSql, RevocationRows):
         for item in items:
             assert item.key is not None
             by_sender.setdefault((item.sender.dept, item.sender.user), []).append(item.key)
-        found: Dict[Tuple[str, str, str], Tuple[str, Dict]] = {}
+        calls: List[Tuple[str, Sequence[Any]]] = []
+        senders: List[Tuple[str, str]] = []
         for (dept, user), keys in by_sender.items():
             for chunk in _chunks(sorted(set(keys)), HEADS_CHUNK):
                 sql = ("SELECT key, fingerprint, envelope FROM send_keys WHERE sender_dept = "
                        f"{p} AND sender = {p} AND key IN ({', '.join([p] * len(chunk))})")
-                for key, fp, envelope in conn.execute(sql, [dept, user, *chunk]).fetchall():
-                    found[(dept, user, key)] = (fp, json.loads(envelope))
+                calls.append((sql, [dept, user, *chunk]))
+                senders.append((dept, user))
+        found: Dict[Tuple[str, str, str], Tuple[str, Dict]] = {}
+        for (dept, user), answer in zip(senders, self._batch(conn, calls)):
+            for key, fp, envelope in answer:
+                found[(dept, user, key)] = (fp, json.loads(envelope))
         return found
 
     def sent_keys(self, sender: Identity, keys: Sequence[str]) -> Dict[str, Tuple[str, Dict[str, Any]]]:

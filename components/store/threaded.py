@@ -17,7 +17,8 @@ has heard ``unavailable`` and may retry, so it must not be stored after all.
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Type
+from contextlib import nullcontext
+from typing import Any, Callable, ContextManager, Deque, Dict, List, Optional, Sequence, Tuple, Type
 
 from twisted.internet import defer, threads
 import txaio
@@ -134,14 +135,25 @@ class ThreadedStore:
     :param busy_queue: calls that may wait for a busy pool's thread while the store answers
     :param unavailable_errors: the store's exceptions that mean "down, locked or frozen"
         (others are bugs, passed on as they are)
+    :param groups: group commits under way at once (default: one per writer thread). Where
+        appends take one lock anyway (PostgreSQL's append lock), two are enough: one holds the
+        lock while the next waits for it with its BEGIN done, and everything that arrives
+        meanwhile waits for the one after, in one transaction (with 4, sends went in groups of
+        one or two, each paying its own round trips)
+    :param around_answers: a block the callers of one group commit are answered in (the node
+        passes :func:`components.upstream.hotpath.corked`: what they publish and answer goes
+        out as one write per connection)
     """
 
     log = txaio.make_logger()
 
     def __init__(self, store: Store, reactor: Any, writers: int = 1, readers: int = 1, timeout: float = 5.0,
                  queue: int = 100, busy_queue: int = 10000,
-                 unavailable_errors: Tuple[Type[BaseException], ...] = ()) -> None:
+                 unavailable_errors: Tuple[Type[BaseException], ...] = (),
+                 around_answers: Callable[[], ContextManager[Any]] = nullcontext,
+                 groups: Optional[int] = None) -> None:
         self.store = store
+        self._around_answers = around_answers
         self._reactor = reactor
         self._timeout = timeout
         self._unavailable_errors = unavailable_errors
@@ -151,7 +163,7 @@ class ThreadedStore:
             p.pool.start()
         self._on_change: List[Callable[[str, bool], None]] = []
         # group commit: calls waiting for a writer, and the groups being written
-        self._writers = writers
+        self._writers = writers if groups is None else max(1, min(groups, writers))
         self._queue: Deque[_Entry] = deque()
         self._flushing = 0
         # history reads: the calls of this reactor turn, sent to the readers at its end
@@ -363,12 +375,13 @@ class ThreadedStore:
         self._flushing -= 1
         # the next group goes to the writer first: it writes while this one's callers publish
         self._flush()
-        if isinstance(outcome, Failure):
-            for entry in group:
-                entry.result.errback(outcome)
-        else:
-            for entry, part in _split(group, outcome):
-                entry.result.callback(part)
+        with self._around_answers():
+            if isinstance(outcome, Failure):
+                for entry in group:
+                    entry.result.errback(outcome)
+            else:
+                for entry, part in _split(group, outcome):
+                    entry.result.callback(part)
 
     def sent_keys(self, sender: Identity, keys: Sequence[str]) -> defer.Deferred:
         """What ``sender`` stored under ``keys``: ``{key: (fingerprint, first envelope)}``."""

@@ -3,11 +3,12 @@ for the pool's thread never runs afterwards (a send answered ``unavailable`` is 
 late), and the probe leaves a busy pool alone."""
 
 import threading
+import time
 
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from components.core.sendkeys import Stored
+from components.core.sendkeys import Outgoing, Stored
 from components.store.sql import DeadlinePassed
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
@@ -114,5 +115,113 @@ def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(t
         assert answers == expected
         assert answers[-1][0] == "pruned"
         assert batches == [HISTORY_BATCH_MAX, 9]  # (the read past positions not among them)
+    finally:
+        threaded.close()
+
+
+class QuickStore:
+    """Answers every group at once; records the groups it was given."""
+
+    unavailable_errors = ()
+
+    def __init__(self):
+        self.groups = []
+        self.release = threading.Event()
+
+    def append_many(self, items, before_commit=None):
+        self.release.wait(10)
+        self.groups.append([item.message for item in items])
+        return [Stored({"message": item.message}, True) for item in items]
+
+    def ping(self, write):
+        pass
+
+    def close(self):
+        pass
+
+
+class _Block:
+    """A context manager that records whether it is entered."""
+
+    def __init__(self):
+        self.inside = False
+        self.entered = 0
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        self.inside = True
+        self.entered += 1
+
+    def __exit__(self, *exc):
+        self.inside = False
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_callers_of_one_group_are_answered_inside_one_block():
+    store = QuickStore()
+    block = _Block()
+    threaded = ThreadedStore(store, reactor, writers=1, readers=1, timeout=5, around_answers=block)
+    try:
+        answered_inside = []
+
+        def answered(result):
+            answered_inside.append((result[0].envelope["message"], block.inside))
+        first = threaded.append_many([Outgoing(None, None, "first", 1)]).addCallback(answered)
+        # the writer is busy with the first: these two wait and go as one group
+        rest = [threaded.append_many([Outgoing(None, None, m, 2)]).addCallback(answered) for m in ("second", "third")]
+        store.release.set()
+        for d in [first, *rest]:
+            yield d
+        assert store.groups == [["first"], ["second", "third"]]
+        assert answered_inside == [("first", True), ("second", True), ("third", True)]
+        assert block.entered == 2
+    finally:
+        threaded.close()
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+class BlockingStore(QuickStore):
+    """Holds every group until released; counts the groups under way at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.under_way = 0
+        self.most = 0
+
+    def append_many(self, items, before_commit=None):
+        with self.lock:
+            self.under_way += 1
+            self.most = max(self.most, self.under_way)
+        try:
+            return super().append_many(items, before_commit)
+        finally:
+            with self.lock:
+                self.under_way -= 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_groups_bounds_the_group_commits_under_way_and_the_rest_wait_for_one_group():
+    store = BlockingStore()
+    threaded = ThreadedStore(store, reactor, writers=4, readers=1, timeout=5, groups=2)
+    try:
+        calls = [threaded.append_many([Outgoing(None, None, f"m{n}", 1)]) for n in range(6)]
+        # both writers hold their groups (a thread waits for it, with a deadline)
+        yield threads.deferToThread(wait_for, lambda: store.under_way == 2)
+        store.release.set()
+        for d in calls:
+            yield d
+        assert store.most == 2
+        assert store.groups[:2] in (
+            [["m0"], ["m1"]], [["m1"], ["m0"]])  # the first two went alone, one per writer
+        assert sorted(store.groups[2]) == ["m2", "m3", "m4", "m5"]  # the rest in one group
     finally:
         threaded.close()
