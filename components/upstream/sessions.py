@@ -22,6 +22,7 @@ grace period :func:`cut_off` aborts the session's connection.
   broker.
 """
 
+import functools
 from typing import Any
 
 from crossbar.router.service import RouterServiceAgent
@@ -120,13 +121,13 @@ def heard(router: Any, topic: str) -> bool:
 
 def meta_publish(upstream: Any) -> Any:
     """``RouterServiceAgent.publish`` that leaves out the events nobody would receive."""
+    @functools.wraps(upstream)
     def publish(self: Any, topic: Any, *args: Any, **kwargs: Any) -> Any:
         options = kwargs.get("options")
         if isinstance(topic, str) and not getattr(options, "retain", None) and unheard(self, topic):
             # what upstream answers once the broker dropped it: nothing, or an acknowledgement
             return defer.succeed(None) if getattr(options, "acknowledge", None) else None
         return upstream(self, topic, *args, **kwargs)
-    publish.__wrapped__ = upstream  # type: ignore[attr-defined]
     return publish
 
 
