@@ -54,7 +54,10 @@ SYSTEMS = {
     "legacy": "deptcast 1 node, legacy sockets",
     "cluster": "deptcast 2-node cluster, WAMP",
     "peer": "Socket.IO 4.8 + Redis adapter, 2 processes",
+    "lbcluster": "deptcast cluster of one node per core behind its nginx, WAMP",
 }
+#: systems measured in the storm only
+STORM_ONLY = ("lbcluster",)
 DEPT = "bench"
 SENDER_DEPT = "hq"
 
@@ -71,7 +74,7 @@ class Running:
 
     @property
     def kind(self) -> str:
-        return {"wamp": "wamp", "cluster": "wamp", "legacy": "legacy"}.get(self.system, "peer")
+        return {"wamp": "wamp", "cluster": "wamp", "lbcluster": "wamp", "legacy": "legacy"}.get(self.system, "peer")
 
     def spec(self, i: int, user: str, dept: str = DEPT, role: str = "member", history: bool = False,
              topics: bool = True, ack: bool = False) -> dict:
@@ -114,6 +117,15 @@ def start(system: str, args, workdir: Path) -> Running:
             h.wait_linked("wamp", running.sender_spec(), running.spec(1, "linkprobe"), DEPT, workdir)
         except BaseException:
             cluster.stop()
+            raise
+    elif system == "lbcluster":
+        lbc = h.LocalCluster(args.root, workdir / f"lbcluster-{int(time.time() * 1000)}", args.pg)
+        try:
+            probes = [h.wait_ready(n, lbc.secret, workdir) for n in lbc.nodes]
+            h.wait_ready(lbc, lbc.secret, workdir)  # and through nginx
+            running = Running(system, lbc, lbc.secret, [lbc.base], probes[0]["userTopic"])
+        except BaseException:
+            lbc.stop()
             raise
     elif system == "peer":
         peer = h.SocketIoPeer(workdir, redis_url=args.redis)
@@ -491,9 +503,9 @@ def main(argv=None) -> int:
     results["quiet"] = QUIET_LOG
     plan = []
     if "rates" not in args.skip:
-        plan += [("rates", s, measure_rates) for s in args.systems]
+        plan += [("rates", s, measure_rates) for s in args.systems if s not in STORM_ONLY]
     if "memory" not in args.skip:
-        plan += [("memory", s, measure_memory) for s in args.systems if s != "cluster"]
+        plan += [("memory", s, measure_memory) for s in args.systems if s != "cluster" and s not in STORM_ONLY]
     if "storm" not in args.skip:
         plan += [("storm", s, measure_storm) for s in args.systems if s != "cluster"]
     try:

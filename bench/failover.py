@@ -95,8 +95,80 @@ def cpu_of(node: h.DeptcastNode, cluster: h.DeptcastCluster) -> h.CpuSample:
     return h.CpuSample(h.cpu_ticks(node.pids() + cluster.schema.backend_pids()), time.monotonic())
 
 
+class Steps:
+    """Several failover load generators (the clients split over processes: one process may
+    hold at most the hard open-file limit of sockets, and one Node.js thread is slow to drive
+    tens of thousands), their events merged: ``ready``/``sending`` once all have said it, ``back``
+    summed, one ``result`` with the curves joined and the counts summed."""
+
+    def __init__(self, configs: List[dict], workdir: Path) -> None:
+        self.steps = [Step(c, workdir) for c in configs]
+
+    def events(self) -> Iterator[dict]:
+        import queue
+        import threading
+        q: "queue.Queue" = queue.Queue()
+
+        def pump(k: int, step: Step) -> None:
+            try:
+                for event in step.events():
+                    q.put((k, event))
+            except Exception as exc:  # passed to the reader
+                q.put((k, {"event": "error", "exc": exc}))
+            q.put((k, None))
+        for k, step in enumerate(self.steps):
+            threading.Thread(target=pump, args=(k, step), daemon=True).start()
+        n = len(self.steps)
+        seen: dict = {}
+        backs = [0] * n
+        results: List[dict] = []
+        ended = 0
+        while ended < n:
+            k, event = q.get()
+            if event is None:
+                ended += 1
+                continue
+            kind = event["event"]
+            if kind == "error":
+                raise event["exc"]
+            if kind in ("ready", "sending"):
+                seen.setdefault(kind, []).append(event)
+                if len(seen[kind]) == n:
+                    merged = dict(event)
+                    if kind == "ready":
+                        merged["clients"] = sum(e["clients"] for e in seen[kind])
+                        merged["seconds"] = max(e["seconds"] for e in seen[kind])
+                    yield merged
+            elif kind == "back":
+                backs[k] = event["back"]
+                if k == 0:
+                    yield {"event": "back", "back": sum(backs), "at": event["at"]}
+            elif kind == "result":
+                results.append(event)
+        merged = {"event": "result", "backSeconds": sorted(t for r in results for t in r["backSeconds"]),
+                  "killedUs": results[0]["killedUs"]}
+        for key in ("clients", "back", "failures", "accepted", "sent", "sendErrors", "missing", "dups", "attempts"):
+            merged[key] = sum(r.get(key) or 0 for r in results)
+        yield merged
+
+    def tell(self, line: str) -> None:
+        for step in self.steps:
+            step.tell(line)
+
+    def close(self) -> None:
+        for step in self.steps:
+            step.close()
+
+
 def one_run(args, workdir: Path) -> dict:
-    cluster = h.DeptcastCluster(args.root, workdir / f"cluster-{int(time.time() * 1000)}", args.pg)
+    configure = None
+    if args.leave_out:
+        from mesh import leave_out_patch
+
+        def configure(node_dir: Path) -> None:
+            leave_out_patch(node_dir, [p for p in args.leave_out.split(",") if p])
+    cluster = h.DeptcastCluster(args.root, workdir / f"cluster-{int(time.time() * 1000)}", args.pg,
+                                configure=configure)
     step = None
     try:
         for node in cluster.nodes:
@@ -107,12 +179,16 @@ def one_run(args, workdir: Path) -> dict:
         h.wait_linked("wamp", {**sender, "dept": "hq"},
                       {"url": a.url, "authid": "linkprobe", "token": h.mint(secret, "linkprobe", DEPT), "dept": DEPT,
                        "topics": [h.DEPT_TOPIC]}, DEPT, workdir)
-        config = {"clients": [{"authid": f"f{i}", "token": h.mint(secret, f"f{i}", DEPT)} for i in range(args.clients)],
-                  "urls": [a.url, b.url], "topic": f"deptcast.dept.{DEPT}", "sender": sender, "to": DEPT,
-                  "rate": args.rate, "concurrency": args.concurrency, "jitterMs": args.jitter_ms,
-                  "timeout": args.timeout, "drain": args.drain}
-        step = Step(config, workdir)
-        result: dict = {}
+        clients = [{"authid": f"f{i}", "token": h.mint(secret, f"f{i}", DEPT)} for i in range(args.clients)]
+        procs = max(1, args.procs)
+        senders = [{**sender, "authid": f"sender{k}", "token": h.mint(secret, f"sender{k}", "hq", "publisher")}
+                   for k in range(procs)]
+        configs = [{"clients": clients[k::procs], "urls": [a.url, b.url], "topic": f"deptcast.dept.{DEPT}",
+                    "sender": senders[k], "to": DEPT, "rate": args.rate / procs,
+                    "concurrency": max(1, args.concurrency // procs), "jitterMs": args.jitter_ms,
+                    "timeout": args.timeout, "drain": args.drain, "step": 7 + k} for k in range(procs)]
+        step = Steps(configs, workdir)
+        result: dict = {"procs": procs}
         killed_us = 0.0
         b_cpu0 = None
         profiling: list = []
@@ -175,6 +251,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=1, help="notices per second to the department")
     parser.add_argument("--jitter-ms", type=float, default=2000, help="each client's random delay before retrying")
     parser.add_argument("--concurrency", type=int, default=200, help="clients connecting at once to node A")
+    parser.add_argument("--procs", type=int, default=1,
+                        help="load generator processes the clients are split over (each with its own sender)")
     parser.add_argument("--before-kill", type=float, default=3, help="seconds of sending before the kill")
     parser.add_argument("--timeout", type=float, default=180, help="longest wait for the clients to come back")
     parser.add_argument("--drain", type=float, default=20)
@@ -182,6 +260,9 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                         help="py-spy node B's router worker for SECONDS from the kill, and print where it goes")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--leave-out", default="", metavar="PATCHES",
+                        help="comma-separated upstream patches the nodes leave out (their config's leave_out)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     args = parser.parse_args(argv)
     files = raise_files(4 * args.clients + 1000)
     h.stop_cleanly_on_signals()
@@ -189,6 +270,9 @@ def main(argv=None) -> int:
           f"loadavg {os.getloadavg()}, open files {files}", flush=True)
     runs = []
     with tempfile.TemporaryDirectory(prefix="deptcast-failover-") as tmp:
+        if args.keep:
+            tmp = tempfile.mkdtemp(prefix="deptcast-failover-kept-")
+            print(f"work directory (kept): {tmp}", flush=True)
         for i in range(args.runs):
             r = one_run(args, Path(tmp))
             runs.append(r)

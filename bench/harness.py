@@ -389,6 +389,111 @@ class DeptcastCluster(Server):
             self.schema = None
 
 
+def free_port_run(count: int, tries: int = 200) -> int:
+    """The first of ``count`` consecutive free ports on 127.0.0.1."""
+    for _ in range(tries):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                held.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no run of {count} free ports")
+
+
+class NginxProcess:
+    """nginx in the foreground from a generated config, everything under ``prefix``."""
+
+    def __init__(self, conf: Path, prefix: Path) -> None:
+        for sub in ("logs", "tmp"):
+            (prefix / sub).mkdir(parents=True, exist_ok=True)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.prefix = prefix
+        self.proc = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(conf), "-e", "logs/error.log",
+                                      "-g", "daemon off;"], stdout=subprocess.DEVNULL,
+                                     stderr=open(prefix / "logs" / "stderr.log", "a"), start_new_session=True)
+
+    def pids(self) -> List[int]:
+        return descendants(self.proc.pid) if self.proc.poll() is None else []
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+class LocalCluster(Server):
+    """``deptcast cluster init --local auto`` (one node per core on 127.0.0.1, PostgreSQL) with
+    its generated nginx in front; clients connect through nginx only. The nodes, nginx and the
+    PostgreSQL backends serving the nodes count as the cluster's processes.
+
+    The balancer's per-address limits are raised (``lb_limits``): every bench client comes from
+    127.0.0.1, where real clients come from many addresses."""
+
+    name = "lbcluster"
+
+    def __init__(self, root: Path, workdir: Path, pg_url: str, local: str = "auto",
+                 lb_limits: int = 65_000) -> None:
+        self.schema: Optional[PgSchema] = PgSchema(pg_url, f"bench_{os.getpid()}_{secrets.token_hex(3)}")
+        self.nodes: List[DeptcastNode] = []
+        self.nginx: Optional[NginxProcess] = None
+        try:
+            out = workdir / "lbcluster"
+            count = (os.cpu_count() or 1) if local == "auto" else int(local)
+            base = free_port_run(2 * count)
+            self.lb_port = free_port()
+            cmd = [venv_tool(root, "deptcast"), "cluster", "init", "--local", local, "--base-port", str(base),
+                   "--lb-listen", f"127.0.0.1:{self.lb_port}", "--out", str(out), "--db", self.schema.url,
+                   "--root", str(root), "--lb-conn-per-ip", str(lb_limits), "--lb-rate-per-ip", str(lb_limits),
+                   "--lb-burst", str(lb_limits)]
+            subprocess.run(cmd, check=True, cwd=str(root), stdout=subprocess.DEVNULL)
+            self.secret = (out / "jwt.secret").read_text().strip()
+            for i in range(count):
+                env = {"DEPTCAST_JWT_SECRET": self.secret, "DEPTCAST_RATE": "0"}
+                self.nodes.append(DeptcastNode(root, out / f"n{i + 1}", base + i, env, f"n{i + 1}"))
+            self.nginx = NginxProcess(out / "nginx.conf", out / "nginx")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def base(self) -> str:
+        return f"ws://127.0.0.1:{self.lb_port}"
+
+    @property
+    def url(self) -> str:
+        return self.base + "/ws"
+
+    def check_alive(self) -> None:
+        for n in self.nodes:
+            n.check_alive()
+        if self.nginx is None or self.nginx.proc.poll() is not None:
+            raise RuntimeError("nginx exited: " + str(self.nginx and (self.nginx.prefix / "logs" / "stderr.log")))
+
+    def pids(self) -> List[int]:
+        schema = self.schema.backend_pids() if self.schema is not None else []
+        nginx = self.nginx.pids() if self.nginx is not None else []
+        return [pid for n in self.nodes for pid in n.pids()] + nginx + schema
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+        self.nodes = []
+        if self.nginx is not None:
+            self.nginx.stop()
+            self.nginx = None
+        if self.schema is not None:
+            self.schema.drop()
+            self.schema = None
+
+
 # ----------------------------------------------------------------------------- the peer
 
 def redis_pid(url: str = REDIS_URL) -> int:

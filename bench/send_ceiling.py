@@ -30,6 +30,7 @@ from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import cpu_profile as profile
 import harness as h
 
 SUBSCRIBERS_PER_NODE = 5
@@ -67,7 +68,7 @@ def start(root: Path, setup: str, workdir: Path, pg: str):
 
 
 def run_burst(server, nodes, secret: str, user_topic: str, workdir: Path, messages: int, window: int,
-              batch: int) -> dict:
+              batch: int, profile_seconds: float = 0) -> dict:
     subscribers = [{"url": n.url, "authid": f"sub{n.name}{i}", "token": h.mint(secret, f"sub{n.name}{i}", DEPT),
                     "dept": DEPT, "topics": [h.DEPT_TOPIC, h.ALL_TOPIC, user_topic]}
                    for n in nodes for i in range(SUBSCRIBERS_PER_NODE)]
@@ -75,14 +76,24 @@ def run_burst(server, nodes, secret: str, user_topic: str, workdir: Path, messag
                 "dept": "hq"} for n in nodes]
     config = {"mode": "burst", "subscribers": subscribers, "senders": senders, "to": DEPT, "messages": messages,
               "window": window, "batch": batch, "keys": True, "drain": 300, "size": 100}
-    marks, result = {}, None
+    marks, result, sampling = {}, None, None
     for event in h.Loadgen(config, workdir).events():
         if event["event"] in ("window_start", "window_end"):
             marks[event["event"]] = server.cpu()
+        if event["event"] == "window_start" and profile_seconds:  # the router worker of node 1
+            router = [p for p in nodes[0].pids() if h.process_label(p) == "router"][0]
+            raw = workdir / f"profile-{router}-{time.time():.0f}.raw"
+            sampling = (raw, profile.record(router, profile_seconds, raw))
         elif event["event"] == "burst_result":
             result = event
     assert result is not None
     result["serverCpuSeconds"] = marks["window_start"].seconds_until(marks["window_end"])
+    if sampling is not None:
+        raw, process = sampling
+        process.wait(timeout=120)
+        if raw.exists():
+            result["profile"] = profile.summarize(raw, top=30)
+            print("    node 1's router worker:\n" + "\n".join(profile.lines(result["profile"], top=30)), flush=True)
     return result
 
 
@@ -99,6 +110,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=100, help="items per deptcast.send_batch call")
     parser.add_argument("--batch-window", type=int, default=4, help="batch calls in flight")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                        help="sample node 1's router worker with py-spy for SECONDS of each burst")
+    parser.add_argument("--kinds", default="single,batched", help="which bursts to run")
     args = parser.parse_args(argv)
     h.stop_cleanly_on_signals()
     roots = ([("baseline", args.baseline.resolve())] if args.baseline else []) + [("this", args.root.resolve())]
@@ -117,13 +131,17 @@ def main(argv=None) -> int:
                         kinds = [("single", args.single, args.window, 0)]
                         if has_send_batch(root):
                             kinds.append(("batched", args.batched, args.batch_window, args.batch))
+                        kinds = [k for k in kinds if k[0] in args.kinds.split(",")]
                         for kind, messages, window, batch in kinds:
-                            r = run_burst(server, nodes, secret, user_topic, workdir.path, messages, window, batch)
+                            r = run_burst(server, nodes, secret, user_topic, workdir.path, messages, window, batch,
+                                          args.profile)
                             row = {"repeat": rep, "setup": setup, "checkout": label, "kind": kind,
                                    "notices_per_s": round(r["acceptedPerSec"]), "call_p99_ms": r["callP99Ms"],
                                    "call_p50_ms": r["callP50Ms"], "delivery_p99_ms": r["p99Ms"],
                                    "missing": r["missing"], "errors": r["errors"], "window": window, "batch": batch,
                                    "server_cpu_us_per_notice": round(r["serverCpuSeconds"] * 1e6 / messages)}
+                            if "profile" in r:
+                                row["profile"] = r["profile"]
                             rows.append(row)
                             print(f"  #{rep} {setup:6} {label:8} {kind:7} {row['notices_per_s']:7,} notices/s  "
                                   f"call p50 {row['call_p50_ms']} ms p99 {row['call_p99_ms']} ms  "

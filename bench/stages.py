@@ -28,7 +28,7 @@ STAGES: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
                       "components/core/history.py")),
     ("ack call", ("components/wamp/receipts.py", "components/service/receipts.py", "components/core/receipts.py")),
     ("meta events", ("wamp.session.on_", "_session_joined", "onJoin (crossbar/router/session.py",
-                     "onLeave (crossbar/router/session.py", "components/wamp/callers.py", "_on_join")),
+                     "onLeave (crossbar/router/session.py", "_on_join", "components/upstream/sessions.py")),
     ("subscribe", ("processSubscribe", "processUnsubscribe", "crossbar/router/observation.py")),
     ("call (dealer)", ("processCall", "processYield", "processInvocationError", "_add_invoke_request",
                        "crossbar/router/dealer.py", "RouterApplicationSession.send",

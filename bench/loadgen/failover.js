@@ -7,7 +7,7 @@
 //   node failover.js config.json
 //
 // config: {clients: [{authid, token}], urls: [A, B], topic, sender: {url, authid, token}, to,
-//          rate (notices/s), concurrency, jitterMs, timeout (s), drain (s)}
+//          rate (notices/s), concurrency, jitterMs, timeout (s), drain (s), step (mark step, default 7)}
 // stdin:  "go" once the driver is ready to kill A (the sender starts), "killed <µs monotonic>"
 // stdout: JSON lines: ready, sending, back (progress), result
 "use strict";
@@ -19,11 +19,14 @@ const { nowUs, makeMessage, readMark } = require("./mark");
 
 function emit(obj) { process.stdout.write(JSON.stringify(obj) + "\n"); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const STEP = 7; // the mark's step of this benchmark's notices
+// the mark's step of this benchmark's notices: one per generator process when the driver splits
+// the clients over several (each checks its own sender's notices)
+let STEP = 7;
 const SEQ = /"seq":\s*(\d+)/;
 
 async function main() {
   const cfg = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+  if (cfg.step) STEP = cfg.step;
   const n = cfg.clients.length;
   const got = Array.from({ length: n }, () => new Set());
   const lastSeq = new Float64Array(n); // the highest topic seq seen
@@ -175,8 +178,12 @@ async function main() {
   return 0;
 }
 
-main().then((code) => process.exit(code || 0), (err) => {
+// exit once stdout has taken everything: the result line of 10,000 clients is over 64 KiB, and an
+// exit right after writing it cut it there
+const exitAfterWrites = (code) => process.stdout.write("", () => process.exit(code));
+
+main().then((code) => exitAfterWrites(code || 0), (err) => {
   console.error(err && err.stack ? err.stack : err);
   emit({ event: "error", error: String(err && err.message ? err.message : err) });
-  process.exit(1);
+  exitAfterWrites(1);
 });

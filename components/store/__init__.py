@@ -43,6 +43,10 @@ class Store(Protocol):
         ``latest`` the newest), or, with ``positions``, those with a ``seq`` above each
         topic's position; at most ``limit`` of them and about ``max_bytes`` of messages."""
 
+    def history_many(self, requests: Sequence[HistoryRequest]) -> List[Any]:
+        """Several history requests read together: per request, what :meth:`history` answers
+        for it, or the :class:`~components.core.retention.PrunedHistory` it raises."""
+
     def heads(self, topics: Sequence[str]) -> Dict[str, int]:
         """The ``seq`` of the newest committed envelope on each of ``topics`` (topics without
         any envelope are left out)."""

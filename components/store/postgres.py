@@ -13,7 +13,7 @@ was done on it yet (a write's ``BEGIN`` failed; a read can be repeated).
 """
 
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -24,6 +24,17 @@ from components.store.sql import POSTGRES, SqlStore
 _MIGRATION_LOCK = 0x64637374  # "dcst"
 _APPEND_LOCK = 0x64637361  # "dcsa"
 _PRUNE_LOCK = 0x64637370  # "dcsp"
+
+
+#: a group's messages in one statement of a fixed text whatever their number (one array per
+#: column): psycopg converts and caches it once and the server prepares it once, where a
+#: multi-row VALUES of a thousand parameters was parsed and planned again for every group
+_INSERT_MESSAGES = ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts,"
+                    " seq, topic) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+                    " %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[]) RETURNING id, topic, seq")
+_INSERT_KEYS = ("INSERT INTO send_keys (sender_dept, sender, key, fingerprint, envelope, ts) SELECT * FROM"
+                " unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
+                " ON CONFLICT DO NOTHING")
 
 
 def connection_params(url: str, timeout: float) -> Dict[str, Any]:
@@ -72,7 +83,7 @@ class PostgresStore(SqlStore):
         return conn.closed or conn.broken
 
     @contextmanager
-    def _write(self) -> Iterator[Any]:
+    def _write(self, pipelined: bool = False) -> Iterator[Any]:
         conn = self._conn()
         try:
             conn.execute("BEGIN")
@@ -83,7 +94,15 @@ class PostgresStore(SqlStore):
             conn = self._conn()
             conn.execute("BEGIN")
         try:
-            yield conn
+            if pipelined:
+                # psycopg's pipeline mode: statements go out without waiting for the answers
+                # of the ones before, until an answer is read; the COMMIT goes with the last ones
+                with conn.pipeline():
+                    yield conn
+                    conn.execute("COMMIT")
+            else:
+                yield conn
+                conn.execute("COMMIT")
         except BaseException:
             try:
                 if not self._is_broken(conn):
@@ -91,7 +110,22 @@ class PostgresStore(SqlStore):
             except psycopg.Error:
                 self._forget(conn)  # the first error says what happened; start afresh next time
             raise
-        conn.execute("COMMIT")
+
+    def _append_write(self) -> Any:
+        # a group commit in 5 round trips, whatever its size and its number of topics: BEGIN;
+        # the append lock with the stored-keys lookup; the topics' seq; the inserts; the keys'
+        # rows with the COMMIT
+        return self._write(pipelined=True)
+
+    def _insert_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        return [(_INSERT_MESSAGES, [list(column) for column in zip(*rows)])] if rows else []
+
+    def _keys_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        return [(_INSERT_KEYS, [list(column) for column in zip(*rows)])] if rows else []
+
+    def _batch(self, conn: Any, calls: Sequence[Tuple[str, Sequence[Any]]]) -> List[List[Any]]:
+        cursors = [conn.execute(sql, params) for sql, params in calls]
+        return [cursor.fetchall() for cursor in cursors]
 
     def _migration_lock(self, conn: Any) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_MIGRATION_LOCK,))

@@ -11,7 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from components.core.history import HistoryRequest, envelope_bytes, format_id
 from components.core.messages import make_envelope
@@ -189,6 +189,27 @@ def history_query(p: str, arms: int, mode: str) -> str:
     return f"SELECT {COLUMNS} FROM ({union}) AS m ORDER BY {outer} LIMIT {p}"
 
 
+def arm_query(p: str, number: int, mode: str) -> str:
+    """One range of :func:`history_query` as a part of a ``UNION ALL``, its rows tagged with
+    ``number`` (their first column).
+
+    :returns: SQL whose parameters are ``(topic, after_or_seq, limit)``
+    :rtype: str
+    """
+    if mode == "positions":
+        where, order = f"topic = {p} AND seq > {p}", "seq"
+    elif mode == "latest":
+        where, order = f"topic = {p} AND id > {p}", "id DESC"
+    else:
+        where, order = f"topic = {p} AND id > {p}", "id"
+    return (f"SELECT {number} AS arm_no, {COLUMNS} FROM (SELECT {COLUMNS} FROM messages WHERE {where}"
+            f" ORDER BY {order} LIMIT {p}) AS arm{number}")
+
+
+def _row_id(row: Any) -> Any:
+    return row[0]
+
+
 def row_to_envelope(row) -> Dict[str, Any]:
     msg_id, scope, target, dept, user, sender, sender_dept, message, ts, seq = row
     extra = {"seq": seq} if seq is not None else {}
@@ -273,6 +294,16 @@ class SqlStore(ReceiptsSql, RevocationRows):
         raise NotImplementedError
         yield
 
+    def _append_write(self) -> ContextManager[Any]:
+        """The write transaction of a group commit (a back end may send its statements in
+        fewer round trips)."""
+        return self._write()
+
+    def _batch(self, conn: Any, calls: Sequence[Tuple[str, Sequence[Any]]]) -> List[List[Any]]:
+        """Run ``calls`` (statement, parameters) in order on ``conn``; the rows of each. A back
+        end that can send them all before reading an answer does (one round trip)."""
+        return [conn.execute(sql, params).fetchall() for sql, params in calls]
+
     def _migration_lock(self, conn: Any) -> None:
         """Serialise migrations of several processes (nothing to do where the write
         transaction already excludes other writers)."""
@@ -328,7 +359,7 @@ class SqlStore(ReceiptsSql, RevocationRows):
             (:class:`DeadlinePassed`)
         :rtype: list
         """
-        with self._write() as conn:
+        with self._append_write() as conn:
             self._append_lock(conn)
             results = self._append_in(conn, items)
             self._prune_keys(conn, items)
@@ -360,9 +391,10 @@ class SqlStore(ReceiptsSql, RevocationRows):
         for _, item in fresh:
             counts[item.target.topic] = counts.get(item.target.topic, 0) + 1
         next_seq: Dict[str, int] = {}
-        for topic in sorted(counts):
-            last = conn.execute(self._seq_many_sql, (topic, counts[topic], counts[topic])).fetchone()[0]
-            next_seq[topic] = last - counts[topic] + 1
+        topics = sorted(counts)
+        heads = self._batch(conn, [(self._seq_many_sql, (topic, counts[topic], counts[topic])) for topic in topics])
+        for topic, head in zip(topics, heads):
+            next_seq[topic] = head[0][0] - counts[topic] + 1
         rows: List[Tuple[Any, ...]] = []
         for _, item in fresh:
             t = item.target
@@ -371,9 +403,9 @@ class SqlStore(ReceiptsSql, RevocationRows):
             rows.append((t.scope, t.target, t.dept, t.user, item.sender.user, item.sender.dept, item.message,
                          item.ts, seq, t.topic))
         ids: Dict[Tuple[str, int], int] = {}
-        for chunk in _chunks(rows, INSERT_CHUNK):
-            for msg_id, topic, seq in conn.execute(self._insert_sql(len(chunk)),
-                                                   [v for row in chunk for v in row]).fetchall():
+        inserted = self._batch(conn, self._insert_calls(rows))
+        for answer in inserted:
+            for msg_id, topic, seq in answer:
                 ids[(topic, seq)] = msg_id
         key_rows: List[Tuple[Any, ...]] = []
         for (n, item), row in zip(fresh, rows):
@@ -384,14 +416,24 @@ class SqlStore(ReceiptsSql, RevocationRows):
             if item.key:
                 key_rows.append((item.sender.dept, item.sender.user, item.key, item.fingerprint,
                                  json.dumps(envelope, separators=(",", ":")), item.ts))
-        for chunk in _chunks(key_rows, INSERT_CHUNK):
-            conn.execute(self._keys_sql(len(chunk)), [v for row in chunk for v in row])
+        for sql, params in self._keys_calls(key_rows):
+            conn.execute(sql, params)
         for n, first in repeats:
             earlier = results[first]
             assert earlier is not None and earlier.envelope is not None  # fresh: stored above
             same = items[n].fingerprint == items[first].fingerprint
             results[n] = Stored(earlier.envelope if same else None, False)
         return [r for r in results if r is not None]
+
+    def _insert_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        """The statements inserting ``rows`` into ``messages`` (each answers ``id, topic, seq``)."""
+        return [(self._insert_sql(len(chunk)), [v for row in chunk for v in row])
+                for chunk in _chunks(rows, INSERT_CHUNK)]
+
+    def _keys_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
+        """The statements inserting ``rows`` into ``send_keys``, a stored key left as it is."""
+        return [(self._keys_sql(len(chunk)), [v for row in chunk for v in row])
+                for chunk in _chunks(rows, INSERT_CHUNK)]
 
     def _insert_sql(self, rows: int) -> str:
         p = self.dialect.placeholder
@@ -412,13 +454,18 @@ class SqlStore(ReceiptsSql, RevocationRows):
         for item in items:
             assert item.key is not None
             by_sender.setdefault((item.sender.dept, item.sender.user), []).append(item.key)
-        found: Dict[Tuple[str, str, str], Tuple[str, Dict]] = {}
+        calls: List[Tuple[str, Sequence[Any]]] = []
+        senders: List[Tuple[str, str]] = []
         for (dept, user), keys in by_sender.items():
             for chunk in _chunks(sorted(set(keys)), HEADS_CHUNK):
                 sql = ("SELECT key, fingerprint, envelope FROM send_keys WHERE sender_dept = "
                        f"{p} AND sender = {p} AND key IN ({', '.join([p] * len(chunk))})")
-                for key, fp, envelope in conn.execute(sql, [dept, user, *chunk]).fetchall():
-                    found[(dept, user, key)] = (fp, json.loads(envelope))
+                calls.append((sql, [dept, user, *chunk]))
+                senders.append((dept, user))
+        found: Dict[Tuple[str, str, str], Tuple[str, Dict]] = {}
+        for (dept, user), answer in zip(senders, self._batch(conn, calls)):
+            for key, fp, envelope in answer:
+                found[(dept, user, key)] = (fp, json.loads(envelope))
         return found
 
     def sent_keys(self, sender: Identity, keys: Sequence[str]) -> Dict[str, Tuple[str, Dict[str, Any]]]:
@@ -462,6 +509,74 @@ class SqlStore(ReceiptsSql, RevocationRows):
         if mode == "latest":
             kept.reverse()
         return [row_to_envelope(r) for r in kept]
+
+    def history_many(self, requests: Sequence[HistoryRequest]) -> List[Any]:
+        """The answers of several history requests read together: per request, its envelopes
+        (exactly what :meth:`history` answers) or the :class:`PrunedHistory` it raises.
+
+        Concurrent readers mostly ask for the same topics from the same place (a department's
+        members after a node restart): each distinct range (topic, position, page size) is
+        read once for all of them, and what retention removed on their topics in the same
+        statement (one statement per :data:`ARMS_CHUNK` ranges: one round trip for a batch,
+        where each request alone made one). Each request's answer is the merge of its
+        ranges, cut as the single query cuts it.
+
+        :rtype: list
+        """
+        wanted: List[List[Tuple[str, str, int, int]]] = []  # per request: its arms (mode, topic, bound, limit)
+        for request in requests:
+            if request.positions is not None:
+                wanted.append([("positions", topic, seq, request.limit)
+                               for topic, seq in sorted(request.positions.items())])
+            else:
+                mode = "latest" if request.latest else "after"
+                wanted.append([(mode, topic, request.after, request.limit) for topic in request.topics])
+        arms_read = sorted({arm for arms in wanted for arm in arms})
+        checked = {i for i, request in enumerate(requests)
+                   if request.positions is not None or (request.after and not request.latest)}
+        floor_topics = sorted({arm[1] for i in checked for arm in wanted[i]})
+        rows_of: Dict[Tuple[str, str, int, int], List[Any]] = {arm: [] for arm in arms_read}
+        floors: Dict[str, Floor] = {}
+        p = self.dialect.placeholder
+        chunks = list(_chunks(arms_read, ARMS_CHUNK)) or [[]]
+        for n, chunk in enumerate(chunks):
+            parts, params = [], []
+            for i, (mode, topic, bound, limit) in enumerate(chunk):
+                parts.append(self._arm_sql(i, mode))
+                params += [topic, bound, limit]
+            if n == len(chunks) - 1 and floor_topics:
+                # what retention removed, in the same statement (so after the rows, as history()
+                # reads it): -1 rows carry (topic, seq, id) of each floor
+                parts.append(f"SELECT -1, id, NULL, topic, NULL, NULL, NULL, NULL, NULL, NULL, seq FROM pruned"
+                             f" WHERE topic IN ({', '.join([p] * len(floor_topics))})")
+                params += floor_topics
+            if not parts:
+                continue
+            for row in self._read(" UNION ALL ".join(parts), params):
+                if row[0] < 0:
+                    floors[row[3]] = Floor(row[10], row[1])
+                else:
+                    rows_of[chunk[row[0]]].append(row[1:])
+        answers: List[Any] = []
+        for i, (request, arms) in enumerate(zip(requests, wanted)):
+            if i in checked:
+                gone = pruned_past(request, floors)  # (it looks at the request's own topics only)
+                if gone:
+                    answers.append(PrunedHistory(gone))
+                    continue
+            latest = bool(arms) and arms[0][0] == "latest"
+            rows = sorted((r for arm in arms for r in rows_of.get(arm, ())), key=_row_id, reverse=latest)
+            kept = within_bytes(rows[:request.limit], request.max_bytes)
+            if latest:
+                kept.reverse()
+            answers.append([row_to_envelope(r) for r in kept])
+        return answers
+
+    def _arm_sql(self, number: int, mode: str) -> str:
+        key = (-number - 1, mode)  # (the single query's statements are keyed by positive counts)
+        if key not in self._history_sql:
+            self._history_sql[key] = arm_query(self.dialect.placeholder, number, mode)
+        return self._history_sql[key]
 
     def heads(self, topics: Sequence[str]) -> Dict[str, int]:
         # topic_seq holds each topic's last seq; an append updates it in its own transaction,
@@ -585,6 +700,8 @@ class SqlStore(ReceiptsSql, RevocationRows):
 
 #: topics per ``heads`` query (SQLite allows 999 parameters)
 HEADS_CHUNK = 500
+#: ranges per query of :meth:`SqlStore.history_many` (3 parameters each)
+ARMS_CHUNK = 200
 #: rows per multi-row INSERT (10 parameters each: within SQLite's 32766)
 INSERT_CHUNK = 500
 #: seconds between two removals of keys older than a day

@@ -16,7 +16,8 @@ One module per patched area:
 - :mod:`~components.upstream.worker`: reads of the router worker's internals;
 - :mod:`~components.upstream.localcalls`: calls of the node's own procedures answered in-process;
 - :mod:`~components.upstream.highlights`: debug lines' highlighted arguments made only when written;
-- :mod:`~components.upstream.sessions`: cutting off a session that ignores its GOODBYE.
+- :mod:`~components.upstream.sessions`: cutting off a session that ignores its GOODBYE; meta events
+  published only where someone listens.
 
 Each patch records what it replaces, the sha256 of the upstream source it was checked
 against, why it is needed, and what would let it go (:class:`~components.upstream.registry.Patch`).

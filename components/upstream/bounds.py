@@ -42,6 +42,7 @@ from crossbar.router.router import Router
 from components.core import names
 from components.core.errors import RATE_LIMITED
 from components.core.metrics import CALLS_REFUSED, CONNECTIONS_CLOSED
+from components.upstream import localcalls
 from components.upstream.registry import Patch, Wiring, register, replace
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
@@ -229,7 +230,7 @@ def _process_call(original: Any) -> Any:
     def processCall(self, session, call):
         limit = _wiring.calls_in_flight
         if limit and getattr(session, "_authrole", None) in _CLIENT_ROLES \
-                and len(self._caller_to_invocations.get(session, ())) >= limit:
+                and len(self._caller_to_invocations.get(session, ())) + localcalls.in_flight(session) >= limit:
             CALLS_REFUSED.inc()
             return _refuse(self._router, session, message.Call.MESSAGE_TYPE, call.request, RATE_LIMITED,
                            f"more than {limit} calls in flight on this session: wait for their answers")

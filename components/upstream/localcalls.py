@@ -27,14 +27,22 @@ are not in-process.
 
 What is left out, for these procedures only: a CANCEL of such a call finds nothing to cancel
 (the answer comes as it would have), and a call whose function answers later (a Deferred) is
-not among the caller's invocations in flight while it waits.
+not among the dealer's invocations of the caller while it waits; it is counted apart
+(:func:`in_flight`), and the bound on a session's calls in flight counts both.
+
+Every connecting client reads its first history page and resumes by ``deptcast.history``
+after a failover: the procedure is among :data:`DIRECT` since the round trip showed in a storm
+of connecting clients as it did for acknowledgements.
 """
 
-from typing import Any, Optional, Tuple
+import inspect
+from typing import Any, Dict, Optional, Tuple
 
 import txaio
 from autobahn.wamp import message, types
 from autobahn.wamp.exception import ApplicationError
+from twisted.internet import defer
+from twisted.python.failure import Failure
 from crossbar.router.dealer import Dealer
 from crossbar.router.session import RouterApplicationSession
 
@@ -43,9 +51,31 @@ from components.upstream.registry import Patch, Wiring, register, replace
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
-#: the procedures answered directly: each registered once, by one router component, with its
-#: function answering at once (``deptcast.ack`` for a caller already known)
-DIRECT: Tuple[str, ...] = (names.PROC_ACK,)
+#: the procedures answered directly: each registered once, by one router component
+#: (``deptcast.ack`` answers at once for a caller already known; ``deptcast.history`` answers
+#: when the store has read, and counts among the caller's calls in flight meanwhile: see
+#: :func:`in_flight`)
+DIRECT: Tuple[str, ...] = (names.PROC_ACK, names.PROC_HISTORY)
+
+#: per caller session, its direct calls whose function has not answered yet
+_waiting: Dict[Any, int] = {}
+
+
+def in_flight(session: Any) -> int:
+    """How many direct calls of ``session`` wait for their function's answer (the dealer's
+    own count of a caller's invocations does not hold them: ``bounds.per_session`` adds both).
+
+    :rtype: int
+    """
+    return _waiting.get(session, 0)
+
+
+def _done(session: Any) -> None:
+    left = _waiting.get(session, 0) - 1
+    if left > 0:
+        _waiting[session] = left
+    else:
+        _waiting.pop(session, None)
 
 
 def _error(call: Any, uri: str, text: str) -> Any:
@@ -149,11 +179,24 @@ def direct(dealer: Any, session: Any, call: Any, authorization: Any, registratio
 
     try:
         result = endpoint.fn(*args, **kwargs)
+        if inspect.iscoroutine(result):  # an ``async def`` procedure, as Autobahn runs it
+            result = defer.ensureDeferred(result)
     except Exception:
         failed(txaio.create_failure())
         return True
     if txaio.is_future(result):
-        txaio.add_callbacks(result, answered, failed)
+        if result.called:
+            txaio.add_callbacks(result, answered, failed)
+            return True
+        _waiting[session] = _waiting.get(session, 0) + 1
+
+        def later(outcome: Any) -> None:
+            _done(session)
+            if isinstance(outcome, Failure):
+                failed(outcome)
+            else:
+                answered(outcome)
+        result.addBoth(later)
     else:
         answered(result)
     return True
@@ -229,9 +272,10 @@ DIRECT_CALLS = register(Patch(
         "autobahn.wamp.types.CallDetails.__init__":
             "224288bcf15aaf535efa8536434558743c42201c8788f2628a9756867c427a65",
     },
-    why="every receiver calls deptcast.ack about once a second; each call of an in-process procedure went "
-        "through an INVOCATION and a YIELD between the dealer and the component in the same process: with 500 "
-        "receivers acknowledging, more than half of the router worker's samples were in the dealer's call path",
+    why="every receiver calls deptcast.ack about once a second, and every connecting client deptcast.history; each "
+        "call of an in-process procedure went through an INVOCATION and a YIELD between the dealer and the component "
+        "in the same process: with 500 receivers acknowledging, more than half of the router worker's samples were "
+        "in the dealer's call path",
     remove_when="Crossbar invokes in-process (router component) callees directly",
     apply=_direct,
 ))
@@ -239,4 +283,4 @@ DIRECT_CALLS = register(Patch(
 #: the one patch of this area
 PATCHES = (DIRECT_CALLS,)
 
-__all__ = ["DIRECT", "DIRECT_CALLS", "PATCHES", "direct", "eligible", "local_callee"]
+__all__ = ["DIRECT", "DIRECT_CALLS", "PATCHES", "direct", "eligible", "in_flight", "local_callee"]

@@ -38,6 +38,8 @@ from components.core.presence import (Change, PresenceBook, check_dept, forget_p
 from components.core.ratelimit import RateLimiter
 from components.core.settings import Settings
 from components.service.runtime import runtime
+from components.upstream import sessions
+from components.upstream.worker import router_of
 from components.wamp.base import NodeComponent, client_errors, scan_sessions
 from components.wamp.callers import Callers
 
@@ -245,10 +247,13 @@ class PresenceComponent(NodeComponent):
 
     def _announce(self, changes: List[Change]) -> None:
         # to this node's subscribers only: each node announces what it sees, so a change
-        # forwarded over a link as well would reach the peer's subscribers twice
+        # forwarded over a link as well would reach the peer's subscribers twice; and only
+        # where someone subscribes (a storm of new users would publish one each for nobody)
+        router = router_of(self)
         for change in changes:
-            self._publish(names.presence_topic(change.dept), change.event(),
-                          PublishOptions(exclude_authrole=[RLINK_ROLE]))
+            topic = names.presence_topic(change.dept)
+            if sessions.heard(router, topic):
+                self._publish(topic, change.event(), PublishOptions(exclude_authrole=[RLINK_ROLE]))
 
     def _publish(self, topic: str, payload: Dict[str, Any], options: Optional[PublishOptions] = None) -> None:
         if not self.is_attached():

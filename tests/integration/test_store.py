@@ -355,3 +355,46 @@ def test_revocations_are_kept_read_past_a_position_and_pruned(store, db):
         assert reopened.revocations_since(0, 0) == [(second, "onco", "bob", 2_000)]
     finally:
         reopened.close()
+
+
+def test_histories_read_together_answer_exactly_what_each_read_alone_answers(store):
+    """``history_many`` (what a node reads for concurrent callers) against ``history`` call by
+    call: every mode, page sizes, byte bounds, positions past the head, pruned positions."""
+    import random
+    from components.core.retention import PrunedHistory
+
+    rnd = random.Random(22)
+    readers = [Identity(f"u{i}", dept, "member") for i, dept in enumerate(["hr", "hr", "it", "ops", "hr", "it"])]
+    targets = [HR, IT, ALL, TO_BOB, Target(SCOPE_DEPT, "ops", dept="ops"),
+               Target(SCOPE_USER, "hr_u0", dept="hr", user="u0"), Target(SCOPE_USER, "it_u2", dept="it", user="u2")]
+    sent = [store.append(rnd.choice(targets), BOSS, "x" * rnd.choice([1, 50, 3000]), ts) for ts in range(300)]
+    # retention removed the oldest ones: positions and ids before them are refused as pruned
+    assert store.prune_older(40, batch=1000) == 40
+    ids = [int(e["id"]) for e in sent]
+    requests = []
+    for _ in range(400):
+        reader = rnd.choice(readers + [BOB])
+        topics = client_topics(reader.dept, reader.user)
+        mode = rnd.choice(["after", "latest", "positions"])
+        limit, max_bytes = rnd.choice([1, 3, 20, 100]), rnd.choice([DEFAULT_MAX_BYTES, 8000, 10])
+        if mode == "positions":
+            positions = {t: rnd.choice([0, 1, 5, 20, 40, 200, 10 ** 6]) for t in rnd.sample(topics, rnd.randint(1, 3))}
+            requests.append(HistoryRequest(topics, positions=positions, limit=limit, max_bytes=max_bytes))
+        else:
+            after = rnd.choice([0, 0, ids[10], ids[100], ids[-5], ids[-1] + 10])
+            requests.append(HistoryRequest(topics, after=after, limit=limit, latest=mode == "latest",
+                                           max_bytes=max_bytes))
+    alone = []
+    for request in requests:
+        try:
+            alone.append(store.history(request))
+        except PrunedHistory as e:
+            alone.append(("pruned", e.gone))
+    together = store.history_many(requests)
+    assert [("pruned", a.gone) if isinstance(a, PrunedHistory) else a for a in together] == alone
+    assert sum(1 for a in alone if a and a[0] != "pruned") > 100  # most asked for something there
+    assert sum(1 for a in alone if a and a[0] == "pruned") > 5
+    # more ranges than one statement takes, and nothing at all
+    many = [HistoryRequest(client_topics("hr", f"v{i}"), limit=2) for i in range(sql.ARMS_CHUNK + 10)]
+    assert store.history_many(many) == [store.history(r) for r in many]
+    assert store.history_many([]) == []

@@ -3,11 +3,12 @@ for the pool's thread never runs afterwards (a send answered ``unavailable`` is 
 late), and the probe leaves a busy pool alone."""
 
 import threading
+import time
 
 import pytest_twisted
 from twisted.internet import reactor, threads
 
-from components.core.sendkeys import Stored
+from components.core.sendkeys import Outgoing, Stored
 from components.store.sql import DeadlinePassed
 from components.store.threaded import StoreUnavailable, ThreadedStore
 
@@ -63,4 +64,164 @@ def test_a_call_past_its_deadline_before_it_started_never_runs():
         assert store.ran == ["first"]  # "second" was answered unavailable and never ran
     finally:
         store.release.set()
+        threaded.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(tmp_path):
+    """The calls of one reactor turn are read together, in batches of at most HISTORY_BATCH_MAX;
+    each hears its own answer (a pruned position its own refusal), exactly what the store
+    answers it alone."""
+    from components.core.history import HistoryRequest
+    from components.core.names import client_topics
+    from components.core.retention import PrunedHistory
+    from components.core.targets import SCOPE_DEPT, Target
+    from components.core.tokens import Identity
+    from components.store import open_store
+
+    store = open_store(str(tmp_path / "s.sqlite3"))
+    store.migrate()
+    boss = Identity("boss", "mgmt", "publisher")
+    for i in range(30):
+        store.append(Target(SCOPE_DEPT, "hr" if i % 3 else "it", dept="hr" if i % 3 else "it"), boss, f"m{i}", i)
+    store.prune_older(3, batch=100)
+    batches = []
+    many = store.history_many
+
+    def recorded(requests):
+        batches.append(len(requests))
+        return many(requests)
+    store.history_many = recorded
+    threaded = ThreadedStore(store, reactor, writers=1, readers=1, timeout=5)
+    try:
+        from components.store.threaded import HISTORY_BATCH_MAX
+        requests = [HistoryRequest(client_topics("hr" if i % 2 else "it", f"u{i}"), limit=1 + i % 7)
+                    for i in range(HISTORY_BATCH_MAX + 9)]
+        # a read past positions goes alone (store.history), refused as pruned here
+        requests.append(HistoryRequest(client_topics("hr", "x"), positions={"deptcast.dept.hr": 0}))
+        calls = [threaded.history(r) for r in requests]
+        answers = []
+        for d in calls:
+            try:
+                answers.append((yield d))
+            except PrunedHistory as e:
+                answers.append(("pruned", e.gone))
+        expected = []
+        for r in requests:
+            try:
+                expected.append(store.history(r))
+            except PrunedHistory as e:
+                expected.append(("pruned", e.gone))
+        assert answers == expected
+        assert answers[-1][0] == "pruned"
+        assert batches == [HISTORY_BATCH_MAX, 9]  # (the read past positions not among them)
+    finally:
+        threaded.close()
+
+
+class QuickStore:
+    """Answers every group at once; records the groups it was given."""
+
+    unavailable_errors = ()
+
+    def __init__(self):
+        self.groups = []
+        self.release = threading.Event()
+
+    def append_many(self, items, before_commit=None):
+        self.release.wait(10)
+        self.groups.append([item.message for item in items])
+        return [Stored({"message": item.message}, True) for item in items]
+
+    def ping(self, write):
+        pass
+
+    def close(self):
+        pass
+
+
+class _Block:
+    """A context manager that records whether it is entered."""
+
+    def __init__(self):
+        self.inside = False
+        self.entered = 0
+
+    def __call__(self):
+        return self
+
+    def __enter__(self):
+        self.inside = True
+        self.entered += 1
+
+    def __exit__(self, *exc):
+        self.inside = False
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_callers_of_one_group_are_answered_inside_one_block():
+    store = QuickStore()
+    block = _Block()
+    threaded = ThreadedStore(store, reactor, writers=1, readers=1, timeout=5, around_answers=block)
+    try:
+        answered_inside = []
+
+        def answered(result):
+            answered_inside.append((result[0].envelope["message"], block.inside))
+        first = threaded.append_many([Outgoing(None, None, "first", 1)]).addCallback(answered)
+        # the writer is busy with the first: these two wait and go as one group
+        rest = [threaded.append_many([Outgoing(None, None, m, 2)]).addCallback(answered) for m in ("second", "third")]
+        store.release.set()
+        for d in [first, *rest]:
+            yield d
+        assert store.groups == [["first"], ["second", "third"]]
+        assert answered_inside == [("first", True), ("second", True), ("third", True)]
+        assert block.entered == 2
+    finally:
+        threaded.close()
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+class BlockingStore(QuickStore):
+    """Holds every group until released; counts the groups under way at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.under_way = 0
+        self.most = 0
+
+    def append_many(self, items, before_commit=None):
+        with self.lock:
+            self.under_way += 1
+            self.most = max(self.most, self.under_way)
+        try:
+            return super().append_many(items, before_commit)
+        finally:
+            with self.lock:
+                self.under_way -= 1
+
+
+@pytest_twisted.inlineCallbacks
+def test_groups_bounds_the_group_commits_under_way_and_the_rest_wait_for_one_group():
+    store = BlockingStore()
+    threaded = ThreadedStore(store, reactor, writers=4, readers=1, timeout=5, groups=2)
+    try:
+        calls = [threaded.append_many([Outgoing(None, None, f"m{n}", 1)]) for n in range(6)]
+        # both writers hold their groups (a thread waits for it, with a deadline)
+        yield threads.deferToThread(wait_for, lambda: store.under_way == 2)
+        store.release.set()
+        for d in calls:
+            yield d
+        assert store.most == 2
+        assert store.groups[:2] in (
+            [["m0"], ["m1"]], [["m1"], ["m0"]])  # the first two went alone, one per writer
+        assert sorted(store.groups[2]) == ["m2", "m3", "m4", "m5"]  # the rest in one group
+    finally:
         threaded.close()

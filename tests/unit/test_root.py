@@ -134,3 +134,24 @@ class RootLeaveTests(SynchronousTestCase):
         self.runtime.messages.set(self.successor)
         RootComponent().onLeave(CloseDetails(reason="wamp.close.normal"))
         self.assertIs(self.runtime.messages.value, self.successor)
+
+
+def test_a_notice_is_published_unacknowledged_and_answered_at_once():
+    """The root session is attached in-process: when publish() returns, the broker has handed
+    the event out; no PUBLISHED answer (and its Deferred) per notice."""
+    component = RootComponent()
+    published = []
+    component.publish = lambda topic, *args, **kwargs: published.append((topic, args, kwargs))
+    d = component._publish("deptcast.dept.hr", {"id": "1"})
+    assert published == [("deptcast.dept.hr", ({"id": "1"},), {})]
+    assert d.called and d.result is None
+
+
+def test_a_publish_that_fails_fails_the_call():
+    component = RootComponent()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the session is gone")
+    component.publish = fail
+    with pytest.raises(RuntimeError):
+        component._publish("deptcast.dept.hr", {"id": "1"})

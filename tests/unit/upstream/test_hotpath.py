@@ -483,3 +483,91 @@ def test_a_client_gets_each_event_without_the_publishers_internals_made_once():
     assert b"publisher" in JsonSerializer().serialize(event)[0]
     plain = message.Event(3, 4, args=["x"])
     assert hotpath.public_event(plain) is plain
+
+
+class _CountingSocket:
+    """A socket that counts its ``send`` calls."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.sends = 0
+
+    def send(self, data):
+        self.sends += 1
+        return self._sock.send(data)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_corked_writes_go_out_as_one_send_per_connection_in_order():
+    apply_hotpath()
+    first, first_peer, first_reactor = tcp_connection()
+    second, second_peer, _ = tcp_connection()
+    first.socket = counting = _CountingSocket(first.socket)
+    with hotpath.corked():
+        first.write(b"event 1;")
+        second.write(b"other;")
+        with hotpath.corked():  # nested: one block
+            first.write(b"event 2;")
+        first.write(b"result")
+        assert read_all(first_peer) == b"" and read_all(second_peer) == b""
+    assert read_all(first_peer) == b"event 1;event 2;result"
+    assert read_all(second_peer) == b"other;"
+    assert counting.sends == 1
+    assert first_reactor.writers == []
+    first.write(b"after")  # uncorked: at once again
+    assert read_all(first_peer) == b"after" and counting.sends == 2
+
+
+def test_corked_writes_behind_a_full_buffer_keep_their_order():
+    apply_hotpath()
+    connection, peer, reactor = tcp_connection()
+    big = bytes(range(256)) * 40_000  # more than a socket buffer holds
+    connection.write(big)
+    with hotpath.corked():
+        connection.write(b"held")
+    received = [read_all(peer)]
+    while reactor.writers:
+        connection.doWrite()
+        received.append(read_all(peer))
+    assert b"".join(received) == big + b"held"
+
+
+def test_an_aborted_connection_gets_nothing_held_for_it():
+    apply_hotpath()
+    connection, peer, _ = tcp_connection()
+    with hotpath.corked():
+        connection.write(b"held")
+        connection._aborting = True
+    assert read_all(peer) == b""
+
+
+def test_without_the_hot_path_corked_changes_nothing():
+    remove_hotpath()
+    connection, peer, reactor = tcp_connection()
+    with hotpath.corked():
+        connection.write(b"frame")
+    assert reactor.writers == [connection]
+    connection.doWrite()
+    assert read_all(peer) == b"frame"
+
+
+def test_what_one_websocket_read_writes_goes_out_once_per_connection():
+    """A receiving node: one read from the link brings two events for the same subscriber."""
+    from autobahn.twisted.websocket import WebSocketAdapterProtocol
+    apply_hotpath()
+    subscriber, peer, _ = tcp_connection()
+    subscriber.socket = counting = _CountingSocket(subscriber.socket)
+
+    class Link(WebSocketAdapterProtocol):
+        def _dataReceived(self, data):
+            for frame in data.split(b"|"):
+                subscriber.write(frame)
+    Link().dataReceived(b"event 1|event 2")
+    assert read_all(peer) == b"event 1event 2"
+    assert counting.sends == 1
+    remove_hotpath()
+    Link().dataReceived(b"event 3|event 4")
+    subscriber.doWrite()
+    assert read_all(peer) == b"event 3event 4"

@@ -81,8 +81,25 @@ class Component:
         # (attaching it joins it)
         RouterApplicationSession(self.session, router, authid="node", authrole=BACKEND)
         opts = RegisterOptions(details_arg="details")
-        for procedure, fn in ((names.PROC_ACK, self.ack), (names.PROC_RECEIPTS, self.ack)):
+        for procedure, fn in ((names.PROC_ACK, self.ack), (names.PROC_RECEIPTS, self.ack),
+                              (names.PROC_HISTORY, self.history)):
             self.session.register(fn, procedure, options=opts)
+        self.waiting: List[defer.Deferred] = []
+
+    def pages(self, page: Any) -> None:
+        """Answer every history call waiting for the store with ``page``."""
+        waiting, self.waiting = self.waiting, []
+        for d in waiting:
+            d.callback(page)
+
+    async def history(self, limit=None, *args, details=None, **kwargs):
+        """As the api's: an ``async def`` whose answer waits for the store."""
+        d: defer.Deferred = defer.Deferred()
+        self.waiting.append(d)
+        page = await d
+        if page == "refused":
+            raise ApplicationError("deptcast.error.rate_limited", "slow down")
+        return page[:limit]
 
     def ack(self, ids=None, state=None, *args, details=None, **kwargs):
         if ids == "bad":
@@ -190,3 +207,41 @@ class LocalCallsTests(SynchronousTestCase):
         self.assertEqual(len(self.component.invocations), 1)
         [answer] = alice._transport.sent
         self.assertIsInstance(answer, message.Result)
+
+
+class DirectHistoryTests(SynchronousTestCase):
+    """``deptcast.history``: an ``async def`` answering when the store has read; counted among
+    the caller's calls in flight until then."""
+
+    setUp = LocalCallsTests.setUp
+    patch = LocalCallsTests.patch
+
+    def call_later(self, session: Any, request: int, **kwargs: Any) -> None:
+        self.router.process(session, message.Call(request, names.PROC_HISTORY, kwargs=kwargs))
+
+    def test_a_history_page_is_what_upstream_gives_and_counts_in_flight_while_it_waits(self):
+        answers = []
+        for patched in (False, True):
+            if patched:
+                self.patch()
+            alice = caller(self.router, 300 + patched)
+            self.call_later(alice, 1, limit=2)
+            self.call_later(alice, 2, limit=1)
+            self.assertEqual(alice._transport.sent, [])
+            self.assertEqual(localcalls.in_flight(alice), 2 if patched else 0)
+            self.component.pages([{"id": "1"}, {"id": "2"}, {"id": "3"}])
+            self.assertEqual(localcalls.in_flight(alice), 0)
+            answers.append([(type(m).__name__, m.request, m.args) for m in alice._transport.sent])
+        self.assertEqual(answers[1], answers[0])
+        self.assertEqual(answers[1], [("Result", 1, [[{"id": "1"}, {"id": "2"}]]), ("Result", 2, [[{"id": "1"}]])])
+        self.assertEqual(len(self.component.invocations), 2)  # upstream's two; none once patched
+
+    def test_a_refusal_after_the_wait_is_the_callers_error(self):
+        self.patch()
+        alice = caller(self.router, 310)
+        self.call_later(alice, 1, limit=2)
+        self.component.pages("refused")
+        [error] = alice._transport.sent
+        self.assertIsInstance(error, message.Error)
+        self.assertEqual((error.request, error.error, error.args), (1, "deptcast.error.rate_limited", ["slow down"]))
+        self.assertEqual(localcalls.in_flight(alice), 0)

@@ -41,10 +41,12 @@ def record_problems(patch: Patch) -> List[str]:
 #: registering it, a registration lost in a merge) fails here; one dropped on purpose is taken
 #: out of this list with it
 EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message", "hotpath.ws_send_data",
-            "hotpath.tcp_write", "logs.per_connection_lines", "logs.autobahn_pformat", "logs.crossbar_pformat",
+            "hotpath.tcp_write", "hotpath.ws_data_received",
+            "logs.per_connection_lines", "logs.autobahn_pformat", "logs.crossbar_pformat",
             "mesh.one_hop", "mesh.republish", "mesh.own_topics", "rlinks.repair", "roles.in_process", "wampjson.depth",
             "web.request_bodies", "web.trim_upgraded", "worker.session_info", "worker.stats", "worker.links",
             "worker.web_transport", "bounds.before_auth", "bounds.per_session", "sessions.cut_off",
+            "sessions.meta_heard",
             "localcalls.direct", "highlights.lazy"]
 
 

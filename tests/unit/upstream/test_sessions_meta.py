@@ -1,0 +1,97 @@
+"""Meta events published only where someone listens (``sessions.meta_heard``), on a real
+Crossbar router with its real service session: an event nobody subscribes never reaches the
+broker; one that a session subscribes reaches it as before."""
+
+from typing import Any, List
+
+from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
+from crossbar.router.router import RouterFactory
+from crossbar.router.service import RouterServiceAgent
+from crossbar.router.session import RouterApplicationSession
+from crossbar.worker.types import RouterRealm
+from twisted.trial.unittest import SynchronousTestCase
+
+from components import upstream
+from components.core import names
+from components.upstream import sessions
+
+BACKEND = "deptcast-backend"
+
+
+def realm_with_service_session() -> Any:
+    """A realm as a router worker starts it: its router and its service session (the meta API)."""
+    factory = RouterFactory("node1", "worker1", None)
+    realm = RouterRealm(None, None, {"name": names.REALM})
+    factory.start_realm(realm)
+    factory.add_role(names.REALM, {"name": BACKEND, "permissions": [
+        {"uri": "", "match": "prefix", "allow": {"call": True, "register": True, "publish": True, "subscribe": True},
+         "disclose": {"caller": True, "publisher": True}, "cache": True}]})
+    router = factory.get(names.REALM)
+    realm.session = RouterServiceAgent(ComponentConfig(names.REALM, {}), router)
+    RouterApplicationSession(realm.session, router, authid="service", authrole="trusted")
+    return router, realm.session
+
+
+class MetaHeardTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.router, self.agent = realm_with_service_session()
+        broker = self.router._broker
+        self.published: List[str] = []
+        upstream_publish = broker.processPublish
+
+        def counted(session: Any, publish: Any) -> Any:
+            self.published.append(publish.topic)
+            return upstream_publish(session, publish)
+        broker.processPublish = counted
+        [state] = upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
+        self.assertTrue(state.applied)
+        self.addCleanup(upstream.uninstall)
+
+    def test_an_event_nobody_subscribes_never_reaches_the_broker(self) -> None:
+        self.assertIsNone(self.agent.publish("wamp.subscription.on_subscribe", 1, 2))
+        answered = self.agent.publish("wamp.session.on_leave", 1, options=PublishOptions(acknowledge=True))
+        self.assertIsNone(self.successResultOf(answered))
+        self.assertEqual(self.published, [])
+
+    def test_an_event_someone_subscribes_reaches_it(self) -> None:
+        heard: List[Any] = []
+        listener = ApplicationSession(ComponentConfig(names.REALM))
+        RouterApplicationSession(listener, self.router, authid="node", authrole=BACKEND)
+        listener.subscribe(lambda *args: heard.append(args), "wamp.subscription.on_subscribe")
+        self.agent.publish("wamp.subscription.on_subscribe", 1, 2)
+        self.agent.publish("wamp.subscription.on_create", 1, {"id": 2})  # still nobody for this one
+        self.assertEqual(self.published, ["wamp.subscription.on_subscribe"])
+        self.assertEqual(heard, [(1, 2)])
+        # a prefix subscription counts too
+        listener.subscribe(lambda *args: heard.append(args), "wamp.session", options=SubscribeOptions(match="prefix"))
+        self.agent.publish("wamp.session.on_join", {"session": 3})
+        self.assertEqual(self.published, ["wamp.subscription.on_subscribe", "wamp.session.on_join"])
+        self.assertEqual(heard, [(1, 2), ({"session": 3},)])
+
+    def test_without_the_patch_every_event_goes_through_the_broker(self) -> None:
+        upstream.uninstall()
+        self.agent.publish("wamp.subscription.on_subscribe", 1, 2)
+        self.assertEqual(self.published, ["wamp.subscription.on_subscribe"])
+
+
+class HeardTests(SynchronousTestCase):
+    """``sessions.heard``: whether a component's event would reach any subscription."""
+
+    def setUp(self) -> None:
+        self.router, _ = realm_with_service_session()
+        self.addCleanup(upstream.uninstall)
+
+    def test_only_a_matching_subscription_makes_a_topic_heard(self) -> None:
+        upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
+        self.assertFalse(sessions.heard(self.router, "deptcast.presence.cardio"))
+        listener = ApplicationSession(ComponentConfig(names.REALM))
+        RouterApplicationSession(listener, self.router, authid="node", authrole=BACKEND)
+        listener.subscribe(lambda *args: None, "deptcast.presence.cardio")
+        self.assertTrue(sessions.heard(self.router, "deptcast.presence.cardio"))
+        self.assertFalse(sessions.heard(self.router, "deptcast.presence.onco"))
+
+    def test_in_doubt_a_topic_is_heard(self) -> None:
+        self.assertTrue(sessions.heard(self.router, "deptcast.presence.cardio"))  # the patch not applied
+        upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
+        self.assertTrue(sessions.heard(None, "deptcast.presence.cardio"))
