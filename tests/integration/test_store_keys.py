@@ -15,6 +15,8 @@ from components.core.targets import SCOPE_DEPT, SCOPE_USER, Target
 from components.core.tokens import Identity
 from components.store import open_store, sql
 from components.store.sql import DeadlinePassed
+from tests.support.pg import pg_schema
+from tests.support.stores import migrated_store
 
 PAT = Identity("pat", "hr", "publisher")
 PAT_OF_IT = Identity("pat", "it", "publisher")
@@ -137,54 +139,44 @@ def test_a_postgresql_group_commit_takes_five_round_trips_whatever_its_topics(tm
     """BEGIN; the append lock with the keys lookup; every topic's seq; the inserts; the keys'
     rows with the COMMIT: counted in libpq's protocol trace as the client's messages that wait
     for the server's answers (a simple Query, a Flush or a Sync)."""
-    with pg_schema("deptcast_trips") as url:
-        store = open_store(url)
-        store.migrate()
-        try:
-            conn = store._conn()
-            trace = tmp_path / "trace"
-            with open(trace, "w") as out:
-                conn.pgconn.trace(out.fileno())
-                ts = now_ms()
-                users = [Target(SCOPE_USER, f"hr_u{n}", dept="hr", user=f"u{n}") for n in range(5)]
-                items = [Outgoing(target, PAT, f"m{n}", ts, f"k{n}")
-                         for n in range(40) for target in [users[n % 5]]] + [Outgoing(HR, PAT, "all", ts, "k-hr")]
-                stored = store.append_many(items)
-                conn.pgconn.untrace()
-            assert [s.fresh for s in stored] == [True] * 41
-            assert [s.envelope["seq"] for s in stored[:10]] == [1] * 5 + [2] * 5
-            sent = [line.split("\t")[3] for line in trace.read_text().splitlines() if line.split("\t")[1:2] == ["F"]]
-            # (psycopg flushes once more after the pipeline's Sync: the same round trip)
-            waits = [m for m in sent if m in ("Query", "Flush", "Sync")]
-            assert waits[:5] == ["Query", "Flush", "Flush", "Flush", "Sync"] and "Sync" not in waits[5:]
-        finally:
-            store.close()
+    with pg_schema("deptcast_trips") as url, migrated_store(url) as store:
+        conn = store._conn()
+        trace = tmp_path / "trace"
+        with open(trace, "w") as out:
+            conn.pgconn.trace(out.fileno())
+            ts = now_ms()
+            users = [Target(SCOPE_USER, f"hr_u{n}", dept="hr", user=f"u{n}") for n in range(5)]
+            items = [Outgoing(target, PAT, f"m{n}", ts, f"k{n}")
+                     for n in range(40) for target in [users[n % 5]]] + [Outgoing(HR, PAT, "all", ts, "k-hr")]
+            stored = store.append_many(items)
+            conn.pgconn.untrace()
+        assert [s.fresh for s in stored] == [True] * 41
+        assert [s.envelope["seq"] for s in stored[:10]] == [1] * 5 + [2] * 5
+        sent = [line.split("\t")[3] for line in trace.read_text().splitlines() if line.split("\t")[1:2] == ["F"]]
+        # (psycopg flushes once more after the pipeline's Sync: the same round trip)
+        waits = [m for m in sent if m in ("Query", "Flush", "Sync")]
+        assert waits[:5] == ["Query", "Flush", "Flush", "Flush", "Sync"] and "Sync" not in waits[5:]
 
 
 def test_postgresql_groups_of_any_size_insert_with_one_statement_text(tmp_path):
     """A group's messages and keys go in by one statement each, of the same text whatever the
     group's size (so psycopg converts it once and the server can keep it prepared)."""
-    with pg_schema("deptcast_unnest") as url:
-        store = open_store(url)
-        store.migrate()
-        try:
-            conn = store._conn()
-            trace = tmp_path / "trace"
-            with open(trace, "w") as out:
-                conn.pgconn.trace(out.fileno())
-                for size in (1, 7, 600):  # 600: more than one multi-row VALUES chunk held
-                    ts = now_ms()
-                    stored = store.append_many([Outgoing(HR, PAT, f"{size}-{n}", ts, f"k{size}-{n}")
-                                                for n in range(size)])
-                    assert all(s.fresh for s in stored)
-                conn.pgconn.untrace()
-            # a Parse message: the statement's name, then its text (neither holds a double quote)
-            parsed = [re.search(r'"[^"]*" "([^"]*)"', line.split("\t")[4]).group(1)
-                      for line in trace.read_text().splitlines() if line.split("\t")[1:4:2] == ["F", "Parse"]]
-            messages = {text for text in parsed if "INSERT INTO messages" in text}
-            keys = {text for text in parsed if "INSERT INTO send_keys" in text}
-            assert len(messages) == 1 and len(keys) == 1
-            assert sum("INSERT INTO messages" in text for text in parsed) == 3  # one per group
-            assert [e["seq"] for e in stored_on(store, "deptcast.dept.hr")] == list(range(1, 609))
-        finally:
-            store.close()
+    with pg_schema("deptcast_unnest") as url, migrated_store(url) as store:
+        conn = store._conn()
+        trace = tmp_path / "trace"
+        with open(trace, "w") as out:
+            conn.pgconn.trace(out.fileno())
+            for size in (1, 7, 600):  # 600: more than one multi-row VALUES chunk held
+                ts = now_ms()
+                stored = store.append_many([Outgoing(HR, PAT, f"{size}-{n}", ts, f"k{size}-{n}")
+                                            for n in range(size)])
+                assert all(s.fresh for s in stored)
+            conn.pgconn.untrace()
+        # a Parse message: the statement's name, then its text (neither holds a double quote)
+        parsed = [re.search(r'"[^"]*" "([^"]*)"', line.split("\t")[4]).group(1)
+                  for line in trace.read_text().splitlines() if line.split("\t")[1:4:2] == ["F", "Parse"]]
+        messages = {text for text in parsed if "INSERT INTO messages" in text}
+        keys = {text for text in parsed if "INSERT INTO send_keys" in text}
+        assert len(messages) == 1 and len(keys) == 1
+        assert sum("INSERT INTO messages" in text for text in parsed) == 3  # one per group
+        assert [e["seq"] for e in stored_on(store, "deptcast.dept.hr")] == list(range(1, 609))
