@@ -10,6 +10,7 @@ renewal, so a long ``listen`` runs on whatever another process last wrote there)
 import argparse
 import os
 import stat
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
@@ -185,27 +186,53 @@ def refused(command: str, error: Exception, token: TokenSource) -> int:
 
 
 def run_reactor(main: Callable[[Any], Any]) -> int:
-    """Run ``main(reactor)`` (a Deferred of an exit status) on the Twisted reactor."""
+    """Run ``main(reactor)`` (a Deferred of an exit status) on the Twisted reactor.
+
+    SIGINT and SIGTERM stop it once, leaving cleanly (the shutdown triggers run); a repeat while it
+    stops is ignored. ``timeout`` signals the command and then its process group, a service
+    manager may do the same and people press Ctrl-C twice: with Twisted's own handlers the second
+    signal raised ``ReactorNotRunning`` (a traceback on stderr) or, once they were gone, killed
+    the process.
+    """
     # here, not at the top: importing the reactor installs it, and only the commands that talk
     # to a node run one
-    from twisted.internet import defer, reactor
+    from twisted.internet import defer
+    from twisted.internet import reactor as installed
     from twisted.internet.error import ReactorNotRunning
 
+    reactor: Any = installed  # the concrete reactor: run(installSignalHandlers=...), callFromThread
     outcome: List[int] = []
+    stopping: List[bool] = []
 
-    def finish(result: Any) -> None:
-        outcome.append(result if isinstance(result, int) else 0)
+    def stop_once() -> None:
+        if stopping:
+            return
+        stopping.append(True)
         try:
             reactor.stop()
         except ReactorNotRunning:
-            pass  # already stopping (a signal): the shutdown trigger has left cleanly
+            pass  # main ended before the reactor ran
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if not stopping:
+            reactor.callFromThread(stop_once)
+
+    def finish(result: Any) -> None:
+        outcome.append(result if isinstance(result, int) else 0)
+        stop_once()
 
     def crashed(failure: Any) -> None:
         print(f"deptcast: {printable(failure.getErrorMessage())}", file=sys.stderr)
         finish(EXIT_REFUSED)
 
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, on_signal)
     reactor.callWhenRunning(lambda: defer.ensureDeferred(main(reactor)).addCallbacks(finish, crashed))
-    reactor.run()
+    reactor.run(installSignalHandlers=False)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        # a signal while the interpreter exits would find the default action (Python restores it
+        # for a handler of its own): it would kill a process that has already left cleanly
+        signal.signal(number, signal.SIG_IGN)
     return outcome[0] if outcome else 0
 
 

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -140,6 +141,25 @@ def test_listen_killed_and_restarted_with_state_resumes_right_after_its_saved_po
     assert [e["id"] for e in printed_second] == [e["id"] for e in sender.accepted if envelope_key(e)[1] > saved]
     _assert_once_in_order(printed_second, [e for e in sender.accepted if envelope_key(e)[1] > saved])
     assert second.proc.returncode == 0 and "Traceback" not in second.err.read_text()
+
+
+@pytest_twisted.inlineCallbacks
+def test_listen_told_to_stop_twice_at_once_exits_cleanly(node, tmp_path):
+    # `timeout 5 deptcast listen` sends SIGTERM to the command and again to its process group: two
+    # signals at once (so does a service manager that signals a group, or Ctrl-C pressed twice)
+    dept = _unique("stop")
+    listener = Listener(tmp_path, "twice", ["--url", node.url, "--user", "ann", "--dept", dept])
+    try:
+        yield wait_for(listener.connected, 30, "the listener to connect")
+    finally:
+        if listener.proc.poll() is None:
+            os.kill(listener.proc.pid, signal.SIGTERM)
+            time.sleep(0.05)  # the second while the first is being handled (two at once would be one to Python)
+            os.killpg(listener.proc.pid, signal.SIGTERM)
+        listener.proc.wait(30)
+    err = listener.err.read_text()
+    assert listener.proc.returncode == 0, err
+    assert "Traceback" not in err and "ReactorNotRunning" not in err, err
 
 
 @pytest_twisted.inlineCallbacks
