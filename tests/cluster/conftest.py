@@ -6,8 +6,9 @@ nodes under ``deptcast run``, ``cluster init --local``) make their own.
 """
 
 import pytest
+import pytest_twisted
 
-from tests.support.cluster import running_cluster
+from tests.support.cluster import connect_inspectors, running_cluster
 
 
 @pytest.fixture(scope="package")
@@ -25,3 +26,12 @@ def cluster(shared_cluster):
     for node in shared_cluster.nodes.values():
         node.wait_ready(90.0, "healthy")
     return shared_cluster
+
+
+@pytest_twisted.async_yield_fixture(scope="module")
+async def inspectors(cluster):
+    """A meta API session on every node of the module's cluster (the tests' inspector socket)."""
+    out = await connect_inspectors(cluster)
+    yield out
+    for inspector in out.values():
+        inspector.leave()

@@ -19,7 +19,7 @@ import pytest_twisted
 from components.core import names
 from components.core.names import RLINK_ROLE
 from tests.chaos.load import _sleep
-from tests.support.cluster import Cluster, _subscribers, connect_inspectors, wait_links_carry
+from tests.support.cluster import Cluster, _subscribers, wait_links_carry
 from tests.support.nodes import token
 from tests.support.wamp import connect
 
@@ -30,14 +30,6 @@ WATCH = 2.0
 #: subscribe-unsubscribe rounds of one client
 BLINKS = 5
 CHURN = "subscription already gone:"
-
-
-@pytest_twisted.async_yield_fixture(scope="module")
-async def inspectors(cluster):
-    out = await connect_inspectors(cluster)
-    yield out
-    for inspector in out.values():
-        inspector.leave()
 
 
 OWN = ("own", "")

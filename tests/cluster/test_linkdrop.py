@@ -29,7 +29,7 @@ from twisted.internet import defer, reactor, task
 
 from components.core import names
 from components.core.names import RLINK_ROLE
-from tests.support.cluster import Cluster, connect_inspectors, wait_links_carry
+from tests.support.cluster import Cluster, wait_links_carry
 from tests.support.legacy import connect_legacy
 from tests.support.nodes import token
 from tests.support.wamp import connect, wait_for
@@ -175,15 +175,6 @@ def wait_link_back(inspector, peer: str, topic: str, before: Set[int], timeout: 
 
 
 # ----------------------------------------------------------------------------- fixtures and helpers
-
-
-@pytest_twisted.async_yield_fixture(scope="module")
-async def inspectors(cluster):
-    """A meta API session on every node (the tests' inspector socket)."""
-    out = await connect_inspectors(cluster)
-    yield out
-    for inspector in out.values():
-        inspector.leave()
 
 
 @pytest_twisted.async_yield_fixture(scope="module")

@@ -13,6 +13,7 @@ from components.store import sql
 from components.store import sqlite as sqlite_module
 from components.core.tokens import Identity
 from tests.support.pg import pg_schema
+from tests.support.stores import history_or_pruned
 
 def history(store, reader: Identity, after: int = 0, limit: int = 100, latest: bool = False, positions=None,
             max_bytes: int = DEFAULT_MAX_BYTES):
@@ -384,12 +385,7 @@ def test_histories_read_together_answer_exactly_what_each_read_alone_answers(sto
             after = rnd.choice([0, 0, ids[10], ids[100], ids[-5], ids[-1] + 10])
             requests.append(HistoryRequest(topics, after=after, limit=limit, latest=mode == "latest",
                                            max_bytes=max_bytes))
-    alone = []
-    for request in requests:
-        try:
-            alone.append(store.history(request))
-        except PrunedHistory as e:
-            alone.append(("pruned", e.gone))
+    alone = [history_or_pruned(store, request) for request in requests]
     together = store.history_many(requests)
     assert [("pruned", a.gone) if isinstance(a, PrunedHistory) else a for a in together] == alone
     assert sum(1 for a in alone if a and a[0] != "pruned") > 100  # most asked for something there

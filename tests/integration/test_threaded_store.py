@@ -11,6 +11,7 @@ from twisted.internet import reactor, threads
 from components.core.sendkeys import Outgoing, Stored
 from components.store.sql import DeadlinePassed
 from components.store.threaded import StoreUnavailable, ThreadedStore
+from tests.support.stores import history_or_pruned
 
 
 class SlowStore:
@@ -106,13 +107,7 @@ def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(t
                 answers.append((yield d))
             except PrunedHistory as e:
                 answers.append(("pruned", e.gone))
-        expected = []
-        for r in requests:
-            try:
-                expected.append(store.history(r))
-            except PrunedHistory as e:
-                expected.append(("pruned", e.gone))
-        assert answers == expected
+        assert answers == [history_or_pruned(store, r) for r in requests]
         assert answers[-1][0] == "pruned"
         assert batches == [HISTORY_BATCH_MAX, 9]  # (the read past positions not among them)
     finally:

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from components.core.retention import PrunedHistory
 from components.store import open_store
 from tests.support.pg import pg_schema
 
@@ -38,3 +39,12 @@ def migrated_store(location: str) -> Iterator[Any]:
         yield store
     finally:
         store.close()
+
+
+def history_or_pruned(store: Any, request: Any) -> Any:
+    """``store.history(request)``, or ``("pruned", gone)`` where retention removed what it asks
+    for: one comparable answer either way."""
+    try:
+        return store.history(request)
+    except PrunedHistory as e:
+        return ("pruned", e.gone)
