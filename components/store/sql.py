@@ -170,6 +170,29 @@ def _arm(p: str, where: str, order: str) -> str:
     return f"SELECT * FROM (SELECT {COLUMNS} FROM messages WHERE {where} ORDER BY {order} LIMIT {p}) AS arm"
 
 
+def request_ranges(request: HistoryRequest) -> Tuple[str, List[Tuple[str, Any]]]:
+    """A history request's mode (``positions``, ``latest`` or ``after``) and its ranges, one
+    ``(topic, bound)`` per topic: the seq it has, or the id it read after.
+
+    :rtype: tuple
+    """
+    if request.positions is not None:
+        return "positions", sorted(request.positions.items())
+    return ("latest" if request.latest else "after"), [(topic, request.after) for topic in request.topics]
+
+
+def range_sql(p: str, mode: str) -> Tuple[str, str]:
+    """The condition and order of one topic's range in ``mode``, its parameters ``(topic, bound)``.
+
+    :rtype: tuple
+    """
+    if mode == "positions":
+        return f"topic = {p} AND seq > {p}", "seq"
+    if mode == "latest":
+        return f"topic = {p} AND id > {p}", "id DESC"
+    return f"topic = {p} AND id > {p}", "id"
+
+
 def history_query(p: str, arms: int, mode: str) -> str:
     """The history query over ``arms`` topics, each read through its own index range.
 
@@ -179,12 +202,8 @@ def history_query(p: str, arms: int, mode: str) -> str:
     :returns: SQL whose parameters are ``(topic, after_or_seq, limit)`` per arm, then ``limit``
     :rtype: str
     """
-    if mode == "positions":
-        where, order, outer = f"topic = {p} AND seq > {p}", "seq", "id"
-    elif mode == "latest":
-        where, order, outer = f"topic = {p} AND id > {p}", "id DESC", "id DESC"
-    else:
-        where, order, outer = f"topic = {p} AND id > {p}", "id", "id"
+    where, order = range_sql(p, mode)
+    outer = "id DESC" if mode == "latest" else "id"
     union = " UNION ALL ".join(_arm(p, where, order) for _ in range(arms))
     return f"SELECT {COLUMNS} FROM ({union}) AS m ORDER BY {outer} LIMIT {p}"
 
@@ -196,12 +215,7 @@ def arm_query(p: str, number: int, mode: str) -> str:
     :returns: SQL whose parameters are ``(topic, after_or_seq, limit)``
     :rtype: str
     """
-    if mode == "positions":
-        where, order = f"topic = {p} AND seq > {p}", "seq"
-    elif mode == "latest":
-        where, order = f"topic = {p} AND id > {p}", "id DESC"
-    else:
-        where, order = f"topic = {p} AND id > {p}", "id"
+    where, order = range_sql(p, mode)
     return (f"SELECT {number} AS arm_no, {COLUMNS} FROM (SELECT {COLUMNS} FROM messages WHERE {where}"
             f" ORDER BY {order} LIMIT {p}) AS arm{number}")
 
@@ -487,12 +501,7 @@ class SqlStore(ReceiptsSql, RevocationRows):
         conn.execute(f"DELETE FROM send_keys WHERE ts < {self.dialect.placeholder}", (cutoff,))
 
     def history(self, request: HistoryRequest) -> List[Dict[str, Any]]:
-        if request.positions is not None:
-            mode = "positions"
-            arms = [(topic, seq) for topic, seq in sorted(request.positions.items())]
-        else:
-            mode = "latest" if request.latest else "after"
-            arms = [(topic, request.after) for topic in request.topics]
+        mode, arms = request_ranges(request)
         if not arms:
             return []
         key = (len(arms), mode)
@@ -525,12 +534,8 @@ class SqlStore(ReceiptsSql, RevocationRows):
         """
         wanted: List[List[Tuple[str, str, int, int]]] = []  # per request: its arms (mode, topic, bound, limit)
         for request in requests:
-            if request.positions is not None:
-                wanted.append([("positions", topic, seq, request.limit)
-                               for topic, seq in sorted(request.positions.items())])
-            else:
-                mode = "latest" if request.latest else "after"
-                wanted.append([(mode, topic, request.after, request.limit) for topic in request.topics])
+            mode, ranges = request_ranges(request)
+            wanted.append([(mode, topic, bound, request.limit) for topic, bound in ranges])
         arms_read = sorted({arm for arms in wanted for arm in arms})
         checked = {i for i, request in enumerate(requests)
                    if request.positions is not None or (request.after and not request.latest)}
