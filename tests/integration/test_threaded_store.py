@@ -115,7 +115,8 @@ def test_concurrent_history_calls_are_read_in_batches_each_with_its_own_answer(t
 
 
 class QuickStore:
-    """Answers every group at once; records the groups it was given."""
+    """Answers every group once released; records each group as it is given (before the wait,
+    so the record's order is the order the writers took them, not the order threads woke)."""
 
     unavailable_errors = ()
 
@@ -124,8 +125,8 @@ class QuickStore:
         self.release = threading.Event()
 
     def append_many(self, items, before_commit=None):
-        self.release.wait(10)
         self.groups.append([item.message for item in items])
+        self.release.wait(10)
         return [Stored({"message": item.message}, True) for item in items]
 
     def ping(self, write):
