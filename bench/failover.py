@@ -147,7 +147,8 @@ class Steps:
                 results.append(event)
         merged = {"event": "result", "backSeconds": sorted(t for r in results for t in r["backSeconds"]),
                   "killedUs": results[0]["killedUs"]}
-        for key in ("clients", "back", "failures", "accepted", "sent", "sendErrors", "missing", "dups", "attempts"):
+        for key in ("clients", "back", "failures", "accepted", "sent", "sendErrors", "missing", "dups", "attempts",
+                    "refused"):
             merged[key] = sum(r.get(key) or 0 for r in results)
         yield merged
 
@@ -167,8 +168,9 @@ def one_run(args, workdir: Path) -> dict:
 
         def configure(node_dir: Path) -> None:
             leave_out_patch(node_dir, [p for p in args.leave_out.split(",") if p])
+    env = {"DEPTCAST_MAX_AUTHENTICATING": str(args.max_authenticating)} if args.max_authenticating is not None else {}
     cluster = h.DeptcastCluster(args.root, workdir / f"cluster-{int(time.time() * 1000)}", args.pg,
-                                configure=configure)
+                                configure=configure, extra_env=env)
     step = None
     try:
         for node in cluster.nodes:
@@ -262,6 +264,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--leave-out", default="", metavar="PATCHES",
                         help="comma-separated upstream patches the nodes leave out (their config's leave_out)")
+    parser.add_argument("--max-authenticating", type=int, default=None, metavar="N",
+                        help="the nodes' DEPTCAST_MAX_AUTHENTICATING (default: the node's own default; a checkout "
+                             "without the setting ignores it)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     args = parser.parse_args(argv)
     files = raise_files(4 * args.clients + 1000)
@@ -280,7 +285,8 @@ def main(argv=None) -> int:
                   f"half {r['p50Back']} s, 90% {r['p90Back']} s, 99% {r['p99Back']} s, all {r['allBack']} s after "
                   f"the kill; {r.get('accepted')} notices accepted, {r.get('missing')} copies missing, "
                   f"{r.get('dups')} duplicates; "
-                  f"node B {r['nodeBCpuSeconds'] or 0:.1f} s CPU; {r.get('attempts')} connection attempts; "
+                  f"node B {r['nodeBCpuSeconds'] or 0:.1f} s CPU; {r.get('attempts')} connection attempts "
+                  f"({r.get('refused') or 0} answered 503); "
                   f"back per second: {r['perSecond']}", flush=True)
     out = args.out or HERE / "results" / f"failover-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

@@ -35,6 +35,7 @@ async function main() {
   const clients = new Array(n);
   const mark = [0, 0, 0];
   let failures = 0;
+  let refused = 0; // attempts answered 503 (the node busy authenticating others)
   let dups = 0; // copies seen twice (live on B and again from history: a client drops them by seq)
 
   const take = (i, data) => {
@@ -134,8 +135,15 @@ async function main() {
         back++;
         return;
       } catch (err) {
-        if (errorsShown++ < 5) console.error(`client ${i} on B: ${err && err.message ? err.message : err}`);
         if (Date.now() > deadline) { failures++; return; }
+        if (err && err.status === 503) {
+          // the node is busy authenticating others: come back when it says, spread by ±50 %
+          refused++;
+          const after = err.retryAfter == null ? Math.min(5000, 250 * attempts[i]) / 1000 : err.retryAfter;
+          await sleep(after * 1000 * (0.5 + Math.random()));
+          continue;
+        }
+        if (errorsShown++ < 5) console.error(`client ${i} on B: ${err && err.message ? err.message : err}`);
         await sleep(Math.min(5000, 250 * attempts[i]) * (0.5 + Math.random()));
       }
     }
@@ -171,7 +179,7 @@ async function main() {
   emit({
     event: "result", clients: n, back: curve.length, failures, accepted: accepted.size, sent, sendErrors,
     missing, dups, killedUs, backSeconds: curve,
-    attempts: Array.from(attempts).reduce((a, b) => a + b, 0),
+    attempts: Array.from(attempts).reduce((a, b) => a + b, 0), refused,
   });
   for (const c of clients) if (c) c.close();
   sender.close();
