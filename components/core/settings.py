@@ -59,7 +59,7 @@ SECRET_FILE = "jwt.secret"
 SQLITE_FILE = "deptcast.sqlite3"
 #: WAMP connections a router worker lets be between their upgrade and their WELCOME at once
 #: (``DEPTCAST_MAX_AUTHENTICATING``); the next are answered 503 with a Retry-After
-DEFAULT_MAX_AUTHENTICATING = 1000
+DEFAULT_MAX_AUTHENTICATING = 2500
 #: the node directory a checkout's ``crossbar start`` uses
 DEFAULT_NODE_DIR = ".crossbar"
 #: WebSocket ping interval and timeout (ms) on client transports; proxies must allow longer idles
