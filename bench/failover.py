@@ -1,15 +1,18 @@
 """Failover: N WAMP clients on node A of a 2-node cluster; A is killed; the curve of clients
 back on node B (resubscribed and caught up from history) against time, and nothing missed.
 
-    scripts/bench failover [--clients 2000] [--runs 2] [--jitter-ms 2000] [--rate 1]
+    scripts/bench failover [--clients 2000] [--runs 2] [--jitter-ms 2000] [--rate 1] [--procs K]
+                           [--max-authenticating N]
 
 Starts a 2-node cluster (``cluster init``, PostgreSQL, as ``compare.py``'s cluster) through its
 outside interfaces (``harness.py``), then the load generator's failover step
 (``loadgen/failover.js``): CLIENTS members of one department connect to node A and subscribe to
 their department; a publisher on node B sends RATE notices a second to it; node A is killed
 (SIGKILL of its process group: no goodbye, as a crash or a power cut); each client waits a random
-delay up to JITTER_MS (browsers spread their retries), connects to B, subscribes again and reads
-what it missed with ``deptcast.history(positions=...)``. Reported per run: when the first, half,
+delay up to JITTER_MS (browsers spread their retries), connects to B (a 503 from a node busy
+authenticating others: again after its ``Retry-After``, spread by ±50 %), subscribes again and
+reads what it missed with ``deptcast.history(positions=...)``, page by page until the history
+reaches the first notice that came to it live on B (or a page is empty). Reported per run: when the first, half,
 90%, 99% and the last client were back (seconds after the kill), the curve in 1-second steps, the
 notices the sender had accepted and how many client copies were missing after the drain (must
 be 0) and duplicated, and the CPU node B used from the kill until the last was back. Results go

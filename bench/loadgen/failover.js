@@ -46,7 +46,7 @@ async function main() {
     if (m && Number(m[1]) > lastSeq[i]) lastSeq[i] = Number(m[1]);
   };
 
-  async function open(i, url) {
+  async function open(i, url, onLive = null) {
     const c = new WampClient();
     // a node that takes the connection but never answers must not hold the client for ever
     let timer = null;
@@ -56,7 +56,7 @@ async function main() {
     try {
       await Promise.race([c.connect({ url, authid: cfg.clients[i].authid, token: cfg.clients[i].token }), late]);
     } finally { clearTimeout(timer); }
-    c.onEvent = (data) => take(i, data);
+    c.onEvent = onLive ? (data) => { take(i, data); onLive(data); } : (data) => take(i, data);
     await c.subscribe(cfg.topic);
     return c;
   }
@@ -118,11 +118,21 @@ async function main() {
     for (;;) {
       attempts[i]++;
       try {
-        const c = await open(i, cfg.urls[1]);
+        // the first notice that reached it live on B: everything from it on comes live (the
+        // subscription was made before the history is read), so paging ends once the history
+        // reaches it; a client that read until an empty page, while each of its history calls
+        // took longer than the notices' interval, would never have ended (every page held the
+        // notices sent during the call before)
+        let firstLive = Infinity;
+        const onLive = (data) => {
+          const m = SEQ.exec(typeof data === "string" ? data : data.toString());
+          if (m && Number(m[1]) < firstLive) firstLive = Number(m[1]);
+        };
+        const c = await open(i, cfg.urls[1], onLive);
         clients[i] = c;
         // what it missed: the topic's notices after the last seq it saw, page by page
         let position = from;
-        for (;;) {
+        while (position < firstLive - 1) {
           const args = await c.call("deptcast.history", [], { positions: { [cfg.topic]: position } });
           const page = Array.isArray(args) ? args[0] : null; // the RESULT's arguments: [envelopes]
           if (!Array.isArray(page) || page.length === 0) break;
