@@ -19,6 +19,12 @@ const { nowUs, makeMessage, readMark } = require("./mark");
 
 function emit(obj) { process.stdout.write(JSON.stringify(obj) + "\n"); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// a request that gets no answer in 30 s fails (and its connection closes): a client must not wait for ever
+function within(promise, c, text) {
+  let timer = null;
+  const late = new Promise((_, reject) => { timer = setTimeout(() => { c.close(); reject(new Error(text)); }, 30000); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 // the mark's step of this benchmark's notices: one per generator process when the driver splits
 // the clients over several (each checks its own sender's notices)
 let STEP = 7;
@@ -57,7 +63,7 @@ async function main() {
       await Promise.race([c.connect({ url, authid: cfg.clients[i].authid, token: cfg.clients[i].token }), late]);
     } finally { clearTimeout(timer); }
     c.onEvent = onLive ? (data) => { take(i, data); onLive(data); } : (data) => take(i, data);
-    await c.subscribe(cfg.topic);
+    await within(c.subscribe(cfg.topic), c, "no SUBSCRIBED within 30 s");
     return c;
   }
 
@@ -133,7 +139,9 @@ async function main() {
         // what it missed: the topic's notices after the last seq it saw, page by page
         let position = from;
         while (position < firstLive - 1) {
-          const args = await c.call("deptcast.history", [], { positions: { [cfg.topic]: position } });
+          if (Date.now() > deadline) throw new Error(`still catching up ${cfg.timeout} s after the first retry`);
+          const args = await within(c.call("deptcast.history", [], { positions: { [cfg.topic]: position } }), c,
+            "no history answer within 30 s");
           const page = Array.isArray(args) ? args[0] : null; // the RESULT's arguments: [envelopes]
           if (!Array.isArray(page) || page.length === 0) break;
           for (const env of page) {
