@@ -123,6 +123,7 @@ async function main() {
     const from = lastSeq[i];
     for (;;) {
       attempts[i]++;
+      let c = null;
       try {
         // the first notice that reached it live on B: everything from it on comes live (the
         // subscription was made before the history is read), so paging ends once the history
@@ -134,7 +135,7 @@ async function main() {
           const m = SEQ.exec(typeof data === "string" ? data : data.toString());
           if (m && Number(m[1]) < firstLive) firstLive = Number(m[1]);
         };
-        const c = await open(i, cfg.urls[1], onLive);
+        c = await open(i, cfg.urls[1], onLive);
         clients[i] = c;
         // what it missed: the topic's notices after the last seq it saw, page by page
         let position = from;
@@ -153,6 +154,7 @@ async function main() {
         back++;
         return;
       } catch (err) {
+        if (c) c.close(); // a session whose catch-up failed: the next attempt is a new one
         if (Date.now() > deadline) { failures++; return; }
         if (err && err.status === 503) {
           // the node is busy authenticating others: come back when it says, spread by ±50 %
