@@ -19,6 +19,10 @@ const { nowUs, makeMessage, readMark } = require("./mark");
 
 function emit(obj) { process.stdout.write(JSON.stringify(obj) + "\n"); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// the wait after failed attempt number `n` (0-based) when the node gave no Retry-After: the browser
+// client's schedule (web/link.js retryDelay: 1 s ×1.6 per attempt up to 20 s, ±25 %; a retry
+// every 0.25–5 s kept 18,000 clients' connections coming faster than a node could even refuse them)
+const retryMs = (n) => Math.max(200, 1000 * Math.min(20, 1.6 ** n) * (1 + 0.25 * (2 * Math.random() - 1)));
 // a request that gets no answer in 30 s fails (and its connection closes): a client must not wait for ever
 function within(promise, c, text) {
   let timer = null;
@@ -121,6 +125,7 @@ async function main() {
     const deadline = Date.now() + cfg.timeout * 1000;
     // where it was: events that reach it on B before history is read must not move this on
     const from = lastSeq[i];
+    let failed = 0; // attempts that failed other than by a 503
     for (;;) {
       attempts[i]++;
       let c = null;
@@ -159,12 +164,11 @@ async function main() {
         if (err && err.status === 503) {
           // the node is busy authenticating others: come back when it says, spread by ±50 %
           refused++;
-          const after = err.retryAfter == null ? Math.min(5000, 250 * attempts[i]) / 1000 : err.retryAfter;
-          await sleep(after * 1000 * (0.5 + Math.random()));
+          await sleep(err.retryAfter == null ? retryMs(failed++) : err.retryAfter * 1000 * (0.5 + Math.random()));
           continue;
         }
         if (errorsShown++ < 5) console.error(`client ${i} on B: ${err && err.message ? err.message : err}`);
-        await sleep(Math.min(5000, 250 * attempts[i]) * (0.5 + Math.random()));
+        await sleep(retryMs(failed++));
       }
     }
   }
