@@ -66,8 +66,8 @@ class PresenceComponent(NodeComponent):
         self._asking: Dict[str, Any] = {}           # peer -> [delay, pending DelayedCall]
         self._synced: Set[str] = set()              # peers whose snapshot we hold
         self._scan_left: Optional[Set[int]] = set()  # sessions that left while the start scan ran
-        yield self.subscribe(self._on_session_join, "wamp.session.on_join")
-        yield self.subscribe(self._on_session_leave, "wamp.session.on_leave")
+        yield self.follow_meta(self._on_session_join, "wamp.session.on_join")
+        yield self.follow_meta(self._on_session_leave, "wamp.session.on_leave")
         if self._peers:
             yield self.subscribe(self._on_internal, PRESENCE_INTERNAL_TOPIC)
         yield self._scan()
