@@ -290,5 +290,5 @@ GC = register(Patch(
 #: the five patches of this area
 PATCHES = (SESSION_INFO, STATS, LINKS, WEB_TRANSPORT, GC)
 
-__all__ = ["GC", "GC_FULL_AFTER", "PATCHES", "events_sent", "link_states", "router_of", "session_details", "session_info",
-           "stop_listening", "web_address"]
+__all__ = ["GC", "GC_FULL_AFTER", "PATCHES", "events_sent", "link_states", "router_of", "session_details",
+           "session_info", "stop_listening", "web_address"]
