@@ -46,7 +46,7 @@ EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message
             "mesh.one_hop", "mesh.republish", "mesh.own_topics", "rlinks.repair", "roles.in_process", "wampjson.depth",
             "web.request_bodies", "web.trim_upgraded", "worker.session_info", "worker.stats", "worker.links",
             "worker.web_transport", "worker.gc", "bounds.before_auth", "bounds.per_session", "sessions.cut_off",
-            "sessions.meta_heard", "sessions.meta_local",
+            "sessions.meta_heard", "sessions.meta_local", "wampjson.c_scanner",
             "localcalls.direct", "highlights.lazy"]
 
 
