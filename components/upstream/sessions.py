@@ -21,14 +21,16 @@ grace period :func:`cut_off` aborts the session's connection.
   each client that subscribes its three topics. Not applied: every meta event goes through the
   broker.
 - ``sessions.meta_local``: the node's own components follow the session and subscription meta
-  events (presence, session lives, receipts, the census of ``/health``): through the broker,
-  each event is a PUBLISH, its authorization and match, and an EVENT per component, every
-  client's join and leave four or five of them. With this patch a component that follows a meta
-  topic with :func:`follow` is called in-process by the service session's publish, with the
-  event's arguments, before the broker would have delivered it; the event then goes through the
-  broker only if a WAMP subscription (a router link, a management client) matches it
-  (``sessions.meta_heard``). Not applied: :func:`follow` answers ``False`` and the component
-  subscribes as before.
+  events (presence, session lives, receipts, the census of ``/health``), and so do the local
+  legs of the router links (``mesh.own_topics``: every client's subscriptions): through the
+  broker, each event is a PUBLISH, its authorization and match, and an EVENT per follower,
+  every client's join and leave four or five of them on one node and its three subscriptions
+  four more in a cluster. With this patch a session that follows a meta topic with
+  :func:`follow` is called in-process by the service session's publish, with the event's
+  arguments (and left out where the publish's options exclude it, as the broker would), before
+  the broker would have delivered it; the event then goes through the broker only if a WAMP
+  subscription (a management client) matches it (``sessions.meta_heard``). Not applied:
+  :func:`follow` answers ``False`` and the session subscribes as before.
 """
 
 import functools
@@ -158,12 +160,33 @@ def follow(session: Any, handler: Callable[..., Any], topic: str) -> bool:
     return True
 
 
+def _excluded(session: Any, options: Any) -> bool:
+    """Whether the publish ``options`` keep ``session`` from an event, as the broker would
+    (``exclude``, ``exclude_authid``, ``exclude_authrole``, and the ``eligible`` lists)."""
+    if options is None:
+        return False
+    for name, value in (("exclude", session._session_id), ("exclude_authid", session._authid),
+                        ("exclude_authrole", session._authrole)):
+        listed = getattr(options, name, None)
+        if listed and value in listed:
+            return True
+    for name, value in (("eligible", session._session_id), ("eligible_authid", session._authid),
+                        ("eligible_authrole", session._authrole)):
+        listed = getattr(options, name, None)
+        if listed is not None and value not in listed:
+            return True
+    return False
+
+
 def _deliver(followers: List[Tuple[Any, Callable[..., Any]]], args: Tuple[Any, ...],
              kwargs: Dict[str, Any]) -> None:
+    options = kwargs.pop("options", None)
     for entry in list(followers):
         session, handler = entry
         if not session.is_attached():
             followers.remove(entry)  # the component left
+            continue
+        if _excluded(session, options):
             continue
         try:
             answer = handler(*args, **kwargs)
@@ -183,7 +206,7 @@ def meta_publish(upstream: Any) -> Any:
         if _followers:
             followers = _followers.get(getattr(self, "_router", None), {}).get(topic)
             if followers:
-                _deliver(followers, args, {k: v for k, v in kwargs.items() if k != "options"})
+                _deliver(followers, args, dict(kwargs))
         if isinstance(topic, str) and not getattr(options, "retain", None) and unheard(self, topic):
             # what upstream answers once the broker dropped it: nothing, or an acknowledgement
             return defer.succeed(None) if getattr(options, "acknowledge", None) else None

@@ -172,3 +172,12 @@ class MetaLocalTests(SynchronousTestCase):
         self.assertFalse(sessions.follow(self.component, lambda *args: None, "wamp.session.on_join"))
         self.install()
         self.assertFalse(sessions.follow(self.component, lambda *args: None, "deptcast.presence.cardio"))
+
+    def test_a_follower_the_publish_excludes_is_left_out_as_the_broker_would(self) -> None:
+        self.install()
+        heard: List[Any] = []
+        sessions.follow(self.component, lambda *args: heard.append(args), "wamp.subscription.on_create")
+        self.agent.publish("wamp.subscription.on_create", 1, {"id": 2}, options=PublishOptions(exclude_authid=["node"]))
+        self.assertEqual(heard, [])
+        self.agent.publish("wamp.subscription.on_create", 1, {"id": 3}, options=PublishOptions(exclude_authid=["n2"]))
+        self.assertEqual(heard, [(1, {"id": 3})])
