@@ -148,7 +148,7 @@ class MetaLocalTests(SynchronousTestCase):
     def test_a_failing_follower_is_reported_and_the_others_still_called(self) -> None:
         self.install()
         errors: List[Any] = []
-        self.component.onUserError = lambda fail, msg: errors.append(fail.value)  # type: ignore[method-assign]
+        self.component.onUserError = lambda fail, msg: errors.append(fail.value)
         heard: List[Any] = []
 
         def broken(*args: Any) -> None:
