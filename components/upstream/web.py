@@ -46,7 +46,8 @@ few hundred bytes (3-5 % of a cluster node's router worker in a storm of connect
 The patch gives Autobahn's WebSocket module a ``create_xor_masker`` that masks a frame of up to
 :data:`SMALL_FRAME` bytes with :class:`SmallMasker` (the XOR of two integers, the same
 ``pointer``/``reset``/``process`` and the same bytes), and leaves larger or unknown-length frames
-to Autobahn's masker.
+to Autobahn's masker (faster from about 1.5 KiB on: 30-1,024 bytes took 1.7-6.1 µs a frame this way
+against 6.5-8.2 µs with the native masker; 1,500 bytes 8.3 against 7.2).
 """
 
 import json
@@ -68,7 +69,7 @@ txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 # -- small frames' masks --------------------------------------------------------------------
 
 #: frames up to this many bytes are (un)masked by :class:`SmallMasker`
-SMALL_FRAME = 16 * 1024
+SMALL_FRAME = 1024
 
 
 class SmallMasker:
