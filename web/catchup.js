@@ -12,7 +12,11 @@
 //    first visit) the client first asks ``{latest: true}`` once, delivers the answer, and takes
 //    each topic's highest seq in it as its position. Then it asks ``{positions}`` for all its
 //    topics (0 for a topic with none) and pages on with the new positions until an answer is
-//    empty. Events arriving meanwhile are held.
+//    empty. Events arriving meanwhile are held. A topic whose position reaches the seq just
+//    before its lowest live event held during the read is complete (the client subscribed
+//    first, so everything after that event arrives live: the held events continue the read
+//    without a hole) and is not asked again; the read ends when no topic is left. On a busy
+//    topic an empty answer may never come: each page brings what was stored since the last.
 // 2. A history answer: each envelope with a seq above its topic's position is delivered and
 //    becomes the position (history is complete: a seq it skips is gone for good); the rest
 //    are duplicates.
@@ -20,9 +24,10 @@
 //    delivered, with the held events that follow it without a hole; s > p + 1 is held: a gap.
 // 4. A gap still open after a grace period (events relayed by different nodes may arrive out
 //    of order) is read from history: ``{positions}`` for the topics with a gap, paged until
-//    empty. Then the held events are released: in seq order per topic, past a hole only for
-//    those held before the read began (history covered them; what it did not bring will not
-//    come). A hole left above them waits for the next grace period.
+//    empty (or, per topic, until it reaches a held live event, as in rule 1). Then the held
+//    events are released: in seq order per topic, past a hole only for those held before the
+//    read began (history covered them; what it did not bring will not come) of a topic read
+//    until empty. A hole left above them waits for the next grace period.
 // 5. Whatever is delivered at once goes out in id order (ids sort in send order). An envelope
 //    without seq (stored before seq existed) is delivered once by id and never held.
 // 6. A lost connection drops the held events and any read under way; the next join reads them.
@@ -267,13 +272,28 @@ export class Recovery {
 
   /**
    * Ask ``{positions}`` for ``topics`` page by page until an empty answer (a short page is not
-   * the end: the node bounds pages by bytes too). ``shown``: the topics of a newest page read
-   * just before (rule 7), or null.
+   * the end: the node bounds pages by bytes too), or, per topic, until its position reaches
+   * the seq just before its lowest live event held during the read (rule 1): that topic is
+   * not asked again, and the read ends when no topic is left. ``shown``: the topics of a
+   * newest page read just before (rule 7), or null. Returns the topics whose read ended at a
+   * held live event.
    */
   async _read(generation, topics, shown = null) {
     let refusals = 0;
+    const liveFrom = new Map(); // topic -> the lowest seq of a live event held during the read
+    const reached = new Set(); // topics whose read is complete: the held live events continue it
+    const note = (asked) => {
+      for (const t of asked) {
+        const held = this.held.get(t);
+        if (held.size) liveFrom.set(t, Math.min(liveFrom.get(t) ?? Infinity, ...held.keys()));
+        if (liveFrom.has(t) && this.pos.get(t) + 1 >= liveFrom.get(t)) reached.add(t);
+      }
+    };
     for (;;) {
-      const positions = Object.fromEntries(topics.map((t) => [t, this.pos.get(t)]));
+      note(topics.filter((t) => !reached.has(t)));
+      const asked = topics.filter((t) => !reached.has(t));
+      if (!asked.length) return reached;
+      const positions = Object.fromEntries(asked.map((t) => [t, this.pos.get(t)]));
       let rows;
       try {
         rows = await this._call(generation, { positions, limit: this.pageSize });
@@ -285,20 +305,21 @@ export class Recovery {
         this.onPruned(Array.isArray(err.args) && typeof err.args[0] === "string" ? err.args[0] : "");
         if (shown === null) {
           const newest = await this._call(generation, { latest: true, limit: this.pageSize });
-          shown = this._deliverNewest(newest, topics);
+          shown = this._deliverNewest(newest, asked);
         } else {
-          await this._findKept(generation, topics.filter((t) => !shown.has(t)));
+          await this._findKept(generation, asked.filter((t) => !shown.has(t)));
           shown = null;
         }
         continue;
       }
       shown = null;
       refusals = 0;
-      if (!rows.length) return;
+      if (!rows.length) return reached;
+      note(asked); // the live events held while the page was asked for
       if (!this._deliverHistory(rows)) {
         // an answer that moves no position would be asked again for ever
         this.warn("deptcast.history answered envelopes past no position; stopped paging");
-        return;
+        return reached;
       }
     }
   }
@@ -426,8 +447,9 @@ export class Recovery {
     const generation = this.generation;
     this.filling = true;
     this.busy(true);
+    let reached;
     try {
-      await this._read(generation, topics);
+      reached = await this._read(generation, topics);
     } catch (err) {
       if (err instanceof Abandoned) return;
       this.filling = false;
@@ -439,6 +461,7 @@ export class Recovery {
     if (generation !== this.generation) return;
     this.filling = false;
     this.busy(false);
+    for (const t of reached) through.delete(t); // history stopped at its held events, not past them
     this._release(through);
   }
 

@@ -7,7 +7,7 @@ calls. The :class:`~components.client.engine.Engine` runs one :class:`CatchUp` f
 whole life, across sessions.
 """
 
-from typing import Any, Callable, List, Optional, Protocol, Set
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set
 
 from autobahn.wamp.exception import ApplicationError, TransportLost
 
@@ -123,7 +123,11 @@ class CatchUp:
                    shown: Optional[Set[str]] = None) -> bool:
         """Read history past the positions of ``topics`` (all: ``None``) until an empty answer
         (``join``: the read of a join, after which the events held meanwhile go); a short
-        answer is not the end (the node bounds answers by bytes too). ``False`` if it did not
+        answer is not the end (the node bounds answers by bytes too). A topic whose position
+        reaches the seq just before its lowest live event held during the read is complete
+        (everything after it arrived live, :meth:`~components.core.recovery.Recovery.lowest_held`)
+        and is not asked again: on a busy topic an empty answer may never come; the read ends
+        when no topic is left. ``False`` if it did not
         get to the end (the session was lost, or another read is under way). The counts of
         :attr:`stats` are brought up to date, whatever the outcome.
 
@@ -140,9 +144,14 @@ class CatchUp:
         recovery = self.recovery
         mark = recovery.begin_fill()
         refusals = 0
+        live_from: Dict[str, int] = {}  # per topic, the lowest seq of a live event held during the read
+        reached: Set[str] = set()  # topics whose read is complete: the held live events continue it
         try:
             while True:
-                asked = {t: p for t, p in recovery.positions().items() if topics is None or t in topics}
+                asked = {t: p for t, p in recovery.positions().items()
+                         if (topics is None or t in topics) and t not in reached}
+                self._note_live(asked, live_from, reached)
+                asked = {t: p for t, p in asked.items() if t not in reached}
                 if not asked:
                     break
                 try:
@@ -171,14 +180,25 @@ class CatchUp:
                     return False
                 if not page:
                     break
+                self._note_live(asked, live_from, reached)  # before the page passes over held events
                 self.delivery.arrived_from_history(page)
                 self.delivery.emit(recovery.offer_page(page, self._now()))
-            self.delivery.emit(recovery.end_fill(mark, topics, self._now(), join=join))
+            self.delivery.emit(recovery.end_fill(mark, topics, self._now(), join=join, reached=reached))
         finally:
             if self._fill_generation == generation:
                 self._fill_generation = None
             self.sync_counts()
         return True
+
+    def _note_live(self, asked: Dict[str, int], live_from: Dict[str, int], reached: Set[str]) -> None:
+        """Note the lowest live event held per topic of ``asked``, and the topics whose
+        position reached the seq just before it (their read is complete)."""
+        positions = self.recovery.positions()
+        for topic, seq in self.recovery.lowest_held(asked).items():
+            live_from[topic] = min(seq, live_from.get(topic, seq))
+        for topic in asked:
+            if topic in live_from and positions[topic] + 1 >= live_from[topic]:
+                reached.add(topic)
 
     async def _newest_page(self, session: Any, generation: int, topics: List[str]) -> Optional[Set[str]]:
         """After a refusal as pruned: read the newest page and deliver, for ``topics``, what

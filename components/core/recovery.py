@@ -11,7 +11,9 @@ The facts they rest on (the contract, ``deptcast.history``):
   its topic with a smaller ``seq`` is in the store too;
 - ``deptcast.history(positions={topic: seq})`` answers the envelopes past each position,
   oldest first, a bounded page at a time: read it until an answer is empty and nothing
-  stored is left out;
+  stored is left out, or, for a topic, until the read reaches a live event held during it
+  (the client subscribes before it reads, so every later envelope arrives live: the held
+  events continue the read without a hole, see :meth:`Recovery.lowest_held`);
 - events relayed by different nodes may arrive out of order, so a missing ``seq`` is given
   :data:`GAP_GRACE` seconds to arrive before history is asked for it;
 - with retention on, a position older than what the node kept is refused
@@ -155,6 +157,22 @@ class Recovery:
         """
         order = self._order.get(topic)
         return [order.held[s][0] for s in sorted(order.held)] if order is not None else []
+
+    def lowest_held(self, topics: Iterable[str]) -> Dict[str, int]:
+        """Per topic of ``topics`` whose start is known, the lowest ``seq`` of the live
+        events held back. The subscriber subscribed before it reads history, so every envelope
+        of the topic past that seq arrives live: once a read's position reaches the seq just
+        before it, the read of that topic is complete (on a busy topic an empty answer may
+        never come, each page bringing what was stored since the one before).
+
+        :rtype: dict
+        """
+        out = {}
+        for topic in topics:
+            order = self._started(topic)
+            if order is not None and order.held:
+                out[topic] = min(order.held)
+        return out
 
     def remember(self, envelopes: Iterable[Envelope]) -> None:
         """Note envelopes handed to the application outside :meth:`offer` (the newest few a
@@ -302,8 +320,9 @@ class Recovery:
         return out
 
     def begin_fill(self) -> int:
-        """Mark the start of a history read that goes on until an empty answer; pass the
-        mark to :meth:`end_fill` when it is done.
+        """Mark the start of a history read that goes on until an empty answer (or, per
+        topic, until it reaches a held live event: :meth:`lowest_held`); pass the mark to
+        :meth:`end_fill` when it is done.
 
         :rtype: int
         """
@@ -311,25 +330,29 @@ class Recovery:
         return self._mark
 
     def end_fill(self, mark: int, topics: Optional[Sequence[str]] = None,
-                 now: float = 0.0, join: bool = False) -> List[Envelope]:
+                 now: float = 0.0, join: bool = False, reached: Iterable[str] = ()) -> List[Envelope]:
         """History was read past the positions of ``topics`` (default: all) until an empty
         answer, begun at ``mark``; return what to deliver, in id order. An envelope held
         since before then was stored before the read began, and so was every smaller
         ``seq`` of its topic: those history did not bring do not exist, so stop waiting for
         them and deliver. Envelopes held since the read began wait for a new grace period if
         a hole is left below them. ``join``: the read of a join, whose held events go now.
+        ``reached``: topics whose read ended at a held live event instead of an empty answer
+        (:meth:`lowest_held`); history did not read past their held events, so a hole left
+        above those waits for a new grace period too.
 
         :rtype: list
         """
         out: List[Envelope] = []
         if join:
             self._joining = False
+        reached = set(reached)
         for topic in topics if topics is not None else self.topics:
             order = self._started(topic)
             if order is None:
                 continue
             out += self._delivered(order.release())
-            early = [s for s, (_, arrived) in order.held.items() if arrived < mark]
+            early = [s for s, (_, arrived) in order.held.items() if arrived < mark and topic not in reached]
             if early:
                 out += self._delivered(order.give_up(max(early) + 1))
             order.restart_gap(now)
