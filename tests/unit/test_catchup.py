@@ -103,6 +103,36 @@ def test_pages_are_read_until_an_empty_answer_not_until_a_short_one():
     assert [c["positions"][DEPT] for c in s2.history_calls()] == [0, 2, 4, 5]   # 2 + 2 + 1, then empty
 
 
+@pytest.mark.parametrize("page", [2, HISTORY_PAGE])
+def test_a_busy_department_ends_the_read_at_the_events_held_meanwhile(page):
+    """Every history answer brings one more notice, published live while the call is under way:
+    an empty answer never comes for the department, yet the join's read ends once history
+    reaches the events held since subscribing, and everything is delivered once, in order."""
+    h = Harness(page=page)
+    s1 = h.join()
+    h.lose(s1)
+    for i in range(5):
+        h.store.append("cardio", f"missed {i}")
+    s2 = FakeSession(h.store, node="n2")
+    live: List[str] = []
+
+    def busy(**kwargs):
+        if len(live) < 200:   # bounds the read that never ends (without the rule, it would not)
+            live.append(f"live {len(live)}")
+            h.send("cardio", live[-1], via=[s2])
+        return h.store.history(names.client_topics("cardio", "alice"), **kwargs)
+    s2.answers[names.PROC_HISTORY] = busy
+    h.engine.on_join(s2, s2.details)
+    calls = s2.history_calls()
+    assert h.engine.ready().called
+    assert len(calls) <= 2 + 5 // page, calls
+    assert DEPT not in calls[-1]["positions"]           # the department is not asked again...
+    assert set(calls[-1]["positions"]) == {ALL, DM}     # ...the other topics read until empty
+    assert h.messages() == [f"missed {i}" for i in range(5)] + live
+    h.send("cardio", "after", via=[s2])
+    assert h.messages()[-1] == "after" and h.engine.recovery.held() == 0
+
+
 # -- retention (deptcast.error.pruned) and the history rate limit
 
 
@@ -196,9 +226,10 @@ def test_retention_during_a_gap_goes_on_from_the_newest_page_for_that_topic():
     assert h.messages() == ["one", "to all"]
     h.clock.advance(1.5)
     assert h.messages() == ["one", "to all", "lost 4", "lost 5", "later"]
-    assert s.history_calls()[-3:] == [{"positions": {DEPT: 1}, "limit": HISTORY_PAGE},
-                                      {"latest": True, "limit": HISTORY_PAGE},
-                                      {"positions": {DEPT: 8}, "limit": HISTORY_PAGE}]
+    # the newest page reached the held event ("later"): the read of the topic is complete
+    assert s.history_calls()[-2:] == [{"positions": {DEPT: 1}, "limit": HISTORY_PAGE},
+                                      {"latest": True, "limit": HISTORY_PAGE}]
+    assert s.history_calls()[-3] != {"positions": {DEPT: 8}, "limit": HISTORY_PAGE}
     assert h.engine.stats.pruned == 1 and h.engine.recovery.gaps() == {} and h.engine.stats.duplicates == 1
 
 

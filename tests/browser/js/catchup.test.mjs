@@ -222,3 +222,28 @@ test("a node that refuses every position as pruned fails the join instead of ask
   assert.ok(log.calls.length < 200, `${log.calls.length} calls`);
   assert.deepEqual(log.busy, [true, false]);
 });
+
+test("a busy department: the read ends once history reaches the events held since subscribing", async () => {
+  // every history answer brings one more notice, published live while the call is under way:
+  // an empty answer never comes for the department
+  const stored = [d(1, 1), d(2, 2), d(3, 3)];
+  let recovery;
+  let n = 3;
+  const { recovery: r, history, log } = harness({ [D]: 0, [A]: 0, [U]: 0 }, (kwargs) => {
+    if (n < 200) { // bounds the read that never ends (without the rule, it would not)
+      n += 1;
+      stored.push(d(n, n));
+      recovery.receive(d(n, n));
+    }
+    const from = kwargs.positions[D];
+    return from === undefined ? [] : stored.filter((e) => e.seq > from).slice(0, 2);
+  });
+  recovery = r;
+  assert.equal(await recovery.join(history), true);
+  assert.ok(log.calls.length <= 4, JSON.stringify(log.calls));
+  assert.deepEqual(log.calls.at(-1).positions, { [A]: 0, [U]: 0 }, "the department is not asked again");
+  assert.deepEqual(log.delivered, stored.map((e) => e.id), "everything once, in order");
+  assert.equal(recovery.hasGaps, false);
+  recovery.receive(d(n + 1, n + 1));
+  assert.equal(log.delivered.at(-1), id(n + 1));
+});
