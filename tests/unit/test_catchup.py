@@ -229,7 +229,6 @@ def test_retention_during_a_gap_goes_on_from_the_newest_page_for_that_topic():
     # the newest page reached the held event ("later"): the read of the topic is complete
     assert s.history_calls()[-2:] == [{"positions": {DEPT: 1}, "limit": HISTORY_PAGE},
                                       {"latest": True, "limit": HISTORY_PAGE}]
-    assert s.history_calls()[-3] != {"positions": {DEPT: 8}, "limit": HISTORY_PAGE}
     assert h.engine.stats.pruned == 1 and h.engine.recovery.gaps() == {} and h.engine.stats.duplicates == 1
 
 

@@ -150,6 +150,26 @@ def test_a_read_to_the_end_releases_what_was_held_before_it_began():
     assert r.gaps() == {ALL: [(1, 2)]} and r.next_due() == 3.0
 
 
+def test_lowest_held_is_the_first_live_event_of_each_started_topic():
+    r = Recovery(TOPICS, {DEPT: 4, ALL: 8})    # DM's start is not known
+    r.begin_join()
+    for e in (env(DEPT, 9), env(DEPT, 6), env(DM, 3)):
+        r.offer(e, 0)
+    assert r.lowest_held(TOPICS) == {DEPT: 6}
+    assert r.lowest_held([ALL]) == {}
+
+
+def test_a_read_that_ended_at_a_held_event_does_not_skip_the_hole_above_it():
+    r = started(**{DEPT: 4})
+    r.offer(env(DEPT, 6), 0)
+    r.offer(env(DEPT, 8), 0)                 # 5 and 7 missing, both held before the read
+    mark = r.begin_fill()
+    assert seqs(r.offer_page([env(DEPT, 5)], 1.0)) == [5]
+    # the read stopped at 6 (position + 1 reaches it): it did not read past 7, so 7 is not given up
+    assert seqs(r.end_fill(mark, [DEPT], 1.0, reached=[DEPT])) == [6]
+    assert r.skipped == 0 and r.gaps() == {DEPT: [(7, 7)]} and r.next_due() == 2.0
+
+
 def test_a_read_of_some_topics_leaves_the_others_alone():
     r = started()
     r.offer(env(DEPT, 3), 0)
