@@ -47,7 +47,7 @@ EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message
             "web.request_bodies", "web.trim_upgraded", "worker.session_info", "worker.stats", "worker.links",
             "worker.web_transport", "bounds.before_auth", "bounds.per_session", "sessions.cut_off",
             "sessions.meta_heard",
-            "localcalls.direct", "highlights.lazy"]
+            "localcalls.direct", "highlights.lazy", "broker.in_process"]
 
 
 def test_the_seam_holds_every_patch_of_every_area():
