@@ -12,6 +12,7 @@ found out when it is used: then it is replaced at once and the call goes on, sin
 was done on it yet (a write's ``BEGIN`` failed; a read can be repeated).
 """
 
+import json
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
@@ -26,15 +27,23 @@ _APPEND_LOCK = 0x64637361  # "dcsa"
 _PRUNE_LOCK = 0x64637370  # "dcsp"
 
 
-#: a group's messages in one statement of a fixed text whatever their number (one array per
-#: column): psycopg converts and caches it once and the server prepares it once, where a
-#: multi-row VALUES of a thousand parameters was parsed and planned again for every group
+#: a group's messages in one statement of a fixed text whatever their number: one JSON array of
+#: rows (made by the json module's C encoder, where psycopg's array dumper turned every value of
+#: every column into an array element in Python, in the writer thread, under the append lock);
+#: the server prepares it once, and inserts the rows in their order (ids follow it)
 _INSERT_MESSAGES = ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts,"
-                    " seq, topic) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-                    " %s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[]) RETURNING id, topic, seq")
-_INSERT_KEYS = ("INSERT INTO send_keys (sender_dept, sender, key, fingerprint, envelope, ts) SELECT * FROM"
-                " unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[])"
+                    " seq, topic) SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::bigint,"
+                    " (r->>8)::bigint, r->>9 FROM json_array_elements(%s::json) WITH ORDINALITY AS e(r, n) ORDER BY n"
+                    " RETURNING id, topic, seq")
+_INSERT_KEYS = ("INSERT INTO send_keys (sender_dept, sender, key, fingerprint, envelope, ts) SELECT r->>0, r->>1,"
+                " r->>2, r->>3, r->>4, (r->>5)::bigint FROM json_array_elements(%s::json) AS e(r)"
                 " ON CONFLICT DO NOTHING")
+
+
+def _json_rows(rows: Sequence[Tuple[Any, ...]]) -> str:
+    """``rows`` as one JSON array of arrays (the parameter of :data:`_INSERT_MESSAGES` and
+    :data:`_INSERT_KEYS`)."""
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 def connection_params(url: str, timeout: float) -> Dict[str, Any]:
@@ -118,10 +127,10 @@ class PostgresStore(SqlStore):
         return self._write(pipelined=True)
 
     def _insert_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
-        return [(_INSERT_MESSAGES, [list(column) for column in zip(*rows)])] if rows else []
+        return [(_INSERT_MESSAGES, (_json_rows(rows),))] if rows else []
 
     def _keys_calls(self, rows: Sequence[Tuple[Any, ...]]) -> List[Tuple[str, Sequence[Any]]]:
-        return [(_INSERT_KEYS, [list(column) for column in zip(*rows)])] if rows else []
+        return [(_INSERT_KEYS, (_json_rows(rows),))] if rows else []
 
     def _batch(self, conn: Any, calls: Sequence[Tuple[str, Sequence[Any]]]) -> List[List[Any]]:
         cursors = [conn.execute(sql, params) for sql, params in calls]
