@@ -29,14 +29,16 @@ _PRUNE_LOCK = 0x64637370  # "dcsp"
 
 #: a group's messages in one statement of a fixed text whatever their number: one JSON array of
 #: rows (made by the json module's C encoder, where psycopg's array dumper turned every value of
-#: every column into an array element in Python, in the writer thread, under the append lock);
-#: the server prepares it once, and inserts the rows in their order (ids follow it)
+#: every column into an array element in Python, in the writer thread, under the append lock:
+#: 52 against 20 µs of the writer's CPU per notice in groups of 400); the server prepares it
+#: once, parses it once (jsonb: ``json``'s ``->>`` parses the row again for every field), and
+#: inserts the rows in their order (ids follow it)
 _INSERT_MESSAGES = ("INSERT INTO messages (scope, target, target_dept, target_user, sender, sender_dept, message, ts,"
                     " seq, topic) SELECT r->>0, r->>1, r->>2, r->>3, r->>4, r->>5, r->>6, (r->>7)::bigint,"
-                    " (r->>8)::bigint, r->>9 FROM json_array_elements(%s::json) WITH ORDINALITY AS e(r, n) ORDER BY n"
+                    " (r->>8)::bigint, r->>9 FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(r, n) ORDER BY n"
                     " RETURNING id, topic, seq")
 _INSERT_KEYS = ("INSERT INTO send_keys (sender_dept, sender, key, fingerprint, envelope, ts) SELECT r->>0, r->>1,"
-                " r->>2, r->>3, r->>4, (r->>5)::bigint FROM json_array_elements(%s::json) AS e(r)"
+                " r->>2, r->>3, r->>4, (r->>5)::bigint FROM jsonb_array_elements(%s::jsonb) AS e(r)"
                 " ON CONFLICT DO NOTHING")
 
 
