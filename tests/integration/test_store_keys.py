@@ -198,3 +198,13 @@ def test_any_text_goes_in_and_comes_back_as_it_was_sent(store):
     again = store.append_many([Outgoing(TO_BOB if n % 2 else HR, PAT, text, ts, f"t{n}")
                                for n, text in enumerate(texts)])
     assert [r.envelope for r in again] == [r.envelope for r in results] and not any(r.fresh for r in again)
+
+
+def test_postgresql_plans_a_prepared_statement_for_its_parameters():
+    # (the generic plans of a group commit's repeated statements cost the server about six
+    # times the CPU: bench/send_ceiling.py, and the comment in connection_params)
+    with pg_schema("deptcast_plans") as url, migrated_store(url) as store:
+        for size in (100, 100, 100, 100, 100, 100, 100):  # prepared after five
+            ts = now_ms()
+            store.append_many([Outgoing(HR, PAT, f"m{n}", ts, f"p{ts}-{n}") for n in range(size)])
+        assert store._conn().execute("SHOW plan_cache_mode").fetchone()[0] == "force_custom_plan"
