@@ -35,6 +35,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import jwt
 
+from components.ops.ports import free_port, free_port_run
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 LOADGEN = BENCH / "loadgen" / "loadgen.js"
@@ -54,12 +56,6 @@ REDIS_URL = "redis://127.0.0.1:6379"
 
 
 # ----------------------------------------------------------------------------- plumbing
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def stop_cleanly_on_signals() -> None:
     """SIGTERM (and SIGINT, which a shell ignores in background jobs) raise SystemExit, so the
@@ -387,27 +383,6 @@ class DeptcastCluster(Server):
         if self.schema is not None:
             self.schema.drop()
             self.schema = None
-
-
-def free_port_run(count: int, tries: int = 200) -> int:
-    """The first of ``count`` consecutive free ports on 127.0.0.1."""
-    for _ in range(tries):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        held = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                s.bind(("127.0.0.1", port))
-                held.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError(f"no run of {count} free ports")
 
 
 class NginxProcess:

@@ -110,6 +110,7 @@ class Delivery:
         self.stats.live += 1
         if isinstance(envelope, dict):
             msg_id = str(envelope.get("id"))
+            self.stats.live_ids.append(msg_id)
             if msg_id in self._live_ids:
                 self.stats.live_repeats += 1
             self._live_ids[msg_id] = None

@@ -27,6 +27,8 @@ class Stats:
     :ivar acks: ``deptcast.ack`` calls answered
     :ivar acked: ids those calls carried
     :ivar history_ids: the ids of the last 1000 envelopes that history brought first
+    :ivar live_ids: the ids of the last 1000 events received (repeats and events history
+        already brought included)
     """
 
     live: int = 0
@@ -47,3 +49,4 @@ class Stats:
     acks: int = 0
     acked: int = 0
     history_ids: "deque[str]" = field(default_factory=lambda: deque(maxlen=1000))
+    live_ids: "deque[str]" = field(default_factory=lambda: deque(maxlen=1000))

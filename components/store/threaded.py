@@ -70,6 +70,8 @@ class _Pool:
         self.in_flight = 0
         self.up: Optional[bool] = None
         self.down_since: Optional[float] = None
+        #: when (monotonic) the call whose failure found the store down began running
+        self.down_by: Optional[float] = None
         #: when (reactor seconds) a call last succeeded
         self.last_answered: Optional[float] = None
 
@@ -183,21 +185,30 @@ class ThreadedStore:
 
     # -- availability
 
-    def _went_down(self, pool: _Pool, reason: str, started: Optional[float] = None) -> None:
+    def _went_down(self, pool: _Pool, reason: str, started: Optional[float] = None,
+                   ran_at: Optional[float] = None) -> None:
+        """``started``: when the failed call was asked (reactor seconds); ``ran_at``: when it
+        began running (monotonic), if it ran."""
         if pool.up is False:
             return
         if started is not None and pool.last_answered is not None and pool.last_answered >= started:
             return  # the store answered since this call began: its failure is old news
         pool.up = False
         pool.down_since = time.monotonic()
+        pool.down_by = ran_at
         self.log.warn("deptcast store: {what} unavailable ({reason}); they are answered deptcast.error.unavailable "
                       "until the store answers again", what=pool.what, reason=reason)
         for callback in self._on_change:
             callback(pool.what, False)
 
-    def _answered(self, pool: _Pool) -> None:
+    def _answered(self, pool: _Pool, ran_at: Optional[float] = None) -> None:
+        """A call of ``pool`` succeeded; ``ran_at`` (monotonic) is when it began running."""
         pool.last_answered = self._reactor.seconds()
         if pool.up is True:
+            return
+        if pool.up is False and ran_at is not None and pool.down_by is not None and ran_at < pool.down_by:
+            # it began before the call whose failure found the store down (a commit that got
+            # through as the database went away): old news, not a sign that it answers again
             return
         if pool.up is False and pool.down_since is not None:
             self.log.info("deptcast store: {what} available again after {seconds:.1f} s",
@@ -237,10 +248,12 @@ class ThreadedStore:
         # commit): "waiting", "running", "committing" or "expired"
         state = ["waiting"]
         guard = threading.Lock()
+        # when (monotonic) the call began running in the store, once it has
+        ran_at: List[Optional[float]] = [None]
 
         def give_up() -> None:
             observe_deadline(fn.__name__)
-            self._went_down(pool, f"no answer within {deadline:g} s", started)
+            self._went_down(pool, f"no answer within {deadline:g} s", started, ran_at[0])
             result.errback(StoreUnavailable(f"no answer within {deadline:g} s"))
 
         def expire() -> None:
@@ -267,6 +280,7 @@ class ThreadedStore:
                 if state[0] == "expired":
                     raise _Expired()
                 state[0] = "running"
+            ran_at[0] = time.monotonic()
             if gated:
                 return fn(*args, before_commit=before_commit)
             return fn(*args)
@@ -280,15 +294,15 @@ class ThreadedStore:
             if isinstance(outcome, Failure) and outcome.check(_Expired):
                 return  # never ran: its caller heard "unavailable" (and it was counted) at the deadline
             if isinstance(outcome, Failure) and outcome.check(DeadlinePassed):
-                self._answered(pool)  # rolled back (its caller heard "unavailable"), but the store answered
+                self._answered(pool, ran_at[0])  # rolled back (its caller heard "unavailable"), but the store answered
                 return
             observe(fn.__name__, self._reactor.seconds() - started, outcome, self._unavailable_errors)
             if isinstance(outcome, Failure):
                 if self._unavailable_errors and outcome.check(*self._unavailable_errors):
-                    self._went_down(pool, self._reason(outcome), started)
+                    self._went_down(pool, self._reason(outcome), started, ran_at[0])
                     outcome = Failure(StoreUnavailable(self._reason(outcome)))
             else:
-                self._answered(pool)
+                self._answered(pool, ran_at[0])
             if not result.called:
                 result.callback(outcome) if not isinstance(outcome, Failure) else result.errback(outcome)
             elif on_late is not None and not isinstance(outcome, Failure):

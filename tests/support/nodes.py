@@ -9,13 +9,13 @@ Unix socket in the node's (temporary) directory whose role may only read the WAM
 import contextlib
 import json
 import os
-import socket
 import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from components.core.tokens import issue_token
 from components.ops.nodeconfig import SOURCE_ROOT, node_config, permission, write_node_dir
+from components.ops.ports import free_port, free_port_run  # noqa: F401 (re-exported)
 from components.ops.process import READY_LINES, NodeProcess, wait_until  # noqa: F401 (re-exported)
 
 #: the checkout under test
@@ -30,30 +30,6 @@ INSPECT_ROLE = "deptcast-test-inspect"
 def token(user: str, dept: str, role: str = "member", ttl: int = 3600) -> str:
     """A token signed with :data:`TEST_SECRET`."""
     return issue_token(TEST_SECRET, user, dept, role, ttl)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_run(count: int, tries: int = 100) -> int:
-    """The first of ``count`` consecutive ports that are free now (for ``cluster init --local``,
-    whose nodes take consecutive ports from ``--base-port``)."""
-    for _ in range(tries):
-        base = free_port()
-        if base + count > 65536:
-            continue
-        with contextlib.ExitStack() as held:
-            try:
-                for port in range(base, base + count):
-                    s = held.enter_context(socket.socket())
-                    s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports found in {tries} tries")
 
 
 def _default_config(port: int) -> Dict[str, Any]:

@@ -81,6 +81,8 @@ def test_each_envelope_is_counted_by_where_it_came_from_first():
     stats = delivery.stats
     assert got == [live, read] and stats.live == 2 and stats.live_repeats == 1 and stats.from_history == 2
     assert stats.delivered == 2 and stats.delivered_from_history == 1 and list(stats.history_ids) == [read["id"]]
+    delivery.arrived_live(dict(read))  # history brought it first; it still came live
+    assert list(stats.live_ids) == [live["id"], live["id"], read["id"]]
 
 
 def test_only_a_higher_seq_moves_the_saved_position():

@@ -135,6 +135,38 @@ def test_an_old_failure_after_the_store_answered_again_does_not_mark_it_down():
 
 
 @pytest_twisted.inlineCallbacks
+def test_an_old_success_after_the_store_was_found_down_does_not_mark_it_up():
+    """A commit under way when the database went away may still get through (PostgreSQL's fast
+    shutdown ends its backends one by one): the store is not back until a call that began after
+    it was found down succeeds, so an outage is one 'unavailable' and one 'available again'."""
+    held = HeldStore()
+    held.gates["old"] = threading.Event()
+    held.fail.append("failing")
+    held.gate.set()
+    store = ThreadedStore(held, reactor, writers=2, groups=2, timeout=5, unavailable_errors=(Stuck,))
+    changes: List[Any] = []
+    store.on_change(lambda what, up: changes.append((what, up)))
+    try:
+        old = outcome(store.append(None, None, "old", 0))  # under way, held by its gate
+        yield store.append(None, None, "warm", 0)  # the store answers: writes are up
+        assert changes == [("writes", True)]
+        assert (yield outcome(store.append(None, None, "failing", 0))) == "unavailable"
+        assert changes == [("writes", True), ("writes", False)]
+        held.gates["old"].set()  # the old call's commit gets through after all
+        assert (yield old) == "old"
+        assert changes == [("writes", True), ("writes", False)]  # not up again for old news
+        assert store.up is False
+        assert (yield outcome(store.append(None, None, "newer", 0))) == "newer"
+        assert changes == [("writes", True), ("writes", False), ("writes", True)]
+        assert held.ran == ["warm", "failing", "old", "newer"]
+    finally:
+        held.gate.set()
+        for gate in held.gates.values():
+            gate.set()
+        store.close()
+
+
+@pytest_twisted.inlineCallbacks
 def test_a_queued_call_missing_its_deadline_after_the_store_answered_does_not_mark_it_down():
     """After a freeze the calls queued behind the held ones run late: the store is answering,
     so their deadlines passing is not news."""
