@@ -105,6 +105,8 @@ def publish_plain(broker: Any, session: Any, publish: Any) -> bool:
     pattern = _URI_PAT_STRICT_NON_EMPTY if broker._option_uri_strict else _URI_PAT_LOOSE_NON_EMPTY
     if not pattern.match(topic):
         return False
+    if session._authrole != _TRUSTED and topic.startswith("wamp."):
+        return False  # Crossbar refuses it (restricted to the trusted role)
     router = broker._router
     subscriptions = broker._subscription_map.match_observations(topic)
     if not subscriptions:

@@ -61,6 +61,8 @@ class World:
         self.link.subscribe(lambda *a, **kw: None, "deptcast.dept.a")
         # the publisher subscribes too: it is left out unless it asks (exclude_me=False)
         self.backend.subscribe(lambda *a, **kw: None, "deptcast.dept.a")
+        # a topic of the meta API: only the trusted role may publish there
+        self.receivers[0].subscribe(lambda *a, **kw: None, "wamp.test.x")
         self.sent: List[Tuple[Any, Any]] = []
         upstream_send = self.router.send
 
@@ -94,6 +96,12 @@ def _publish_all(world: World) -> None:
     backend.publish("deptcast.dept.b", "prefix only")
     backend.publish("deptcast.dept.a", "me too", options=PublishOptions(exclude_me=False))
     backend.publish("deptcast.dept.c.nobody", "nobody")
+    # (its publish authorization cached, as another path of the router could leave it)
+    world.router.authorize(backend, "wamp.test.x", "publish", {})
+    backend.publish("wamp.test.x", "restricted")
+    backend.publish("wamp.test.x", "restricted again")
+    leg.publish("wamp.test.x", "trusted")
+    leg.publish("wamp.test.x", "trusted again")
     # a forwarded event republished by a link's local leg (mesh.one_hop, mesh.republish)
     forward_for = [{"session": 77, "authid": "sender", "authrole": "publisher"}]
     for n in range(2):
@@ -141,6 +149,8 @@ class InProcessPublishTests(SynchronousTestCase):
         self.assertEqual([e[0] for e in got if e[2] == ("me too",) and e[0] == "node"], ["node"])
         self.assertEqual([e[2] for e in got if e[0] == "node" and e[5] == "node"], [("me too",)])
         self.assertEqual([e[7] for e in got if e[2] == ("prefix only",)], ["deptcast.dept.b"])
+        self.assertEqual(sorted(e[2] for e in got if e[0] == "m0" and e[9] == "wamp.test.x"),
+                         [("trusted",), ("trusted again",)])
 
     def test_the_plain_pass_asks_no_authorization_once_it_is_cached(self) -> None:
         world = self._world(patched=True)
