@@ -1,15 +1,18 @@
 """Failover: N WAMP clients on node A of a 2-node cluster; A is killed; the curve of clients
 back on node B (resubscribed and caught up from history) against time, and nothing missed.
 
-    scripts/bench failover [--clients 2000] [--runs 2] [--jitter-ms 2000] [--rate 1]
+    scripts/bench failover [--clients 2000] [--runs 2] [--jitter-ms 2000] [--rate 1] [--procs K]
+                           [--max-authenticating N]
 
 Starts a 2-node cluster (``cluster init``, PostgreSQL, as ``compare.py``'s cluster) through its
 outside interfaces (``harness.py``), then the load generator's failover step
 (``loadgen/failover.js``): CLIENTS members of one department connect to node A and subscribe to
 their department; a publisher on node B sends RATE notices a second to it; node A is killed
 (SIGKILL of its process group: no goodbye, as a crash or a power cut); each client waits a random
-delay up to JITTER_MS (browsers spread their retries), connects to B, subscribes again and reads
-what it missed with ``deptcast.history(positions=...)``. Reported per run: when the first, half,
+delay up to JITTER_MS (browsers spread their retries), connects to B (a 503 from a node busy
+authenticating others: again after its ``Retry-After``, spread by ±50 %), subscribes again and
+reads what it missed with ``deptcast.history(positions=...)``, page by page until the history
+reaches the first notice that came to it live on B (or a page is empty). Reported per run: when the first, half,
 90%, 99% and the last client were back (seconds after the kill), the curve in 1-second steps, the
 notices the sender had accepted and how many client copies were missing after the drain (must
 be 0) and duplicated, and the CPU node B used from the kill until the last was back. Results go
@@ -147,7 +150,8 @@ class Steps:
                 results.append(event)
         merged = {"event": "result", "backSeconds": sorted(t for r in results for t in r["backSeconds"]),
                   "killedUs": results[0]["killedUs"]}
-        for key in ("clients", "back", "failures", "accepted", "sent", "sendErrors", "missing", "dups", "attempts"):
+        for key in ("clients", "back", "failures", "accepted", "sent", "sendErrors", "missing", "dups", "attempts",
+                    "refused"):
             merged[key] = sum(r.get(key) or 0 for r in results)
         yield merged
 
@@ -167,8 +171,9 @@ def one_run(args, workdir: Path) -> dict:
 
         def configure(node_dir: Path) -> None:
             leave_out_patch(node_dir, [p for p in args.leave_out.split(",") if p])
+    env = {"DEPTCAST_MAX_AUTHENTICATING": str(args.max_authenticating)} if args.max_authenticating is not None else {}
     cluster = h.DeptcastCluster(args.root, workdir / f"cluster-{int(time.time() * 1000)}", args.pg,
-                                configure=configure)
+                                configure=configure, extra_env=env)
     step = None
     try:
         for node in cluster.nodes:
@@ -262,6 +267,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--leave-out", default="", metavar="PATCHES",
                         help="comma-separated upstream patches the nodes leave out (their config's leave_out)")
+    parser.add_argument("--max-authenticating", type=int, default=None, metavar="N",
+                        help="the nodes' DEPTCAST_MAX_AUTHENTICATING (default: the node's own default; a checkout "
+                             "without the setting ignores it)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (node dirs, logs)")
     args = parser.parse_args(argv)
     files = raise_files(4 * args.clients + 1000)
@@ -280,7 +288,8 @@ def main(argv=None) -> int:
                   f"half {r['p50Back']} s, 90% {r['p90Back']} s, 99% {r['p99Back']} s, all {r['allBack']} s after "
                   f"the kill; {r.get('accepted')} notices accepted, {r.get('missing')} copies missing, "
                   f"{r.get('dups')} duplicates; "
-                  f"node B {r['nodeBCpuSeconds'] or 0:.1f} s CPU; {r.get('attempts')} connection attempts; "
+                  f"node B {r['nodeBCpuSeconds'] or 0:.1f} s CPU; {r.get('attempts')} connection attempts "
+                  f"({r.get('refused') or 0} answered 503); "
                   f"back per second: {r['perSecond']}", flush=True)
     out = args.out or HERE / "results" / f"failover-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)

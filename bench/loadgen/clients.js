@@ -99,10 +99,20 @@ class WampClient {
             break;
         }
       });
-      ws.on("error", (err) => { if (!joined) reject(err); });
+      // a node busy authenticating others answers the upgrade 503 with a Retry-After (seconds)
+      let refusal = null;
+      ws.on("unexpected-response", (req, res) => {
+        refusal = new Error(`upgrade refused: HTTP ${res.statusCode}`);
+        refusal.status = res.statusCode;
+        const after = Number(res.headers["retry-after"]);
+        refusal.retryAfter = Number.isFinite(after) && after >= 0 ? after : null;
+        res.resume();
+        ws.terminate();
+      });
+      ws.on("error", (err) => { if (!joined) reject(refusal || err); });
       ws.on("close", (code) => {
         this.closed = true;
-        if (!joined) reject(new Error(`WebSocket closed before WELCOME (${code})`));
+        if (!joined) reject(refusal || new Error(`WebSocket closed before WELCOME (${code})`));
         for (const p of this.pending.values()) p.reject(new Error("connection closed"));
         this.pending.clear();
       });

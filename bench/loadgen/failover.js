@@ -19,6 +19,16 @@ const { nowUs, makeMessage, readMark } = require("./mark");
 
 function emit(obj) { process.stdout.write(JSON.stringify(obj) + "\n"); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// the wait after failed attempt number `n` (0-based) when the node gave no Retry-After: the browser
+// client's schedule (web/link.js retryDelay: 1 s ×1.6 per attempt up to 20 s, ±25 %; a retry
+// every 0.25–5 s kept 18,000 clients' connections coming faster than a node could even refuse them)
+const retryMs = (n) => Math.max(200, 1000 * Math.min(20, 1.6 ** n) * (1 + 0.25 * (2 * Math.random() - 1)));
+// a request that gets no answer in 30 s fails (and its connection closes): a client must not wait for ever
+function within(promise, c, text) {
+  let timer = null;
+  const late = new Promise((_, reject) => { timer = setTimeout(() => { c.close(); reject(new Error(text)); }, 30000); });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 // the mark's step of this benchmark's notices: one per generator process when the driver splits
 // the clients over several (each checks its own sender's notices)
 let STEP = 7;
@@ -35,6 +45,7 @@ async function main() {
   const clients = new Array(n);
   const mark = [0, 0, 0];
   let failures = 0;
+  let refused = 0; // attempts answered 503 (the node busy authenticating others)
   let dups = 0; // copies seen twice (live on B and again from history: a client drops them by seq)
 
   const take = (i, data) => {
@@ -45,7 +56,7 @@ async function main() {
     if (m && Number(m[1]) > lastSeq[i]) lastSeq[i] = Number(m[1]);
   };
 
-  async function open(i, url) {
+  async function open(i, url, onLive = null) {
     const c = new WampClient();
     // a node that takes the connection but never answers must not hold the client for ever
     let timer = null;
@@ -55,8 +66,8 @@ async function main() {
     try {
       await Promise.race([c.connect({ url, authid: cfg.clients[i].authid, token: cfg.clients[i].token }), late]);
     } finally { clearTimeout(timer); }
-    c.onEvent = (data) => take(i, data);
-    await c.subscribe(cfg.topic);
+    c.onEvent = onLive ? (data) => { take(i, data); onLive(data); } : (data) => take(i, data);
+    await within(c.subscribe(cfg.topic), c, "no SUBSCRIBED within 30 s");
     return c;
   }
 
@@ -114,15 +125,29 @@ async function main() {
     const deadline = Date.now() + cfg.timeout * 1000;
     // where it was: events that reach it on B before history is read must not move this on
     const from = lastSeq[i];
+    let failed = 0; // attempts that failed other than by a 503
     for (;;) {
       attempts[i]++;
+      let c = null;
       try {
-        const c = await open(i, cfg.urls[1]);
+        // the first notice that reached it live on B: everything from it on comes live (the
+        // subscription was made before the history is read), so paging ends once the history
+        // reaches it; a client that read until an empty page, while each of its history calls
+        // took longer than the notices' interval, would never have ended (every page held the
+        // notices sent during the call before)
+        let firstLive = Infinity;
+        const onLive = (data) => {
+          const m = SEQ.exec(typeof data === "string" ? data : data.toString());
+          if (m && Number(m[1]) < firstLive) firstLive = Number(m[1]);
+        };
+        c = await open(i, cfg.urls[1], onLive);
         clients[i] = c;
         // what it missed: the topic's notices after the last seq it saw, page by page
         let position = from;
-        for (;;) {
-          const args = await c.call("deptcast.history", [], { positions: { [cfg.topic]: position } });
+        while (position < firstLive - 1) {
+          if (Date.now() > deadline) throw new Error(`still catching up ${cfg.timeout} s after the first retry`);
+          const args = await within(c.call("deptcast.history", [], { positions: { [cfg.topic]: position } }), c,
+            "no history answer within 30 s");
           const page = Array.isArray(args) ? args[0] : null; // the RESULT's arguments: [envelopes]
           if (!Array.isArray(page) || page.length === 0) break;
           for (const env of page) {
@@ -134,9 +159,16 @@ async function main() {
         back++;
         return;
       } catch (err) {
-        if (errorsShown++ < 5) console.error(`client ${i} on B: ${err && err.message ? err.message : err}`);
+        if (c) c.close(); // a session whose catch-up failed: the next attempt is a new one
         if (Date.now() > deadline) { failures++; return; }
-        await sleep(Math.min(5000, 250 * attempts[i]) * (0.5 + Math.random()));
+        if (err && err.status === 503) {
+          // the node is busy authenticating others: come back when it says, spread by ±50 %
+          refused++;
+          await sleep(err.retryAfter == null ? retryMs(failed++) : err.retryAfter * 1000 * (0.5 + Math.random()));
+          continue;
+        }
+        if (errorsShown++ < 5) console.error(`client ${i} on B: ${err && err.message ? err.message : err}`);
+        await sleep(retryMs(failed++));
       }
     }
   }
@@ -171,7 +203,7 @@ async function main() {
   emit({
     event: "result", clients: n, back: curve.length, failures, accepted: accepted.size, sent, sendErrors,
     missing, dups, killedUs, backSeconds: curve,
-    attempts: Array.from(attempts).reduce((a, b) => a + b, 0),
+    attempts: Array.from(attempts).reduce((a, b) => a + b, 0), refused,
   });
   for (const c of clients) if (c) c.close();
   sender.close();

@@ -36,6 +36,7 @@ class Census:
         self._links: Dict[int, str] = {}                 # session -> peer
         self._topics: Dict[int, str] = {}                # subscription -> topic
         self._members: Dict[int, Set[int]] = {}          # subscription -> client sessions
+        self._held: Dict[int, Set[int]] = {}             # client session -> its subscriptions
 
     # -- sessions
 
@@ -49,8 +50,12 @@ class Census:
     def left(self, session_id: int) -> None:
         self._clients.pop(session_id, None)
         self._links.pop(session_id, None)
-        for members in self._members.values():
-            members.discard(session_id)
+        # its own subscriptions only (every client has its own user topic: looking through all
+        # of them made a storm's departures quadratic)
+        for subscription_id in self._held.pop(session_id, ()):
+            members = self._members.get(subscription_id)
+            if members is not None:
+                members.discard(session_id)
 
     def knows(self, session_id: int) -> bool:
         return session_id in self._clients or session_id in self._links
@@ -63,15 +68,22 @@ class Census:
     def subscribed(self, session_id: int, subscription_id: int) -> None:
         if session_id in self._clients:
             self._members.setdefault(subscription_id, set()).add(session_id)
+            self._held.setdefault(session_id, set()).add(subscription_id)
 
     def unsubscribed(self, session_id: int, subscription_id: int) -> None:
         members = self._members.get(subscription_id)
         if members is not None:
             members.discard(session_id)
+        held = self._held.get(session_id)
+        if held is not None:
+            held.discard(subscription_id)
 
     def deleted(self, subscription_id: int) -> None:
         self._topics.pop(subscription_id, None)
-        self._members.pop(subscription_id, None)
+        for session_id in self._members.pop(subscription_id, ()):
+            held = self._held.get(session_id)
+            if held is not None:
+                held.discard(subscription_id)
 
     # -- counts
 

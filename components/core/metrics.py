@@ -11,7 +11,7 @@ kinds, store operations): never a user, a department or a topic name.
 
 from typing import Optional
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 # no `*_created` series beside every counter: they double the output and nobody graphs them
 disable_created_metrics()
@@ -69,6 +69,15 @@ CONNECTIONS_CLOSED = Counter(
     "auth_timeout: not authenticated in time; too_large: a message over the limit, before or after "
     "authentication; protocol_error: a malformed WAMP message).",
     ["reason"], registry=REGISTRY)
+AUTHENTICATING_REFUSED = Counter(
+    "deptcast_connections_refused_busy",
+    "WebSocket upgrades of /ws answered 503 (with Retry-After) because DEPTCAST_MAX_AUTHENTICATING connections "
+    "were between their upgrade and their WELCOME.",
+    registry=REGISTRY)
+AUTHENTICATING = Gauge(
+    "deptcast_connections_authenticating",
+    "WebSocket connections of /ws upgraded and not yet authenticated (at most DEPTCAST_MAX_AUTHENTICATING).",
+    registry=REGISTRY)
 CALLS_REFUSED = Counter(
     "deptcast_calls_refused_in_flight",
     "Calls refused (rate_limited) because the session had DEPTCAST_CALLS_IN_FLIGHT calls unanswered.",

@@ -198,7 +198,9 @@ def parse_internal(msg: Any, me: str, peers: Sequence[str]) -> Optional[Dict[str
     """Check a message from a peer's presence component; ``None`` if it is not for us.
 
     Only messages from a known peer are taken; requests and snapshots addressed to another
-    node are ignored (every node's link may carry them).
+    node are ignored (every node's link may carry them). A ``deltas`` message (several users'
+    local session counts, ``entries``: ``[[dept, user, sessions], ...]``) keeps its valid
+    entries.
 
     :rtype: dict or None
     """
@@ -211,6 +213,14 @@ def parse_internal(msg: Any, me: str, peers: Sequence[str]) -> Optional[Dict[str
                 and isinstance(n, int) and not isinstance(n, bool) and n >= 0):
             return msg
         return None
+    if kind == "deltas":
+        entries = msg.get("entries")
+        if not isinstance(entries, list):
+            return None
+        good = [e for e in entries
+                if isinstance(e, (list, tuple)) and len(e) == 3 and names.is_name(e[0]) and names.is_name(e[1])
+                and isinstance(e[2], int) and not isinstance(e[2], bool) and e[2] >= 0]
+        return {**msg, "entries": good}
     if kind in ("request", "snapshot") and msg.get("to") != me:
         return None
     if kind == "request":

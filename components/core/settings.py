@@ -57,6 +57,9 @@ from components.core.tokens import DEFAULT_MAX_TOKEN_TTL
 
 SECRET_FILE = "jwt.secret"
 SQLITE_FILE = "deptcast.sqlite3"
+#: WAMP connections a router worker lets be between their upgrade and their WELCOME at once
+#: (``DEPTCAST_MAX_AUTHENTICATING``); the next are answered 503 with a Retry-After
+DEFAULT_MAX_AUTHENTICATING = 2500
 #: the node directory a checkout's ``crossbar start`` uses
 DEFAULT_NODE_DIR = ".crossbar"
 #: WebSocket ping interval and timeout (ms) on client transports; proxies must allow longer idles
@@ -95,6 +98,7 @@ class Settings:
     retention_messages: int = 0
     retention_interval: float = 60.0
     auth_timeout: float = 60.0
+    max_authenticating: int = DEFAULT_MAX_AUTHENTICATING
     send_buffer: int = 4 * 1024 * 1024
     calls_in_flight: int = 64
     max_subscriptions: int = 1000
@@ -212,6 +216,7 @@ def load_settings(node_dir: Optional[Path] = None, env: Mapping[str, str] = os.e
         retention_messages=_number(env, "DEPTCAST_RETENTION_MESSAGES", 0),
         retention_interval=_number(env, "DEPTCAST_RETENTION_INTERVAL", 60.0, kind=float, minimum=0.1),
         auth_timeout=_number(env, "DEPTCAST_AUTH_TIMEOUT", 60.0, kind=float),
+        max_authenticating=_number(env, "DEPTCAST_MAX_AUTHENTICATING", DEFAULT_MAX_AUTHENTICATING),
         send_buffer=_number(env, "DEPTCAST_SEND_BUFFER", 4 * 1024 * 1024),
         calls_in_flight=_number(env, "DEPTCAST_CALLS_IN_FLIGHT", 64),
         max_subscriptions=_number(env, "DEPTCAST_MAX_SUBSCRIPTIONS", 1000),

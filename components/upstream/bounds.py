@@ -6,7 +6,13 @@ HELLO as large as the transport's message limit (sized for the largest ``deptcas
 about 448 KiB), and lets a connection that never authenticates stay until a ping fails. Thirty
 HELLOs of 420 KB (``authextra`` holding 140,000 empty lists) cost the router 6.4 s of CPU.
 
-* ``bounds.before_auth``: when a WebSocket connection opens, its incoming message and frame
+* ``bounds.before_auth``: at most ``max_authenticating`` WebSocket connections of a router
+  worker may be between the upgrade and their WELCOME at once; a connection asking to upgrade
+  while that many are authenticating is answered at once with HTTP 503 and a jittered
+  ``Retry-After`` (:func:`admit`, :func:`retry_after`), before the upgrade, so that a node that
+  many clients come to at once (the failover of another node) works through them as a queue
+  instead of starting them all and finishing none in time. When a WebSocket connection opens,
+  its incoming message and frame
   limits are set to :data:`PREAUTH_BYTES` (Autobahn checks them as each frame's length is read,
   before a byte of the payload is kept, let alone parsed), and a timer closes it (1008) if it has
   not authenticated within the node's ``auth_timeout``; once Crossbar attaches its session to the
@@ -30,18 +36,22 @@ log (:attr:`Wiring.connection_refusals`), never a line per connection.
   a member can use four topics; a publisher may listen to any department).
 """
 
-from typing import Any, Dict, Optional
+import random
+import time
+from typing import Any, Callable, Dict, Optional
 
 import txaio
+from twisted.web.server import NOT_DONE_YET
 from autobahn.wamp import message
 from crossbar.router.broker import Broker
 from crossbar.router.dealer import Dealer
-from crossbar.router.protocol import WampWebSocketServerProtocol
+from autobahn.twisted.resource import WebSocketResource
+from crossbar.router.protocol import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from crossbar.router.router import Router
 
 from components.core import names
 from components.core.errors import RATE_LIMITED
-from components.core.metrics import CALLS_REFUSED, CONNECTIONS_CLOSED
+from components.core.metrics import AUTHENTICATING, AUTHENTICATING_REFUSED, CALLS_REFUSED, CONNECTIONS_CLOSED
 from components.upstream import localcalls
 from components.upstream.registry import Patch, Wiring, register, replace
 
@@ -56,6 +66,15 @@ ROUTE_ATTRIBUTE = "_deptcast_route"
 POLICY_VIOLATION = 1008
 #: the router's refusal of a subscription (the contract's WAMP-level refusals)
 NOT_AUTHORIZED_WAMP = "wamp.error.not_authorized"
+
+#: HTTP status of the refusal of an upgrade while ``max_authenticating`` connections are
+#: authenticating, and its reason phrase
+BUSY_STATUS = 503
+BUSY_REASON = "Service Unavailable"
+#: seconds over which the node counts its refusals and authentications for the ``Retry-After`` hint
+PRESSURE_WINDOW = 5.0
+#: the longest ``Retry-After`` hint, in seconds
+RETRY_AFTER_CAP = 60
 
 #: what the patches were given (set when they are applied)
 _wiring = Wiring()
@@ -93,6 +112,113 @@ def connection_failed(format: str, fields: Dict[str, Any]) -> None:
 
 # -- before authentication -----------------------------------------------------------------
 
+def admit(authenticating: int, bound: int) -> bool:
+    """Whether a connection asking to upgrade may, with ``authenticating`` connections of the
+    worker between their upgrade and their WELCOME, under a bound of ``bound`` (0: no bound).
+
+    :rtype: bool
+    """
+    return bound <= 0 or authenticating < bound
+
+
+def retry_after(refused: int, authenticated: int, seconds: float, bound: int, draw: float,
+                cap: int = RETRY_AFTER_CAP) -> int:
+    """The ``Retry-After`` (whole seconds, 1 to ``cap``) for a refused upgrade: spread at random
+    (``draw``, uniform in [0, 1)) over the time the node would take to admit as many clients as
+    it refused in the last ``seconds`` at the pace it authenticated them (at least ``bound`` in
+    10 s, what the bound is sized for). Clients that retry with it come back spread over the
+    queue's length, not together; if they still come too often, more are refused and the hints
+    grow.
+
+    :param refused: upgrades refused in the last ``seconds``
+    :param authenticated: connections authenticated in the last ``seconds``
+    :rtype: int
+    """
+    pace = max(authenticated / seconds if seconds > 0 else 0.0, bound / 10.0, 1.0)
+    longest = min(float(cap), max(1.0, refused / pace))
+    return max(1, min(cap, 1 + int(draw * longest)))
+
+
+class Pressure:
+    """Refusals and authentications of a worker's connections over the last
+    :data:`PRESSURE_WINDOW` seconds (two buckets: the current one and the one before), and the
+    number of connections authenticating now."""
+
+    def __init__(self, window: float = PRESSURE_WINDOW, clock: Callable[[], float] = time.monotonic,
+                 draw: Callable[[], float] = random.random) -> None:
+        self.window = window
+        self.authenticating = 0
+        self._clock = clock
+        self._draw = draw
+        self._bucket = -1
+        self._counts = [0, 0, 0, 0]  # refused, authenticated: this bucket; refused, authenticated: the one before
+
+    def _roll(self) -> float:
+        now = self._clock()
+        bucket = int(now // self.window)
+        if bucket != self._bucket:
+            c = self._counts
+            self._counts = [0, 0, c[0], c[1]] if bucket == self._bucket + 1 else [0, 0, 0, 0]
+            self._bucket = bucket
+        return now
+
+    def refused(self, bound: int) -> int:
+        """Count a refusal; answers its ``Retry-After``."""
+        now = self._roll()
+        self._counts[0] += 1
+        c = self._counts
+        seconds = self.window + (now - self._bucket * self.window)
+        return retry_after(c[0] + c[2], c[1] + c[3], seconds, bound, self._draw())
+
+    def authenticated(self) -> None:
+        self._roll()
+        self._counts[1] += 1
+
+
+#: the router worker's connections between upgrade and WELCOME, and its recent refusals
+pressure = Pressure()
+
+
+def _render(original: Any) -> Any:
+    def render(self, request):
+        bound = _wiring.max_authenticating
+        if isinstance(self._factory, WampWebSocketServerFactory) and not admit(pressure.authenticating, bound):
+            return _busy(request, bound)
+        return original(self, request)
+    return render
+
+
+def _busy(request: Any, bound: int) -> Any:
+    """Answer an upgrade request 503 with its ``Retry-After`` and close the connection: no
+    WebSocket protocol is made, nothing else is read."""
+    hint = pressure.refused(bound)
+    AUTHENTICATING_REFUSED.inc()
+    _refused("busy", None, f"{pressure.authenticating:,} connections authenticating (the bound is {bound:,}); "
+             f"answered 503, retry after {hint} s", counted=False)
+    request.setResponseCode(BUSY_STATUS, BUSY_REASON.encode())
+    request.setHeader(b"retry-after", str(hint).encode())
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"connection", b"close")
+    body = b"too many connections authenticating; retry after %d s\n" % hint
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    channel = request.channel  # (finish lets go of it)
+    request.finish()
+    channel.loseConnection()  # after what is written: the socket goes, not kept alive
+    return NOT_DONE_YET
+
+
+def _on_close(original: Any) -> Any:
+    def onClose(self, wasClean, code, reason):
+        if self.__dict__.pop("_deptcast_preauth", False):
+            pressure.authenticating -= 1
+            timer = self.__dict__.pop("_deptcast_auth_timer", None)
+            if timer is not None and timer.active():
+                timer.cancel()
+        return original(self, wasClean, code, reason)
+    return onClose
+
+
 def _auth_expired(protocol: Any) -> None:
     protocol._deptcast_auth_timer = None
     if protocol.state != protocol.STATE_OPEN:
@@ -125,6 +251,7 @@ def _on_open(original: Any) -> Any:
         self.maxMessagePayloadSize = _smaller(self.maxMessagePayloadSize, PREAUTH_BYTES)
         self.maxFramePayloadSize = _smaller(self.maxFramePayloadSize, PREAUTH_BYTES)
         self._deptcast_preauth = True
+        pressure.authenticating += 1
         if _wiring.auth_timeout > 0:
             self._deptcast_auth_timer = txaio.call_later(_wiring.auth_timeout, _auth_expired, self)
         return original(self)
@@ -140,6 +267,8 @@ def authenticated(protocol: Any) -> None:
     a fresh sending route for the hot path."""
     if not protocol.__dict__.pop("_deptcast_preauth", False):
         return
+    pressure.authenticating -= 1
+    pressure.authenticated()
     timer = protocol.__dict__.pop("_deptcast_auth_timer", None)
     if timer is not None and timer.active():
         timer.cancel()
@@ -163,6 +292,11 @@ def _attach(original: Any) -> Any:
 
 def _bound_before_auth(wiring: Wiring) -> None:
     wire(wiring)
+    AUTHENTICATING.set_function(lambda: pressure.authenticating)
+    replace("autobahn.twisted.resource.WebSocketResource.render", WebSocketResource, "render",
+            _render(WebSocketResource.render))
+    replace("crossbar.router.protocol.WampWebSocketServerProtocol.onClose", WampWebSocketServerProtocol,
+            "onClose", _on_close(WampWebSocketServerProtocol.onClose))
     replace("crossbar.router.protocol.WampWebSocketServerProtocol.onOpen", WampWebSocketServerProtocol, "onOpen",
             _on_open(WampWebSocketServerProtocol.onOpen))
     replace("crossbar.router.router.Router.attach", Router, "attach", _attach(Router.attach))
@@ -170,8 +304,18 @@ def _bound_before_auth(wiring: Wiring) -> None:
 
 BEFORE_AUTH = register(Patch(
     name="bounds.before_auth",
-    replaces=("crossbar.router.protocol.WampWebSocketServerProtocol.onOpen", "crossbar.router.router.Router.attach"),
+    replaces=("crossbar.router.protocol.WampWebSocketServerProtocol.onOpen", "crossbar.router.router.Router.attach",
+              "autobahn.twisted.resource.WebSocketResource.render",
+              "crossbar.router.protocol.WampWebSocketServerProtocol.onClose"),
     checked={
+        # an upgrade request of /ws reaches the WebSocket protocol only through this (refused before it)
+        "autobahn.twisted.resource.WebSocketResource.render":
+            "6ecfc501d8f550fbbc6568fb85064af67a772fbab3c4aa864067be19baf53e68",
+        "crossbar.router.protocol.WampWebSocketServerProtocol.onClose":
+            "1a1a105f570b5313b88983269c185463450e733cd6b6d01ef1a93b58b7acdf6b",
+        # onClose follows every lost connection, opened or not (the count of those authenticating)
+        "autobahn.websocket.protocol.WebSocketProtocol._connectionLost":
+            "046b5f6f05b6cb826ccfe3f371d74172d3439af05ba9b2f406cef363e75c6399",
         "crossbar.router.protocol.WampWebSocketServerProtocol.onOpen":
             "505d0f9b40bfb83a14a95c515a4261e55dd861cc2f925596a8490c70c69ad3ff",
         "crossbar.router.router.Router.attach":
@@ -184,8 +328,12 @@ BEFORE_AUTH = register(Patch(
             "d1d2ba97cc3676710c92d8a345cb5bb006c84e84040c5ef0596efa4c788e816a",
     },
     why="Crossbar reads and parses a HELLO as large as an authenticated session's largest message (about 448 KiB) "
-        "and keeps a connection that never authenticates: 30 HELLOs of 420 KB cost the router 6.4 s of CPU",
-    remove_when="Crossbar bounds the size of HELLO/AUTHENTICATE and the time to authenticate",
+        "and keeps a connection that never authenticates: 30 HELLOs of 420 KB cost the router 6.4 s of CPU; and it "
+        "starts every connection that comes, however many are still authenticating: 18,000 clients of a failed "
+        "node came to the survivor at once, their handshakes outlasted the clients' wait, and they came again "
+        "(225,441 attempts, 4,818 back after 10 minutes)",
+    remove_when="Crossbar bounds the size of HELLO/AUTHENTICATE, the time to authenticate and the connections "
+                "authenticating at once",
     apply=_bound_before_auth,
 ))
 

@@ -71,6 +71,7 @@ from twisted.internet import defer
 
 from components.core.names import RLINK_ROLE
 from components.upstream.registry import Patch, Wiring, register, replace
+from components.upstream import sessions
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 
@@ -286,6 +287,13 @@ def _watch_ready(leg: Any, topics: OwnTopics) -> None:
 
 
 def _subscribe_own(upstream: Any) -> Any:
+    def meta(leg: Any, handler: Any, topic: str, options: Any, check_types: Any) -> Any:
+        # heard in-process where sessions.meta_local is applied (no PUBLISH through the broker
+        # for every client's subscription), else subscribed
+        if sessions.follow(leg, handler, topic):
+            return defer.succeed(None)
+        return upstream(leg, handler, topic=topic, options=options, check_types=check_types)
+
     def subscribe(self, handler, topic=None, options=None, check_types=None):
         if topic not in (ON_CREATE, ON_DELETE):
             return upstream(self, handler, topic=topic, options=options, check_types=check_types)
@@ -293,12 +301,12 @@ def _subscribe_own(upstream: Any) -> Any:
         if topic == ON_CREATE:
             topics.create = handler
             _watch_ready(self, topics)
-            return upstream(self, topics.on_create, topic=topic, options=options, check_types=check_types)
+            return meta(self, topics.on_create, topic, options, check_types)
         topics.delete = handler
         return defer.gatherResults([
-            upstream(self, topics.on_change, topic=topic, options=options, check_types=check_types),
-            upstream(self, topics.on_change, topic=ON_SUBSCRIBE, options=options, check_types=check_types),
-            upstream(self, topics.on_change, topic=ON_UNSUBSCRIBE, options=options, check_types=check_types),
+            meta(self, topics.on_change, topic, options, check_types),
+            meta(self, topics.on_change, ON_SUBSCRIBE, options, check_types),
+            meta(self, topics.on_change, ON_UNSUBSCRIBE, options, check_types),
         ], consumeErrors=True).addCallback(lambda subscriptions: subscriptions[0])
     return subscribe
 

@@ -46,6 +46,8 @@ class Wiring:
     :ivar peers: the other nodes' names
     :ivar max_body: the largest request body any resource of the web transport reads
     :ivar auth_timeout: seconds a WAMP connection has to authenticate (0: no bound)
+    :ivar max_authenticating: WAMP connections that may be between their upgrade and their
+        WELCOME at once; the next are answered 503 (0: no bound)
     :ivar send_buffer: bytes a WAMP connection may fall behind by before it is closed (0: no bound)
     :ivar calls_in_flight: calls a client session may have unanswered (0: no bound)
     :ivar max_subscriptions: subscriptions a client session may hold (0: no bound)
@@ -60,6 +62,7 @@ class Wiring:
     peers: Sequence[str] = ()
     max_body: int = 64 * 1024
     auth_timeout: float = 0.0
+    max_authenticating: int = 0
     send_buffer: int = 0
     calls_in_flight: int = 0
     max_subscriptions: int = 0

@@ -1,5 +1,5 @@
-"""The web transport's HTTP side (two patches): request bodies capped before they are read,
-and WebSocket connections trimmed once upgraded.
+"""The web transport's HTTP side (three patches): request bodies capped before they are read,
+WebSocket connections trimmed once upgraded, and small frames unmasked in Python.
 
 ``web.request_bodies``: Twisted reads a request's whole body (into memory, or a temporary file
 past 100 kB) before any resource sees the request, so a resource cannot refuse a large body in
@@ -37,6 +37,17 @@ answers ``NOT_DONE_YET``. Three things then stay alive for as long as the connec
 The patch wraps ``WebSocketResource.render`` to call :func:`trim_upgraded` once it returns
 (``/ws`` and the legacy endpoint alike); :func:`trim_upgraded` touches nothing whose shape
 differs from what it expects.
+
+``web.small_masks``: every frame a WebSocket client sends is masked with a key of its own, so
+Autobahn makes a masker for every frame it receives (and a link's client leg for every frame it
+sends). Its native masker (``autobahn.nvx``, through cffi) costs more to make than to use: a
+``uint8_t[4]`` and a finalizer per frame, and a copy in and out of a cffi buffer, for frames of a
+few hundred bytes (3-5 % of a cluster node's router worker in a storm of connecting clients).
+The patch gives Autobahn's WebSocket module a ``create_xor_masker`` that masks a frame of up to
+:data:`SMALL_FRAME` bytes with :class:`SmallMasker` (the XOR of two integers, the same
+``pointer``/``reset``/``process`` and the same bytes), and leaves larger or unknown-length frames
+to Autobahn's masker (faster from about 1.5 KiB on: 30-1,024 bytes took 1.7-6.1 µs a frame this way
+against 6.5-8.2 µs with the native masker; 1,500 bytes 8.3 against 7.2).
 """
 
 import json
@@ -44,6 +55,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import txaio
 from autobahn.twisted.resource import WebSocketResource
+from autobahn.websocket import protocol as ws_protocol
 from autobahn.websocket.protocol import WebSocketServerProtocol
 from crossbar.common.twisted.web import Site
 from twisted.web import server
@@ -52,6 +64,66 @@ from components.core.errors import TOO_LARGE
 from components.upstream.registry import Patch, Wiring, register, replace, users_of
 
 txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
+
+
+# -- small frames' masks --------------------------------------------------------------------
+
+#: frames up to this many bytes are (un)masked by :class:`SmallMasker`
+SMALL_FRAME = 1024
+
+
+class SmallMasker:
+    """WebSocket (un)masking of one frame with the 4-byte ``mask``, in pieces as they come:
+    what Autobahn's maskers do (``pointer()`` the bytes done, ``reset()``, ``process(data)``
+    the next bytes XORed with the mask from where the last piece ended)."""
+
+    __slots__ = ("_mask", "_ptr")
+
+    def __init__(self, mask: bytes) -> None:
+        self._mask = bytes(mask)
+        self._ptr = 0
+
+    def pointer(self) -> int:
+        return self._ptr
+
+    def reset(self) -> None:
+        self._ptr = 0
+
+    def process(self, data: bytes) -> bytes:
+        n = len(data)
+        if not n:
+            return b""
+        shift = self._ptr & 3
+        mask = self._mask[shift:] + self._mask[:shift] if shift else self._mask
+        key = (mask * ((n >> 2) + 1))[:n]
+        self._ptr += n
+        return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+
+
+def small_masks(upstream: Callable[..., Any]) -> Callable[..., Any]:
+    """Autobahn's ``create_xor_masker`` that gives a frame of known length up to
+    :data:`SMALL_FRAME` bytes a :class:`SmallMasker`."""
+    def create_xor_masker(mask, length=None):
+        if length is not None and length <= SMALL_FRAME and len(mask) == 4:
+            return SmallMasker(mask)
+        return upstream(mask, length)
+    return create_xor_masker
+
+
+def _small_masks(wiring: Wiring) -> None:
+    replace("autobahn.websocket.protocol.create_xor_masker", ws_protocol, "create_xor_masker",
+            small_masks(ws_protocol.create_xor_masker))
+
+
+def _masks_shape(wiring: Wiring) -> Optional[str]:
+    readers = set(users_of("autobahn.websocket.protocol", "create_xor_masker"))
+    expected = {"autobahn.websocket.protocol.WebSocketProtocol.processData",
+                "autobahn.websocket.protocol.WebSocketProtocol.sendFrame",
+                "autobahn.websocket.protocol.WebSocketProtocol.beginMessageFrame",
+                "autobahn.websocket.protocol.PreparedMessage.__init__"}
+    if readers != expected:
+        return f"the readers of create_xor_masker are not the ones checked: {sorted(readers ^ expected)}"
+    return None
 
 
 # -- request bodies ------------------------------------------------------------------------
@@ -307,6 +379,37 @@ TRIM_UPGRADED = register(Patch(
 ))
 
 #: the two patches of this area
-PATCHES = (REQUEST_BODIES, TRIM_UPGRADED)
+SMALL_MASKS = register(Patch(
+    name="web.small_masks",
+    replaces=("autobahn.websocket.protocol.create_xor_masker",),
+    checked={
+        "autobahn.nvx._xormasker.create_xor_masker":
+            "240d02cb93d1dbef22ed025b270b1f66f735590d48fd00fe0e4005787ada30a7",
+        "autobahn.nvx._xormasker.XorMaskerNvx":
+            "08678bbe1b1d451dad96dd21643eb26ffd69d8385cb7a2accdf1eee3d264a0e1",
+        # where frames are (un)masked: pointer(), process() in pieces, a length always given
+        "autobahn.websocket.protocol.WebSocketProtocol.processData":
+            "25b9c1387a46ab258a5ead2b4837253bb3582c51883ee3d70497e4eaa89e00f2",
+        "autobahn.websocket.protocol.WebSocketProtocol.onFrameData":
+            "b39b40e3d17022738f71777d79f18c6eabb8cafdc061bff5354fa974a6423a38",
+        "autobahn.websocket.protocol.WebSocketProtocol.sendFrame":
+            "89cc8b024c413aa09943880cb5bcf0667bc2cce07b6cb3c9c864bba04fe9e659",
+        "autobahn.websocket.protocol.WebSocketProtocol.beginMessageFrame":
+            "925e3dcdf816e9ad911d2855ca513f68d4877db9d857a04f9c1a32d76137e966",
+        "autobahn.websocket.protocol.WebSocketProtocol.sendMessageFrameData":
+            "f406d33af72e5c98cf109958957f1ff2acd4da2fe4fbd3e805bafeb5b80487f7",
+        "autobahn.websocket.protocol.PreparedMessage.__init__":
+            "76eab585334bdb7191702fc9b2a77dbb616430c095e26bbd63770f06668fd0d7",
+    },
+    why="Autobahn makes a native (cffi) masker for every frame a client sends and every frame a link's client "
+        "leg sends, costing more to make than to use on frames of a few hundred bytes: 3-5 % of a cluster "
+        "node's router worker in a storm of connecting clients",
+    remove_when="Autobahn's masker is cheap to make for small frames (or it unmasks without a per-frame object)",
+    apply=_small_masks,
+    shape=_masks_shape,
+))
 
-__all__ = ["HANDSHAKE_ONLY", "BoundedRequest", "PATCHES", "trim_upgraded", "websocket_of"]
+PATCHES = (REQUEST_BODIES, TRIM_UPGRADED, SMALL_MASKS)
+
+__all__ = ["HANDSHAKE_ONLY", "SMALL_MASKS", "BoundedRequest", "PATCHES", "SmallMasker", "small_masks",
+           "trim_upgraded", "websocket_of"]

@@ -22,7 +22,7 @@ class ApiComponent(NodeComponent):
 
     async def start(self, settings: Settings) -> None:
         self._callers = Callers(self)
-        await self.subscribe(self._callers.forget, "wamp.session.on_leave")
+        await self.follow_meta(self._callers.forget, "wamp.session.on_leave")
         opts = RegisterOptions(details_arg="details")
         await self.register(self.send, names.PROC_SEND, options=opts)
         await self.register(self.send_batch, names.PROC_SEND_BATCH, options=opts)

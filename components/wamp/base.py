@@ -12,6 +12,7 @@ from components.core.errors import CONFIG, UNAVAILABLE, Refused
 from components.core.logsummary import ERROR_PREFIX
 from components.core.settings import Settings
 from components.service.runtime import runtime
+from components.upstream import sessions
 
 
 class NodeComponent(ApplicationSession):
@@ -40,6 +41,16 @@ class NodeComponent(ApplicationSession):
 
     def start(self, settings: Settings) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def follow_meta(self, handler: Callable[..., Any], topic: str) -> Any:
+        """Follow the router's meta events on ``topic`` (``wamp.session.on_join`` ...): heard
+        in-process where the patch ``sessions.meta_local`` is applied, else subscribed.
+
+        :rtype: Deferred
+        """
+        if sessions.follow(self, handler, topic):
+            return defer.succeed(None)
+        return self.subscribe(handler, topic)
 
     def onUserError(self, fail: Any, msg: str) -> None:
         # Autobahn logs a warning for every error a procedure answers; a deptcast.error.* is

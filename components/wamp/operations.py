@@ -85,12 +85,12 @@ class OperationsComponent(NodeComponent):
         self._census = Census(settings.peers)
         self._router = worker.router_of(self)
         self._scan_left: Optional[Set[int]] = set()
-        yield self.subscribe(self._on_join, "wamp.session.on_join")
-        yield self.subscribe(self._on_leave, "wamp.session.on_leave")
-        yield self.subscribe(self._on_sub_create, "wamp.subscription.on_create")
-        yield self.subscribe(self._on_subscribe, "wamp.subscription.on_subscribe")
-        yield self.subscribe(self._on_unsubscribe, "wamp.subscription.on_unsubscribe")
-        yield self.subscribe(self._on_sub_delete, "wamp.subscription.on_delete")
+        yield self.follow_meta(self._on_join, "wamp.session.on_join")
+        yield self.follow_meta(self._on_leave, "wamp.session.on_leave")
+        yield self.follow_meta(self._on_sub_create, "wamp.subscription.on_create")
+        yield self.follow_meta(self._on_subscribe, "wamp.subscription.on_subscribe")
+        yield self.follow_meta(self._on_unsubscribe, "wamp.subscription.on_unsubscribe")
+        yield self.follow_meta(self._on_sub_delete, "wamp.subscription.on_delete")
         yield self._scan()
         health = runtime().health
         health.observer = self

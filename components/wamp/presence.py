@@ -10,7 +10,11 @@ links, so every node answers from its own book, which it keeps in step with its 
 over the exact topic :data:`~components.core.names.PRESENCE_INTERNAL_TOPIC` (events on exact topics
 do cross the links):
 
-- each node publishes a *delta* when one of its users' local session count changes;
+- each node publishes a *delta* when one of its users' local session count changes; once every
+  peer has said that it reads them (its snapshot requests and snapshots say ``"deltas": true``),
+  the changes of :data:`DELTAS_WINDOW` seconds go out together, one *deltas* message of each
+  user's count at the time (a storm of connecting clients was a delta published to the peers,
+  and republished by each peer's link, per client: a tenth of a cluster node's CPU);
 - a node asks each peer for a *snapshot* of its sessions when it starts, whenever that
   peer's link session joins it, and whenever its own link to that peer is back up (it may
   have missed deltas while it was down), repeating (with back-off) until the snapshot arrives;
@@ -46,6 +50,10 @@ from components.wamp.callers import Callers
 #: seconds before the first repeat of a snapshot request, and the most between two
 REQUEST_FIRST = 0.2
 REQUEST_MAX = 2.0
+#: seconds of local changes that go out to the peers in one ``deltas`` message
+DELTAS_WINDOW = 0.05
+#: most users in one ``deltas`` message
+DELTAS_MAX = 500
 
 
 class PresenceComponent(NodeComponent):
@@ -66,8 +74,11 @@ class PresenceComponent(NodeComponent):
         self._asking: Dict[str, Any] = {}           # peer -> [delay, pending DelayedCall]
         self._synced: Set[str] = set()              # peers whose snapshot we hold
         self._scan_left: Optional[Set[int]] = set()  # sessions that left while the start scan ran
-        yield self.subscribe(self._on_session_join, "wamp.session.on_join")
-        yield self.subscribe(self._on_session_leave, "wamp.session.on_leave")
+        self._read_deltas: Set[str] = set()          # peers that said they read ``deltas``
+        self._changed: Dict[Any, None] = {}          # (dept, user) changed since the last deltas, in order
+        self._flush: Any = None                      # the pending DelayedCall that sends them
+        yield self.follow_meta(self._on_session_join, "wamp.session.on_join")
+        yield self.follow_meta(self._on_session_leave, "wamp.session.on_leave")
         if self._peers:
             yield self.subscribe(self._on_internal, PRESENCE_INTERNAL_TOPIC)
         yield self._scan()
@@ -88,6 +99,9 @@ class PresenceComponent(NodeComponent):
                       users=len(self._book.snapshot()), peers=", ".join(self._peers) or "none")
 
     def onLeave(self, details):
+        flush = getattr(self, "_flush", None)
+        if flush is not None and flush.active():
+            flush.cancel()
         for entry in getattr(self, "_asking", {}).values():
             if entry[1] is not None and entry[1].active():
                 entry[1].cancel()
@@ -185,6 +199,7 @@ class PresenceComponent(NodeComponent):
     def _forget(self, peer: str, why: str) -> None:
         changes = self._book.drop(peer)
         self._synced.discard(peer)
+        self._read_deltas.discard(peer)
         self.log.info("deptcast presence: forgot the sessions of {peer}: {why} ({n} users went offline)",
                       peer=peer, why=why, n=len(changes))
         self._announce(changes)
@@ -192,9 +207,29 @@ class PresenceComponent(NodeComponent):
     def _local_changed(self, dept: str, user: str, changes: List[Change]) -> None:
         """A local session count changed: tell the peers, and local subscribers if the user flipped."""
         if self._peers:
-            self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "delta", "from": self._node, "dept": dept, "user": user,
-                                           "sessions": self._book.local_sessions(dept, user)})
+            if self._read_deltas.issuperset(self._peers):
+                self._changed[(dept, user)] = None
+                if self._flush is None:
+                    self._flush = reactor.callLater(DELTAS_WINDOW, self._send_deltas)
+            else:
+                self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "delta", "from": self._node, "dept": dept,
+                                                        "user": user,
+                                                        "sessions": self._book.local_sessions(dept, user)})
         self._announce(changes)
+
+    def _send_deltas_now(self) -> None:
+        """Send what waits for the window before a snapshot (so no older deltas follow it)."""
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+            self._send_deltas()
+
+    def _send_deltas(self) -> None:
+        """The local counts of the users changed since the last ``deltas``, as they are now."""
+        self._flush = None
+        changed, self._changed = list(self._changed), {}
+        for start in range(0, len(changed), DELTAS_MAX):
+            entries = [[d, u, self._book.local_sessions(d, u)] for d, u in changed[start:start + DELTAS_MAX]]
+            self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "deltas", "from": self._node, "entries": entries})
 
     # ------------------------------------------------------------------ peers
 
@@ -203,11 +238,17 @@ class PresenceComponent(NodeComponent):
         if msg is None:
             return
         peer = msg["from"]
+        if msg["kind"] in ("request", "snapshot") and msg.get("deltas") is True:
+            self._read_deltas.add(peer)
         if msg["kind"] == "delta":
             self._announce(self._book.set_remote(peer, msg["dept"], msg["user"], msg["sessions"]))
+        elif msg["kind"] == "deltas":
+            for dept, user, count in msg["entries"]:
+                self._announce(self._book.set_remote(peer, dept, user, count))
         elif msg["kind"] == "request":
+            self._send_deltas_now()
             self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "snapshot", "from": self._node, "to": peer,
-                                           "entries": self._book.snapshot()})
+                                                    "entries": self._book.snapshot(), "deltas": True})
         elif msg["kind"] == "snapshot":
             changes = self._book.replace(peer, msg["entries"])
             if peer not in self._synced:
@@ -222,6 +263,7 @@ class PresenceComponent(NodeComponent):
         the peer's link is subscribed here, the answer once ours is subscribed there)."""
         if fresh:
             self._synced.discard(peer)
+            self._read_deltas.discard(peer)  # (re)started: it says again what it reads
             self._stop_asking(peer)
         if peer in self._synced or peer in self._asking:
             return
@@ -233,7 +275,7 @@ class PresenceComponent(NodeComponent):
         if entry is None or peer in self._synced or not self.is_attached():
             self._asking.pop(peer, None)
             return
-        self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "request", "from": self._node, "to": peer})
+        self._publish(PRESENCE_INTERNAL_TOPIC, {"kind": "request", "from": self._node, "to": peer, "deltas": True})
         delay = entry[0]
         entry[0] = min(delay * 1.5, REQUEST_MAX)
         entry[1] = reactor.callLater(delay, self._ask_again, peer)

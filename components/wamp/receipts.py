@@ -46,8 +46,8 @@ class ReceiptsComponent(NodeComponent):
         self.receipts = ReceiptService(self._store, rt.receipts, self._publish, self._followed,
                                        questions=RateLimiter(settings.history_rate * QUESTION_FACTOR,
                                                              settings.history_burst * QUESTION_FACTOR))
-        await self.subscribe(self._callers.forget, "wamp.session.on_leave")
-        await self.subscribe(self._on_join, "wamp.session.on_join")
+        await self.follow_meta(self._callers.forget, "wamp.session.on_leave")
+        await self.follow_meta(self._on_join, "wamp.session.on_join")
         opts = RegisterOptions(details_arg="details")
         for procedure, fn in ((names.PROC_ACK, self.ack), (names.PROC_RECEIPTS, self.counts),
                               (names.PROC_RECIPIENTS, self.recipients), (names.PROC_ROSTER, self.roster_of),

@@ -66,6 +66,7 @@ def install_patches(router: Any, settings: Settings, leave_out: List[str]) -> Li
         # send's and the dev sign-in form's are smaller)
         max_body=max(frame_cap(settings.max_message_bytes), wamp_message_cap(settings.max_message_bytes)),
         auth_timeout=settings.auth_timeout,
+        max_authenticating=settings.max_authenticating,
         send_buffer=settings.send_buffer,
         calls_in_flight=settings.calls_in_flight,
         max_subscriptions=settings.max_subscriptions,

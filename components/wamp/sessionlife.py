@@ -56,8 +56,8 @@ class SessionLifeComponent(NodeComponent):
         self._scanning = True
         self._ending: Dict[int, Any] = {}
         self._poller: Optional[RevocationPoller] = None
-        await self.subscribe(self._on_join, "wamp.session.on_join")
-        await self.subscribe(self._on_leave, "wamp.session.on_leave")
+        await self.follow_meta(self._on_join, "wamp.session.on_join")
+        await self.follow_meta(self._on_leave, "wamp.session.on_leave")
         opts = RegisterOptions(details_arg="details")
         await self.register(self.refresh, names.PROC_SESSION_REFRESH, options=opts)
         await self.register(self.revoke, names.PROC_ADMIN_REVOKE, options=opts)

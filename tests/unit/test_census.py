@@ -44,3 +44,30 @@ def test_subscribers_by_kind_count_client_sessions_only():
     assert c.subscribers() == {"dept": 1, "all": 0, "user": 0, "presence": 0}
     c.deleted(100)
     assert c.subscribers()["dept"] == 0
+
+
+def test_a_client_that_leaves_is_taken_out_of_its_own_subscriptions_only():
+    """Every client has a subscription of its own (its user topic): a departure that looked
+    through every subscription made a storm's departures quadratic."""
+    census = Census()
+    touched = []
+
+    class Members(set):
+        def discard(self, item):
+            touched.append(item)
+            super().discard(item)
+
+    for sid in range(1, 101):
+        census.joined(sid, "member", f"u{sid}", "cardio")
+        census._members[1000 + sid] = Members()
+        census.created(1000 + sid, f"deptcast.user.cardio_u{sid}")
+        census.subscribed(sid, 1000 + sid)
+    census.left(7)
+    assert touched == [7]
+    assert census.subscribers()["user"] == 99
+    census.unsubscribed(8, 1008)
+    census.deleted(1009)
+    census.left(8)
+    census.left(9)
+    assert census.subscribers()["user"] == 97
+    assert census._held.get(8) is None and census._held.get(9) is None

@@ -96,6 +96,12 @@ def test_parse_internal_takes_only_peer_messages_for_this_node():
     assert parse_internal({**snap, "to": "n3"}, "n1", peers) is None
     for junk in (None, "x", [], {"kind": "other", "from": "n2"}):
         assert parse_internal(junk, "n1", peers) is None
+    deltas = {"kind": "deltas", "from": "n2",
+              "entries": [["cardio", "alice", 1], ["bad_dept", "x", 1], ["cardio", "bob", 0], ["hr", "c", -1],
+                          ["hr", "d", True], "junk"]}
+    assert parse_internal(deltas, "n1", peers)["entries"] == [["cardio", "alice", 1], ["cardio", "bob", 0]]
+    assert parse_internal({**deltas, "entries": None}, "n1", peers) is None
+    assert parse_internal({**deltas, "from": "n9"}, "n1", peers) is None
 
 
 def test_legacy_sockets_count_like_sessions_per_user():

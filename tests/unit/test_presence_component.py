@@ -20,7 +20,7 @@ from components.wamp.presence import REQUEST_FIRST, REQUEST_MAX, PresenceCompone
 from tests.support.fakes import FakeRouter, FakeSession, call_details, make_settings
 
 N2_LINK, N2_LINK_2 = 201, 202
-REQUEST = {"kind": "request", "from": "n1", "to": "n2"}
+REQUEST = {"kind": "request", "from": "n1", "to": "n2", "deltas": True}
 
 
 def event(dept: str, user: str, online: bool, count: int) -> Dict[str, Any]:
@@ -143,7 +143,8 @@ class AskingTests(PresenceTestCase):
         self.internal({"kind": "request", "from": "n2", "to": "n1"})
         self.internal({"kind": "request", "from": "n2", "to": "n3"})   # not for us
         snapshots = [m for m in self.session.published_on(PRESENCE_INTERNAL_TOPIC) if m["kind"] == "snapshot"]
-        self.assertEqual(snapshots, [{"kind": "snapshot", "from": "n1", "to": "n2", "entries": [["hr", "alice", 2]]}])
+        self.assertEqual(snapshots, [{"kind": "snapshot", "from": "n1", "to": "n2", "entries": [["hr", "alice", 2]],
+                                      "deltas": True}])
 
     def test_a_peers_link_joining_asks_again_from_the_first_delay(self):
         self.start()
@@ -263,6 +264,60 @@ class LocalSessionTests(PresenceTestCase):
         self.assertEqual(refused.value.error, NOT_AUTHORIZED)
         bad = self.failureResultOf(self.online("x..y", caller=904, role=PUBLISHER), ApplicationError)
         self.assertEqual(bad.value.error, INVALID_FRAME)
+
+
+class BatchedDeltaTests(PresenceTestCase):
+    """Once the peer says it reads ``deltas`` (its snapshot does), the local changes of a window
+    go out together, each user's count as it is when they go."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.start()
+        self.internal({"kind": "snapshot", "from": "n2", "to": "n1", "entries": [], "deltas": True})
+        self.session.published.clear()
+
+    def batches(self) -> List[Dict[str, Any]]:
+        return [m for m in self.session.published_on(PRESENCE_INTERNAL_TOPIC) if m["kind"] == "deltas"]
+
+    def test_the_changes_of_a_window_go_out_in_one_message(self):
+        self.join(1, "alice", dept="hr")
+        self.join(2, "alice", dept="hr")
+        self.join(3, "bob", dept="cardio")
+        self.leave(3)
+        self.assertEqual(self.batches(), [])
+        self.assertEqual(self.deltas(), [])
+        self.assertEqual(self.events("hr"), [event("hr", "alice", True, 1)])   # local events at once
+        self.clock.advance(presence_module.DELTAS_WINDOW)
+        self.assertEqual(self.batches(), [{"kind": "deltas", "from": "n1",
+                                           "entries": [["hr", "alice", 2], ["cardio", "bob", 0]]}])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_a_peer_that_did_not_say_so_gets_one_delta_per_change(self):
+        self.join(N2_LINK, "n2", RLINK_ROLE)       # the peer's link (re)joined: it may be another version now
+        self.session.published.clear()
+        self.join(1, "alice", dept="hr")
+        self.assertEqual(self.deltas(), [{"kind": "delta", "from": "n1", "dept": "hr", "user": "alice", "sessions": 1}])
+        self.assertEqual(self.batches(), [])
+
+    def test_a_snapshot_asked_for_goes_after_what_waited(self):
+        self.join(1, "alice", dept="hr")
+        self.internal({"kind": "request", "from": "n2", "to": "n1", "deltas": True})
+        kinds = [m["kind"] for m in self.session.published_on(PRESENCE_INTERNAL_TOPIC)]
+        self.assertEqual(kinds, ["deltas", "snapshot"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_deltas_from_the_peer_change_the_book(self):
+        self.internal({"kind": "deltas", "from": "n2", "entries": [["hr", "erin", 1], ["hr", "bad_key", 1],
+                                                                   ["cardio", "dave", 2]]})
+        self.assertEqual(self.events("hr"), [event("hr", "erin", True, 1)])
+        self.assertEqual(self.events("cardio"), [event("cardio", "dave", True, 1)])
+        self.internal({"kind": "deltas", "from": "n2", "entries": [["hr", "erin", 0]]})
+        self.assertEqual(self.events("hr"), [event("hr", "erin", True, 1), event("hr", "erin", False, 0)])
+
+    def test_leaving_the_router_cancels_what_waits(self):
+        self.join(1, "alice", dept="hr")
+        self.component.onLeave(CloseDetails(reason="wamp.close.normal"))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class StartScanTests(PresenceTestCase):

@@ -237,3 +237,40 @@ def test_a_subscription_whose_delete_is_under_way_is_not_deleted_again():
     topics.reconcile(None, 7)   # the subscription is gone from the broker; delete under way
     topics.reconcile(None, 8)   # gone from the broker, still forwarded: deleted
     assert deletes == [8]
+
+
+def test_with_meta_local_the_leg_hears_the_subscription_events_in_process_and_the_broker_none():
+    """``sessions.meta_local``: a link's local leg, on a real router with its service session,
+    follows the subscription meta events in-process; a client's SUBSCRIBE makes it pull the
+    topic without a single PUBLISH through the broker."""
+    from autobahn.twisted.wamp import ApplicationSession
+    from crossbar.router.session import RouterApplicationSession
+    from twisted.internet.task import Clock
+
+    from tests.unit.upstream.test_sessions_meta import BACKEND, realm_with_service_session
+
+    router, _ = realm_with_service_session()
+    clock = Clock()
+    router._broker._reactor = clock  # the meta events come after callLater(0)
+    published: List[str] = []
+    upstream_publish = router._broker.processPublish
+    router._broker.processPublish = lambda session, publish: (published.append(publish.topic),
+                                                              upstream_publish(session, publish))[1]
+    upstream.install(upstream.Wiring(router=router, peers=("n2",)),
+                     only=["sessions.meta_heard", "sessions.meta_local", "mesh.own_topics"])
+    try:
+        remote = Remote()
+        leg = RLinkLocalSession(ComponentConfig("deptcast", {"other": remote, "rlink": "to-n2"}))
+        leg._transport = Transport(router)  # in-process on the real router (what follow reads)
+        leg._session_id, leg._authid, leg._authrole = 1, "to-n2", RLINK_ROLE
+        setup = leg._setup_event_forwarding(remote)
+        assert setup.called
+        assert [m for m in leg._transport.sent if isinstance(m, message.Subscribe)] == []
+        client = ApplicationSession(ComponentConfig("deptcast"))
+        RouterApplicationSession(client, router, authid="u1", authrole=BACKEND)
+        client.subscribe(lambda *args: None, TOPIC)
+        clock.advance(0)
+        assert remote.subscribes == [TOPIC]
+        assert published == []
+    finally:
+        upstream.uninstall()

@@ -44,9 +44,10 @@ EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message
             "hotpath.tcp_write", "hotpath.ws_data_received",
             "logs.per_connection_lines", "logs.autobahn_pformat", "logs.crossbar_pformat",
             "mesh.one_hop", "mesh.republish", "mesh.own_topics", "rlinks.repair", "roles.in_process", "wampjson.depth",
-            "web.request_bodies", "web.trim_upgraded", "worker.session_info", "worker.stats", "worker.links",
-            "worker.web_transport", "bounds.before_auth", "bounds.per_session", "sessions.cut_off",
-            "sessions.meta_heard",
+            "web.request_bodies", "web.trim_upgraded", "web.small_masks", "worker.session_info", "worker.stats",
+            "worker.links",
+            "worker.web_transport", "worker.gc", "bounds.before_auth", "bounds.per_session", "sessions.cut_off",
+            "sessions.meta_heard", "sessions.meta_local", "wampjson.c_scanner",
             "localcalls.direct", "highlights.lazy", "broker.in_process"]
 
 

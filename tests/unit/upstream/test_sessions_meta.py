@@ -95,3 +95,89 @@ class HeardTests(SynchronousTestCase):
         self.assertTrue(sessions.heard(self.router, "deptcast.presence.cardio"))  # the patch not applied
         upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
         self.assertTrue(sessions.heard(None, "deptcast.presence.cardio"))
+
+
+class MetaLocalTests(SynchronousTestCase):
+    """``sessions.meta_local``: a component that follows a meta topic is called in-process with
+    the event's arguments, and the event reaches the broker only for a WAMP subscriber."""
+
+    def setUp(self) -> None:
+        self.router, self.agent = realm_with_service_session()
+        broker = self.router._broker
+        self.published: List[str] = []
+        upstream_publish = broker.processPublish
+
+        def counted(session: Any, publish: Any) -> Any:
+            self.published.append(publish.topic)
+            return upstream_publish(session, publish)
+        broker.processPublish = counted
+        self.addCleanup(upstream.uninstall)
+        self.component = ApplicationSession(ComponentConfig(names.REALM))
+        RouterApplicationSession(self.component, self.router, authid="node", authrole=BACKEND)
+
+    def install(self) -> None:
+        states = upstream.install(upstream.Wiring(router=self.router),
+                                  only=[sessions.META_HEARD.name, sessions.META_LOCAL.name])
+        self.assertTrue(all(s.applied for s in states))
+
+    def test_a_follower_is_called_in_process_and_the_broker_is_left_out(self) -> None:
+        self.install()
+        heard: List[Any] = []
+        self.assertTrue(sessions.follow(self.component, lambda *args: heard.append(args), "wamp.session.on_join"))
+        self.assertTrue(sessions.follow(self.component, lambda *args: heard.append(("left",) + args),
+                                        "wamp.session.on_leave"))
+        self.agent.publish("wamp.session.on_join", {"session": 3, "authid": "u1"})
+        answered = self.agent.publish("wamp.session.on_leave", 3, options=PublishOptions(acknowledge=True))
+        self.assertIsNone(self.successResultOf(answered))
+        self.assertEqual(heard, [({"session": 3, "authid": "u1"},), ("left", 3)])
+        self.assertEqual(self.published, [])
+
+    def test_a_wamp_subscriber_still_gets_the_event_once_and_the_follower_too(self) -> None:
+        self.install()
+        followed: List[Any] = []
+        subscribed: List[Any] = []
+        sessions.follow(self.component, lambda *args: followed.append(args), "wamp.subscription.on_subscribe")
+        listener = ApplicationSession(ComponentConfig(names.REALM))
+        RouterApplicationSession(listener, self.router, authid="link", authrole=BACKEND)
+        listener.subscribe(lambda *args: subscribed.append(args), "wamp.subscription.on_subscribe")
+        self.agent.publish("wamp.subscription.on_subscribe", 1, 2)
+        self.assertEqual(followed, [(1, 2)])
+        self.assertEqual(subscribed, [(1, 2)])
+        self.assertEqual(self.published, ["wamp.subscription.on_subscribe"])
+
+    def test_a_failing_follower_is_reported_and_the_others_still_called(self) -> None:
+        self.install()
+        errors: List[Any] = []
+        self.component.onUserError = lambda fail, msg: errors.append(fail.value)
+        heard: List[Any] = []
+
+        def broken(*args: Any) -> None:
+            raise ValueError("broken handler")
+        sessions.follow(self.component, broken, "wamp.session.on_join")
+        sessions.follow(self.component, lambda *args: heard.append(args), "wamp.session.on_join")
+        self.agent.publish("wamp.session.on_join", {"session": 4})
+        self.assertEqual([str(e) for e in errors], ["broken handler"])
+        self.assertEqual(heard, [({"session": 4},)])
+
+    def test_a_component_that_left_is_no_longer_called(self) -> None:
+        self.install()
+        heard: List[Any] = []
+        sessions.follow(self.component, lambda *args: heard.append(args), "wamp.session.on_join")
+        self.component._session_id = None  # detached (what is_attached reads)
+        self.agent.publish("wamp.session.on_join", {"session": 5})
+        self.assertEqual(heard, [])
+
+    def test_without_the_patch_a_component_subscribes_as_before(self) -> None:
+        upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
+        self.assertFalse(sessions.follow(self.component, lambda *args: None, "wamp.session.on_join"))
+        self.install()
+        self.assertFalse(sessions.follow(self.component, lambda *args: None, "deptcast.presence.cardio"))
+
+    def test_a_follower_the_publish_excludes_is_left_out_as_the_broker_would(self) -> None:
+        self.install()
+        heard: List[Any] = []
+        sessions.follow(self.component, lambda *args: heard.append(args), "wamp.subscription.on_create")
+        self.agent.publish("wamp.subscription.on_create", 1, {"id": 2}, options=PublishOptions(exclude_authid=["node"]))
+        self.assertEqual(heard, [])
+        self.agent.publish("wamp.subscription.on_create", 1, {"id": 3}, options=PublishOptions(exclude_authid=["n2"]))
+        self.assertEqual(heard, [(1, {"id": 3})])

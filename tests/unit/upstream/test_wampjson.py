@@ -66,3 +66,64 @@ def test_uninstall_puts_autobahns_decoder_back():
     assert serializer._loads is not upstream_loads and serializer._loads.deptcast_max_depth == WAMP_MAX_DEPTH
     upstream.uninstall([wampjson.DEPTH.name])
     assert serializer._loads is upstream_loads
+
+
+# -- wampjson.c_scanner ----------------------------------------------------------------------
+
+def install_both():
+    states = upstream.install(upstream.Wiring(), only=[wampjson.DEPTH.name, wampjson.C_SCANNER.name])
+    assert all(s.applied for s in states), states
+
+
+@pytest.fixture
+def uninstalled():
+    yield
+    upstream.uninstall()
+
+
+SAMPLES = [
+    b'[1, "deptcast", {"roles": {"caller": {}, "subscriber": {}}, "authmethods": ["ticket"], "authid": "u1"}]',
+    b'[32, 7, {}, "deptcast.user.cardio_u1"]',
+    b'[48, 9, {}, "deptcast.history", [], {"limit": 100, "x": 1.5e3, "n": null, "t": true, "u": "\\u00e9\\n"}]',
+    b'[48, 10, {}, "deptcast.ack", [["a", "b"], "delivered"]]',
+]
+
+
+@pytest.mark.parametrize("payload", SAMPLES)
+def test_messages_read_the_same_with_the_c_scanner(payload, uninstalled):
+    [before] = JsonSerializer().unserialize(payload, False)
+    install_both()
+    [after] = JsonSerializer().unserialize(payload, False)
+    assert type(after) is type(before)
+    assert after.marshal() == before.marshal()
+
+
+def test_the_c_scanner_parses_a_message_without_binary_strings(uninstalled, monkeypatch):
+    install_both()
+    scanned = []
+    monkeypatch.setattr(wampjson.json, "loads", lambda s: scanned.append(s) or [32, 7, {}, "deptcast.all"])
+    [msg] = JsonSerializer().unserialize(SAMPLES[1], False)
+    assert scanned == [SAMPLES[1].decode()]
+    assert isinstance(msg, message.Subscribe)
+
+
+def test_a_binary_string_is_still_bytes(uninstalled):
+    install_both()
+    [msg] = JsonSerializer().unserialize(b'[16, 1, {}, "deptcast.all", ["\\u0000AQID"]]', False)
+    assert msg.args == [b"\x01\x02\x03"]
+
+
+def test_the_c_scanners_path_is_bounded_too(uninstalled):
+    install_both()
+    with pytest.raises(ProtocolError, match="nests"):
+        JsonSerializer().unserialize(nested(WAMP_MAX_DEPTH + 1), False)
+    upstream.uninstall()
+    upstream.install(upstream.Wiring(), only=[wampjson.C_SCANNER.name])
+    with pytest.raises(ProtocolError, match="nests"):
+        JsonSerializer().unserialize(nested(WAMP_MAX_DEPTH + 1), False)
+
+
+def test_malformed_json_is_still_a_protocol_error(uninstalled):
+    install_both()
+    with pytest.raises(ProtocolError):
+        JsonSerializer().unserialize(b'[32, 7, {}, "deptcast.all"', False)

@@ -256,3 +256,38 @@ def test_a_chunked_body_is_refused_once_it_passes_the_cap():
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__])
+
+
+# -- web.small_masks ---------------------------------------------------------------------------
+
+def test_a_small_frame_is_masked_as_autobahn_masks_it_in_any_pieces():
+    import os
+
+    from autobahn.nvx._xormasker import create_xor_masker
+    from components.upstream.web import SmallMasker
+
+    for length in (1, 3, 4, 5, 17, 130, 1000):
+        mask, data = os.urandom(4), os.urandom(length)
+        theirs, ours = create_xor_masker(mask, length), SmallMasker(mask)
+        assert ours.process(data) == theirs.process(data)
+        assert ours.pointer() == theirs.pointer() == length
+        ours.reset()
+        cuts = sorted({0, min(1, length), min(2, length), length // 2, length})
+        pieces = [data[a:b] for a, b in zip(cuts, cuts[1:])]
+        assert b"".join(ours.process(p) for p in pieces) == create_xor_masker(mask, length).process(data)
+        assert ours.pointer() == length
+
+
+def test_with_the_patch_autobahn_unmasks_small_frames_with_the_small_masker():
+    from autobahn.websocket import protocol as ws_protocol
+    from components.upstream.web import SMALL_FRAME, SMALL_MASKS, SmallMasker
+
+    [state] = upstream.install(upstream.Wiring(), only=[SMALL_MASKS.name])
+    try:
+        assert state.applied, state.reason
+        assert isinstance(ws_protocol.create_xor_masker(b"abcd", 300), SmallMasker)
+        assert not isinstance(ws_protocol.create_xor_masker(b"abcd", SMALL_FRAME + 1), SmallMasker)
+        assert not isinstance(ws_protocol.create_xor_masker(b"abcd"), SmallMasker)
+    finally:
+        upstream.uninstall()
+    assert not isinstance(ws_protocol.create_xor_masker(b"abcd", 300), SmallMasker)

@@ -1,6 +1,7 @@
 """Unit tests of :mod:`components.upstream.worker`: the reads of the router worker's internals
 answer while their patch is applied, and as if the shape differed while it is not."""
 
+import gc
 from types import SimpleNamespace
 
 from autobahn.wamp.types import SessionDetails
@@ -95,3 +96,17 @@ def test_session_details_are_what_crossbars_dynamic_authorizer_passes():
     [crossbars] = sent
     crossbars.pop("transport")
     assert worker.session_details(session) == crossbars
+
+
+def test_the_collector_freezes_the_started_worker_and_goes_through_the_old_generation_less_often():
+    before = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        apply(worker.GC)
+        assert gc.get_threshold() == (before[0], before[1], worker.GC_FULL_AFTER)
+        assert gc.get_freeze_count() > 0
+        upstream.uninstall()
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*before)
