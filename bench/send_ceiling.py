@@ -87,7 +87,15 @@ def run_burst(server, nodes, secret: str, user_topic: str, workdir: Path, messag
         elif event["event"] == "burst_result":
             result = event
     assert result is not None
-    result["serverCpuSeconds"] = marks["window_start"].seconds_until(marks["window_end"])
+    start, end = marks["window_start"], marks["window_end"]
+    result["serverCpuSeconds"] = start.seconds_until(end)
+    # each node's processes, and the rest (the cluster's PostgreSQL backends)
+    parts: Dict[str, float] = {}
+    for node in nodes:
+        pids = set(node.pids())
+        parts[node.name] = sum(v - start.ticks.get(pid, 0) for pid, v in end.ticks.items() if pid in pids) / h.CLK_TCK
+    parts["other"] = result["serverCpuSeconds"] - sum(parts.values())
+    result["serverCpuParts"] = parts
     if sampling is not None:
         raw, process = sampling
         process.wait(timeout=120)
@@ -139,14 +147,19 @@ def main(argv=None) -> int:
                                    "notices_per_s": round(r["acceptedPerSec"]), "call_p99_ms": r["callP99Ms"],
                                    "call_p50_ms": r["callP50Ms"], "delivery_p99_ms": r["p99Ms"],
                                    "missing": r["missing"], "errors": r["errors"], "window": window, "batch": batch,
-                                   "server_cpu_us_per_notice": round(r["serverCpuSeconds"] * 1e6 / messages)}
+                                   "server_cpu_us_per_notice": round(r["serverCpuSeconds"] * 1e6 / messages),
+                                   "server_cpu_us_per_notice_by_part": {
+                                       part: round(seconds * 1e6 / messages)
+                                       for part, seconds in r["serverCpuParts"].items()}}
                             if "profile" in r:
                                 row["profile"] = r["profile"]
                             rows.append(row)
                             print(f"  #{rep} {setup:6} {label:8} {kind:7} {row['notices_per_s']:7,} notices/s  "
                                   f"call p50 {row['call_p50_ms']} ms p99 {row['call_p99_ms']} ms  "
                                   f"cpu {row['server_cpu_us_per_notice']} µs/notice  missing {r['missing']} "
-                                  f"errors {r['errors'] or 0}", flush=True)
+                                  f"errors {r['errors'] or 0}  (µs/notice: " + ", ".join(
+                                      f"{part} {us}" for part, us in row["server_cpu_us_per_notice_by_part"].items())
+                                  + ")", flush=True)
                     finally:
                         h.close_loadgens()
                         server.stop()

@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from twisted.internet import defer, task
+from twisted.python.failure import Failure
 import txaio
 
 from components.core.errors import INVALID_FRAME, RATE_LIMITED, UNAVAILABLE, Refused
@@ -87,6 +88,13 @@ def _counted(kind: str) -> Callable:
     return decorate
 
 
+def _only(results: List[Any]) -> Any:
+    """The one result of a single send: its envelope, or its refusal raised."""
+    if isinstance(results[0], Refused):
+        raise results[0]
+    return results[0]
+
+
 class MessageService:
     """Send and history for one node.
 
@@ -151,8 +159,7 @@ class MessageService:
 
     @counted_send
     @_counted("send")
-    @defer.inlineCallbacks
-    def send(self, identity: Identity, to: Any, message: Any, key: Any = None):
+    def send(self, identity: Identity, to: Any, message: Any, key: Any = None) -> defer.Deferred:
         """Send ``message`` to ``to`` as ``identity``; fire with the envelope. (The adapters
         pass ``interface="legacy"`` or ``"http"``, counted by :func:`counted_send`.)
 
@@ -161,10 +168,7 @@ class MessageService:
 
         :raises Refused: with the contract's URI; nothing refused is stored or published
         """
-        results = yield self.send_many(identity, [(to, message, key)])
-        if isinstance(results[0], Refused):
-            raise results[0]
-        return results[0]
+        return self.send_many(identity, [(to, message, key)]).addCallback(_only)
 
     @_counted("send")
     @defer.inlineCallbacks
@@ -257,7 +261,8 @@ class MessageService:
                 else:
                     refunds += 1
         limiter.refund(identity.key, refunds)
-        if published:
+        # (the node's own publishes answer at once: wait only for one that has not)
+        if any(not d.called or isinstance(d.result, Failure) for d in published):
             yield defer.gatherResults(published, consumeErrors=True)
         return prepared
 

@@ -16,6 +16,7 @@ One module per patched area:
 - :mod:`~components.upstream.worker`: reads of the router worker's internals;
 - :mod:`~components.upstream.localcalls`: calls of the node's own procedures answered in-process;
 - :mod:`~components.upstream.highlights`: debug lines' highlighted arguments made only when written;
+- :mod:`~components.upstream.broker`: the node's own publications in one plain pass of the broker;
 - :mod:`~components.upstream.sessions`: cutting off a session that ignores its GOODBYE; meta events
   published only where someone listens.
 
@@ -35,10 +36,11 @@ installed upstream and prints those that changed.
 # localcalls registers (and so is installed) before bounds: bounds' limit on a session's calls
 # in flight wraps the dealer's processCall as localcalls left it, so it holds for every call
 from components.upstream import localcalls  # (first: see above)
-from components.upstream import bounds, highlights, hotpath, logs, mesh, rlinks, roles, sessions, wampjson, web, worker
+from components.upstream import bounds, broker, highlights, hotpath, logs, mesh, rlinks, roles, sessions, wampjson, web
+from components.upstream import worker
 from components.upstream.registry import PATCHES, Patch, Status, Wiring, install, statuses, summary, uninstall
 
 #: the modules of the seam, one per patched area
-AREAS = (hotpath, localcalls, bounds, web, wampjson, logs, rlinks, mesh, roles, worker, sessions, highlights)
+AREAS = (hotpath, localcalls, bounds, web, wampjson, logs, rlinks, mesh, roles, worker, sessions, highlights, broker)
 
 __all__ = ["AREAS", "PATCHES", "Patch", "Status", "Wiring", "install", "statuses", "summary", "uninstall"]

@@ -32,7 +32,9 @@ not among the dealer's invocations of the caller while it waits; it is counted a
 
 Every connecting client reads its first history page and resumes by ``deptcast.history``
 after a failover: the procedure is among :data:`DIRECT` since the round trip showed in a storm
-of connecting clients as it did for acknowledgements.
+of connecting clients as it did for acknowledgements. ``deptcast.send`` and
+``deptcast.send_batch`` are too: every notice a backend sends took the round trip
+(``bench/send_ceiling.py``).
 """
 
 import inspect
@@ -55,7 +57,7 @@ txaio.use_twisted()  # a Twisted module: its txaio loggers are Twisted's
 #: (``deptcast.ack`` answers at once for a caller already known; ``deptcast.history`` answers
 #: when the store has read, and counts among the caller's calls in flight meanwhile: see
 #: :func:`in_flight`)
-DIRECT: Tuple[str, ...] = (names.PROC_ACK, names.PROC_HISTORY)
+DIRECT: Tuple[str, ...] = (names.PROC_ACK, names.PROC_HISTORY, names.PROC_SEND, names.PROC_SEND_BATCH)
 
 #: per caller session, its direct calls whose function has not answered yet
 _waiting: Dict[Any, int] = {}

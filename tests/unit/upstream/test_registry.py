@@ -48,7 +48,7 @@ EXPECTED = ["hotpath.wamp_send", "hotpath.router_send", "hotpath.wamp_on_message
             "worker.links",
             "worker.web_transport", "worker.gc", "bounds.before_auth", "bounds.per_session", "sessions.cut_off",
             "sessions.meta_heard", "sessions.meta_local", "wampjson.c_scanner",
-            "localcalls.direct", "highlights.lazy"]
+            "localcalls.direct", "highlights.lazy", "broker.in_process"]
 
 
 def test_the_seam_holds_every_patch_of_every_area():
