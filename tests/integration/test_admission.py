@@ -17,6 +17,7 @@ from typing import List, Optional, Tuple
 import pytest
 
 from tests.support import raw
+from tests.support.metrics import metric
 from tests.support.nodes import Node, token
 from tests.support.rawwamp import RawWamp
 
@@ -32,15 +33,6 @@ def node(tmp_path_factory):
     n.start()
     yield n
     n.stop()
-
-
-def metric(node, name: str) -> float:
-    status, body = raw.http(node.port, "GET", "/metrics")
-    assert status == 200
-    for line in body.decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split(" ")[1])
-    return 0.0
 
 
 def upgrade(port: int) -> Tuple[socket.socket, Optional[bytes]]:

@@ -20,6 +20,7 @@ import pytest_twisted
 from components.core import names
 from components.ops.nodeconfig import node_config
 from tests.support import raw
+from tests.support.metrics import metric
 from tests.support.nodes import REPO, Node, free_port, token
 from tests.support.rawwamp import CLOSE, ERROR, EVENT, GOODBYE, HELLO, RESULT, RawWamp
 from tests.support.wamp import connect_inspector
@@ -62,16 +63,6 @@ def joined(node, user: str, dept: str, **kwargs) -> RawWamp:
     client = RawWamp(node.port, **kwargs)
     client.join(token(user, dept))
     return client
-
-
-def metric(node, name: str, **labels) -> float:
-    status, body = raw.http(node.port, "GET", "/metrics")
-    assert status == 200
-    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
-    for line in body.decode().splitlines():
-        if line.startswith(want + " "):
-            return float(line.split(" ")[1])
-    return 0.0
 
 
 def wait_until(predicate, timeout: float = 20.0, what: str = "a condition"):

@@ -14,6 +14,7 @@ from twisted.internet import reactor, task, threads
 from components import upstream
 from components.core import names
 from tests.support.legacy import connect_legacy, http_request, post_send
+from tests.support.metrics import sample
 from tests.support.nodes import Node, token
 from tests.support.wamp import call_error, connect, wait_for
 
@@ -36,15 +37,6 @@ def get(node, path):
 def health(node, path="/health"):
     status, headers, body = yield get(node, path)
     return status, json.loads(body)
-
-
-def metric(text: str, name: str, **labels) -> float:
-    """One sample of the Prometheus text ``text`` (0 when absent)."""
-    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
-    for line in text.splitlines():
-        if line.startswith(want + " "):
-            return float(line.split(" ")[1])
-    return 0.0
 
 
 @pytest_twisted.inlineCallbacks
@@ -116,11 +108,11 @@ def test_metrics_move_when_messages_are_sent_refused_and_delivered(node):
     yield ann.listen(names.TOPIC_ALL)
     page = yield connect_legacy(node.port, "mx_leo", token("leo", "mx"))
     during = yield scrape(node)
-    assert metric(during, "deptcast_sessions", kind="wamp") == metric(before, "deptcast_sessions", kind="wamp") + 1
-    assert metric(during, "deptcast_sessions", kind="legacy") == metric(before, "deptcast_sessions", kind="legacy") + 1
-    assert (metric(during, "deptcast_subscribers", kind="dept")
-            == metric(before, "deptcast_subscribers", kind="dept") + 1)
-    assert metric(during, "deptcast_users_online") == metric(before, "deptcast_users_online") + 1
+    assert sample(during, "deptcast_sessions", kind="wamp") == sample(before, "deptcast_sessions", kind="wamp") + 1
+    assert sample(during, "deptcast_sessions", kind="legacy") == sample(before, "deptcast_sessions", kind="legacy") + 1
+    assert (sample(during, "deptcast_subscribers", kind="dept")
+            == sample(before, "deptcast_subscribers", kind="dept") + 1)
+    assert sample(during, "deptcast_users_online") == sample(before, "deptcast_users_online") + 1
 
     yield ann.call("deptcast.send", "mx", "one")                     # accepted via WAMP
     e = yield call_error(ann.call("deptcast.send", "other", "no"))   # refused: another department
@@ -137,7 +129,7 @@ def test_metrics_move_when_messages_are_sent_refused_and_delivered(node):
     after = yield scrape(node)
 
     def moved(name, **labels):
-        return metric(after, name, **labels) - metric(before, name, **labels)
+        return sample(after, name, **labels) - sample(before, name, **labels)
     assert moved("deptcast_sends_accepted_total", interface="wamp") == 1
     assert moved("deptcast_sends_accepted_total", interface="legacy") == 1
     assert moved("deptcast_sends_accepted_total", interface="http") == 1
@@ -152,9 +144,9 @@ def test_metrics_move_when_messages_are_sent_refused_and_delivered(node):
     assert moved("deptcast_store_operation_seconds_count", operation="append_many") == 3  # one at a time
     assert moved("deptcast_http_responses_total", path="/api/send", status="200") == 1
     assert moved("deptcast_http_responses_total", path="/api/send", status="401") == 1
-    assert metric(after, "deptcast_up") == 1 and metric(after, "deptcast_healthy") == 1
-    assert metric(after, "deptcast_process_resident_memory_bytes", process="router") > 10e6
-    assert metric(after, "deptcast_process_cpu_seconds_total", process="controller") > 0
+    assert sample(after, "deptcast_up") == 1 and sample(after, "deptcast_healthy") == 1
+    assert sample(after, "deptcast_process_resident_memory_bytes", process="router") > 10e6
+    assert sample(after, "deptcast_process_cpu_seconds_total", process="controller") > 0
     yield ann.close()
     yield page.close() if hasattr(page, "close") else page.sendClose()
 
@@ -196,8 +188,8 @@ def test_retention_removes_old_messages_and_refuses_a_position_past_them(retenti
     newest = yield ann.call("deptcast.history", latest=True, limit=10)
     assert [m["message"] for m in newest] == ["m5", "m6", "m7"]
     text = yield scrape(node)
-    assert metric(text, "deptcast_retention_pruned_messages_total", rule="count") == 5
-    assert metric(text, "deptcast_history_seconds_count", outcome="refused") == 2
+    assert sample(text, "deptcast_retention_pruned_messages_total", rule="count") == 5
+    assert sample(text, "deptcast_history_seconds_count", outcome="refused") == 2
     assert "deptcast retention: removed " in node.log_since_start()  # (in one round or several)
     yield ann.close()
 
