@@ -33,17 +33,24 @@ def realm_with_service_session() -> Any:
     return router, realm.session
 
 
+def topics_published(router: Any) -> List[str]:
+    """The topics ``router``'s broker is asked to publish from now on, in order (a list it appends
+    to)."""
+    published: List[str] = []
+    broker = router._broker
+    upstream_publish = broker.processPublish
+
+    def counted(session: Any, publish: Any) -> Any:
+        published.append(publish.topic)
+        return upstream_publish(session, publish)
+    broker.processPublish = counted
+    return published
+
+
 class MetaHeardTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.router, self.agent = realm_with_service_session()
-        broker = self.router._broker
-        self.published: List[str] = []
-        upstream_publish = broker.processPublish
-
-        def counted(session: Any, publish: Any) -> Any:
-            self.published.append(publish.topic)
-            return upstream_publish(session, publish)
-        broker.processPublish = counted
+        self.published = topics_published(self.router)
         [state] = upstream.install(upstream.Wiring(router=self.router), only=[sessions.META_HEARD.name])
         self.assertTrue(state.applied)
         self.addCleanup(upstream.uninstall)
@@ -103,14 +110,7 @@ class MetaLocalTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.router, self.agent = realm_with_service_session()
-        broker = self.router._broker
-        self.published: List[str] = []
-        upstream_publish = broker.processPublish
-
-        def counted(session: Any, publish: Any) -> Any:
-            self.published.append(publish.topic)
-            return upstream_publish(session, publish)
-        broker.processPublish = counted
+        self.published = topics_published(self.router)
         self.addCleanup(upstream.uninstall)
         self.component = ApplicationSession(ComponentConfig(names.REALM))
         RouterApplicationSession(self.component, self.router, authid="node", authrole=BACKEND)
