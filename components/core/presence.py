@@ -208,32 +208,32 @@ def parse_internal(msg: Any, me: str, peers: Sequence[str]) -> Optional[Dict[str
         return None
     kind = msg.get("kind")
     if kind == "delta":
-        n = msg.get("sessions")
-        if (names.is_name(msg.get("dept")) and names.is_name(msg.get("user"))
-                and isinstance(n, int) and not isinstance(n, bool) and n >= 0):
-            return msg
-        return None
+        return msg if _count_of(msg.get("dept"), msg.get("user"), msg.get("sessions"), 0) else None
     if kind == "deltas":
-        entries = msg.get("entries")
-        if not isinstance(entries, list):
-            return None
-        good = [e for e in entries
-                if isinstance(e, (list, tuple)) and len(e) == 3 and names.is_name(e[0]) and names.is_name(e[1])
-                and isinstance(e[2], int) and not isinstance(e[2], bool) and e[2] >= 0]
-        return {**msg, "entries": good}
+        return _with_entries(msg, least=0)
     if kind in ("request", "snapshot") and msg.get("to") != me:
         return None
     if kind == "request":
         return msg
     if kind == "snapshot":
-        entries = msg.get("entries")
-        if not isinstance(entries, list):
-            return None
-        good = [e for e in entries
-                if isinstance(e, (list, tuple)) and len(e) == 3 and names.is_name(e[0]) and names.is_name(e[1])
-                and isinstance(e[2], int) and not isinstance(e[2], bool) and e[2] > 0]
-        return {**msg, "entries": good}
+        return _with_entries(msg, least=1)
     return None
+
+
+def _count_of(dept: Any, user: Any, n: Any, least: int) -> bool:
+    """Whether ``(dept, user, n)`` is a person's session count of at least ``least``."""
+    return (names.is_name(dept) and names.is_name(user)
+            and isinstance(n, int) and not isinstance(n, bool) and n >= least)
+
+
+def _with_entries(msg: Dict[str, Any], least: int) -> Optional[Dict[str, Any]]:
+    """``msg`` with only its well-formed ``[dept, user, count]`` entries (counts of at least
+    ``least``), or ``None`` if it has no list of entries."""
+    entries = msg.get("entries")
+    if not isinstance(entries, list):
+        return None
+    return {**msg, "entries": [e for e in entries if isinstance(e, (list, tuple)) and len(e) == 3
+                               and _count_of(e[0], e[1], e[2], least)]}
 
 
 def forget_peer_on(link_session_here: bool, own_link_up: Optional[bool]) -> bool:
